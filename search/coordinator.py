@@ -1,0 +1,453 @@
+"""The coordinator: owns the study (ask/tell) and keeps one long-lived worker per device busy.
+
+It reports every epoch a worker streams back to the trial, asks the pruner, and answers with a
+decision the worker obeys at once. Failures are recorded on the trial they belong to; a worker
+that dies is replaced; interrupted configurations are re-run, reusing the folds they finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import multiprocessing as mp
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from search.progress import Progress
+from search.protocol import recv, send
+from search.pruning import FoldEpochPruner
+from search.records import (
+    FINISHED,
+    MAX_RETRIES,
+    RETRYABLE,
+    failure_kind,
+    fold_results,
+    trial_note,
+)
+from search.worker import worker_main
+from spaces.base import Space, StudySettings
+from trainer.config import Decision, TrialConfig
+from trainer.errors import FatalError, TrialFailed
+from trainer.records import FoldResult, TrialResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How long and how hard to search (the rest of the command line)."""
+
+    n_trials: int
+    metric: str = "accuracy"
+    timeout: float | None = None
+    max_consecutive_failures: int = 5
+    trainer: str = "keras"  # or "fake" (search/fake.py)
+    heartbeat_seconds: float = 20.0
+    save_notes: bool = True
+
+
+@dataclass
+class _Worker:
+    index: int
+    env: dict[str, str]
+    process: Any
+    conn: Connection
+    device: str = "?"
+    pid: int = 0
+    ready: bool = False
+    trial: _Running | None = None
+
+
+@dataclass
+class _Running:
+    trial: optuna.Trial
+    config: TrialConfig
+    worker: _Worker
+    started: float
+    scores: dict[int, float] = field(default_factory=dict)
+    pruned_at: str = ""
+    last_beat: float = 0.0
+
+
+class Coordinator:
+    def __init__(
+        self,
+        study: optuna.Study,
+        space: Space,
+        settings: StudySettings,
+        run: RunSettings,
+        *,
+        data_path: str,
+        worker_envs: list[dict[str, str]],
+        pruner: FoldEpochPruner | None,
+        class_names: list[str],
+        progress: Progress | None = None,
+    ) -> None:
+        self.study = study
+        self.space = space
+        self.settings = settings
+        self.run_settings = run
+        self.data_path = data_path
+        self.envs = worker_envs
+        self.pruner = pruner
+        self.class_names = class_names
+        self.progress = progress or Progress(run.n_trials, interactive=False)
+        self.workers: list[_Worker] = []
+        self.consecutive_failures = 0
+        self.host = socket.gethostname()
+        self._ctx = mp.get_context("spawn")
+        self.started = time.monotonic()
+        self.told: dict[str, int] = {"complete": 0, "pruned": 0, "failed": 0}
+
+    # ---------------------------------------------------------------- lifecycle
+    def run(self) -> dict[str, int]:
+        """Search until the study holds ``n_trials`` finished trials (or time/failures run out)."""
+        recover(self.study, self.host)
+        requeue_failed(self.study)
+        self.workers = [self._spawn(i, env) for i, env in enumerate(self.envs)]
+        try:
+            while True:
+                self._heartbeat()
+                self._dispatch()
+                busy = [w for w in self.workers if w.trial is not None]
+                if not busy and not self._want_more():
+                    break
+                self._poll(timeout=1.0)
+        except KeyboardInterrupt:
+            self._fail_running("interrupted", "stopped by the user (Ctrl-C); re-run to resume")
+            raise
+        except BaseException:
+            self._fail_running("interrupted", "the coordinator stopped on an error")
+            raise
+        finally:
+            self._shutdown()
+            self.progress.close()
+        return self.told
+
+    def _spawn(self, index: int, env: dict[str, str]) -> _Worker:
+        parent, child = self._ctx.Pipe()
+        process = self._ctx.Process(
+            target=worker_main,
+            args=(
+                child,
+                index,
+                env,
+                self.data_path,
+                self.run_settings.trainer,
+                logging.getLogger().getEffectiveLevel(),
+            ),
+            name=f"search-worker-{index}",
+            daemon=True,
+        )
+        process.start()
+        child.close()
+        log.debug("started worker %d (pid %s, %s)", index, process.pid, env)
+        return _Worker(index, env, process, parent, pid=process.pid or 0)
+
+    def _shutdown(self) -> None:
+        for w in self.workers:
+            try:
+                send(w.conn, {"type": "shutdown"})
+            except (OSError, ValueError):
+                pass
+        deadline = time.monotonic() + 5
+        for w in self.workers:
+            w.process.join(timeout=max(0.1, deadline - time.monotonic()))
+            if w.process.is_alive():
+                w.process.kill()
+                w.process.join(timeout=5)
+            w.conn.close()
+
+    # ---------------------------------------------------------------- scheduling
+    def _counts(self) -> tuple[int, int]:
+        finished = running = 0
+        for t in self.study.get_trials(deepcopy=False):
+            if t.state in FINISHED:
+                finished += 1
+            elif t.state == TrialState.RUNNING:
+                running += 1
+        return finished, running
+
+    def _time_left(self) -> bool:
+        timeout = self.run_settings.timeout
+        return timeout is None or time.monotonic() - self.started < timeout
+
+    def _want_more(self) -> bool:
+        if not self._time_left():
+            return False
+        finished, running = self._counts()
+        return finished + running < self.run_settings.n_trials
+
+    def _dispatch(self) -> None:
+        for worker in self.workers:
+            if worker.ready and worker.trial is None and self._want_more():
+                self._start_trial(worker)
+
+    def _start_trial(self, worker: _Worker) -> None:
+        trial = self.study.ask()
+        try:
+            config = self.space.sample(trial, self.settings)
+        except TrialFailed as exc:
+            self._fail(trial, "invalid_config", str(exc))
+            return
+        completed = self._inherit(trial)
+        attrs = {
+            "config": config.to_dict(),
+            "worker": worker.index,
+            "device": worker.device,
+            "host": self.host,
+            "coordinator_pid": os.getpid(),
+            "worker_pid": worker.pid,
+            "seed": config.seed,
+            "weights": config.weights,
+        }
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        running = _Running(trial, config, worker, time.monotonic(), last_beat=time.monotonic())
+        for result in completed:
+            running.scores[result.fold] = result.score(self.run_settings.metric)
+        worker.trial = running
+        self.study._storage.record_heartbeat(trial._trial_id)
+        self.progress.trial_started(trial.number, config, worker.device, len(completed))
+        send(
+            worker.conn,
+            {
+                "type": "run",
+                "trial": trial.number,
+                "config": config.to_dict(),
+                "monitor": self.run_settings.metric,
+                "completed": [r.to_dict() for r in completed],
+            },
+        )
+
+    def _inherit(self, trial: optuna.Trial) -> list[FoldResult]:
+        """A retry re-uses the folds its failed predecessor finished (and shows them again)."""
+        source = trial.user_attrs.get("retry_of")
+        if source is None:
+            return []
+        previous = self.study.get_trials(deepcopy=False)[int(source)]
+        completed = fold_results(previous)
+        epochs = self.settings.epochs
+        for result in completed:
+            trial.set_user_attr(f"fold_{result.fold}", result.to_dict())
+            for e in result.epochs:
+                trial.report(getattr(e, self.run_settings.metric), result.fold * epochs + e.epoch)
+        if completed:
+            trial.set_user_attr(
+                "fold_scores", [r.score(self.run_settings.metric) for r in completed]
+            )
+            trial.set_user_attr("reused_folds", [r.fold for r in completed])
+        return completed
+
+    def _heartbeat(self) -> None:
+        now = time.monotonic()
+        for w in self.workers:
+            r = w.trial
+            if r is not None and now - r.last_beat >= self.run_settings.heartbeat_seconds / 2:
+                self.study._storage.record_heartbeat(r.trial._trial_id)
+                r.last_beat = now
+
+    # ---------------------------------------------------------------- messages
+    def _poll(self, timeout: float) -> None:
+        by_conn = {w.conn: w for w in self.workers}
+        by_sentinel = {w.process.sentinel: w for w in self.workers}
+        for ready in wait(list(by_conn) + list(by_sentinel), timeout=timeout):
+            if ready in by_conn:
+                worker = by_conn[ready]
+                try:
+                    message = recv(worker.conn)
+                except (EOFError, OSError):
+                    self._worker_died(worker)
+                    continue
+                self._handle(worker, message)
+            elif ready in by_sentinel and by_sentinel[ready] in self.workers:
+                self._worker_died(by_sentinel[ready])
+
+    def _handle(self, worker: _Worker, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "ready":
+            worker.ready, worker.device = True, message.get("device", "?")
+            log.debug("worker %d ready on %s", worker.index, worker.device)
+            return
+        running = worker.trial
+        if running is None or message.get("trial") != running.trial.number:
+            return
+        if kind == "epoch":
+            send(worker.conn, {"type": "decision", "decision": self._on_epoch(running, message)})
+        elif kind == "fold":
+            send(worker.conn, {"type": "decision", "decision": self._on_fold(running, message)})
+        elif kind == "done":
+            worker.trial = None
+            self._finish(running, TrialResult.from_dict(message["result"]))
+        elif kind == "failed":
+            worker.trial = None
+            self._fail(running.trial, message["kind"], message["reason"], running)
+
+    def _on_epoch(self, running: _Running, message: dict[str, Any]) -> str:
+        fold, epoch = int(message["fold"]), int(message["epoch"])
+        value = float(message["metrics"][self.run_settings.metric])
+        trial = running.trial
+        if math.isfinite(value):
+            trial.report(value, fold * self.settings.epochs + epoch)
+        self.progress.epoch(trial.number, fold, epoch, value)
+        if self.pruner is not None and trial.should_prune():
+            running.pruned_at = f"fold {fold} epoch {epoch} (epoch-level)"
+            return Decision.STOP.value
+        return Decision.CONTINUE.value
+
+    def _on_fold(self, running: _Running, message: dict[str, Any]) -> str:
+        result = FoldResult.from_dict(message["result"])
+        trial = running.trial
+        trial.set_user_attr(f"fold_{result.fold}", result.to_dict())
+        running.scores[result.fold] = result.score(self.run_settings.metric)
+        scores = [running.scores[k] for k in sorted(running.scores)]
+        trial.set_user_attr("fold_scores", scores)
+        self.progress.fold(trial.number, result.fold, scores[-1])
+        if self.pruner is not None and self.pruner.prune_fold(self.study, scores):
+            running.pruned_at = f"after fold {result.fold} (fold-level)"
+            return Decision.STOP.value
+        return Decision.CONTINUE.value
+
+    def _finish(self, running: _Running, result: TrialResult) -> None:
+        trial = running.trial
+        trial.set_user_attr("seconds", round(time.monotonic() - running.started, 3))
+        trial.set_user_attr("timings", {k: round(v, 3) for k, v in result.timings.items()})
+        done = [f for f in result.folds if not f.stopped]
+        if self.run_settings.save_notes and done:
+            self._note(trial, done)
+        self.consecutive_failures = 0
+        if running.pruned_at or result.stopped:
+            trial.set_user_attr("pruned_at", running.pruned_at or result.stop_reason)
+            self.study.tell(trial, state=TrialState.PRUNED)
+            self.told["pruned"] += 1
+            self.progress.trial_finished(trial.number, "pruned", None, running.pruned_at)
+            return
+        value = result.mean_score(self.run_settings.metric)
+        self.study.tell(trial, value)
+        self.told["complete"] += 1
+        self.progress.trial_finished(trial.number, "complete", value, "")
+
+    def _note(self, trial: optuna.Trial, folds: list[FoldResult]) -> None:
+        try:
+            from optuna_dashboard import save_note
+
+            save_note(
+                trial, trial_note(trial.number, self.run_settings.metric, folds, self.class_names)
+            )
+        except Exception as exc:  # a note is a nicety: never fail a trial for it
+            log.warning("could not save the dashboard note of trial %d: %s", trial.number, exc)
+
+    def _fail(
+        self, trial: optuna.Trial, kind: str, reason: str, running: _Running | None = None
+    ) -> None:
+        trial.set_user_attr("failure_kind", kind)
+        trial.set_user_attr("failure_reason", reason[:2000])
+        self.study.tell(trial, state=TrialState.FAIL)
+        self.told["failed"] += 1
+        self.progress.trial_finished(trial.number, "failed", None, f"{kind}: {reason}")
+        self.consecutive_failures += 1
+        requeue_failed(self.study)
+        limit = self.run_settings.max_consecutive_failures
+        if self.consecutive_failures >= limit:
+            raise FatalError(
+                f"{self.consecutive_failures} trials failed in a row (last: trial {trial.number}, "
+                f"{kind}: {reason[:300]}); stopping the study. Fix the cause and re-run the same "
+                "command to resume"
+            )
+
+    def _worker_died(self, worker: _Worker) -> None:
+        worker.process.join(timeout=5)
+        code = worker.process.exitcode
+        how = (
+            f"signal {signal.Signals(-code).name}"
+            if code is not None and code < 0
+            else f"exit code {code}"
+        )
+        running = worker.trial
+        worker.trial = None
+        self.workers.remove(worker)
+        worker.conn.close()
+        replacement = self._spawn(worker.index, worker.env)
+        self.workers.append(replacement)
+        log.warning(
+            "worker %d (pid %s) died with %s; started a replacement", worker.index, worker.pid, how
+        )
+        if running is not None:
+            self._fail(
+                running.trial,
+                "worker_died",
+                f"worker {worker.index} (pid {worker.pid}, {worker.device}) died with {how}",
+                running,
+            )
+
+    def _fail_running(self, kind: str, reason: str) -> None:
+        for w in self.workers:
+            if w.trial is not None:
+                trial = w.trial.trial
+                w.trial = None
+                try:
+                    trial.set_user_attr("failure_kind", kind)
+                    trial.set_user_attr("failure_reason", reason)
+                    self.study.tell(trial, state=TrialState.FAIL)
+                except Exception as exc:  # storage gone: heartbeat expiry will fail it later
+                    log.warning("could not mark trial %d failed: %s", trial.number, exc)
+
+
+def recover(study: optuna.Study, host: str) -> list[int]:
+    """Fail trials left RUNNING by a dead coordinator: on this host by pid, elsewhere by heartbeat."""
+    optuna.storages.fail_stale_trials(study)
+    failed = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        pid = t.user_attrs.get("coordinator_pid")
+        if t.user_attrs.get("host") != host or pid is None or _alive(int(pid)):
+            continue
+        storage = study._storage
+        storage.set_trial_user_attr(t._trial_id, "failure_kind", "interrupted")
+        storage.set_trial_user_attr(
+            t._trial_id, "failure_reason", f"its coordinator (pid {pid} on {host}) stopped"
+        )
+        study.tell(t.number, state=TrialState.FAIL)
+        failed.append(t.number)
+    if failed:
+        log.info("marked interrupted trials %s failed; their configurations will be re-run", failed)
+    return failed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def requeue_failed(study: optuna.Study) -> list[int]:
+    """Enqueue once each failed-but-retryable trial's configuration (bounded retries per chain)."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {int(t.user_attrs["retry_of"]) for t in trials if "retry_of" in t.user_attrs}
+    queued = []
+    for t in trials:
+        if t.state != TrialState.FAIL or t.number in retried or failure_kind(t) not in RETRYABLE:
+            continue
+        retries = int(t.user_attrs.get("retries", 0))
+        if retries >= MAX_RETRIES or not t.params:
+            continue
+        study.enqueue_trial(
+            t.params,
+            user_attrs={"retry_of": t.number, "retries": retries + 1},
+            skip_if_exists=False,
+        )
+        queued.append(t.number)
+    if queued:
+        log.info("re-queued the configurations of failed trials %s", queued)
+    return queued

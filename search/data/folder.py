@@ -1,0 +1,89 @@
+"""Read a folder of class folders: ``root/<class name>/<image>.png|.jpg|.jpeg|.bmp``.
+
+Class names are the sorted sub-folder names (class index = position in that order). Only the
+files directly inside each class folder are read; extensions are matched case-insensitively,
+other files and anything hidden (a name starting with ".") are ignored. Every image is decoded
+with Pillow and converted to RGB; with ``image_size`` it is resized right after decoding (Lanczos,
+whole frame, no crop), so large originals are never all held in memory at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from search.data.errors import DataError
+from search.data.images import decode_image, resize_image
+from trainer.records import Dataset
+
+IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".bmp"})
+_LAYOUT = "expected <folder>/<class name>/<image>.png (or .jpg, .jpeg, .bmp)"
+
+log = logging.getLogger(__name__)
+
+
+def read_folder(root: Path, image_size: int | None) -> Dataset:
+    """Decode every image under ``root``'s class folders into one Dataset."""
+    files = list_images(root)
+    class_names = tuple(files)
+    images: list[np.ndarray] = []
+    labels: list[int] = []
+    first_of_shape: dict[tuple[int, ...], Path] = {}
+    for index, name in enumerate(class_names):
+        for path in files[name]:
+            image = decode_image(path)
+            if image_size is not None:
+                image = resize_image(image, image_size)
+            else:
+                first_of_shape.setdefault(image.shape, path)
+                if len(first_of_shape) > 1:
+                    raise _mixed_sizes(root, first_of_shape)
+            images.append(image)
+            labels.append(index)
+    log.info("read %d images in %d classes from %s", len(images), len(class_names), root)
+    return Dataset(np.stack(images), np.asarray(labels, dtype=np.int64), class_names)
+
+
+def list_images(root: Path) -> dict[str, list[Path]]:
+    """Class name -> sorted image files, for each non-hidden sub-folder of ``root``, sorted."""
+    if not root.is_dir():
+        raise DataError("no such folder", str(root), "check the --data path")
+    class_dirs = sorted(
+        (p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
+        key=lambda p: p.name,
+    )
+    if not class_dirs:
+        raise DataError(
+            "no class folders found",
+            str(root),
+            f"{_LAYOUT}; one sub-folder per class",
+        )
+    files: dict[str, list[Path]] = {}
+    for class_dir in class_dirs:
+        found = sorted(
+            p
+            for p in class_dir.iterdir()
+            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+        )
+        if not found:
+            raise DataError(
+                "class folder has no images (.png, .jpg, .jpeg or .bmp)",
+                str(class_dir),
+                "add images to it or remove the folder",
+            )
+        files[class_dir.name] = found
+    return files
+
+
+def _mixed_sizes(root: Path, first_of_shape: dict[tuple[int, ...], Path]) -> DataError:
+    examples = "; ".join(
+        f"{shape[1]}x{shape[0]} e.g. {path.relative_to(root)}"
+        for shape, path in first_of_shape.items()
+    )
+    return DataError(
+        f"images have different sizes (width x height: {examples})",
+        str(root),
+        "pass --image-size N to resize every image to N x N (Lanczos, whole frame, no crop)",
+    )

@@ -1,0 +1,70 @@
+"""``load_dataset``: one entry point from a ``--data`` spec to a checked Dataset."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from search.data.bloodmnist import fetch_bloodmnist, nearest_size
+from search.data.demo import make_demo
+from search.data.errors import DataError
+from search.data.folder import read_folder
+from search.data.images import check_image_size, resize_all
+from search.data.npz import read_npz
+from search.data.validate import validate
+from trainer.records import Dataset
+
+DEMO_N = 1600
+DEMO_SIZE = 64
+_SPECS = "'demo', 'bloodmnist', a path to an .npz file, or a folder of class folders"
+
+log = logging.getLogger(__name__)
+
+
+def load_dataset(
+    spec: str | os.PathLike[str], *, image_size: int | None = None, cache_dir: Path | None = None
+) -> Dataset:
+    """Load, check and (with ``image_size``) resize the data set that ``spec`` names.
+
+    ``spec`` is ``"demo"`` (1,600 synthetic images, see ``make_demo``), ``"bloodmnist"``
+    (MedMNIST's file nearest ``image_size`` of 28/64/128/224, downloaded once into ``cache_dir``,
+    default ``~/.cache/bloodcell-search``), a path to an ``.npz`` file, or a folder of class
+    folders. The two keywords win over a folder of the same name (write ``./demo`` for that).
+
+    Images of another size than ``image_size`` are resized with Pillow, Lanczos, whole frame,
+    no crop. With ``image_size=None`` the native size is kept, and every image must share it.
+    The result is validated (``validate`` without folds): uint8 N x H x W x 3, int64 labels.
+    Raises DataError for anything unusable, naming the file and what to do.
+    """
+    size = check_image_size(image_size)
+    text = os.fspath(spec)
+    keyword = text.strip().lower()
+    if keyword == "demo":
+        ds = make_demo(DEMO_N, size or DEMO_SIZE)
+        return validate(ds, source="demo")
+    if keyword == "bloodmnist":
+        path = fetch_bloodmnist(nearest_size(size), cache_dir)
+        return _checked(read_npz(path), str(path), size)
+    if not text.strip():
+        raise DataError("empty data spec", "--data", f"pass {_SPECS}")
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return validate(read_folder(path, size), source=str(path))
+    if path.is_file():
+        if path.suffix.lower() != ".npz":
+            raise DataError(
+                f"unsupported file type '{path.suffix or '(none)'}'",
+                str(path),
+                f"pass {_SPECS}",
+            )
+        return _checked(read_npz(path), str(path), size)
+    raise DataError("no such file or folder", str(path), f"pass {_SPECS}")
+
+
+def _checked(ds: Dataset, source: str, size: int | None) -> Dataset:
+    ds = validate(ds, source=source)
+    if size is not None and ds.images.shape[1:3] != (size, size):
+        log.info("resizing %d images from %s to %dx%d", len(ds), source, size, size)
+        ds = Dataset(resize_all(ds.images, size), ds.labels, ds.class_names)
+    return ds

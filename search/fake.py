@@ -1,0 +1,83 @@
+"""A deterministic stand-in for ``trainer.train_trial``: shipped for tests and storage benchmarks.
+
+Scores follow a smooth function of the configuration (best near learning rate 2e-3 with light
+augmentation) plus per-fold noise, so samplers and pruners have something real to find, and a
+trial costs milliseconds. ``FAKE_EPOCH_SECONDS`` in the environment makes each epoch sleep, to
+give a process time to be killed mid-fold in tests.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from trainer.config import Decision, TrialConfig
+from trainer.errors import NonFiniteLoss, OutOfMemory
+from trainer.records import Dataset, EpochMetrics, Fold, FoldFn, FoldResult, ReportFn, TrialResult
+
+AUGMENT_BONUS = {"none": -0.04, "light": 0.02, "moderate": 0.0, "heavy": -0.02}
+
+
+def fake_quality(config: TrialConfig) -> float:
+    """The score this configuration converges to (0..1)."""
+    lr_term = -0.08 * (math.log10(config.learning_rate) - math.log10(2e-3)) ** 2
+    return float(np.clip(0.85 + lr_term + AUGMENT_BONUS[config.augment], 0.05, 0.99))
+
+
+def fake_train_trial(
+    config: TrialConfig,
+    data: Dataset,
+    folds: Sequence[Fold],
+    report: ReportFn,
+    *,
+    monitor: str = "accuracy",
+    on_fold: FoldFn | None = None,
+    completed: Sequence[FoldResult] = (),
+    **_: object,
+) -> TrialResult:
+    # Fault drills keyed by the learning rate's exact value, so a test can pick its victim.
+    if config.learning_rate == 0.00666:
+        raise OutOfMemory("simulated out of memory (fake trainer drill)")
+    if config.learning_rate == 0.00777:
+        raise NonFiniteLoss("training loss became nan (fake trainer drill)")
+    sleep = float(os.environ.get("FAKE_EPOCH_SECONDS", "0"))
+    quality = fake_quality(config)
+    done = {r.fold: r for r in completed}
+    results = [done[i] for i in sorted(done)]
+    for index in range(len(folds)):
+        if index in done:
+            continue
+        rng = np.random.default_rng(config.seed * 7919 + index * 31 + int(quality * 1e6))
+        epochs = []
+        for epoch in range(config.epochs):
+            if sleep:
+                time.sleep(sleep)
+            progress = 1.0 - math.exp(-(epoch + 1) / 2.0)
+            acc = float(np.clip(quality * progress + rng.normal(0, 0.005), 0, 1))
+            m = EpochMetrics(
+                epoch=epoch,
+                accuracy=acc,
+                balanced_accuracy=acc,
+                macro_precision=acc,
+                macro_recall=acc,
+                macro_f1=acc,
+                loss=1.0 - acc,
+                train_loss=1.0 - acc,
+                learning_rate=config.learning_rate,
+                seconds=sleep,
+            )
+            epochs.append(m)
+            if report(index, epoch, m) is Decision.STOP:
+                best = max(epochs, key=lambda e: getattr(e, monitor))
+                results.append(FoldResult(index, tuple(epochs), best.epoch, True, False, 0, 0))
+                return TrialResult(tuple(results), len(folds), True, f"stopped in fold {index}")
+        best = max(epochs, key=lambda e: getattr(e, monitor))
+        result = FoldResult(index, tuple(epochs), best.epoch, False, False, 0, 0)
+        results.append(result)
+        if on_fold is not None and on_fold(result) is Decision.STOP and index < len(folds) - 1:
+            return TrialResult(tuple(results), len(folds), True, f"stopped after fold {index}")
+    return TrialResult(tuple(results), len(folds), False)

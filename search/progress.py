@@ -1,0 +1,80 @@
+"""Live view: one updating status line on a terminal, plain log lines otherwise."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import TextIO
+
+from trainer.config import TrialConfig
+
+log = logging.getLogger("search.progress")
+
+
+class Progress:
+    """Tracks trial / fold / epoch and the best value so far; renders or logs it."""
+
+    def __init__(self, total: int, *, interactive: bool, stream: TextIO | None = None) -> None:
+        self.total = total
+        self.interactive = interactive
+        self.stream = stream or sys.stderr
+        self.best: tuple[int, float] | None = None
+        self.state: dict[int, str] = {}
+        self.started = time.monotonic()
+        self._width = 0
+
+    def _render(self) -> None:
+        if not self.interactive:
+            return
+        best = f"best {self.best[1]:.4f} (#{self.best[0]})" if self.best else "best -"
+        running = " | ".join(f"#{n} {s}" for n, s in sorted(self.state.items()))
+        elapsed = time.monotonic() - self.started
+        line = f"[{elapsed:6.0f}s] {best} | {running}"[:160]
+        pad = max(0, self._width - len(line))
+        self.stream.write("\r" + line + " " * pad)
+        self.stream.flush()
+        self._width = len(line)
+
+    def _log(self, message: str, *args: object) -> None:
+        if self.interactive:
+            self.stream.write("\r" + " " * self._width + "\r")
+            self._width = 0
+        log.info(message, *args)
+        self._render()
+
+    def trial_started(self, number: int, config: TrialConfig, device: str, reused: int) -> None:
+        self.state[number] = "starting"
+        extra = f", reusing {reused} finished folds" if reused else ""
+        self._log(
+            "trial %d on %s: %s %s, %s lr=%.2g, augment %s, batch %d%s",
+            number,
+            device,
+            config.backbone,
+            config.weights,
+            config.optimizer,
+            config.learning_rate,
+            config.augment,
+            config.batch_size,
+            extra,
+        )
+
+    def epoch(self, number: int, fold: int, epoch: int, value: float) -> None:
+        self.state[number] = f"fold {fold} epoch {epoch} {value:.3f}"
+        log.debug("trial %d fold %d epoch %d: %.4f", number, fold, epoch, value)
+        self._render()
+
+    def fold(self, number: int, fold: int, score: float) -> None:
+        self._log("trial %d fold %d done: %.4f", number, fold, score)
+
+    def trial_finished(self, number: int, state: str, value: float | None, detail: str) -> None:
+        self.state.pop(number, None)
+        if value is not None and (self.best is None or value > self.best[1]):
+            self.best = (number, value)
+        shown = f"{value:.4f}" if value is not None else "-"
+        self._log("trial %d %s: %s %s", number, state, shown, detail)
+
+    def close(self) -> None:
+        if self.interactive and self._width:
+            self.stream.write("\n")
+            self.stream.flush()

@@ -1,0 +1,125 @@
+"""Two-level pruning with one step scheme: epochs inside folds, and whole folds.
+
+Every epoch is reported at ``step = fold * epochs_per_fold + epoch``, so a step means the same
+(fold, epoch) in every trial of a study and epoch-level pruners (median, successive halving)
+compare like with like. Fold scores are not intermediate values: they live in the trial's
+``fold_scores`` user attribute and a paired fold test compares them with the best trial's scores
+on the same folds, so the two levels never share a step.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import optuna
+from optuna.pruners import BasePruner
+from optuna.trial import FrozenTrial, TrialState
+from scipy.stats import wilcoxon
+
+PRUNERS = ("default", "median", "halving", "fold", "none")
+
+
+@dataclass(frozen=True)
+class FoldTest:
+    """Prune a trial whose completed folds are worse than the best trial's same folds.
+
+    Prunes after ``min_folds`` folds when either a one-sided Wilcoxon signed-rank test of the
+    paired fold scores gives p < ``p_threshold`` (possible from 4 folds), or every fold so far
+    is worse than the best trial's by more than ``min_gap`` (a clearly bad configuration, which
+    Wilcoxon cannot confirm with 2-3 folds).
+    """
+
+    p_threshold: float = 0.1
+    min_gap: float = 0.05
+    min_folds: int = 2
+
+    def __post_init__(self) -> None:
+        if not 0 < self.p_threshold < 1 or self.min_gap < 0 or self.min_folds < 1:
+            raise ValueError("FoldTest needs 0 < p_threshold < 1, min_gap >= 0, min_folds >= 1")
+
+    def should_prune(self, scores: list[float], best: list[float], *, maximize: bool) -> bool:
+        n = min(len(scores), len(best))
+        if n < self.min_folds:
+            return False
+        sign = 1.0 if maximize else -1.0
+        diffs = [sign * (scores[i] - best[i]) for i in range(n)]  # < 0: worse than the best
+        if all(d < -self.min_gap for d in diffs):
+            return True
+        if all(d == 0 for d in diffs):
+            return False
+        p = wilcoxon(diffs, alternative="less", zero_method="zsplit").pvalue
+        return bool(p < self.p_threshold)
+
+
+class FoldEpochPruner(BasePruner):
+    """Epoch-level pruning inside folds (delegated, skipping each fold's first epochs)."""
+
+    def __init__(
+        self,
+        *,
+        epochs_per_fold: int,
+        epoch_pruner: BasePruner | None,
+        fold_test: FoldTest | None,
+        epoch_warmup: int = 1,
+    ) -> None:
+        if epochs_per_fold < 1 or epoch_warmup < 0:
+            raise ValueError("epochs_per_fold must be >= 1 and epoch_warmup >= 0")
+        self.epochs_per_fold = epochs_per_fold
+        self.epoch_pruner = epoch_pruner
+        self.fold_test = fold_test
+        self.epoch_warmup = epoch_warmup
+
+    def split_step(self, step: int) -> tuple[int, int]:
+        return divmod(step, self.epochs_per_fold)
+
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        step = trial.last_step
+        if self.epoch_pruner is None or step is None:
+            return False
+        _, epoch = self.split_step(step)
+        if epoch < self.epoch_warmup:
+            return False
+        return bool(self.epoch_pruner.prune(study, trial))
+
+    def prune_fold(self, study: optuna.Study, scores: list[float]) -> bool:
+        """After a fold: compare the trial's fold scores with the best completed trial's."""
+        if self.fold_test is None:
+            return False
+        best = best_fold_scores(study)
+        if best is None:
+            return False
+        maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+        return self.fold_test.should_prune(scores, best, maximize=maximize)
+
+
+def best_fold_scores(study: optuna.Study) -> list[float] | None:
+    """The per-fold scores of the best completed trial, or None before the first one."""
+    done = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.value is not None and math.isfinite(t.value) and "fold_scores" in t.user_attrs
+    ]
+    if not done:
+        return None
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    best = max(done, key=lambda t: t.value if maximize else -t.value)  # type: ignore[operator]
+    return [float(s) for s in best.user_attrs["fold_scores"]]
+
+
+def make_pruner(name: str, *, epochs_per_fold: int, n_folds: int) -> FoldEpochPruner | None:
+    """The pruner behind ``--pruner``; ``None`` for ``none``."""
+    if name not in PRUNERS:
+        raise ValueError(f"--pruner {name!r} is not one of {', '.join(PRUNERS)}")
+    if name == "none":
+        return None
+    median = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0, n_min_trials=2)
+    halving = optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+    epoch: BasePruner | None = {
+        "default": median,
+        "median": median,
+        "halving": halving,
+        "fold": None,
+    }[name]
+    fold = FoldTest() if name in ("default", "halving", "fold") and n_folds > 1 else None
+    return FoldEpochPruner(epochs_per_fold=epochs_per_fold, epoch_pruner=epoch, fold_test=fold)

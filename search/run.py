@@ -1,0 +1,172 @@
+"""``python -m search.run --study NAME``: run (or resume) a hyperparameter search.
+
+Imports stay light at module level so ``--help`` answers without loading TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from spaces import SPACES
+from storage import DEFAULT_URL
+
+log = logging.getLogger("search.run")
+
+METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "macro_precision", "macro_recall")
+SAMPLERS = ("tpe", "random", "gp")
+EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from search.pruning import PRUNERS
+
+    p = argparse.ArgumentParser(
+        prog="python -m search.run",
+        description="Search backbones, unfreeze depth, augmentation and optimizers for an image "
+        "classifier, scored by stratified k-fold cross-validation. Re-run the same command to "
+        "resume a stopped study.",
+    )
+    p.add_argument(
+        "--study", required=True, metavar="NAME", help=f"search space: {', '.join(SPACES)}"
+    )
+    p.add_argument(
+        "--name", default=None, help="study name in the storage (default: the --study name)"
+    )
+    p.add_argument(
+        "--data",
+        default="demo",
+        metavar="PATH|demo|bloodmnist",
+        help="an .npz (images/labels[/class_names] or MedMNIST layout), a folder of "
+        "class folders, 'demo' (generated, default) or 'bloodmnist' (downloaded)",
+    )
+    p.add_argument(
+        "--storage",
+        default=DEFAULT_URL,
+        metavar="URL",
+        help=f"SQLAlchemy URL of the study database (default {DEFAULT_URL})",
+    )
+    p.add_argument(
+        "--n-trials",
+        type=int,
+        default=None,
+        metavar="N",
+        help="finished (complete or pruned) trials the study should hold in total; "
+        "a resumed run only does the remainder (default: the space's)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="start no new trial after this many seconds (running ones finish)",
+    )
+    p.add_argument(
+        "--folds",
+        type=int,
+        default=None,
+        metavar="K",
+        help="cross-validation folds (default: the space's)",
+    )
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        metavar="E",
+        help="maximum epochs per fold (default: the space's)",
+    )
+    p.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        metavar="PX",
+        help="train at PX x PX (default: the space's); images are resized with Lanczos",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="worker processes (default: one per visible GPU, else one)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed for folds, sampler and trials")
+    p.add_argument(
+        "--pruner",
+        default="default",
+        choices=PRUNERS,
+        help="default: median per epoch + paired fold test; none turns pruning off",
+    )
+    p.add_argument(
+        "--sampler",
+        default="tpe",
+        choices=SAMPLERS,
+        help="tpe (default, multivariate), random, gp (needs torch)",
+    )
+    p.add_argument(
+        "--weights",
+        default=None,
+        metavar="imagenet|none|PATH",
+        help="backbone weights (default: the space's; quick uses none)",
+    )
+    p.add_argument(
+        "--weights-dir",
+        default=None,
+        metavar="DIR",
+        help="folder of pre-downloaded Keras ImageNet weight files (offline clusters)",
+    )
+    p.add_argument(
+        "--metric",
+        default="accuracy",
+        choices=METRICS,
+        help="objective: mean over folds of each fold's best epoch (default accuracy)",
+    )
+    p.add_argument(
+        "--max-failures",
+        type=int,
+        default=5,
+        metavar="N",
+        help="stop the study after N trials fail in a row (default 5)",
+    )
+    p.add_argument(
+        "--trainer",
+        default="keras",
+        choices=("keras", "fake"),
+        help="keras (real training) or fake (instant deterministic stand-in, for tests)",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="log every epoch")
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and the summary")
+    return p
+
+
+def _usage(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    for noisy in ("optuna", "absl", "tensorflow"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    space = SPACES.get(args.study)
+    if space is None:
+        return _usage(f"unknown study {args.study!r}; valid studies: {', '.join(SPACES)}")
+    for flag in ("n_trials", "folds", "epochs", "workers", "image_size", "max_failures"):
+        value = getattr(args, flag)
+        if value is not None and value < (2 if flag == "folds" else 1):
+            return _usage(
+                f"--{flag.replace('_', '-')} must be at least "
+                f"{2 if flag == 'folds' else 1}, got {value}"
+            )
+    if args.timeout is not None and args.timeout <= 0:
+        return _usage(f"--timeout must be positive, got {args.timeout}")
+    from search.session import run_study
+
+    return run_study(args, space)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

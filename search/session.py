@@ -1,0 +1,214 @@
+"""One run of the CLI: check everything, create or resume the study, search, summarise.
+
+Order matters: storage, data and flags are all checked before the first write, so bad input
+leaves an existing study exactly as it was and creates nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import optuna
+
+from search.coordinator import Coordinator, RunSettings
+from search.data import DataError, fingerprint, load_dataset, validate
+from search.gpu import visible_gpus, worker_envs
+from search.progress import Progress
+from search.pruning import make_pruner
+from search.records import count_states, leaderboard
+from search.study import StudyPlan, UsageError, check_resume, encode_folds, load_existing
+from spaces.base import Space, StudySettings
+from storage import StorageError, open_storage, redact
+from trainer.errors import FatalError, TrialFailed
+from trainer.folds import make_folds
+
+log = logging.getLogger("search.run")
+
+
+def _sampler(name: str, seed: int, n_trials: int) -> optuna.samplers.BaseSampler:
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "gp":
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            raise UsageError("--sampler gp needs PyTorch (pip install torch); use tpe") from None
+        return optuna.samplers.GPSampler(seed=seed)
+    return optuna.samplers.TPESampler(
+        seed=seed,
+        multivariate=True,
+        group=True,
+        constant_liar=True,
+        n_startup_trials=min(10, max(4, n_trials // 4)),
+    )
+
+
+def _stored_or(stored: dict, key: str, given, default):
+    if given is not None:
+        return given
+    return stored.get(key, default)
+
+
+def run_study(args: argparse.Namespace, space: Space) -> int:
+    name = args.name or space.name
+    try:
+        storage = _open(args.storage)
+        existing = load_existing(storage, name)
+        stored = dict(existing.user_attrs) if existing is not None else {}
+        folds_k = _stored_or(stored, "folds", args.folds, space.folds)
+        epochs = _stored_or(stored, "epochs", args.epochs, space.epochs)
+        image_size = _stored_or(stored, "image_size", args.image_size, space.image_size)
+        weights = _stored_or(stored, "weights", args.weights, space.weights)
+        if args.weights_dir:
+            if not Path(args.weights_dir).is_dir():
+                raise UsageError(f"--weights-dir {args.weights_dir} is not a folder")
+            os.environ["SEARCH_WEIGHTS_DIR"] = str(Path(args.weights_dir).resolve())
+        if weights not in ("imagenet", "none") and not Path(weights).is_file():
+            raise UsageError(f"--weights {weights!r} is neither imagenet, none nor a file")
+        data = validate(
+            load_dataset(args.data, image_size=image_size), n_folds=folds_k, source=args.data
+        )
+        plan = StudyPlan(
+            space=space.name,
+            data=args.data,
+            fingerprint=fingerprint(data),
+            n_images=len(data),
+            class_names=data.class_names,
+            folds=folds_k,
+            fold_seed=args.seed,
+            epochs=epochs,
+            image_size=image_size,
+            metric=args.metric,
+            weights=weights,
+        )
+        if existing is not None:
+            check_resume(stored, plan, name)
+        n_trials = args.n_trials or space.n_trials
+        sampler = _sampler(args.sampler, args.seed, n_trials)
+        pruner = make_pruner(args.pruner, epochs_per_fold=epochs, n_folds=folds_k)
+    except (UsageError, DataError, StorageError, TrialFailed, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    settings = StudySettings(epochs=epochs, weights=weights, seed=args.seed, image_size=image_size)
+    # First write: create (or open) the study and record what it was made with.
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage,
+        sampler=sampler,
+        pruner=pruner,
+        direction="maximize",
+        load_if_exists=True,
+    )
+    if "fold_of" in study.user_attrs:
+        from search.study import decode_folds
+
+        folds = decode_folds(study.user_attrs["fold_of"])
+    else:
+        folds = make_folds(data.labels, folds_k, args.seed)
+        for key, value in plan.attrs(encode_folds(folds, len(data))).items():
+            study.set_user_attr(key, value)
+        if not study.trials:
+            for params in space.starting_params(settings):
+                study.enqueue_trial(params, skip_if_exists=True)
+    gpus = visible_gpus()
+    envs = worker_envs(args.workers, gpus)
+    if os.environ.get("SEARCH_WEIGHTS_DIR"):
+        for env in envs:
+            env["SEARCH_WEIGHTS_DIR"] = os.environ["SEARCH_WEIGHTS_DIR"]
+    counts = count_states(study)
+    finished = counts[optuna.trial.TrialState.COMPLETE] + counts[optuna.trial.TrialState.PRUNED]
+    log.info(
+        "study %r in %s: %d of %d trials finished; %d worker(s) on %s; %d folds x %d "
+        "epochs at %dpx on %d images",
+        name,
+        redact(args.storage),
+        finished,
+        n_trials,
+        len(envs),
+        ", ".join(sorted({e["CUDA_VISIBLE_DEVICES"] for e in envs})) if gpus else "CPU",
+        folds_k,
+        epochs,
+        image_size,
+        len(data),
+    )
+    workdir = tempfile.mkdtemp(prefix="search-data-")
+    data_path = os.path.join(workdir, "data.npz")
+    np.savez(
+        data_path,
+        images=data.images,
+        labels=data.labels,
+        class_names=np.array(data.class_names),
+        fold_of=np.array(encode_folds(folds, len(data))),
+    )
+    progress = Progress(n_trials, interactive=sys.stderr.isatty() and not args.quiet)
+    coordinator = Coordinator(
+        study,
+        space,
+        settings,
+        RunSettings(
+            n_trials=n_trials,
+            metric=args.metric,
+            timeout=args.timeout,
+            max_consecutive_failures=args.max_failures,
+            trainer=args.trainer,
+        ),
+        data_path=data_path,
+        worker_envs=envs,
+        pruner=pruner,
+        class_names=list(data.class_names),
+        progress=progress,
+    )
+    code = 0
+    try:
+        coordinator.run()
+    except KeyboardInterrupt:
+        print(
+            "\ninterrupted: running trials were marked failed and will be re-run when you "
+            "run the same command again",
+            file=sys.stderr,
+        )
+        code = 130
+    except FatalError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = 1
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    _summary(study, args, name, n_trials)
+    return code
+
+
+def _open(url: str):
+    return open_storage(url)
+
+
+def _summary(study: optuna.Study, args: argparse.Namespace, name: str, n_trials: int) -> None:
+    counts = count_states(study)
+    states = optuna.trial.TrialState
+    finished = counts[states.COMPLETE] + counts[states.PRUNED]
+    out = sys.stdout
+    print(
+        f"\nstudy {name!r}: {finished}/{n_trials} finished ({counts[states.COMPLETE]} complete,"
+        f" {counts[states.PRUNED]} pruned), {counts[states.FAIL]} failed",
+        file=out,
+    )
+    rows = leaderboard(study, top=5)
+    if rows:
+        print(
+            f"{'trial':>5}  {args.metric:>9}  backbone            augment   optimizer  lr", file=out
+        )
+        for r in rows:
+            print(
+                f"{r['trial']:>5}  {r['value']:9.4f}  {r['backbone']:<18}  {r['augment']:<8}  "
+                f"{r['optimizer']:<9}  {r['learning_rate']:.2g}",
+                file=out,
+            )
+    print(
+        f"dashboard: optuna-dashboard {redact(args.storage)} --host 127.0.0.1 --port 8080", file=out
+    )

@@ -1,0 +1,95 @@
+"""Creating or re-opening a study, and checking a resume matches what the study was made with.
+
+Everything here runs before the first write: a refused resume leaves the study as it was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import optuna
+
+from trainer.records import Fold
+
+FOLD_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+class UsageError(Exception):
+    """Bad input from the command line: printed as one line, exit code 2."""
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """The facts a study is created with; a resume must agree with every one of them."""
+
+    space: str
+    data: str
+    fingerprint: str
+    n_images: int
+    class_names: tuple[str, ...]
+    folds: int
+    fold_seed: int
+    epochs: int
+    image_size: int
+    metric: str
+    weights: str
+
+    def attrs(self, fold_of: str) -> dict[str, Any]:
+        return {
+            "space": self.space,
+            "data": self.data,
+            "data_fingerprint": self.fingerprint,
+            "n_images": self.n_images,
+            "class_names": list(self.class_names),
+            "folds": self.folds,
+            "fold_seed": self.fold_seed,
+            "epochs": self.epochs,
+            "image_size": self.image_size,
+            "metric": self.metric,
+            "weights": self.weights,
+            "fold_of": fold_of,
+        }
+
+
+def encode_folds(folds: list[Fold], n: int) -> str:
+    """One character per image: the fold it validates in (compact enough for a study attr)."""
+    out = np.zeros(n, dtype=np.int64)
+    for k, fold in enumerate(folds):
+        out[fold.val] = k
+    return "".join(FOLD_DIGITS[k] for k in out)
+
+
+def decode_folds(fold_of: str) -> list[Fold]:
+    codes = np.array([FOLD_DIGITS.index(c) for c in fold_of], dtype=np.int64)
+    return [
+        Fold(train=np.flatnonzero(codes != k), val=np.flatnonzero(codes == k))
+        for k in range(int(codes.max()) + 1)
+    ]
+
+
+def load_existing(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study | None:
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        return None
+
+
+def check_resume(stored: dict[str, Any], plan: StudyPlan, name: str) -> None:
+    """Refuse a resume whose data or fixed settings differ from the study's."""
+    if stored.get("data_fingerprint") not in (None, plan.fingerprint):
+        raise UsageError(
+            f"study {name!r} was created with different data ({stored.get('data')!r}, "
+            f"{stored.get('n_images')} images, fingerprint {str(stored['data_fingerprint'])[:12]}); "
+            f"--data {plan.data!r} has {plan.n_images} images, fingerprint {plan.fingerprint[:12]}. "
+            "Pass the same data to resume, or use a new --name for a new study"
+        )
+    for key in ("space", "folds", "epochs", "image_size", "metric", "weights"):
+        value = getattr(plan, key)
+        if key in stored and stored[key] != value:
+            flag = {"space": "study", "image_size": "image-size"}.get(key, key)
+            raise UsageError(
+                f"study {name!r} was created with --{flag} {stored[key]}, not {value}; "
+                f"resume with the same value (or leave the flag out), or use a new --name"
+            )

@@ -1,0 +1,158 @@
+"""A long-lived worker process: loads the data once, then trains the trials it is sent.
+
+Protocol (JSON, see ``search/protocol.py``):
+  worker -> coordinator: ready, epoch (waits for a decision), fold (waits), done, failed
+  coordinator -> worker: run, decision, shutdown
+The worker dies with its coordinator (Linux parent-death signal, and EOF on the pipe), and
+ignores Ctrl-C so the coordinator decides how trials end.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import socket
+import sys
+import traceback
+from multiprocessing.connection import Connection
+from typing import Any
+
+from search.protocol import recv, send
+
+log = logging.getLogger(__name__)
+
+
+def _die_with_parent() -> None:
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def _load(data_path: str):
+    import numpy as np
+
+    from trainer.records import Dataset, Fold
+
+    with np.load(data_path, allow_pickle=False) as npz:
+        images, labels = npz["images"], npz["labels"]
+        names = tuple(str(n) for n in npz["class_names"])
+        fold_of = np.frombuffer(str(npz["fold_of"]).encode(), dtype=np.uint8) - ord("0")
+    n_folds = int(fold_of.max()) + 1
+    folds = [
+        Fold(train=np.flatnonzero(fold_of != k), val=np.flatnonzero(fold_of == k))
+        for k in range(n_folds)
+    ]
+    return Dataset(images, labels, names), folds
+
+
+def worker_main(
+    conn: Connection,
+    worker_id: int,
+    env: dict[str, str],
+    data_path: str,
+    trainer: str,
+    log_level: int,
+) -> None:
+    """Entry point of the spawned process."""
+    os.environ.update(env)  # before TensorFlow is imported: pins CUDA_VISIBLE_DEVICES
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(level=log_level, format=f"worker {worker_id}: %(message)s")
+    try:
+        _serve(conn, worker_id, env, data_path, trainer)
+    except (EOFError, BrokenPipeError, ConnectionResetError):
+        pass  # the coordinator is gone: so are we
+    finally:
+        conn.close()
+
+
+def _device(env: dict[str, str]) -> str:
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    return f"GPU:{visible}" if visible not in (None, "", "-1") else "CPU"
+
+
+def _serve(conn: Connection, worker_id: int, env: dict[str, str], data_path: str, trainer: str):
+    from trainer.config import Decision, TrialConfig
+    from trainer.errors import TrialFailed
+    from trainer.records import FoldResult
+
+    if trainer == "fake":
+        from search.fake import fake_train_trial as train_trial
+    else:
+        from search.gpu import configure_tensorflow
+
+        configure_tensorflow()
+        from trainer.train import train_trial  # type: ignore[assignment]
+    data, folds = _load(data_path)
+    send(
+        conn,
+        {
+            "type": "ready",
+            "worker": worker_id,
+            "pid": os.getpid(),
+            "device": _device(env),
+            "host": socket.gethostname(),
+        },
+    )
+    while True:
+        message = recv(conn)
+        if message["type"] == "shutdown":
+            return
+        if message["type"] != "run":
+            continue
+        number = message["trial"]
+
+        def ask(payload: dict[str, Any]) -> Decision:
+            send(conn, payload)
+            reply = recv(conn)
+            return Decision(reply.get("decision", "continue"))
+
+        def report(fold: int, epoch: int, metrics) -> Decision:
+            return ask(
+                {
+                    "type": "epoch",
+                    "trial": number,
+                    "fold": fold,
+                    "epoch": epoch,
+                    "metrics": metrics.as_dict(),
+                }
+            )
+
+        def on_fold(result: FoldResult) -> Decision:
+            return ask({"type": "fold", "trial": number, "result": result.to_dict()})
+
+        try:
+            config = TrialConfig.from_dict(message["config"])
+            completed = [FoldResult.from_dict(f) for f in message.get("completed", [])]
+            result = train_trial(
+                config,
+                data,
+                folds,
+                report,
+                monitor=message["monitor"],
+                on_fold=on_fold,
+                completed=completed,
+            )
+            send(conn, {"type": "done", "trial": number, "result": result.to_dict()})
+        except TrialFailed as exc:
+            send(conn, {"type": "failed", "trial": number, "kind": exc.kind, "reason": str(exc)})
+        except (EOFError, BrokenPipeError, ConnectionResetError):
+            raise
+        except Exception as exc:  # an unexpected bug: fail this trial, keep the worker
+            tail = "".join(traceback.format_exception(exc)[-3:]).strip()
+            log.error("trial %s crashed: %s", number, tail)
+            send(
+                conn,
+                {
+                    "type": "failed",
+                    "trial": number,
+                    "kind": "error",
+                    "reason": f"{type(exc).__name__}: {exc} | {tail[-800:]}",
+                },
+            )
+        sys.stdout.flush()

@@ -1,0 +1,84 @@
+"""load_dataset on a folder of class folders (PNG, JPEG, BMP; broken and odd files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from search.data import DataError, load_dataset
+
+
+def save(path: Path, size: tuple[int, int] = (16, 16), mode: str = "RGB", value: int = 90) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    color = value if mode == "L" else (value, 40, 200) + ((255,) if mode == "RGBA" else ())
+    Image.new(mode, size, color).save(path)
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    root = tmp_path / "cells"
+    save(root / "lymphocyte" / "a.png")
+    save(root / "lymphocyte" / "b.JPG")
+    save(root / "lymphocyte" / "c.bmp", mode="L")
+    save(root / "basophil" / "x.jpeg", mode="RGB", value=30)
+    save(root / "basophil" / "y.PNG", mode="RGBA")
+    (root / "basophil" / "notes.txt").write_text("not an image")
+    (root / "basophil" / ".hidden.png").write_bytes(b"not even an image")
+    (root / ".cache").mkdir()
+    return root
+
+
+def test_folder_with_png_jpeg_bmp(tree: Path) -> None:
+    ds = load_dataset(tree)
+    assert ds.class_names == ("basophil", "lymphocyte")  # sorted folder names
+    np.testing.assert_array_equal(ds.labels, [0, 0, 1, 1, 1])
+    assert ds.images.shape == (5, 16, 16, 3) and ds.images.dtype == np.uint8
+    assert ds.images[4, 0, 0].tolist() == [90, 90, 90]  # grayscale BMP -> RGB
+
+
+def test_corrupt_image_is_named(tree: Path) -> None:
+    bad = tree / "lymphocyte" / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 truncated jpeg")
+    with pytest.raises(DataError, match="cannot decode image") as info:
+        load_dataset(tree)
+    assert str(bad) in str(info.value)
+
+
+def test_mixed_sizes_need_image_size(tree: Path) -> None:
+    save(tree / "lymphocyte" / "big.png", size=(24, 20))
+    with pytest.raises(DataError, match="different sizes") as info:
+        load_dataset(tree)
+    message = str(info.value)
+    assert "--image-size" in message and "24x20" in message and "big.png" in message
+
+
+def test_image_size_resizes_every_image(tree: Path) -> None:
+    save(tree / "lymphocyte" / "big.png", size=(24, 20))
+    ds = load_dataset(tree, image_size=10)
+    assert ds.images.shape == (6, 10, 10, 3)
+
+
+def test_no_class_folders(tmp_path: Path) -> None:
+    save(tmp_path / "loose.png")
+    with pytest.raises(DataError, match="no class folders found") as info:
+        load_dataset(tmp_path)
+    assert str(tmp_path) in str(info.value)
+
+
+def test_class_folder_without_images(tree: Path) -> None:
+    (tree / "monocyte").mkdir()
+    (tree / "monocyte" / "readme.txt").write_text("todo")
+    with pytest.raises(DataError, match="class folder has no images") as info:
+        load_dataset(tree)
+    assert str(tree / "monocyte") in str(info.value)
+
+
+def test_single_class_folder_is_refused(tmp_path: Path) -> None:
+    save(tmp_path / "only" / "a.png")
+    save(tmp_path / "only" / "b.png")
+    with pytest.raises(DataError, match="only one class") as info:
+        load_dataset(tmp_path)
+    assert str(tmp_path) in str(info.value)

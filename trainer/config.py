@@ -1,0 +1,183 @@
+"""What one trial is: plain, frozen records with no TensorFlow, so spaces can import them.
+
+The backbone table lives here as plain data (block counts, default sizes); the Keras side of each
+backbone (constructor, which layer belongs to which block) is in ``trainer/backbones.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from trainer.errors import InvalidConfig
+
+AUGMENT_LEVELS: tuple[str, ...] = ("none", "light", "moderate", "heavy")
+OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "lion", "ranger")
+PRECISIONS: tuple[str, ...] = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+class Decision(str, enum.Enum):
+    """What the caller tells the trainer after each report."""
+
+    CONTINUE = "continue"
+    STOP = "stop"
+
+
+@dataclass(frozen=True)
+class BackboneInfo:
+    """One backbone's needs: the Keras constructor name, its family, blocks and sizes."""
+
+    name: str
+    keras_name: str  # attribute of keras.applications ("" for the built-in small CNN)
+    family: str  # mobilenet | efficientnet | convnext | cnn
+    n_blocks: int  # units of "unfreeze depth": blocks or stages, top first
+    default_size: int
+    min_size: int = 32
+    weights_file: str = ""  # the file Keras caches for include_top=False ImageNet weights
+
+
+def _info(
+    name: str, family: str, n_blocks: int, size: int, min_size: int, file: str
+) -> BackboneInfo:
+    return BackboneInfo(
+        name, name if family != "cnn" else "", family, n_blocks, size, min_size, file
+    )
+
+
+# One row per backbone. Block counts: MobileNetV3 expanded-conv blocks, EfficientNetV2 stages,
+# ConvNeXt stages, small CNN conv blocks. Stem layers belong to the first block and the final
+# convolution / norm to the last, so depth == n_blocks makes the whole backbone trainable.
+BACKBONES: dict[str, BackboneInfo] = {
+    b.name: b
+    for b in (
+        _info("small_cnn", "cnn", 4, 96, 32, ""),
+        _info(
+            "MobileNetV3Small",
+            "mobilenet",
+            11,
+            96,
+            32,
+            "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5",
+        ),
+        _info(
+            "MobileNetV3Large",
+            "mobilenet",
+            15,
+            96,
+            32,
+            "weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5",
+        ),
+        _info("EfficientNetV2B0", "efficientnet", 6, 96, 32, "efficientnetv2-b0_notop.h5"),
+        _info("EfficientNetV2B1", "efficientnet", 6, 96, 32, "efficientnetv2-b1_notop.h5"),
+        _info("EfficientNetV2B2", "efficientnet", 6, 96, 32, "efficientnetv2-b2_notop.h5"),
+        _info("EfficientNetV2B3", "efficientnet", 6, 96, 32, "efficientnetv2-b3_notop.h5"),
+        _info("ConvNeXtTiny", "convnext", 4, 96, 32, "convnext_tiny_notop.h5"),
+        _info("ConvNeXtSmall", "convnext", 4, 96, 32, "convnext_small_notop.h5"),
+        _info("ConvNeXtBase", "convnext", 4, 96, 32, "convnext_base_notop.h5"),
+        _info("ConvNeXtLarge", "convnext", 4, 96, 32, "convnext_large_notop.h5"),
+        _info("ConvNeXtXLarge", "convnext", 4, 96, 32, "convnext_xlarge_notop.h5"),
+    )
+}
+
+
+def backbone_info(name: str) -> BackboneInfo:
+    try:
+        return BACKBONES[name]
+    except KeyError:
+        raise InvalidConfig(
+            f"unknown backbone {name!r}; valid backbones: {', '.join(BACKBONES)}"
+        ) from None
+
+
+def is_pretrained(weights: str) -> bool:
+    """``none`` trains from scratch; ``imagenet`` or a file path start from pretrained weights."""
+    return weights != "none"
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """Everything that decides how one trial trains. Frozen, JSON-able, validated on creation."""
+
+    backbone: str = "small_cnn"
+    image_size: int = 96
+    weights: str = "none"  # "none" | "imagenet" | path to a weights file
+    unfreeze_depth: int = 0  # top blocks trainable after warm-up when pretrained
+    augment: str = "light"
+    optimizer: str = "adamw"
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    l2: float = 0.0  # L2 on the dense head
+    dropout: float = 0.2
+    head_width: int = 0  # 0: no hidden dense layer in the head
+    batch_size: int = 32
+    label_smoothing: float = 0.0
+    class_weighting: bool = False
+    epochs: int = 10
+    patience: int = 3  # early stopping; 0 turns it off
+    plateau_patience: int = 2  # ReduceLROnPlateau; 0 turns it off
+    plateau_factor: float = 0.5
+    warmup_epochs: int = 1  # head-only epochs before unfreezing (pretrained only)
+    finetune_lr_scale: float = 0.1  # learning rate multiplier after unfreezing
+    bn_momentum: float | None = None  # None: chosen from steps per epoch (see trainer/backbones.py)
+    precision: str = "float32"
+    jit_compile: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        info = backbone_info(self.backbone)
+        problems: list[str] = []
+        if not info.min_size <= self.image_size <= 1024:
+            problems.append(f"image_size={self.image_size} must be in [{info.min_size}, 1024]")
+        if not 0 <= self.unfreeze_depth <= info.n_blocks:
+            problems.append(
+                f"unfreeze_depth={self.unfreeze_depth} is beyond {self.backbone}, which has "
+                f"{info.n_blocks} blocks (valid: 0..{info.n_blocks})"
+            )
+        if self.augment not in AUGMENT_LEVELS:
+            problems.append(f"augment={self.augment!r} is not one of {', '.join(AUGMENT_LEVELS)}")
+        if self.optimizer not in OPTIMIZERS:
+            problems.append(f"optimizer={self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
+        if self.precision not in PRECISIONS:
+            problems.append(f"precision={self.precision!r} is not one of {', '.join(PRECISIONS)}")
+        if not 0 < self.learning_rate < 10:
+            problems.append(f"learning_rate={self.learning_rate} must be in (0, 10)")
+        if self.weight_decay < 0 or self.l2 < 0:
+            problems.append("weight_decay and l2 must be >= 0")
+        if not 0 <= self.dropout < 1:
+            problems.append(f"dropout={self.dropout} must be in [0, 1)")
+        if not 0 <= self.label_smoothing < 1:
+            problems.append(f"label_smoothing={self.label_smoothing} must be in [0, 1)")
+        if self.head_width < 0 or self.batch_size < 1 or self.epochs < 1:
+            problems.append("head_width must be >= 0, batch_size and epochs >= 1")
+        if self.patience < 0 or self.plateau_patience < 0 or self.warmup_epochs < 0:
+            problems.append("patience, plateau_patience and warmup_epochs must be >= 0")
+        if not 0 < self.plateau_factor < 1 or not 0 < self.finetune_lr_scale <= 1:
+            problems.append("plateau_factor must be in (0, 1) and finetune_lr_scale in (0, 1]")
+        if self.bn_momentum is not None and not 0 < self.bn_momentum < 1:
+            problems.append(f"bn_momentum={self.bn_momentum} must be in (0, 1)")
+        if problems:
+            raise InvalidConfig("invalid trial config: " + "; ".join(problems))
+
+    @property
+    def info(self) -> BackboneInfo:
+        return BACKBONES[self.backbone]
+
+    @property
+    def pretrained(self) -> bool:
+        return is_pretrained(self.weights)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrialConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InvalidConfig(f"unknown trial config keys {unknown}; valid keys: {sorted(known)}")
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> TrialConfig:
+        return dataclasses.replace(self, **changes)

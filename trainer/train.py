@@ -1,0 +1,426 @@
+"""Train and score one configuration by k-fold cross-validation, reporting after every epoch.
+
+One model and one pair of compiled step functions serve all folds of a trial: each fold starts
+from the same initial weights and freshly reset optimizers, so fold 2 does not trace the graph
+again. Stopping is a returned ``Decision`` from the caller's callbacks, never an exception.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from trainer.augment import make_augment
+from trainer.backbones import BuiltModel, build_model, head_variables
+from trainer.config import Decision, TrialConfig
+from trainer.errors import InvalidConfig, NonFiniteLoss, OutOfMemory, TrialFailed
+from trainer.metrics import class_weights, classification_metrics
+from trainer.optimizers import make_optimizer, reset_optimizer
+from trainer.records import (
+    Dataset,
+    EpochMetrics,
+    Fold,
+    FoldFn,
+    FoldResult,
+    ReportFn,
+    TrialResult,
+)
+
+log = logging.getLogger(__name__)
+
+MONITORS = ("accuracy", "balanced_accuracy", "macro_f1", "macro_precision", "macro_recall")
+EVAL_BATCH = 256
+
+
+@dataclass
+class TrainHooks:
+    """Injection points for tests and fault drills (e.g. raise OutOfMemory at fold 1 epoch 0)."""
+
+    before_epoch: list = field(default_factory=list)  # callables (fold, epoch) -> None
+
+
+def _check_data(cfg: TrialConfig, data: Dataset, folds: Sequence[Fold]) -> None:
+    images = data.images
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise InvalidConfig(
+            f"images must be uint8 N x H x W x 3, got {images.dtype} {images.shape}"
+        )
+    if not folds:
+        raise InvalidConfig("no folds given: pass at least one (train, val) split")
+    for i, fold in enumerate(folds):
+        if len(fold.train) == 0 or len(fold.val) == 0:
+            raise InvalidConfig(f"fold {i} has an empty train or validation split")
+
+
+def _cast_and_resize(size: int):
+    def fn(images: tf.Tensor, *rest: tf.Tensor):
+        images = tf.cast(images, tf.float32)
+        if images.shape[1] != size or images.shape[2] != size:
+            images = tf.image.resize(images, (size, size), antialias=True)
+        return (images, *rest) if rest else images
+
+    return fn
+
+
+def _train_dataset(
+    cfg: TrialConfig, data: Dataset, index: np.ndarray, weights: np.ndarray, seed: int
+) -> tf.data.Dataset:
+    """uint8 slices -> cache -> shuffle -> batch -> float + resize -> augment -> weights -> prefetch."""
+    n_classes = data.n_classes
+    augment = make_augment(cfg.augment, seed=seed)
+    class_w = tf.constant(weights, tf.float32)
+    ds = tf.data.Dataset.from_tensor_slices((data.images[index], data.labels[index]))
+    ds = ds.cache().shuffle(len(index), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(cfg.batch_size, drop_remainder=len(index) >= cfg.batch_size)
+    ds = ds.map(_cast_and_resize(cfg.image_size), num_parallel_calls=tf.data.AUTOTUNE)
+
+    def finish(images: tf.Tensor, labels: tf.Tensor):
+        onehot = tf.one_hot(labels, n_classes, dtype=tf.float32)
+        images, onehot = augment(images, onehot)
+        sample_w = tf.reduce_sum(onehot * class_w, axis=1)  # soft labels mix their weights too
+        return images, onehot, sample_w
+
+    ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _val_dataset(
+    cfg: TrialConfig,
+    data: Dataset,
+    index: np.ndarray,
+    *,
+    batch: int = EVAL_BATCH,
+    shuffle_seed: int | None = None,
+) -> tf.data.Dataset:
+    """Unaugmented batches (validation, or clean training batches for BatchNorm statistics)."""
+    ds = tf.data.Dataset.from_tensor_slices(data.images[index]).cache()
+    if shuffle_seed is not None:
+        ds = ds.shuffle(len(index), seed=shuffle_seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch)
+    ds = ds.map(_cast_and_resize(cfg.image_size), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+class _BatchNormRefresh:
+    """Re-estimate BatchNorm statistics on training batches right before each validation.
+
+    Moving averages lag the weights: with tens of steps per epoch they still describe an
+    earlier network, and a from-scratch model that fits its batches predicts one class in
+    inference mode. Averaging the exact batch statistics of a few clean training batches under
+    the current weights ("precise BN") makes epoch-1 validation scores mean something.
+    """
+
+    def __init__(self, built: BuiltModel, cfg: TrialConfig, max_batches: int = 16) -> None:
+        self.layers = [
+            layer
+            for layer in built.model._flatten_layers()
+            if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable
+        ]
+        self.max_batches = max_batches
+        model = built.model
+        spec = (tf.TensorSpec((None, cfg.image_size, cfg.image_size, 3), tf.float32),)
+        saved = [layer.momentum for layer in self.layers]
+        for layer in self.layers:
+            layer.momentum = 0.0  # traced once: each call stores exactly this batch's statistics
+        self.forward = tf.function(lambda x: model(x, training=True), input_signature=spec)
+        if self.layers:
+            self.forward.get_concrete_function()
+        for layer, momentum in zip(self.layers, saved):
+            layer.momentum = momentum
+
+    def __call__(self, batches: tf.data.Dataset) -> None:
+        if not self.layers:
+            return
+        means: list[list[np.ndarray]] = [[] for _ in self.layers]
+        variances: list[list[np.ndarray]] = [[] for _ in self.layers]
+        for x in batches.take(self.max_batches):
+            self.forward(x)
+            for i, layer in enumerate(self.layers):
+                means[i].append(keras.ops.convert_to_numpy(layer.moving_mean))
+                variances[i].append(keras.ops.convert_to_numpy(layer.moving_variance))
+        for i, layer in enumerate(self.layers):
+            if not means[i]:
+                continue
+            m = np.stack(means[i])
+            v = np.stack(variances[i])
+            layer.moving_mean.assign(m.mean(axis=0))
+            layer.moving_variance.assign(v.mean(axis=0) + m.var(axis=0))  # total variance
+
+
+class _Phase:
+    """One optimizer over one variable list, with its compiled training step."""
+
+    def __init__(self, name: str, built: BuiltModel, cfg: TrialConfig, variables, lr: float):
+        self.name = name
+        self.base_lr = lr
+        self.variables = list(variables)
+        optimizer = make_optimizer(cfg.optimizer, lr, cfg.weight_decay)
+        if cfg.precision == "mixed_float16":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        self.optimizer = optimizer
+        self.optimizer.build(self.variables)
+        model = built.model
+        smoothing = cfg.label_smoothing
+        size = cfg.image_size
+        n_classes = built.model.output_shape[-1]
+        spec = (
+            tf.TensorSpec((None, size, size, 3), tf.float32),
+            tf.TensorSpec((None, n_classes), tf.float32),
+            tf.TensorSpec((None,), tf.float32),
+        )
+        scale = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+
+        @tf.function(input_signature=spec, jit_compile=cfg.jit_compile)
+        def step(images, onehot, sample_w):
+            with tf.GradientTape() as tape:
+                probs = model(images, training=True)
+                per_example = keras.losses.categorical_crossentropy(
+                    onehot, probs, label_smoothing=smoothing
+                )
+                loss = tf.reduce_mean(per_example * sample_w)
+                if model.losses:
+                    loss = loss + tf.add_n([tf.cast(x, tf.float32) for x in model.losses])
+                scaled = optimizer.scale_loss(loss) if scale else loss
+            grads = tape.gradient(scaled, self.variables)
+            optimizer.apply_gradients(zip(grads, self.variables))
+            return loss
+
+        self.step = step
+
+    def reset(self) -> None:
+        reset_optimizer(self.optimizer)
+        self.set_lr(self.base_lr)
+
+    def set_lr(self, lr: float) -> None:
+        self.optimizer.learning_rate = lr
+
+    @property
+    def lr(self) -> float:
+        return float(keras.ops.convert_to_numpy(self.optimizer.learning_rate))
+
+
+def _is_better(value: float, best: float) -> bool:
+    return value > best + 1e-9
+
+
+def train_trial(
+    config: TrialConfig,
+    data: Dataset,
+    folds: Sequence[Fold],
+    report: ReportFn,
+    *,
+    monitor: str = "accuracy",
+    on_fold: FoldFn | None = None,
+    completed: Sequence[FoldResult] = (),
+    hooks: TrainHooks | None = None,
+) -> TrialResult:
+    """Run every fold not in ``completed``; return per-fold, per-epoch metrics and timings.
+
+    ``report(fold, epoch, metrics)`` follows each validated epoch and ``on_fold(result)`` each
+    finished fold; either returning ``Decision.STOP`` ends the trial cleanly, and the result
+    says how far it got. Raises a ``TrialFailed`` subclass when the trial cannot go on.
+    """
+    if monitor not in MONITORS:
+        raise InvalidConfig(f"monitor={monitor!r} is not one of {', '.join(MONITORS)}")
+    _check_data(config, data, folds)
+    started = time.perf_counter()
+    done = {r.fold: r for r in completed}
+    results: list[FoldResult] = [done[i] for i in sorted(done)]
+    if all(i in done for i in range(len(folds))):
+        return TrialResult(tuple(results), len(folds), stopped=False, seconds=0.0)
+    keras.backend.clear_session()
+    keras.mixed_precision.set_dtype_policy(config.precision)
+    keras.utils.set_random_seed(config.seed)
+    timings = {"build": 0.0, "train_steps": 0.0, "eval": 0.0}
+    try:
+        t0 = time.perf_counter()
+        steps = max(1, len(folds[0].train) // config.batch_size)
+        built = build_model(config, data.n_classes, steps_per_epoch=steps)
+        initial = built.model.get_weights()
+        phases = _make_phases(built, config)
+        refresh = _BatchNormRefresh(built, config)
+        predict = tf.function(
+            lambda x: built.model(x, training=False),
+            jit_compile=config.jit_compile,
+            input_signature=(tf.TensorSpec((None, config.image_size, config.image_size, 3)),),
+        )
+        timings["build"] = time.perf_counter() - t0
+        stopped, reason = False, ""
+        for index, fold in enumerate(folds):
+            if index in done:
+                continue
+            result, stopped = _run_fold(
+                index,
+                fold,
+                config,
+                data,
+                built,
+                initial,
+                phases,
+                predict,
+                refresh,
+                report,
+                monitor,
+                timings,
+                hooks,
+            )
+            results.append(result)
+            if stopped:
+                reason = f"stopped during fold {index} at epoch {result.epochs[-1].epoch}"
+                break
+            if on_fold is not None and on_fold(result) is Decision.STOP:
+                stopped, reason = index < len(folds) - 1, f"stopped after fold {index}"
+                if stopped:
+                    break
+    except tf.errors.ResourceExhaustedError as exc:
+        raise OutOfMemory(
+            f"out of memory training {config.backbone} at batch {config.batch_size}, "
+            f"size {config.image_size}: {str(exc).splitlines()[0][:300]}"
+        ) from exc
+    except TrialFailed:
+        raise
+    results.sort(key=lambda r: r.fold)
+    return TrialResult(
+        tuple(results),
+        len(folds),
+        stopped=stopped,
+        stop_reason=reason,
+        seconds=time.perf_counter() - started,
+        timings=timings,
+    )
+
+
+def _make_phases(built: BuiltModel, cfg: TrialConfig) -> dict[str, _Phase]:
+    """'train' always; 'warmup' (head only, full lr) when a pretrained backbone is unfrozen."""
+    if not cfg.pretrained:
+        return {
+            "train": _Phase("train", built, cfg, built.model.trainable_variables, cfg.learning_rate)
+        }
+    head = head_variables(built)
+    if cfg.unfreeze_depth == 0:
+        return {"train": _Phase("train", built, cfg, head, cfg.learning_rate)}
+    phases = {
+        "train": _Phase(
+            "train",
+            built,
+            cfg,
+            built.model.trainable_variables,
+            cfg.learning_rate * cfg.finetune_lr_scale,
+        )
+    }
+    if cfg.warmup_epochs > 0:
+        phases["warmup"] = _Phase("warmup", built, cfg, head, cfg.learning_rate)
+    return phases
+
+
+def _run_fold(
+    index: int,
+    fold: Fold,
+    cfg: TrialConfig,
+    data: Dataset,
+    built: BuiltModel,
+    initial: list[np.ndarray],
+    phases: dict[str, _Phase],
+    predict,
+    refresh: _BatchNormRefresh,
+    report: ReportFn,
+    monitor: str,
+    timings: dict[str, float],
+    hooks: TrainHooks | None,
+) -> tuple[FoldResult, bool]:
+    fold_start = time.perf_counter()
+    built.model.set_weights(initial)
+    for phase in phases.values():
+        phase.reset()
+    weights = (
+        class_weights(data.labels[fold.train], data.n_classes)
+        if cfg.class_weighting
+        else np.ones(data.n_classes, np.float32)
+    )
+    seed = cfg.seed * 1009 + index
+    train_ds = _train_dataset(cfg, data, fold.train, weights, seed)
+    val_ds = _val_dataset(cfg, data, fold.val)
+    bn_ds = _val_dataset(cfg, data, fold.train, batch=cfg.batch_size, shuffle_seed=seed)
+    val_labels = data.labels[fold.val]
+    epochs: list[EpochMetrics] = []
+    best_value, best_epoch, best_weights, best_confusion = -math.inf, 0, None, None
+    wait = plateau_wait = 0
+    stopped = early = False
+    first_epoch_seconds = 0.0
+    current = "train"
+    for epoch in range(cfg.epochs):
+        for hook in hooks.before_epoch if hooks else []:
+            hook(index, epoch)
+        name = "warmup" if "warmup" in phases and epoch < cfg.warmup_epochs else "train"
+        if name != current:
+            wait = plateau_wait = 0  # patience restarts when the backbone is unfrozen
+        current = name
+        phase = phases[name]
+        epoch_start = time.perf_counter()
+        losses = []
+        for images, onehot, sample_w in train_ds:
+            losses.append(phase.step(images, onehot, sample_w))
+        train_loss = float(np.mean([float(x) for x in losses])) if losses else float("nan")
+        refresh(bn_ds)
+        t_train = time.perf_counter()
+        timings["train_steps"] += t_train - epoch_start
+        if not math.isfinite(train_loss):
+            raise NonFiniteLoss(
+                f"training loss became {train_loss} in fold {index}, epoch {epoch} "
+                f"({cfg.optimizer}, learning rate {phase.lr:.3g}); the trial diverged"
+            )
+        probs = np.concatenate([predict(x).numpy() for x in val_ds]).astype(np.float64)
+        values, confusion = classification_metrics(val_labels, probs, data.n_classes)
+        seconds = time.perf_counter() - epoch_start
+        timings["eval"] += time.perf_counter() - t_train
+        if epoch == 0:
+            first_epoch_seconds = seconds
+        metrics = EpochMetrics(
+            epoch=epoch,
+            train_loss=train_loss,
+            learning_rate=phase.lr,
+            seconds=seconds,
+            phase=name,
+            **values,
+        )
+        epochs.append(metrics)
+        if _is_better(values[monitor], best_value):
+            best_value, best_epoch, wait, plateau_wait = values[monitor], epoch, 0, 0
+            best_weights, best_confusion = built.model.get_weights(), confusion
+        else:
+            wait += 1
+            plateau_wait += 1
+        if report(index, epoch, metrics) is Decision.STOP:
+            stopped = True
+            break
+        if cfg.patience and wait >= cfg.patience and name == "train":
+            early = epoch < cfg.epochs - 1
+            break
+        if cfg.plateau_patience and plateau_wait >= cfg.plateau_patience:
+            phase.set_lr(phase.lr * cfg.plateau_factor)
+            plateau_wait = 0
+    if best_weights is not None:
+        built.model.set_weights(best_weights)  # restore the best epoch (early-stopping semantics)
+    confusion_rows = tuple(
+        tuple(int(v) for v in row) for row in (best_confusion if best_confusion is not None else [])
+    )
+    return (
+        FoldResult(
+            fold=index,
+            epochs=tuple(epochs),
+            best_epoch=best_epoch,
+            stopped=stopped,
+            early_stopped=early,
+            seconds=time.perf_counter() - fold_start,
+            first_epoch_seconds=first_epoch_seconds,
+            confusion=confusion_rows,
+        ),
+        stopped,
+    )

@@ -112,7 +112,7 @@ def _serve(conn: Connection, worker_id: int, env: dict[str, str], data_path: str
             reply = recv(conn)
             return Decision(reply.get("decision", "continue"))
 
-        def report(fold: int, epoch: int, metrics) -> Decision:
+        def report(fold: int, epoch: int, metrics, number: int = number) -> Decision:
             return ask(
                 {
                     "type": "epoch",
@@ -123,7 +123,7 @@ def _serve(conn: Connection, worker_id: int, env: dict[str, str], data_path: str
                 }
             )
 
-        def on_fold(result: FoldResult) -> Decision:
+        def on_fold(result: FoldResult, number: int = number) -> Decision:
             return ask({"type": "fold", "trial": number, "result": result.to_dict()})
 
         try:

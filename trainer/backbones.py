@@ -106,6 +106,11 @@ def _construct(info: BackboneInfo, cfg: TrialConfig) -> keras.Model:
     }
     if cfg.weights == "imagenet":
         cached = keras_cache_dir() / info.weights_file
+        local = os.environ.get("SEARCH_WEIGHTS_DIR")
+        if local and (Path(local) / info.weights_file).is_file():
+            model = ctor(weights=None, **kwargs)
+            model.load_weights(str(Path(local) / info.weights_file))
+            return model
         try:
             return ctor(weights="imagenet", **kwargs)
         except Exception as exc:  # download or load failure: one clear error

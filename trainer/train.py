@@ -132,7 +132,7 @@ class _BatchNormRefresh:
         self.forward = tf.function(lambda x: model(x, training=True), input_signature=spec)
         if self.layers:
             self.forward.get_concrete_function()
-        for layer, momentum in zip(self.layers, saved):
+        for layer, momentum in zip(self.layers, saved, strict=True):
             layer.momentum = momentum
 
     def __call__(self, batches: tf.data.Dataset) -> None:
@@ -189,7 +189,7 @@ class _Phase:
                     loss = loss + tf.add_n([tf.cast(x, tf.float32) for x in model.losses])
                 scaled = optimizer.scale_loss(loss) if scale else loss
             grads = tape.gradient(scaled, self.variables)
-            optimizer.apply_gradients(zip(grads, self.variables))
+            optimizer.apply_gradients(zip(grads, self.variables, strict=True))
             return loss
 
         self.step = step

@@ -1,0 +1,115 @@
+"""Whole trials on real blood-cell images (small subsets, small images: CPU-sized)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from trainer import Decision, NonFiniteLoss, OutOfMemory, TrialConfig
+from trainer.backbones import build_model
+from trainer.folds import make_folds
+from trainer.records import FoldResult
+from trainer.train import TrainHooks, train_trial
+
+
+def _go(*_: object) -> Decision:
+    return Decision.CONTINUE
+
+
+@pytest.fixture(scope="module")
+def learned(real_small):
+    """One 2-fold, 2-epoch small-CNN trial at 64 px, shared by the assertions below."""
+    folds = make_folds(real_small.labels, 2, seed=0)
+    reports: list[tuple[int, int, float]] = []
+
+    def report(fold, epoch, metrics):
+        reports.append((fold, epoch, metrics.balanced_accuracy))
+        return Decision.CONTINUE
+
+    cfg = TrialConfig(backbone="small_cnn", image_size=64, epochs=2, augment="light",
+                      optimizer="adamw", learning_rate=2e-3, seed=1)
+    return train_trial(cfg, real_small, folds, report), reports
+
+
+def test_small_cnn_two_folds_beats_chance(learned, real_small) -> None:
+    result, reports = learned
+    folds = make_folds(real_small.labels, 2, seed=0)
+    assert [(f, e) for f, e, _ in reports] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert not result.stopped and result.completed_folds == 2
+    majority = 0.2  # the largest class is under 20% of the images
+    assert result.mean_score("accuracy") > majority + 0.15
+    for fold in result.folds:
+        assert fold.best_epoch in (0, 1)
+        assert np.array(fold.confusion).sum() == len(folds[fold.fold].val)
+        for name in ("accuracy", "macro_precision", "macro_recall", "macro_f1",
+                     "balanced_accuracy", "loss"):
+            assert np.isfinite(getattr(fold.best, name))
+
+
+def test_validation_means_something_from_the_first_epoch(learned) -> None:
+    """Keras-default BatchNorm predicted one class (balanced accuracy 0.125) at every epoch."""
+    _, reports = learned
+    first_epochs = [score for fold, epoch, score in reports if epoch == 0]
+    assert min(first_epochs) > 0.3
+
+
+def test_stop_after_the_first_fold_ends_the_trial(real_small) -> None:
+    folds = make_folds(real_small.labels, 3, seed=0)
+    seen = []
+    cfg = TrialConfig(backbone="small_cnn", image_size=32, epochs=1, augment="none")
+    result = train_trial(cfg, real_small, folds, _go,
+                         on_fold=lambda r: seen.append(r.fold) or Decision.STOP)
+    assert seen == [0]
+    assert result.stopped and result.completed_folds == 1 and len(result.folds) == 1
+    assert result.stop_reason == "stopped after fold 0"
+
+
+def test_epoch_stop_and_resume_from_completed_folds(real_small) -> None:
+    folds = make_folds(real_small.labels, 2, seed=0)
+    cfg = TrialConfig(backbone="small_cnn", image_size=32, epochs=3, augment="none")
+    stopped = train_trial(cfg, real_small, folds, lambda f, e, m: Decision.STOP)
+    assert stopped.stopped and len(stopped.folds[0].epochs) == 1 and stopped.folds[0].stopped
+    assert "fold 0 at epoch 0" in stopped.stop_reason
+    # A finished fold 0 handed back in is not trained again.
+    done = FoldResult.from_dict({**stopped.folds[0].to_dict(), "stopped": False})
+    calls = []
+    resumed = train_trial(cfg.replace(epochs=1), real_small, folds,
+                          lambda f, e, m: calls.append(f) or Decision.CONTINUE, completed=[done])
+    assert calls == [1] and [f.fold for f in resumed.folds] == [0, 1]
+
+
+def test_diverging_loss_stops_with_a_clear_reason(real_small) -> None:
+    folds = make_folds(real_small.labels, 2, seed=0)
+    cfg = TrialConfig(backbone="small_cnn", image_size=32, epochs=2, l2=1e38, augment="none")
+    with pytest.raises(NonFiniteLoss, match=r"training loss became (nan|inf) in fold 0, epoch 0"):
+        train_trial(cfg, real_small, folds, _go)
+
+
+def test_out_of_memory_becomes_a_typed_failure(real_small) -> None:
+    def oom(fold: int, epoch: int) -> None:
+        if epoch == 1:
+            raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
+
+    folds = make_folds(real_small.labels, 2, seed=0)
+    cfg = TrialConfig(backbone="small_cnn", image_size=32, epochs=2, augment="none")
+    with pytest.raises(OutOfMemory, match="out of memory training small_cnn at batch 32"):
+        train_trial(cfg, real_small, folds, _go, hooks=TrainHooks(before_epoch=[oom]))
+
+
+def test_pretrained_two_phase_warms_up_the_head_then_fine_tunes(real_small, tmp_path: Path):
+    base = build_model(TrialConfig(backbone="MobileNetV3Small", image_size=32), 8,
+                       steps_per_epoch=10).backbone
+    path = tmp_path / "mnv3.weights.h5"
+    base.save_weights(path)
+    cfg = TrialConfig(backbone="MobileNetV3Small", image_size=32, weights=str(path),
+                      unfreeze_depth=2, epochs=2, warmup_epochs=1, learning_rate=1e-3,
+                      finetune_lr_scale=0.1, augment="none", patience=0, plateau_patience=0)
+    folds = make_folds(real_small.labels, 2, seed=0)
+    result = train_trial(cfg, real_small, folds[:1], _go)
+    epochs = result.folds[0].epochs
+    assert [e.phase for e in epochs] == ["warmup", "train"]
+    assert epochs[0].learning_rate == pytest.approx(1e-3)
+    assert epochs[1].learning_rate == pytest.approx(1e-4)

@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import time
+import warnings
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -192,7 +193,10 @@ class Coordinator:
                 self._start_trial(worker)
 
     def _start_trial(self, worker: _Worker) -> None:
-        trial = self.study.ask()
+        with warnings.catch_warnings():
+            # We beat the heartbeat ourselves (see _heartbeat); Optuna assumes optimize() does.
+            warnings.filterwarnings("ignore", message="Heartbeat of storage")
+            trial = self.study.ask()
         try:
             config = self.space.sample(trial, self.settings)
         except TrialFailed as exc:

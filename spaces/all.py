@@ -19,6 +19,7 @@ SPACE = Space(
         "ConvNeXtTiny",
     ),
     learning_rate=(3e-5, 3e-3),
+    weight_decay=(1e-6, 1e-1),
     starting_points=(
         mobilenet.SPACE.starting_points
         + efficientnet.SPACE.starting_points

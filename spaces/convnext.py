@@ -9,6 +9,7 @@ SPACE = Space(
     description="ConvNeXtTiny/Small/Base at 96x96, 5 folds, 15 epochs (GPU)",
     backbones=("ConvNeXtTiny", "ConvNeXtSmall", "ConvNeXtBase"),
     learning_rate=(3e-5, 1e-3),
+    weight_decay=(1e-5, 1e-1),
     batch_sizes=(32, 64),
     starting_points=(
         {

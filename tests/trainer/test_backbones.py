@@ -19,14 +19,16 @@ def _weighted(built) -> list[str]:
 
 
 def test_mobilenet_unfreeze_depth_makes_exactly_the_top_blocks_trainable() -> None:
-    built = build_model(TrialConfig(backbone="MobileNetV3Small", image_size=64), 8,
-                        steps_per_epoch=10)
+    built = build_model(
+        TrialConfig(backbone="MobileNetV3Small", image_size=64), 8, steps_per_epoch=10
+    )
     names = _weighted(built)
     for depth in (0, 1, 3, 11):
         set_trainable(built, depth, pretrained=True)
         top = {f"expanded_conv_{i}_" for i in range(11 - depth, 11) if i > 0}
         expected = {
-            n for n in names
+            n
+            for n in names
             if not n.endswith("_bn")
             and (
                 any(n.startswith(p) for p in top)
@@ -41,12 +43,14 @@ def test_mobilenet_unfreeze_depth_makes_exactly_the_top_blocks_trainable() -> No
 
 
 def test_efficientnet_unfreeze_depth_counts_stages_and_keeps_batchnorm_frozen() -> None:
-    built = build_model(TrialConfig(backbone="EfficientNetV2B0", image_size=64), 8,
-                        steps_per_epoch=10)
+    built = build_model(
+        TrialConfig(backbone="EfficientNetV2B0", image_size=64), 8, steps_per_epoch=10
+    )
     names = _weighted(built)
     set_trainable(built, 2, pretrained=True)  # stages 5 and 6 plus the top conv
     expected = {
-        n for n in names
+        n
+        for n in names
         if (n.startswith(("block5", "block6")) or n.startswith("top_"))
         and not isinstance(built.backbone.get_layer(n), keras.layers.BatchNormalization)
     }
@@ -58,8 +62,11 @@ def test_efficientnet_unfreeze_depth_counts_stages_and_keeps_batchnorm_frozen() 
 
 def test_from_scratch_batchnorm_momentum_follows_steps_per_epoch() -> None:
     built = build_model(TrialConfig(backbone="small_cnn", image_size=32), 8, steps_per_epoch=50)
-    momenta = {layer.momentum for layer in built.backbone.layers
-               if isinstance(layer, keras.layers.BatchNormalization)}
+    momenta = {
+        layer.momentum
+        for layer in built.backbone.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    }
     assert momenta == {auto_bn_momentum(50)} == {0.9}  # not Keras' 0.99
     assert auto_bn_momentum(500) == pytest.approx(0.98) and auto_bn_momentum(5000) == 0.99
 
@@ -73,8 +80,9 @@ def test_offline_imagenet_weights_give_one_clear_error(tmp_path: Path, monkeypat
 
     monkeypatch.setattr(keras.utils, "get_file", offline)
     monkeypatch.setattr("keras.src.utils.file_utils.get_file", offline)
-    cfg = TrialConfig(backbone="MobileNetV3Small", weights="imagenet", unfreeze_depth=1,
-                      image_size=64)
+    cfg = TrialConfig(
+        backbone="MobileNetV3Small", weights="imagenet", unfreeze_depth=1, image_size=64
+    )
     with pytest.raises(WeightsUnavailable) as info:
         build_model(cfg, 8, steps_per_epoch=10)
     message = str(info.value)
@@ -84,13 +92,18 @@ def test_offline_imagenet_weights_give_one_clear_error(tmp_path: Path, monkeypat
 
 
 def test_weights_file_and_weights_dir_are_loaded(tmp_path: Path, monkeypatch) -> None:
-    source = build_model(TrialConfig(backbone="MobileNetV3Small", image_size=64), 8,
-                         steps_per_epoch=10).backbone
+    source = build_model(
+        TrialConfig(backbone="MobileNetV3Small", image_size=64), 8, steps_per_epoch=10
+    ).backbone
     path = tmp_path / "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5"
     source.save_weights(tmp_path / "mnv3.weights.h5")
     (tmp_path / "mnv3.weights.h5").rename(path.with_suffix(".weights.h5"))
-    cfg = TrialConfig(backbone="MobileNetV3Small", weights=str(path.with_suffix(".weights.h5")),
-                      unfreeze_depth=2, image_size=64)
+    cfg = TrialConfig(
+        backbone="MobileNetV3Small",
+        weights=str(path.with_suffix(".weights.h5")),
+        unfreeze_depth=2,
+        image_size=64,
+    )
     built = build_model(cfg, 8, steps_per_epoch=10)
     a = source.get_layer("conv").get_weights()[0]
     b = built.backbone.get_layer("conv").get_weights()[0]

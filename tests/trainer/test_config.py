@@ -7,7 +7,9 @@ from trainer.metrics import class_weights
 
 
 def test_unfreeze_depth_beyond_the_backbone_is_an_invalid_config() -> None:
-    with pytest.raises(InvalidConfig, match=r"unfreeze_depth=12 is beyond MobileNetV3Small.*0\.\.11"):
+    with pytest.raises(
+        InvalidConfig, match=r"unfreeze_depth=12 is beyond MobileNetV3Small.*0\.\.11"
+    ):
         TrialConfig(backbone="MobileNetV3Small", weights="imagenet", unfreeze_depth=12)
 
 

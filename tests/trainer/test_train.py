@@ -29,8 +29,15 @@ def learned(real_small):
         reports.append((fold, epoch, metrics.balanced_accuracy))
         return Decision.CONTINUE
 
-    cfg = TrialConfig(backbone="small_cnn", image_size=64, epochs=2, augment="light",
-                      optimizer="adamw", learning_rate=2e-3, seed=1)
+    cfg = TrialConfig(
+        backbone="small_cnn",
+        image_size=64,
+        epochs=2,
+        augment="light",
+        optimizer="adamw",
+        learning_rate=2e-3,
+        seed=1,
+    )
     return train_trial(cfg, real_small, folds, report), reports
 
 
@@ -44,8 +51,14 @@ def test_small_cnn_two_folds_beats_chance(learned, real_small) -> None:
     for fold in result.folds:
         assert fold.best_epoch in (0, 1)
         assert np.array(fold.confusion).sum() == len(folds[fold.fold].val)
-        for name in ("accuracy", "macro_precision", "macro_recall", "macro_f1",
-                     "balanced_accuracy", "loss"):
+        for name in (
+            "accuracy",
+            "macro_precision",
+            "macro_recall",
+            "macro_f1",
+            "balanced_accuracy",
+            "loss",
+        ):
             assert np.isfinite(getattr(fold.best, name))
 
 
@@ -60,8 +73,9 @@ def test_stop_after_the_first_fold_ends_the_trial(real_small) -> None:
     folds = make_folds(real_small.labels, 3, seed=0)
     seen = []
     cfg = TrialConfig(backbone="small_cnn", image_size=32, epochs=1, augment="none")
-    result = train_trial(cfg, real_small, folds, _go,
-                         on_fold=lambda r: seen.append(r.fold) or Decision.STOP)
+    result = train_trial(
+        cfg, real_small, folds, _go, on_fold=lambda r: seen.append(r.fold) or Decision.STOP
+    )
     assert seen == [0]
     assert result.stopped and result.completed_folds == 1 and len(result.folds) == 1
     assert result.stop_reason == "stopped after fold 0"
@@ -76,8 +90,13 @@ def test_epoch_stop_and_resume_from_completed_folds(real_small) -> None:
     # A finished fold 0 handed back in is not trained again.
     done = FoldResult.from_dict({**stopped.folds[0].to_dict(), "stopped": False})
     calls = []
-    resumed = train_trial(cfg.replace(epochs=1), real_small, folds,
-                          lambda f, e, m: calls.append(f) or Decision.CONTINUE, completed=[done])
+    resumed = train_trial(
+        cfg.replace(epochs=1),
+        real_small,
+        folds,
+        lambda f, e, m: calls.append(f) or Decision.CONTINUE,
+        completed=[done],
+    )
     assert calls == [1] and [f.fold for f in resumed.folds] == [0, 1]
 
 
@@ -100,13 +119,24 @@ def test_out_of_memory_becomes_a_typed_failure(real_small) -> None:
 
 
 def test_pretrained_two_phase_warms_up_the_head_then_fine_tunes(real_small, tmp_path: Path):
-    base = build_model(TrialConfig(backbone="MobileNetV3Small", image_size=32), 8,
-                       steps_per_epoch=10).backbone
+    base = build_model(
+        TrialConfig(backbone="MobileNetV3Small", image_size=32), 8, steps_per_epoch=10
+    ).backbone
     path = tmp_path / "mnv3.weights.h5"
     base.save_weights(path)
-    cfg = TrialConfig(backbone="MobileNetV3Small", image_size=32, weights=str(path),
-                      unfreeze_depth=2, epochs=2, warmup_epochs=1, learning_rate=1e-3,
-                      finetune_lr_scale=0.1, augment="none", patience=0, plateau_patience=0)
+    cfg = TrialConfig(
+        backbone="MobileNetV3Small",
+        image_size=32,
+        weights=str(path),
+        unfreeze_depth=2,
+        epochs=2,
+        warmup_epochs=1,
+        learning_rate=1e-3,
+        finetune_lr_scale=0.1,
+        augment="none",
+        patience=0,
+        plateau_patience=0,
+    )
     folds = make_folds(real_small.labels, 2, seed=0)
     result = train_trial(cfg, real_small, folds[:1], _go)
     epochs = result.folds[0].epochs

@@ -1,0 +1,149 @@
+"""The real command line: help, bad input, and a real 3-trial search on real images."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from optuna.trial import TrialState
+
+from tests.conftest import stratified_subset
+from tests.search.cli import ROOT, by_state, cli_env, load, run_cli, snapshot
+
+
+def test_help_is_fast_because_it_imports_no_tensorflow() -> None:
+    code = (
+        "import sys; from search.run import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'tf imported'\n"
+        "print('ok')"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    for flag in (
+        "--study",
+        "--data",
+        "--storage",
+        "--n-trials",
+        "--timeout",
+        "--folds",
+        "--epochs",
+        "--workers",
+        "--seed",
+        "--pruner",
+        "--sampler",
+        "--weights",
+        "--metric",
+        "--verbose",
+        "--quiet",
+    ):
+        assert flag in out.stdout
+
+
+def test_unknown_study_lists_the_valid_ones(tmp_path: Path) -> None:
+    out = run_cli("--study", "resnet", cwd=tmp_path)
+    assert out.returncode == 2
+    assert "unknown study 'resnet'" in out.stderr and "quick, mobilenet" in out.stderr
+    assert not (tmp_path / "studies.db").exists()
+
+
+def test_missing_data_file_is_exit_2_and_creates_nothing(tmp_path: Path) -> None:
+    out = run_cli("--study", "quick", "--data", str(tmp_path / "nope.npz"), cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert "nope.npz" in out.stderr
+    assert not load_or_none(f"sqlite:///{tmp_path / 'studies.db'}", "quick")
+
+
+def load_or_none(url: str, name: str):
+    try:
+        return load(url, name)
+    except KeyError:
+        return None
+
+
+@pytest.fixture(scope="module")
+def real_npz(real_arrays, tmp_path_factory) -> Path:
+    ds = stratified_subset(real_arrays, 240, seed=3)
+    path = tmp_path_factory.mktemp("data") / "cells.npz"
+    np.savez(path, images=ds.images, labels=ds.labels, class_names=np.array(ds.class_names))
+    return path
+
+
+def test_quick_study_end_to_end_on_real_images(real_npz: Path, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    out = run_cli(
+        "--study",
+        "quick",
+        "--data",
+        str(real_npz),
+        "--storage",
+        url,
+        "--n-trials",
+        "3",
+        "--epochs",
+        "2",
+        "--image-size",
+        "32",
+        "--pruner",
+        "none",
+        cwd=tmp_path,
+        timeout=900,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    study = load(url, "quick")
+    states = by_state(study)
+    assert len(states[TrialState.COMPLETE]) == 3 and not states[TrialState.RUNNING]
+    attrs = study.user_attrs
+    with np.load(real_npz) as z:
+        n = len(z["labels"])
+    assert attrs["folds"] == 3 and attrs["epochs"] == 2 and attrs["n_images"] == n
+    assert len(attrs["fold_of"]) == n and len(attrs["data_fingerprint"]) == 64
+    for t in states[TrialState.COMPLETE]:
+        assert len(t.user_attrs["fold_scores"]) == 3
+        assert t.value == pytest.approx(np.mean(t.user_attrs["fold_scores"]))
+        fold0 = t.user_attrs["fold_0"]
+        assert len(fold0["epochs"]) >= 1 and {"accuracy", "macro_f1", "loss"} <= set(
+            fold0["epochs"][0]
+        )
+        assert t.user_attrs["device"] == "CPU" and t.user_attrs["config"]["seed"] == 0
+        assert set(t.intermediate_values) <= set(range(6))
+    system = study._storage.get_study_system_attrs(study._study_id)
+    notes = "".join(str(v) for k, v in system.items() if k.startswith("dashboard:"))
+    assert "| fold | best epoch |" in notes and "most confused with" in notes
+    assert "optuna-dashboard" in out.stdout and "--host 127.0.0.1" in out.stdout
+    assert "trial" in out.stdout and "accuracy" in out.stdout  # the leaderboard
+
+    # Resuming with different data is refused and changes nothing.
+    before = snapshot(url, "quick")
+    other = tmp_path / "other.npz"
+    with np.load(real_npz) as z:
+        np.savez(
+            other, images=z["images"][::-1], labels=z["labels"][::-1], class_names=z["class_names"]
+        )
+    again = run_cli(
+        "--study",
+        "quick",
+        "--data",
+        str(other),
+        "--storage",
+        url,
+        "--n-trials",
+        "4",
+        "--epochs",
+        "2",
+        "--image-size",
+        "32",
+        cwd=tmp_path,
+    )
+    assert again.returncode == 2 and "different data" in again.stderr
+    assert snapshot(url, "quick") == before

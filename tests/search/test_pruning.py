@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from search.pruning import FoldEpochPruner, FoldTest, make_pruner
+
+
+def test_fold_test_prunes_a_clearly_worse_trial_after_two_folds() -> None:
+    test = FoldTest()
+    best = [0.90, 0.91, 0.89, 0.90, 0.92]
+    assert test.should_prune([0.70, 0.72], best, maximize=True)
+    assert not test.should_prune([0.70], best, maximize=True)  # one fold is not evidence
+    assert not test.should_prune([0.89, 0.92], best, maximize=True)
+
+
+def test_fold_test_uses_wilcoxon_once_there_are_enough_folds() -> None:
+    test = FoldTest(min_gap=0.05)
+    best = [0.90, 0.91, 0.89, 0.90, 0.92]
+    slightly_worse = [0.88, 0.885, 0.87, 0.875]  # every fold worse, but by < min_gap
+    assert not test.should_prune(slightly_worse[:3], best, maximize=True)  # p = 0.125
+    assert test.should_prune(slightly_worse, best, maximize=True)  # p = 0.0625 < 0.1
+    assert not test.should_prune(slightly_worse, best, maximize=False)
+
+
+def test_fold_test_validates_its_arguments() -> None:
+    with pytest.raises(ValueError):
+        FoldTest(p_threshold=0)
+
+
+def test_steps_encode_fold_and_epoch_without_collisions() -> None:
+    pruner = make_pruner("default", epochs_per_fold=4, n_folds=5)
+    assert isinstance(pruner, FoldEpochPruner)
+    steps = {pruner.split_step(fold * 4 + epoch) for fold in range(5) for epoch in range(4)}
+    assert len(steps) == 20 and pruner.split_step(9) == (2, 1)
+    assert make_pruner("none", epochs_per_fold=4, n_folds=5) is None
+    with pytest.raises(ValueError, match="not one of"):
+        make_pruner("hyperband9", epochs_per_fold=4, n_folds=5)
+
+
+def test_epoch_pruner_never_prunes_a_fold_s_first_epoch() -> None:
+    pruner = make_pruner("median", epochs_per_fold=3, n_folds=3)
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    for value in (0.9, 0.91, 0.92):
+        t = study.ask()
+        for step in range(9):
+            t.report(value, step)
+        study.tell(t, value)
+    bad = study.ask()
+    bad.report(0.1, 3)  # fold 1, epoch 0: warm-up, not judged
+    assert not bad.should_prune()
+    bad.report(0.1, 4)  # fold 1, epoch 1: far below the median
+    assert bad.should_prune()

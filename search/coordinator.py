@@ -13,6 +13,7 @@ import multiprocessing as mp
 import os
 import signal
 import socket
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -107,6 +108,7 @@ class Coordinator:
         self._ctx = mp.get_context("spawn")
         self.started = time.monotonic()
         self.told: dict[str, int] = {"complete": 0, "pruned": 0, "failed": 0}
+        self._stop_signal: str | None = None
 
     # ---------------------------------------------------------------- lifecycle
     def run(self) -> dict[str, int]:
@@ -114,8 +116,11 @@ class Coordinator:
         recover(self.study, self.host)
         requeue_failed(self.study)
         self.workers = [self._spawn(i, env) for i, env in enumerate(self.envs)]
+        restore = self._catch_stop_signals()
         try:
             while True:
+                if self._stop_signal is not None:
+                    raise KeyboardInterrupt(self._stop_signal)
                 self._heartbeat()
                 self._dispatch()
                 busy = [w for w in self.workers if w.trial is not None]
@@ -123,15 +128,34 @@ class Coordinator:
                     break
                 self._poll(timeout=1.0)
         except KeyboardInterrupt:
-            self._fail_running("interrupted", "stopped by the user (Ctrl-C); re-run to resume")
+            self._fail_running("interrupted", f"stopped by {self._stop_signal or 'Ctrl-C'}; "
+                               "re-run the same command to resume")
             raise
         except BaseException:
             self._fail_running("interrupted", "the coordinator stopped on an error")
             raise
         finally:
+            restore()
             self._shutdown()
             self.progress.close()
         return self.told
+
+    def _catch_stop_signals(self):
+        """Ctrl-C / SIGTERM only set a flag: the loop stops between two storage writes."""
+        self._stop_signal: str | None = None
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+
+        def handler(signum: int, _frame: object) -> None:
+            self._stop_signal = signal.Signals(signum).name
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+
+        def restore() -> None:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+        return restore
 
     def _spawn(self, index: int, env: dict[str, str]) -> _Worker:
         parent, child = self._ctx.Pipe()

@@ -25,13 +25,15 @@ class FoldTest:
     """Prune a trial whose completed folds are worse than the best trial's same folds.
 
     Prunes after ``min_folds`` folds when either a one-sided Wilcoxon signed-rank test of the
-    paired fold scores gives p < ``p_threshold`` (possible from 4 folds), or every fold so far
-    is worse than the best trial's by more than ``min_gap`` (a clearly bad configuration, which
-    Wilcoxon cannot confirm with 2-3 folds).
+    paired fold scores gives p < ``p_threshold`` (possible from 4 folds) and the mean gap is at
+    least ``min_effect`` (near-ties are left to finish), or every fold so far is worse than the
+    best trial's by more than ``min_gap`` (a clearly bad configuration, which Wilcoxon cannot
+    confirm with 2-3 folds).
     """
 
     p_threshold: float = 0.1
     min_gap: float = 0.05
+    min_effect: float = 0.005
     min_folds: int = 2
 
     def __post_init__(self) -> None:
@@ -46,7 +48,7 @@ class FoldTest:
         diffs = [sign * (scores[i] - best[i]) for i in range(n)]  # < 0: worse than the best
         if all(d < -self.min_gap for d in diffs):
             return True
-        if all(d == 0 for d in diffs):
+        if sum(diffs) / n > -self.min_effect:
             return False
         p = wilcoxon(diffs, alternative="less", zero_method="zsplit").pvalue
         return bool(p < self.p_threshold)

@@ -21,6 +21,8 @@ def test_fold_test_uses_wilcoxon_once_there_are_enough_folds() -> None:
     assert not test.should_prune(slightly_worse[:3], best, maximize=True)  # p = 0.125
     assert test.should_prune(slightly_worse, best, maximize=True)  # p = 0.0625 < 0.1
     assert not test.should_prune(slightly_worse, best, maximize=False)
+    near_tie = [b - 0.001 for b in best[:4]]  # worse on every fold, by a tenth of a point
+    assert not test.should_prune(near_tie, best, maximize=True)
 
 
 def test_fold_test_validates_its_arguments() -> None:

@@ -1,0 +1,162 @@
+"""Faults through the real command line (fake trainer: the coordinator is what is under test)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from tests.search.cli import by_state, load, run_cli, start_cli
+
+COMMON = ("--study", "quick", "--data", "demo", "--image-size", "32", "--trainer", "fake")
+
+
+def _wait_for(predicate, timeout: float = 120.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except (KeyError, optuna.exceptions.StorageInternalError):
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie still answers kill(0): look at its state
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_sigkill_mid_trial_then_resume_reaches_exactly_n_trials(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    args = (*COMMON, "--storage", url, "--n-trials", "5", "--pruner", "none")
+    proc = start_cli(*args, cwd=tmp_path, FAKE_EPOCH_SECONDS="0.15")
+
+    def mid_trial() -> bool:
+        states = by_state(load(url, "quick"))
+        running = states[TrialState.RUNNING]
+        return len(states[TrialState.COMPLETE]) >= 1 and any(
+            "fold_0" in t.user_attrs for t in running)
+
+    try:
+        _wait_for(mid_trial, what="a trial past its first fold, after one complete trial")
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    study = load(url, "quick")
+    before = by_state(study)
+    victim = before[TrialState.RUNNING][0]
+    kept = {t.number: t.value for t in before[TrialState.COMPLETE]}
+    worker_pid = int(victim.user_attrs["worker_pid"])
+    _wait_for(lambda: not _alive(worker_pid), timeout=20, what="the orphaned worker to exit")
+
+    out = run_cli(*args, cwd=tmp_path, FAKE_EPOCH_SECONDS="0.05", timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    after = by_state(load(url, "quick"))
+    assert not after[TrialState.RUNNING] and not after[TrialState.WAITING]
+    assert len(after[TrialState.COMPLETE]) + len(after[TrialState.PRUNED]) == 5
+    assert {t.number: t.value for t in after[TrialState.COMPLETE] if t.number in kept} == kept
+    failed = {t.number: t for t in after[TrialState.FAIL]}
+    assert failed[victim.number].user_attrs["failure_kind"] == "interrupted"
+    retry = [t for t in after[TrialState.COMPLETE] if t.user_attrs.get("retry_of") == victim.number]
+    assert len(retry) == 1 and retry[0].params == victim.params
+    reused = retry[0].user_attrs["reused_folds"]
+    assert reused and reused[0] == 0
+    assert retry[0].user_attrs["fold_0"] == victim.user_attrs["fold_0"]  # not trained again
+
+
+def test_killed_worker_fails_only_its_trial_and_is_replaced(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    args = (*COMMON, "--storage", url, "--n-trials", "4", "--pruner", "none")
+    proc = start_cli(*args, cwd=tmp_path, FAKE_EPOCH_SECONDS="0.15")
+    try:
+        _wait_for(lambda: any("fold_0" in t.user_attrs
+                              for t in by_state(load(url, "quick"))[TrialState.RUNNING]),
+                  what="a running trial")
+        victim = by_state(load(url, "quick"))[TrialState.RUNNING][0]
+        os.kill(int(victim.user_attrs["worker_pid"]), signal.SIGKILL)
+        output, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output[-2000:]
+    states = by_state(load(url, "quick"))
+    failed = {t.number: t for t in states[TrialState.FAIL]}
+    assert failed[victim.number].user_attrs["failure_kind"] == "worker_died"
+    assert "SIGKILL" in failed[victim.number].user_attrs["failure_reason"]
+    assert len(states[TrialState.COMPLETE]) == 4
+    pids = {t.user_attrs["worker_pid"] for t in states[TrialState.COMPLETE]}
+    assert int(victim.user_attrs["worker_pid"]) not in pids or len(pids) > 1
+
+
+def test_ctrl_c_leaves_no_trial_running(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    proc = start_cli(*COMMON, "--storage", url, "--n-trials", "5", cwd=tmp_path,
+                     FAKE_EPOCH_SECONDS="0.2")
+    try:
+        _wait_for(lambda: by_state(load(url, "quick"))[TrialState.RUNNING], what="a trial")
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, output[-2000:]
+    assert "re-run" in output
+    states = by_state(load(url, "quick"))
+    assert not states[TrialState.RUNNING]
+    assert all(t.user_attrs["failure_kind"] == "interrupted" for t in states[TrialState.FAIL])
+
+
+def _enqueue(url: str, params: list[dict]) -> None:
+    study = optuna.create_study(study_name="quick", storage=url, direction="maximize")
+    for p in params:
+        study.enqueue_trial(p)
+
+
+GOOD = {"backbone": "small_cnn", "augment": "light", "optimizer": "adamw", "learning_rate": 2e-3,
+        "weight_decay": 1e-4, "l2": 1e-6, "dropout": 0.2, "head_width": 0, "batch_size": 32,
+        "label_smoothing": 0.0, "class_weighting": False}
+
+
+@pytest.mark.parametrize("pruner", ["fold", "default"])
+def test_a_clearly_bad_configuration_is_pruned_before_its_last_fold(tmp_path, pruner) -> None:
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    bad = {**GOOD, "learning_rate": 3e-4, "augment": "none"}
+    _enqueue(url, [GOOD, {**GOOD, "augment": "moderate"}, {**GOOD, "learning_rate": 1e-3}, bad])
+    out = run_cli(*COMMON, "--storage", url, "--n-trials", "4", "--folds", "5",
+                  "--pruner", pruner, "--workers", "1", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    trials = load(url, "quick").trials
+    assert trials[0].state == TrialState.COMPLETE
+    victim = trials[3]
+    assert victim.state == TrialState.PRUNED
+    assert len(victim.user_attrs.get("fold_scores", [])) < 5
+    if pruner == "fold":
+        assert victim.user_attrs["pruned_at"] == "after fold 1 (fold-level)"
+
+
+def test_consecutive_failures_stop_the_study_with_a_clear_message(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    oom = {**GOOD, "learning_rate": 0.00666}  # the fake trainer's out-of-memory drill
+    _enqueue(url, [oom, oom, oom])
+    out = run_cli(*COMMON, "--storage", url, "--n-trials", "6", "--max-failures", "3",
+                  cwd=tmp_path)
+    assert out.returncode == 1
+    assert "3 trials failed in a row" in out.stderr and "out_of_memory" in out.stderr
+    states = by_state(load(url, "quick"))
+    assert len(states[TrialState.FAIL]) == 3 and not states[TrialState.RUNNING]
+    assert all("simulated out of memory" in t.user_attrs["failure_reason"]
+               for t in states[TrialState.FAIL])

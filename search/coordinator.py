@@ -21,6 +21,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 import optuna
+from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import TrialState
 
 from search.progress import Progress
@@ -128,8 +129,10 @@ class Coordinator:
                     break
                 self._poll(timeout=1.0)
         except KeyboardInterrupt:
-            self._fail_running("interrupted", f"stopped by {self._stop_signal or 'Ctrl-C'}; "
-                               "re-run the same command to resume")
+            self._fail_running(
+                "interrupted",
+                f"stopped by {self._stop_signal or 'Ctrl-C'}; re-run the same command to resume",
+            )
             raise
         except BaseException:
             self._fail_running("interrupted", "the coordinator stopped on an error")
@@ -243,7 +246,7 @@ class Coordinator:
         for result in completed:
             running.scores[result.fold] = result.score(self.run_settings.metric)
         worker.trial = running
-        self.study._storage.record_heartbeat(trial._trial_id)
+        self._beat(trial._trial_id)
         self.progress.trial_started(trial.number, config, worker.device, len(completed))
         send(
             worker.conn,
@@ -275,12 +278,17 @@ class Coordinator:
             trial.set_user_attr("reused_folds", [r.fold for r in completed])
         return completed
 
+    def _beat(self, trial_id: int) -> None:
+        storage = self.study._storage
+        if isinstance(storage, BaseHeartbeat):
+            storage.record_heartbeat(trial_id)
+
     def _heartbeat(self) -> None:
         now = time.monotonic()
         for w in self.workers:
             r = w.trial
             if r is not None and now - r.last_beat >= self.run_settings.heartbeat_seconds / 2:
-                self.study._storage.record_heartbeat(r.trial._trial_id)
+                self._beat(r.trial._trial_id)
                 r.last_beat = now
 
     # ---------------------------------------------------------------- messages

@@ -105,7 +105,7 @@ def best_fold_scores(study: optuna.Study) -> list[float] | None:
     if not done:
         return None
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    best = max(done, key=lambda t: t.value if maximize else -t.value)  # type: ignore[operator]
+    best = max(done, key=lambda t: float(t.value or 0.0) * (1.0 if maximize else -1.0))
     return [float(s) for s in best.user_attrs["fold_scores"]]
 
 

@@ -55,7 +55,7 @@ def trial_note(number: int, metric: str, folds: list[FoldResult], class_names: l
         lines += ["", f"mean {metric}: **{np.mean(scores):.4f}** (sd {np.std(scores):.4f})"]
     confusions = [np.array(f.confusion) for f in folds if f.confusion]
     if confusions:
-        total = sum(confusions)
+        total: np.ndarray = np.sum(confusions, axis=0)
         lines += ["", "| class | images | recall | most confused with |", "|---|---:|---:|---|"]
         for i, name in enumerate(class_names[: total.shape[0]]):
             row = total[i].astype(float)
@@ -76,7 +76,7 @@ def leaderboard(study: optuna.Study, top: int = 10) -> list[dict[str, Any]]:
         if t.value is not None
     ]
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    done.sort(key=lambda t: -t.value if maximize else t.value)  # type: ignore[operator]
+    done.sort(key=lambda t: -float(t.value or 0.0) if maximize else float(t.value or 0.0))
     rows = []
     for t in done[:top]:
         config = t.user_attrs.get("config", {})

@@ -12,6 +12,7 @@ import os
 import shutil
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,8 @@ from trainer.errors import FatalError, TrialFailed
 from trainer.folds import make_folds
 
 log = logging.getLogger("search.run")
+# Heartbeats, fail_stale_trials and TPE's group option are stable enough for us; say it once here.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 def _sampler(name: str, seed: int, n_trials: int) -> optuna.samplers.BaseSampler:

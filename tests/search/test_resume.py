@@ -49,7 +49,8 @@ def test_sigkill_mid_trial_then_resume_reaches_exactly_n_trials(tmp_path: Path) 
         states = by_state(load(url, "quick"))
         running = states[TrialState.RUNNING]
         return len(states[TrialState.COMPLETE]) >= 1 and any(
-            "fold_0" in t.user_attrs for t in running)
+            "fold_0" in t.user_attrs for t in running
+        )
 
     try:
         _wait_for(mid_trial, what="a trial past its first fold, after one complete trial")
@@ -83,9 +84,12 @@ def test_killed_worker_fails_only_its_trial_and_is_replaced(tmp_path: Path) -> N
     args = (*COMMON, "--storage", url, "--n-trials", "4", "--pruner", "none")
     proc = start_cli(*args, cwd=tmp_path, FAKE_EPOCH_SECONDS="0.15")
     try:
-        _wait_for(lambda: any("fold_0" in t.user_attrs
-                              for t in by_state(load(url, "quick"))[TrialState.RUNNING]),
-                  what="a running trial")
+        _wait_for(
+            lambda: any(
+                "fold_0" in t.user_attrs for t in by_state(load(url, "quick"))[TrialState.RUNNING]
+            ),
+            what="a running trial",
+        )
         victim = by_state(load(url, "quick"))[TrialState.RUNNING][0]
         os.kill(int(victim.user_attrs["worker_pid"]), signal.SIGKILL)
         output, _ = proc.communicate(timeout=300)
@@ -104,8 +108,9 @@ def test_killed_worker_fails_only_its_trial_and_is_replaced(tmp_path: Path) -> N
 
 def test_ctrl_c_leaves_no_trial_running(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'studies.db'}"
-    proc = start_cli(*COMMON, "--storage", url, "--n-trials", "5", cwd=tmp_path,
-                     FAKE_EPOCH_SECONDS="0.2")
+    proc = start_cli(
+        *COMMON, "--storage", url, "--n-trials", "5", cwd=tmp_path, FAKE_EPOCH_SECONDS="0.2"
+    )
     try:
         _wait_for(lambda: by_state(load(url, "quick"))[TrialState.RUNNING], what="a trial")
         proc.send_signal(signal.SIGINT)
@@ -126,9 +131,19 @@ def _enqueue(url: str, params: list[dict]) -> None:
         study.enqueue_trial(p)
 
 
-GOOD = {"backbone": "small_cnn", "augment": "light", "optimizer": "adamw", "learning_rate": 2e-3,
-        "weight_decay": 1e-4, "l2": 1e-6, "dropout": 0.2, "head_width": 0, "batch_size": 32,
-        "label_smoothing": 0.0, "class_weighting": False}
+GOOD = {
+    "backbone": "small_cnn",
+    "augment": "light",
+    "optimizer": "adamw",
+    "learning_rate": 2e-3,
+    "weight_decay": 1e-4,
+    "l2": 1e-6,
+    "dropout": 0.2,
+    "head_width": 0,
+    "batch_size": 32,
+    "label_smoothing": 0.0,
+    "class_weighting": False,
+}
 
 
 @pytest.mark.parametrize("pruner", ["fold", "default"])
@@ -136,8 +151,20 @@ def test_a_clearly_bad_configuration_is_pruned_before_its_last_fold(tmp_path, pr
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     bad = {**GOOD, "learning_rate": 3e-4, "augment": "none"}
     _enqueue(url, [GOOD, {**GOOD, "augment": "moderate"}, {**GOOD, "learning_rate": 1e-3}, bad])
-    out = run_cli(*COMMON, "--storage", url, "--n-trials", "4", "--folds", "5",
-                  "--pruner", pruner, "--workers", "1", cwd=tmp_path)
+    out = run_cli(
+        *COMMON,
+        "--storage",
+        url,
+        "--n-trials",
+        "4",
+        "--folds",
+        "5",
+        "--pruner",
+        pruner,
+        "--workers",
+        "1",
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     trials = load(url, "quick").trials
     assert trials[0].state == TrialState.COMPLETE
@@ -152,11 +179,11 @@ def test_consecutive_failures_stop_the_study_with_a_clear_message(tmp_path: Path
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     oom = {**GOOD, "learning_rate": 0.00666}  # the fake trainer's out-of-memory drill
     _enqueue(url, [oom, oom, oom])
-    out = run_cli(*COMMON, "--storage", url, "--n-trials", "6", "--max-failures", "3",
-                  cwd=tmp_path)
+    out = run_cli(*COMMON, "--storage", url, "--n-trials", "6", "--max-failures", "3", cwd=tmp_path)
     assert out.returncode == 1
     assert "3 trials failed in a row" in out.stderr and "out_of_memory" in out.stderr
     states = by_state(load(url, "quick"))
     assert len(states[TrialState.FAIL]) == 3 and not states[TrialState.RUNNING]
-    assert all("simulated out of memory" in t.user_attrs["failure_reason"]
-               for t in states[TrialState.FAIL])
+    assert all(
+        "simulated out of memory" in t.user_attrs["failure_reason"] for t in states[TrialState.FAIL]
+    )

@@ -42,3 +42,20 @@ def test_sqlite_storage_has_heartbeats(tmp_path: Path) -> None:
     storage.record_heartbeat(trial._trial_id)
     study.tell(trial, 1.0)
     assert study.best_value == 1.0
+
+
+def test_postgres_storage_works(tmp_path: Path) -> None:
+    import os
+
+    from tests.conftest import require
+
+    url = os.environ.get("SEARCH_TEST_POSTGRES_URL", "")
+    require(bool(url), "SEARCH_TEST_POSTGRES_URL is not set (.ci/run starts PostgreSQL)")
+    storage = open_storage(url)
+    name = f"pg-{os.getpid()}-{tmp_path.name}"
+    study = optuna.create_study(storage=storage, study_name=name, direction="maximize")
+    trial = study.ask()
+    storage.record_heartbeat(trial._trial_id)
+    study.tell(trial, 0.5)
+    assert optuna.load_study(study_name=name, storage=open_storage(url)).best_value == 0.5
+    optuna.delete_study(study_name=name, storage=storage)

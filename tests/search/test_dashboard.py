@@ -1,0 +1,54 @@
+"""The Optuna dashboard reads a study written by search.run (fake trainer, real CLI)."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from wsgiref.util import setup_testing_defaults
+
+from optuna_dashboard import wsgi
+
+from tests.search.cli import load, run_cli
+
+
+def _get(app, path: str) -> tuple[str, bytes]:
+    environ: dict = {}
+    setup_testing_defaults(environ)
+    environ.update({"PATH_INFO": path, "REQUEST_METHOD": "GET", "wsgi.input": io.BytesIO()})
+    status: list[str] = []
+    body = b"".join(app(environ, lambda s, h, *a: status.append(s)))
+    return status[0], body
+
+
+def test_dashboard_shows_curves_and_notes(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    out = run_cli(
+        "--study",
+        "quick",
+        "--data",
+        "demo",
+        "--image-size",
+        "32",
+        "--trainer",
+        "fake",
+        "--storage",
+        url,
+        "--n-trials",
+        "3",
+        "--pruner",
+        "none",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    study_id = load(url, "quick")._study_id
+    app = wsgi(url)
+    status, body = _get(app, f"/api/studies/{study_id}")
+    assert status.startswith("200"), body[:500]
+    detail = json.loads(body)
+    trials = detail["trials"]
+    assert len(trials) == 3
+    for trial in trials:
+        steps = [v["step"] for v in trial["intermediate_values"]]
+        assert steps == list(range(12))  # 3 folds x 4 epochs, one step scheme
+        assert "## Trial" in trial["note"]["body"] and "| fold |" in trial["note"]["body"]

@@ -42,7 +42,7 @@ def main() -> None:
         + f" | {steady:.1f} | {first[1] / first[0]:.2f} | {result.timings['build']:.1f} |"
     )
     print(
-        f"first-epoch seconds per fold {['%.1f' % s for s in first]}, later epochs "
+        f"first-epoch seconds per fold {[round(s, 1) for s in first]}, later epochs "
         f"{steady:.1f}s; fold 2 / fold 1 = {first[1] / first[0]:.2f}"
     )
     doc = ROOT / "docs" / "fold_tracing.md"

@@ -27,14 +27,8 @@ from optuna.trial import TrialState
 from search.progress import Progress
 from search.protocol import recv, send
 from search.pruning import FoldEpochPruner
-from search.records import (
-    FINISHED,
-    MAX_RETRIES,
-    RETRYABLE,
-    failure_kind,
-    fold_results,
-    trial_note,
-)
+from search.records import FINISHED, fold_results, trial_note
+from search.recovery import recover, requeue
 from search.worker import worker_main
 from spaces.base import Space, StudySettings
 from trainer.config import Decision, TrialConfig
@@ -54,6 +48,7 @@ class RunSettings:
     max_consecutive_failures: int = 5
     trainer: str = "keras"  # or "fake" (search/fake.py)
     heartbeat_seconds: float = 20.0
+    trial_timeout: float | None = None
     save_notes: bool = True
 
 
@@ -110,12 +105,14 @@ class Coordinator:
         self.started = time.monotonic()
         self.told: dict[str, int] = {"complete": 0, "pruned": 0, "failed": 0}
         self._stop_signal: str | None = None
+        self._last_maintenance = time.monotonic()
 
     # ---------------------------------------------------------------- lifecycle
     def run(self) -> dict[str, int]:
         """Search until the study holds ``n_trials`` finished trials (or time/failures run out)."""
         recover(self.study, self.host)
-        requeue_failed(self.study)
+        requeue(self.study)
+        self._last_maintenance = time.monotonic()
         self.workers = [self._spawn(i, env) for i, env in enumerate(self.envs)]
         restore = self._catch_stop_signals()
         try:
@@ -123,6 +120,7 @@ class Coordinator:
                 if self._stop_signal is not None:
                     raise KeyboardInterrupt(self._stop_signal)
                 self._heartbeat()
+                self._maintenance()
                 self._dispatch()
                 busy = [w for w in self.workers if w.trial is not None]
                 if not busy and not self._want_more():
@@ -248,8 +246,8 @@ class Coordinator:
         worker.trial = running
         self._beat(trial._trial_id)
         self.progress.trial_started(trial.number, config, worker.device, len(completed))
-        send(
-            worker.conn,
+        self._send(
+            worker,
             {
                 "type": "run",
                 "trial": trial.number,
@@ -282,6 +280,39 @@ class Coordinator:
         storage = self.study._storage
         if isinstance(storage, BaseHeartbeat):
             storage.record_heartbeat(trial_id)
+
+    def _maintenance(self) -> None:
+        """Every heartbeat interval: fail trials of dead coordinators and enforce timeouts."""
+        now = time.monotonic()
+        limit = self.run_settings.trial_timeout
+        for w in list(self.workers):
+            r = w.trial
+            if r is not None and limit is not None and now - r.started > limit:
+                self._timeout(w, r)
+        if now - self._last_maintenance < self.run_settings.heartbeat_seconds:
+            return
+        self._last_maintenance = now
+        failed = recover(self.study, self.host)
+        if failed:
+            requeue(self.study, failed)
+
+    def _timeout(self, worker: _Worker, running: _Running) -> None:
+        worker.trial = None
+        seconds = self.run_settings.trial_timeout
+        log.warning(
+            "trial %d ran past --trial-timeout %ss; killing worker %d",
+            running.trial.number,
+            seconds,
+            worker.index,
+        )
+        worker.process.kill()
+        self._worker_died(worker)  # no trial attached any more: only replaces the worker
+        self._fail(
+            running.trial,
+            "timeout",
+            f"ran longer than --trial-timeout {seconds}s "
+            f"(fold {max(running.scores, default=-1) + 1}); the worker was killed",
+        )
 
     def _heartbeat(self) -> None:
         now = time.monotonic()
@@ -317,9 +348,9 @@ class Coordinator:
         if running is None or message.get("trial") != running.trial.number:
             return
         if kind == "epoch":
-            send(worker.conn, {"type": "decision", "decision": self._on_epoch(running, message)})
+            self._send(worker, {"type": "decision", "decision": self._on_epoch(running, message)})
         elif kind == "fold":
-            send(worker.conn, {"type": "decision", "decision": self._on_fold(running, message)})
+            self._send(worker, {"type": "decision", "decision": self._on_fold(running, message)})
         elif kind == "done":
             worker.trial = None
             self._finish(running, TrialResult.from_dict(message["result"]))
@@ -390,7 +421,7 @@ class Coordinator:
         self.told["failed"] += 1
         self.progress.trial_finished(trial.number, "failed", None, f"{kind}: {reason}")
         self.consecutive_failures += 1
-        requeue_failed(self.study)
+        requeue(self.study, [trial.number])
         limit = self.run_settings.max_consecutive_failures
         if self.consecutive_failures >= limit:
             raise FatalError(
@@ -399,7 +430,15 @@ class Coordinator:
                 "command to resume"
             )
 
+    def _send(self, worker: _Worker, message: dict[str, Any]) -> None:
+        try:
+            send(worker.conn, message)
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            self._worker_died(worker)
+
     def _worker_died(self, worker: _Worker) -> None:
+        if worker not in self.workers:
+            return  # already replaced
         worker.process.join(timeout=5)
         code = worker.process.exitcode
         how = (
@@ -435,55 +474,3 @@ class Coordinator:
                     self.study.tell(trial, state=TrialState.FAIL)
                 except Exception as exc:  # storage gone: heartbeat expiry will fail it later
                     log.warning("could not mark trial %d failed: %s", trial.number, exc)
-
-
-def recover(study: optuna.Study, host: str) -> list[int]:
-    """Fail trials left RUNNING by a dead coordinator: on this host by pid, elsewhere by heartbeat."""
-    optuna.storages.fail_stale_trials(study)
-    failed = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        pid = t.user_attrs.get("coordinator_pid")
-        if t.user_attrs.get("host") != host or pid is None or _alive(int(pid)):
-            continue
-        storage = study._storage
-        storage.set_trial_user_attr(t._trial_id, "failure_kind", "interrupted")
-        storage.set_trial_user_attr(
-            t._trial_id, "failure_reason", f"its coordinator (pid {pid} on {host}) stopped"
-        )
-        study.tell(t.number, state=TrialState.FAIL)
-        failed.append(t.number)
-    if failed:
-        log.info("marked interrupted trials %s failed; their configurations will be re-run", failed)
-    return failed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def requeue_failed(study: optuna.Study) -> list[int]:
-    """Enqueue once each failed-but-retryable trial's configuration (bounded retries per chain)."""
-    trials = study.get_trials(deepcopy=False)
-    retried = {int(t.user_attrs["retry_of"]) for t in trials if "retry_of" in t.user_attrs}
-    queued = []
-    for t in trials:
-        if t.state != TrialState.FAIL or t.number in retried or failure_kind(t) not in RETRYABLE:
-            continue
-        retries = int(t.user_attrs.get("retries", 0))
-        if retries >= MAX_RETRIES or not t.params:
-            continue
-        study.enqueue_trial(
-            t.params,
-            user_attrs={"retry_of": t.number, "retries": retries + 1},
-            skip_if_exists=False,
-        )
-        queued.append(t.number)
-    if queued:
-        log.info("re-queued the configurations of failed trials %s", queued)
-    return queued

@@ -17,6 +17,7 @@ import numpy as np
 
 from trainer.config import Decision, TrialConfig
 from trainer.errors import NonFiniteLoss, OutOfMemory
+from trainer.hooks import TrainHooks
 from trainer.records import Dataset, EpochMetrics, Fold, FoldFn, FoldResult, ReportFn, TrialResult
 
 AUGMENT_BONUS = {"none": -0.04, "light": 0.02, "moderate": 0.0, "heavy": -0.02}
@@ -37,6 +38,7 @@ def fake_train_trial(
     monitor: str = "accuracy",
     on_fold: FoldFn | None = None,
     completed: Sequence[FoldResult] = (),
+    hooks: TrainHooks | None = None,
     **_: object,
 ) -> TrialResult:
     # Fault drills keyed by the learning rate's exact value, so a test can pick its victim.
@@ -54,6 +56,8 @@ def fake_train_trial(
         rng = np.random.default_rng(config.seed * 7919 + index * 31 + int(quality * 1e6))
         epochs = []
         for epoch in range(config.epochs):
+            for hook in hooks.before_epoch if hooks else []:
+                hook(index, epoch)
             if sleep:
                 time.sleep(sleep)
             progress = 1.0 - math.exp(-(epoch + 1) / 2.0)

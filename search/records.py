@@ -11,9 +11,6 @@ from optuna.trial import FrozenTrial, TrialState
 from trainer.records import FoldResult
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-# Failures worth re-running the same configuration for: the trial itself was fine.
-RETRYABLE = ("interrupted", "worker_died", "heartbeat_stale", "timeout")
-MAX_RETRIES = 2
 
 
 def fold_results(trial: FrozenTrial) -> list[FoldResult]:

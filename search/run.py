@@ -130,6 +130,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop the study after N trials fail in a row (default 5)",
     )
     p.add_argument(
+        "--trial-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="fail a trial (and restart its worker) when it runs longer than this",
+    )
+    p.add_argument(
+        "--heartbeat",
+        type=float,
+        default=20.0,
+        metavar="SECONDS",
+        help="heartbeat interval; a dead host's running trials are failed and re-run after "
+        "3x this (default 20)",
+    )
+    p.add_argument(
         "--trainer",
         default="keras",
         choices=("keras", "fake"),
@@ -161,8 +176,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"--{flag.replace('_', '-')} must be at least "
                 f"{2 if flag == 'folds' else 1}, got {value}"
             )
-    if args.timeout is not None and args.timeout <= 0:
-        return _usage(f"--timeout must be positive, got {args.timeout}")
+    for flag in ("timeout", "trial_timeout", "heartbeat"):
+        value = getattr(args, flag)
+        if value is not None and value <= 0:
+            return _usage(f"--{flag.replace('_', '-')} must be positive, got {value}")
     from search.session import run_study
 
     return run_study(args, space)

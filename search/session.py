@@ -62,7 +62,11 @@ def _stored_or(stored: dict, key: str, given, default):
 def run_study(args: argparse.Namespace, space: Space) -> int:
     name = args.name or space.name
     try:
-        storage = _open(args.storage)
+        storage = open_storage(
+            args.storage,
+            heartbeat_interval=max(1, round(args.heartbeat)),
+            grace_period=max(2, round(3 * args.heartbeat)),
+        )
         existing = load_existing(storage, name)
         stored = dict(existing.user_attrs) if existing is not None else {}
         folds_k = _stored_or(stored, "folds", args.folds, space.folds)
@@ -161,6 +165,8 @@ def run_study(args: argparse.Namespace, space: Space) -> int:
             timeout=args.timeout,
             max_consecutive_failures=args.max_failures,
             trainer=args.trainer,
+            heartbeat_seconds=args.heartbeat,
+            trial_timeout=args.trial_timeout,
         ),
         data_path=data_path,
         worker_envs=envs,
@@ -185,10 +191,6 @@ def run_study(args: argparse.Namespace, space: Space) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     _summary(study, args, name, n_trials)
     return code
-
-
-def _open(url: str):
-    return open_storage(url)
 
 
 def _summary(study: optuna.Study, args: argparse.Namespace, name: str, n_trials: int) -> None:

@@ -77,8 +77,10 @@ def _device(env: dict[str, str]) -> str:
 
 
 def _serve(conn: Connection, worker_id: int, env: dict[str, str], data_path: str, trainer: str):
+    from search.faults import hook_for
     from trainer.config import Decision, TrialConfig
     from trainer.errors import TrialFailed
+    from trainer.hooks import TrainHooks
     from trainer.records import FoldResult
 
     if trainer == "fake":
@@ -129,6 +131,7 @@ def _serve(conn: Connection, worker_id: int, env: dict[str, str], data_path: str
         try:
             config = TrialConfig.from_dict(message["config"])
             completed = [FoldResult.from_dict(f) for f in message.get("completed", [])]
+            drill = hook_for(number)
             result = train_trial(
                 config,
                 data,
@@ -137,6 +140,7 @@ def _serve(conn: Connection, worker_id: int, env: dict[str, str], data_path: str
                 monitor=message["monitor"],
                 on_fold=on_fold,
                 completed=completed,
+                hooks=TrainHooks(before_epoch=[drill] if drill else []),
             )
             send(conn, {"type": "done", "trial": number, "result": result.to_dict()})
         except TrialFailed as exc:

@@ -11,7 +11,6 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import keras
 import numpy as np
@@ -21,6 +20,7 @@ from trainer.augment import make_augment
 from trainer.backbones import BuiltModel, build_model, head_variables
 from trainer.config import Decision, TrialConfig
 from trainer.errors import InvalidConfig, NonFiniteLoss, OutOfMemory, TrialFailed
+from trainer.hooks import TrainHooks
 from trainer.metrics import class_weights, classification_metrics
 from trainer.optimizers import make_optimizer, reset_optimizer
 from trainer.records import (
@@ -37,13 +37,6 @@ log = logging.getLogger(__name__)
 
 MONITORS = ("accuracy", "balanced_accuracy", "macro_f1", "macro_precision", "macro_recall")
 EVAL_BATCH = 256
-
-
-@dataclass
-class TrainHooks:
-    """Injection points for tests and fault drills (e.g. raise OutOfMemory at fold 1 epoch 0)."""
-
-    before_epoch: list = field(default_factory=list)  # callables (fold, epoch) -> None
 
 
 def _check_data(cfg: TrialConfig, data: Dataset, folds: Sequence[Fold]) -> None:

@@ -11,8 +11,9 @@ import tensorflow as tf
 from trainer import Decision, NonFiniteLoss, OutOfMemory, TrialConfig
 from trainer.backbones import build_model
 from trainer.folds import make_folds
+from trainer.hooks import TrainHooks
 from trainer.records import FoldResult
-from trainer.train import TrainHooks, train_trial
+from trainer.train import train_trial
 
 
 def _go(*_: object) -> Decision:

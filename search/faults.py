@@ -1,0 +1,67 @@
+"""Fault drills: ``SEARCH_FAULTS`` makes a worker misbehave on chosen trials, for tests and docs.
+
+Format: comma-separated ``KIND@TRIAL[:FOLD]``, e.g. ``oom@3,nan@5:1,hang@7,exit@9``. At the first
+epoch of the fold (default 0) of trial number TRIAL the worker:
+  oom   raises TensorFlow's out-of-memory error inside training (-> OutOfMemory)
+  nan   raises NonFiniteLoss, as a diverging loss would
+  hang  sleeps forever (the coordinator's --trial-timeout must end it)
+  exit  kills its own process with SIGKILL, as the kernel's OOM killer would
+Never set in normal use; the variable is read only by workers.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+
+FAULT_KINDS = ("oom", "nan", "hang", "exit")
+
+
+def parse(spec: str) -> dict[int, tuple[str, int]]:
+    """``"oom@3,nan@5:1"`` -> {3: ("oom", 0), 5: ("nan", 1)}; raises ValueError on bad input."""
+    out: dict[int, tuple[str, int]] = {}
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        kind, _, where = item.partition("@")
+        trial, _, fold = where.partition(":")
+        if kind not in FAULT_KINDS or not trial.isdigit() or (fold and not fold.isdigit()):
+            raise ValueError(
+                f"bad SEARCH_FAULTS item {item!r}; use KIND@TRIAL[:FOLD], KIND in "
+                f"{', '.join(FAULT_KINDS)}"
+            )
+        out[int(trial)] = (kind, int(fold or 0))
+    return out
+
+
+def hook_for(
+    trial: int, environ: dict[str, str] | None = None
+) -> Callable[[int, int], None] | None:
+    """A ``before_epoch(fold, epoch)`` hook that injects this trial's fault, if one is set."""
+    faults = parse((environ if environ is not None else os.environ).get("SEARCH_FAULTS", ""))
+    if trial not in faults:
+        return None
+    kind, at_fold = faults[trial]
+
+    def inject(fold: int, epoch: int) -> None:
+        if fold != at_fold or epoch != 0:
+            return
+        if kind == "oom":
+            if "tensorflow" not in sys.modules:  # the fake trainer: no TensorFlow to raise from
+                from trainer.errors import OutOfMemory
+
+                raise OutOfMemory("OOM when allocating (drill)")
+            import tensorflow as tf
+
+            raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating (drill)")
+        if kind == "nan":
+            from trainer.errors import NonFiniteLoss
+
+            raise NonFiniteLoss(f"training loss became nan in fold {fold}, epoch {epoch} (drill)")
+        if kind == "hang":
+            while True:
+                time.sleep(3600)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    return inject

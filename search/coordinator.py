@@ -100,7 +100,8 @@ class Coordinator:
         self.progress = progress or Progress(run.n_trials, interactive=False)
         self.workers: list[_Worker] = []
         self.consecutive_failures = 0
-        self.host = socket.gethostname()
+        # SEARCH_HOST names this coordinator where hostnames collide (containers, tests).
+        self.host = os.environ.get("SEARCH_HOST") or socket.gethostname()
         self._ctx = mp.get_context("spawn")
         self.started = time.monotonic()
         self.told: dict[str, int] = {"complete": 0, "pruned": 0, "failed": 0}
@@ -222,6 +223,8 @@ class Coordinator:
             # We beat the heartbeat ourselves (see _heartbeat); Optuna assumes optimize() does.
             warnings.filterwarnings("ignore", message="Heartbeat of storage")
             trial = self.study.ask()
+        if self._surplus(trial):
+            return
         try:
             config = self.space.sample(trial, self.settings)
         except TrialFailed as exc:
@@ -256,6 +259,26 @@ class Coordinator:
                 "completed": [r.to_dict() for r in completed],
             },
         )
+
+    def _surplus(self, trial: optuna.Trial) -> bool:
+        """Another coordinator filled the study between our count and our ask: give it back.
+
+        Every coordinator ranks the running trials by number and keeps the lowest ones that
+        fit, so exactly the surplus trials are abandoned, whoever looks.
+        """
+        finished, running = 0, []
+        for t in self.study.get_trials(deepcopy=False):
+            if t.state in FINISHED:
+                finished += 1
+            elif t.state == TrialState.RUNNING:
+                running.append(t.number)
+        room = self.run_settings.n_trials - finished
+        if trial.number in sorted(running)[: max(room, 0)]:
+            return False
+        trial.set_user_attr("failure_kind", "surplus")
+        trial.set_user_attr("failure_reason", "the study was already full when this trial started")
+        self.study.tell(trial, state=TrialState.FAIL)
+        return True
 
     def _inherit(self, trial: optuna.Trial) -> list[FoldResult]:
         """A retry re-uses the folds its failed predecessor finished (and shows them again)."""

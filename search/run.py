@@ -30,7 +30,16 @@ def build_parser() -> argparse.ArgumentParser:
         "resume a stopped study.",
     )
     p.add_argument(
-        "--study", required=True, metavar="NAME", help=f"search space: {', '.join(SPACES)}"
+        "--study",
+        default=None,
+        metavar="NAME",
+        help=f"search space: {', '.join(SPACES)} (required unless --space-file is given)",
+    )
+    p.add_argument(
+        "--space-file",
+        default=None,
+        metavar="PATH",
+        help="a JSON file of Space fields (see README); read only when named here",
     )
     p.add_argument(
         "--name", default=None, help="study name in the storage (default: the --study name)"
@@ -166,9 +175,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
     for noisy in ("optuna", "absl", "tensorflow"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    space = SPACES.get(args.study)
-    if space is None:
-        return _usage(f"unknown study {args.study!r}; valid studies: {', '.join(SPACES)}")
+    if args.space_file:
+        from spaces.file import SpaceFileError, load_space_file
+
+        try:
+            space = load_space_file(args.space_file)
+        except SpaceFileError as exc:
+            return _usage(str(exc))
+        if args.study not in (None, space.name):
+            return _usage(
+                f"--study {args.study} differs from the space file's name "
+                f"{space.name!r}; leave --study out or make them agree"
+            )
+    elif args.study is None:
+        return _usage(f"--study NAME is required; valid studies: {', '.join(SPACES)}")
+    else:
+        found = SPACES.get(args.study)
+        if found is None:
+            return _usage(f"unknown study {args.study!r}; valid studies: {', '.join(SPACES)}")
+        space = found
     for flag in ("n_trials", "folds", "epochs", "workers", "image_size", "max_failures"):
         value = getattr(args, flag)
         if value is not None and value < (2 if flag == "folds" else 1):

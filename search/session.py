@@ -7,6 +7,7 @@ leaves an existing study exactly as it was and creates nothing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import shutil
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import optuna
+import sqlalchemy
 
 from search.coordinator import Coordinator, RunSettings
 from search.data import DataError, fingerprint, load_dataset, validate
@@ -24,9 +26,16 @@ from search.gpu import visible_gpus, worker_envs
 from search.progress import Progress
 from search.pruning import make_pruner
 from search.records import count_states, leaderboard
-from search.study import StudyPlan, UsageError, check_resume, encode_folds, load_existing
+from search.study import (
+    StudyPlan,
+    UsageError,
+    check_resume,
+    decode_folds,
+    encode_folds,
+    load_existing,
+)
 from spaces.base import Space, StudySettings
-from storage import StorageError, open_storage, redact
+from storage import StorageError, open_storage, redact, storage_errors
 from trainer.errors import FatalError, TrialFailed
 from trainer.folds import make_folds
 
@@ -60,101 +69,48 @@ def _stored_or(stored: dict, key: str, given, default):
 
 
 def run_study(args: argparse.Namespace, space: Space) -> int:
+    """Check, write the worker data, create or resume the study, search; return the exit code."""
     name = args.name or space.name
+    workdir = None
     try:
-        storage = open_storage(
-            args.storage,
-            heartbeat_interval=max(1, round(args.heartbeat)),
-            grace_period=max(2, round(3 * args.heartbeat)),
-        )
-        existing = load_existing(storage, name)
-        stored = dict(existing.user_attrs) if existing is not None else {}
-        folds_k = _stored_or(stored, "folds", args.folds, space.folds)
-        epochs = _stored_or(stored, "epochs", args.epochs, space.epochs)
-        image_size = _stored_or(stored, "image_size", args.image_size, space.image_size)
-        weights = _stored_or(stored, "weights", args.weights, space.weights)
-        if args.weights_dir:
-            if not Path(args.weights_dir).is_dir():
-                raise UsageError(f"--weights-dir {args.weights_dir} is not a folder")
-            os.environ["SEARCH_WEIGHTS_DIR"] = str(Path(args.weights_dir).resolve())
-        if weights not in ("imagenet", "none") and not Path(weights).is_file():
-            raise UsageError(f"--weights {weights!r} is neither imagenet, none nor a file")
-        data = validate(
-            load_dataset(args.data, image_size=image_size), n_folds=folds_k, source=args.data
-        )
-        plan = StudyPlan(
-            space=space.name,
-            data=args.data,
-            fingerprint=fingerprint(data),
-            n_images=len(data),
-            class_names=data.class_names,
-            folds=folds_k,
-            fold_seed=args.seed,
-            epochs=epochs,
-            image_size=image_size,
-            metric=args.metric,
-            weights=weights,
-        )
-        if existing is not None:
-            check_resume(stored, plan, name)
+        storage, existing, plan, data, folds = _prepare(args, space, name)
         n_trials = args.n_trials or space.n_trials
         sampler = _sampler(args.sampler, args.seed, n_trials)
-        pruner = make_pruner(args.pruner, epochs_per_fold=epochs, n_folds=folds_k)
+        pruner = make_pruner(args.pruner, epochs_per_fold=plan.epochs, n_folds=plan.folds)
+        workdir, data_path = _write_worker_data(data, folds)
+        with storage_errors(args.storage):
+            study = _open_study(
+                storage, name, existing, plan, sampler, pruner, folds, space, args.seed
+            )
     except (UsageError, DataError, StorageError, TrialFailed, ValueError) as exc:
+        if workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    settings = StudySettings(epochs=epochs, weights=weights, seed=args.seed, image_size=image_size)
-    # First write: create (or open) the study and record what it was made with.
-    study = optuna.create_study(
-        study_name=name,
-        storage=storage,
-        sampler=sampler,
-        pruner=pruner,
-        direction="maximize",
-        load_if_exists=True,
+    settings = StudySettings(
+        epochs=plan.epochs, weights=plan.weights, seed=args.seed, image_size=plan.image_size
     )
-    if "fold_of" in study.user_attrs:
-        from search.study import decode_folds
-
-        folds = decode_folds(study.user_attrs["fold_of"])
-    else:
-        folds = make_folds(data.labels, folds_k, args.seed)
-        for key, value in plan.attrs(encode_folds(folds, len(data))).items():
-            study.set_user_attr(key, value)
-        if not study.trials:
-            for params in space.starting_params(settings):
-                study.enqueue_trial(params, skip_if_exists=True)
-    gpus = visible_gpus()
-    envs = worker_envs(args.workers, gpus)
+    envs = worker_envs(args.workers, visible_gpus())
     if os.environ.get("SEARCH_WEIGHTS_DIR"):
         for env in envs:
             env["SEARCH_WEIGHTS_DIR"] = os.environ["SEARCH_WEIGHTS_DIR"]
     counts = count_states(study)
     finished = counts[optuna.trial.TrialState.COMPLETE] + counts[optuna.trial.TrialState.PRUNED]
+    devices = sorted({e["CUDA_VISIBLE_DEVICES"] for e in envs})
     log.info(
-        "study %r in %s: %d of %d trials finished; %d worker(s) on %s; %d folds x %d "
-        "epochs at %dpx on %d images",
+        "study %r in %s: %d of %d trials finished; %d worker(s) on %s; %d folds x %d epochs at "
+        "%dpx on %d images",
         name,
         redact(args.storage),
         finished,
         n_trials,
         len(envs),
-        ", ".join(sorted({e["CUDA_VISIBLE_DEVICES"] for e in envs})) if gpus else "CPU",
-        folds_k,
-        epochs,
-        image_size,
-        len(data),
+        "CPU" if devices == ["-1"] else "GPU " + ", ".join(devices),
+        plan.folds,
+        plan.epochs,
+        plan.image_size,
+        plan.n_images,
     )
-    workdir = tempfile.mkdtemp(prefix="search-data-")
-    data_path = os.path.join(workdir, "data.npz")
-    np.savez(
-        data_path,
-        images=data.images,
-        labels=data.labels,
-        class_names=np.array(data.class_names),
-        fold_of=np.array(encode_folds(folds, len(data))),
-    )
-    progress = Progress(n_trials, interactive=sys.stderr.isatty() and not args.quiet)
     coordinator = Coordinator(
         study,
         space,
@@ -171,8 +127,8 @@ def run_study(args: argparse.Namespace, space: Space) -> int:
         data_path=data_path,
         worker_envs=envs,
         pruner=pruner,
-        class_names=list(data.class_names),
-        progress=progress,
+        class_names=list(plan.class_names),
+        progress=Progress(n_trials, interactive=sys.stderr.isatty() and not args.quiet),
     )
     code = 0
     try:
@@ -187,10 +143,121 @@ def run_study(args: argparse.Namespace, space: Space) -> int:
     except FatalError as exc:
         print(f"error: {exc}", file=sys.stderr)
         code = 1
+    except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError) as exc:
+        print(
+            f"error: the storage {redact(args.storage)} failed while searching "
+            f"({str(exc).splitlines()[0][:300]}); finished trials are kept: fix it and run the "
+            "same command to resume",
+            file=sys.stderr,
+        )
+        code = 1
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    _summary(study, args, name, n_trials)
+    with contextlib.suppress(Exception):  # the summary must not hide the real exit status
+        _summary(study, args, name, n_trials)
     return code
+
+
+def _prepare(args: argparse.Namespace, space: Space, name: str):
+    """Every check that can refuse the run, in order; nothing is written here."""
+    storage = open_storage(
+        args.storage,
+        heartbeat_interval=max(1, round(args.heartbeat)),
+        grace_period=max(2, round(3 * args.heartbeat)),
+    )
+    with storage_errors(args.storage):
+        existing = load_existing(storage, name)
+    stored = dict(existing.user_attrs) if existing is not None else {}
+    folds_k = _stored_or(stored, "folds", args.folds, space.folds)
+    epochs = _stored_or(stored, "epochs", args.epochs, space.epochs)
+    image_size = _stored_or(stored, "image_size", args.image_size, space.image_size)
+    weights = _stored_or(stored, "weights", args.weights, space.weights)
+    if args.weights_dir:
+        if not Path(args.weights_dir).is_dir():
+            raise UsageError(f"--weights-dir {args.weights_dir} is not a folder")
+        os.environ["SEARCH_WEIGHTS_DIR"] = str(Path(args.weights_dir).resolve())
+    if weights not in ("imagenet", "none") and not Path(weights).is_file():
+        raise UsageError(f"--weights {weights!r} is neither imagenet, none nor a file")
+    data = validate(
+        load_dataset(args.data, image_size=image_size), n_folds=folds_k, source=args.data
+    )
+    plan = StudyPlan(
+        space=space.name,
+        data=args.data,
+        fingerprint=fingerprint(data),
+        n_images=len(data),
+        class_names=data.class_names,
+        folds=folds_k,
+        fold_seed=args.seed,
+        epochs=epochs,
+        image_size=image_size,
+        metric=args.metric,
+        weights=weights,
+    )
+    if existing is not None:
+        check_resume(stored, plan, name)
+    if "fold_of" in stored:
+        folds = decode_folds(stored["fold_of"])
+    else:
+        folds = make_folds(data.labels, folds_k, args.seed)
+    return storage, existing, plan, data, folds
+
+
+def _write_worker_data(data, folds) -> tuple[str, str]:
+    """The workers' copy of the data (uint8, uncompressed), in a private temporary folder."""
+    try:
+        workdir = tempfile.mkdtemp(prefix="search-data-")
+    except OSError as exc:
+        raise UsageError(
+            f"cannot create a temporary folder ({exc}); set TMPDIR to a writable folder with space"
+        ) from exc
+    data_path = os.path.join(workdir, "data.npz")
+    try:
+        np.savez(
+            data_path,
+            images=data.images,
+            labels=data.labels,
+            class_names=np.array(data.class_names),
+            fold_of=np.array(encode_folds(folds, len(data))),
+        )
+    except OSError as exc:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise UsageError(
+            f"cannot write the workers' data file in {workdir} ({exc}); set TMPDIR "
+            "to a writable folder with space"
+        ) from exc
+    return workdir, data_path
+
+
+def _open_study(storage, name, existing, plan, sampler, pruner, folds, space, seed):
+    """The first writes. A new study that cannot be fully set up is deleted again."""
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage,
+        sampler=sampler,
+        pruner=pruner,
+        direction="maximize",
+        load_if_exists=True,
+    )
+    if existing is not None and "fold_of" in existing.user_attrs:
+        study.set_user_attr("runs", int(existing.user_attrs.get("runs", 1)) + 1)  # probes writes
+        return study
+    try:
+        for key, value in plan.attrs(encode_folds(folds, plan.n_images)).items():
+            study.set_user_attr(key, value)
+        study.set_user_attr("runs", 1)
+        if not study.trials:
+            settings = StudySettings(
+                epochs=plan.epochs, weights=plan.weights, seed=seed, image_size=plan.image_size
+            )
+            for params in space.starting_params(settings):
+                study.enqueue_trial(params, skip_if_exists=True)
+    except Exception:
+        if existing is None:
+            with contextlib.suppress(Exception):
+                optuna.delete_study(study_name=name, storage=storage)
+        raise
+    return study
 
 
 def _summary(study: optuna.Study, args: argparse.Namespace, name: str, n_trials: int) -> None:

@@ -44,7 +44,11 @@ def storage_errors(url: str) -> Iterator[None]:
             f"--storage {redact(url)} is not a usable SQLAlchemy URL ({exc}); "
             f"use e.g. {DEFAULT_URL} or postgresql://user@host/dbname"
         ) from exc
-    except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.DatabaseError) as exc:
+    except (
+        sqlalchemy.exc.OperationalError,
+        sqlalchemy.exc.DatabaseError,
+        optuna.exceptions.StorageInternalError,
+    ) as exc:
         reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0][:300]
         raise StorageError(
             f"cannot use storage {redact(url)}: {reason}; check that the database exists, is "

@@ -25,9 +25,12 @@ _OD_BINS = 6
 _OD_MAX = 1.6
 
 
+_OD_LUT = -np.log((np.arange(256, dtype=np.float32) + 1.0) / 256.0)
+
+
 def optical_density(rgb: np.ndarray) -> np.ndarray:
-    """Beer-Lambert optical density -log10-ish of uint8 RGB (0 for white, ~2.4 for black)."""
-    return -np.log((rgb.astype(np.float32) + 1.0) / 256.0)
+    """Beer-Lambert optical density -ln((I + 1) / 256) of uint8 values (0 white, 5.5 black)."""
+    return _OD_LUT[rgb]
 
 
 def _quantile(a: np.ndarray, q: float) -> np.ndarray:
@@ -38,22 +41,25 @@ def _quantile(a: np.ndarray, q: float) -> np.ndarray:
 
 def _look_chunk(rgb: np.ndarray) -> np.ndarray:
     n = rgb.shape[0]
-    f = rgb.astype(np.float32)
-    od = optical_density(rgb).reshape(n, -1, 3)
-    hi, lo = f.max(axis=-1), f.min(axis=-1)
+    planes = np.ascontiguousarray(rgb.transpose(0, 3, 1, 2))  # n x 3 x H x W
+    od = optical_density(planes).reshape(n, 3, -1)
+    f = planes.astype(np.float32)
+    r, g, b = f[:, 0], f[:, 1], f[:, 2]
+    hi, lo = np.maximum(np.maximum(r, g), b), np.minimum(np.minimum(r, g), b)
     sat = ((hi - lo) / (hi + 1.0)).reshape(n, -1)
-    g = f @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    grad = np.hypot(np.diff(g, axis=1)[:, :, :-1], np.diff(g, axis=2)[:, :-1, :]).reshape(n, -1)
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    grad = np.hypot(np.diff(y, axis=1)[:, :, :-1], np.diff(y, axis=2)[:, :-1, :]).reshape(n, -1)
     lap = np.abs(
-        4 * g[:, 1:-1, 1:-1] - g[:, :-2, 1:-1] - g[:, 2:, 1:-1] - g[:, 1:-1, :-2] - g[:, 1:-1, 2:]
+        4 * y[:, 1:-1, 1:-1] - y[:, :-2, 1:-1] - y[:, 2:, 1:-1] - y[:, 1:-1, :-2] - y[:, 1:-1, 2:]
     )
-    code = ((rgb >> 4).astype(np.int64) * np.array([256, 16, 1])).sum(axis=-1).reshape(n, -1)
+    q = (planes >> 4).astype(np.int64)
+    code = (q[:, 0] * 256 + q[:, 1] * 16 + q[:, 2]).reshape(n, -1)
     code += (np.arange(n, dtype=np.int64) * 4096)[:, None]
     colours = (np.bincount(code.ravel(), minlength=n * 4096).reshape(n, 4096) > 0).sum(axis=1)
     return np.column_stack(
         [
-            od.mean(axis=1),
-            od.std(axis=1),
+            od.mean(axis=2),
+            od.std(axis=2),
             sat.mean(axis=1),
             _quantile(sat, 0.9),
             grad.mean(axis=1),

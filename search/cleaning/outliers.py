@@ -2,8 +2,10 @@
 
 Each image is described by ``look_features`` (colour as stain optical density, saturation,
 edges, flat areas, colour count, fine texture). Every feature is centred on its median and
-divided by its MAD (x 1.4826, so one unit is one standard deviation for normal data): a few
-odd images cannot stretch the scale. The score of an image is its mean Euclidean distance to
+divided by its 10-90% inter-quantile range (/ 2.563, so one unit is one standard deviation for
+normal data): up to 10% odd images cannot stretch the scale, while the spread between real
+staining batches still counts (a MAD scale, set by the largest batch alone, made every image of
+a smaller batch look odd on small data sets). The score of an image is its mean Euclidean distance to
 its ``k`` nearest other images in that space, divided by the median of that distance over the
 data set. An image is an outlier when its score exceeds the threshold: "more than T times as
 far from its neighbours as a typical image is".
@@ -25,12 +27,16 @@ from search.cleaning.features import look_features
 DEFAULT_NEIGHBORS = 5
 
 
+_Z90 = 2 * 1.2816  # the 10-90% range of a standard normal
+
+
 def robust_standardise(features: np.ndarray) -> np.ndarray:
-    """(x - median) / (1.4826 MAD) per column; a column with MAD 0 falls back to its std, or 1."""
+    """(x - median) / ((q90 - q10) / 2.563) per column; a zero range falls back to MAD, then 1."""
     med = np.median(features, axis=0)
-    scale = 1.4826 * np.median(np.abs(features - med), axis=0)
-    std = features.std(axis=0)
-    scale = np.where(scale > 0, scale, np.where(std > 0, std, 1.0))
+    q10, q90 = np.percentile(features, [10, 90], axis=0)
+    scale = (q90 - q10) / _Z90
+    mad = 1.4826 * np.median(np.abs(features - med), axis=0)
+    scale = np.where(scale > 0, scale, np.where(mad > 0, mad, 1.0))
     return (features - med) / scale
 
 

@@ -1,0 +1,115 @@
+"""Bad input never corrupts a study: one clear error, exit code 2, the storage unchanged."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import require
+from tests.search.cli import run_cli, snapshot
+
+FAKE = ("--study", "quick", "--image-size", "32", "--trainer", "fake", "--n-trials", "2")
+
+
+@pytest.fixture
+def study_db(tmp_path: Path) -> tuple[str, Path]:
+    """A finished 2-trial study on the demo data."""
+    db = tmp_path / "db" / "studies.db"
+    db.parent.mkdir()
+    url = f"sqlite:///{db}"
+    out = run_cli(*FAKE, "--data", "demo", "--storage", url, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return url, db
+
+
+def _mount_tmpfs(path: Path, size: str) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    require(done.returncode == 0, f"cannot mount a tmpfs here ({done.stderr.strip()})")
+
+
+def test_invalid_storage_url(tmp_path: Path) -> None:
+    out = run_cli(*FAKE, "--storage", "notadb://x/y", cwd=tmp_path)
+    assert out.returncode == 2 and out.stderr.count("error:") == 1
+    assert "not a usable SQLAlchemy URL" in out.stderr
+
+
+def test_corrupt_npz_leaves_the_study_unchanged(study_db, tmp_path: Path) -> None:
+    url, _ = study_db
+    before = snapshot(url, "quick")
+    bad = tmp_path / "broken.npz"
+    bad.write_bytes(b"PK\x03\x04 definitely not a zip archive")
+    out = run_cli(*FAKE, "--data", str(bad), "--storage", url, cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert "broken.npz" in out.stderr and "Traceback" not in out.stderr
+    assert snapshot(url, "quick") == before
+
+
+def test_wrong_data_for_an_existing_study(study_db, real_arrays, tmp_path: Path) -> None:
+    url, _ = study_db
+    before = snapshot(url, "quick")
+    path = tmp_path / "cells.npz"
+    np.savez(path, images=real_arrays["images"][:400], labels=real_arrays["labels"][:400])
+    out = run_cli(*FAKE, "--data", str(path), "--storage", url, cwd=tmp_path)
+    assert out.returncode == 2 and "different data" in out.stderr
+    assert snapshot(url, "quick") == before
+
+
+def test_read_only_database(study_db, tmp_path: Path) -> None:
+    url, db = study_db
+    before = snapshot(url, "quick")
+    immutable = subprocess.run(["chattr", "+i", str(db), str(db.parent)], capture_output=True)
+    require(immutable.returncode == 0, "chattr +i is not permitted here")
+    try:
+        out = run_cli(*FAKE, "--data", "demo", "--storage", url, "--n-trials", "4", cwd=tmp_path)
+    finally:
+        subprocess.run(["chattr", "-i", str(db), str(db.parent)], check=True)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr and out.stderr.count("error:") == 1
+    assert "readonly" in out.stderr or "read-only" in out.stderr or "writable" in out.stderr
+    assert snapshot(url, "quick") == before
+
+
+def test_full_disk_for_the_database(study_db, tmp_path: Path) -> None:
+    url, db = study_db
+    small = tmp_path / "small"
+    _mount_tmpfs(small, "2m")
+    try:
+        shutil.copy(db, small / "studies.db")
+        small_url = f"sqlite:///{small / 'studies.db'}"
+        before = snapshot(small_url, "quick")
+        filler = small / "filler"
+        subprocess.run(
+            ["dd", "if=/dev/zero", f"of={filler}", "bs=4k", "count=100000"], capture_output=True
+        )
+        out = run_cli(
+            *FAKE, "--data", "demo", "--storage", small_url, "--n-trials", "4", cwd=tmp_path
+        )
+        assert out.returncode == 2, out.stderr[-2000:]
+        assert "Traceback" not in out.stderr and out.stderr.count("error:") == 1
+        assert snapshot(small_url, "quick") == before
+    finally:
+        subprocess.run(["umount", str(small)], capture_output=True)
+
+
+def test_full_disk_for_the_workers_data(tmp_path: Path) -> None:
+    tiny = tmp_path / "tiny"
+    _mount_tmpfs(tiny, "64k")
+    try:
+        url = f"sqlite:///{tmp_path / 'studies.db'}"
+        out = run_cli(*FAKE, "--data", "demo", "--storage", url, cwd=tmp_path, TMPDIR=str(tiny))
+        assert out.returncode == 2, out.stderr[-2000:]
+        assert "TMPDIR" in out.stderr and "Traceback" not in out.stderr
+        from tests.search.test_cli import load_or_none
+
+        assert load_or_none(url, "quick") is None  # no half-written study
+    finally:
+        subprocess.run(["umount", str(tiny)], capture_output=True)

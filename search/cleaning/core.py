@@ -65,7 +65,7 @@ def clean(ds: Dataset, options: CleanOptions | None = None) -> CleanResult:
     t = time.perf_counter()
     idx = alive()
     log.info("near duplicates: pHash candidates and shift-tolerant correlation on %d", idx.size)
-    pairs = near_pairs(ds.images[idx], options.near_distance)
+    pairs = near_pairs(ds.images[idx], options.near_distance, options.near_correlation)
     ok = pairs.confirmed(options.near_distance, options.near_correlation)
     gi, gj, corr = idx[pairs.i[ok]], idx[pairs.j[ok]], pairs.correlation[ok]
     best: dict[int, tuple[int, float]] = {}

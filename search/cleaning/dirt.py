@@ -224,8 +224,8 @@ def _draw_shapes(draw: ImageDraw.ImageDraw, side: int, rng: np.random.Generator)
     if rng.random() < 0.6:
         font = ImageFont.load_default(size=max(10, side // 5))
         word = _WORDS[int(rng.integers(len(_WORDS)))]
-        xy = tuple(int(v) for v in rng.integers(0, side // 2, size=2))
-        draw.text(xy, word, fill=_colour(rng), font=font, stroke_width=1, stroke_fill=(0, 0, 0))
+        x, y = (float(v) for v in rng.integers(0, side // 2, size=2))
+        draw.text((x, y), word, fill=_colour(rng), font=font, stroke_width=1, stroke_fill=(0, 0, 0))
 
 
 def cartoon(size: int, rng: np.random.Generator) -> np.ndarray:

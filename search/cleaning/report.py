@@ -165,6 +165,13 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _text(text: str) -> Callable[[IO[bytes]], None]:
+    def write(f: IO[bytes]) -> None:
+        f.write(text.encode("utf-8"))
+
+    return write
+
+
 def write_report(
     folder: Path, result: CleanResult, source: Dataset, report: dict[str, Any]
 ) -> dict[str, Path]:
@@ -174,10 +181,8 @@ def write_report(
         "md": folder / "summary.md",
         "png": folder / "removed.png",
     }
-    text = json.dumps(report, indent=2) + "\n"
-    atomic_write(paths["json"], lambda f: f.write(text.encode("utf-8")))
-    summary = markdown(report)
-    atomic_write(paths["md"], lambda f: f.write(summary.encode("utf-8")))
+    atomic_write(paths["json"], _text(json.dumps(report, indent=2) + "\n"))
+    atomic_write(paths["md"], _text(markdown(report)))
     title = (
         f"{report['input']['data']}: removed {len(result.removals)} of {len(source)} images "
         f"(index in the input, label; reason)"

@@ -71,9 +71,8 @@ def contact_sheet(
         shown = min(len(tiles), MAX_PER_SECTION) + (len(tiles) > MAX_PER_SECTION)
         rows = max(1, -(-shown // COLUMNS))
         heights.append(_HEADER + rows * (TILE + _CAPTION + _PAD))
-    if not parts:
-        heights.append(_HEADER * 2)
-    sheet = Image.new("RGB", (width, sum(heights)), _PAPER)
+    empty = 0 if parts else _HEADER * 2
+    sheet = Image.new("RGB", (width, sum(heights) + empty), _PAPER)
     draw = ImageDraw.Draw(sheet)
     draw.text((_PAD, 6), title, fill=_INK, font=bold)
     y = heights[0]

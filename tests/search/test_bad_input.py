@@ -97,7 +97,7 @@ def test_full_disk_for_the_database(study_db, tmp_path: Path) -> None:
         assert "Traceback" not in out.stderr and out.stderr.count("error:") == 1
         assert snapshot(small_url, "quick") == before
     finally:
-        subprocess.run(["umount", str(small)], capture_output=True)
+        subprocess.run(["umount", "-l", str(small)], capture_output=True)
 
 
 def test_full_disk_for_the_workers_data(tmp_path: Path) -> None:
@@ -112,4 +112,4 @@ def test_full_disk_for_the_workers_data(tmp_path: Path) -> None:
 
         assert load_or_none(url, "quick") is None  # no half-written study
     finally:
-        subprocess.run(["umount", str(tiny)], capture_output=True)
+        subprocess.run(["umount", "-l", str(tiny)], capture_output=True)

@@ -23,7 +23,7 @@ ARGS = (
     "--trainer",
     "fake",
     "--n-trials",
-    "12",
+    "40",
     "--pruner",
     "default",
     "--heartbeat",
@@ -43,21 +43,46 @@ def _finished(url: str) -> dict[int, tuple]:
     }
 
 
+def _running(url: str) -> list:
+    try:
+        return [t for t in load(url, "quick").trials if t.state == TrialState.RUNNING]
+    except KeyError:
+        return []
+
+
+def _wait(predicate, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not predicate():
+        time.sleep(0.05)
+
+
 @pytest.mark.slow
 def test_ten_random_sigkills_then_resume(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     rng = random.Random(20261125)
     seen: dict[int, tuple] = {}
-    for _cycle in range(10):
-        proc = start_cli(*ARGS, "--storage", url, cwd=tmp_path, FAKE_EPOCH_SECONDS="0.03")
-        time.sleep(rng.uniform(1.5, 5.0))  # start-up, ask, inside a fold, tell: all get hit
+    phases = ["ask", "fold", "tell", "random", "fold"] * 2
+    for phase in phases:
+        proc = start_cli(*ARGS, "--storage", url, cwd=tmp_path, FAKE_EPOCH_SECONDS="0.06")
+        done_before = len(_finished(url))
+        known = {t.number for t in _running(url)}
+        if phase == "ask":  # a trial was just asked for: kill before or while it is tagged
+            _wait(lambda known=known: any(t.number not in known for t in _running(url)))
+        elif phase == "fold":  # inside a trial, after its first fold
+            _wait(lambda: any("fold_0" in t.user_attrs for t in _running(url)))
+            time.sleep(rng.uniform(0.0, 0.3))
+        elif phase == "tell":  # right as a trial is told
+            _wait(lambda done_before=done_before: len(_finished(url)) > done_before)
+        else:
+            _wait(lambda: bool(_running(url)))
+            time.sleep(rng.uniform(0.0, 2.0))
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         now = _finished(url)
         for number, record in seen.items():
             assert now[number] == record, f"finished trial {number} changed after a kill"
         seen = now
-    out = run_cli(*ARGS, "--storage", url, cwd=tmp_path, timeout=300, FAKE_EPOCH_SECONDS="0.03")
+    out = run_cli(*ARGS, "--storage", url, cwd=tmp_path, timeout=300, FAKE_EPOCH_SECONDS="0.06")
     assert out.returncode == 0, out.stderr[-3000:]
     final = _finished(url)
     for number, record in seen.items():
@@ -65,12 +90,18 @@ def test_ten_random_sigkills_then_resume(tmp_path: Path) -> None:
     study = load(url, "quick")
     states = by_state(study)
     assert not states[TrialState.RUNNING] and not states[TrialState.WAITING]
-    assert len(final) == 12
+    assert len(final) == 40
     # No configuration finished twice: each failed trial has at most one retry, and a retried
     # trial never finished itself.
     sources = [t.user_attrs["retry_of"] for t in study.trials if "retry_of" in t.user_attrs]
     assert len(sources) == len(set(sources))
     for number in sources:
         assert study.trials[number].state == TrialState.FAIL
-    kinds = {t.user_attrs.get("failure_kind") for t in states[TrialState.FAIL]}
-    assert kinds <= {"interrupted", "heartbeat_stale", "surplus"}, kinds
+    kinds = [t.user_attrs.get("failure_kind") for t in states[TrialState.FAIL]]
+    assert set(kinds) <= {"interrupted", "heartbeat_stale", "surplus"}, kinds
+    assert len(kinds) >= 7  # most kills caught a trial in flight
+    reused = sum(bool(t.user_attrs.get("reused_folds")) for t in study.trials)
+    print(
+        f"\nkill loop: 10 kills, {len(kinds)} trials failed by them ({sorted(set(kinds))}), "
+        f"{len(sources)} re-run, {reused} of them reusing finished folds, 40 finished kept"
+    )

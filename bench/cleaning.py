@@ -76,10 +76,12 @@ A later detector only sees the images the earlier ones kept, so no image is repo
    the 64-bit pHash of the 64 x 64 grayscale (signs of the 8 x 8 lowest DCT frequencies of a
    32 x 32 thumbnail, as `imagehash.phash`). A 1-3 px shift alone flips many bits (up to 20 of
    64 on real cells, measured during development), so the distance is the smallest over the
-   first image moved by -2, 0, +2 px in x and y (9 hashes). Pairs within `--near-distance`
-   bits are candidates; a candidate is confirmed when the best Pearson correlation of the two
-   grayscale images over shifts of up to 3 px (of 64) reaches `--near-correlation`. Pearson
-   ignores brightness and contrast; JPEG barely moves it. This check is what keeps precision:
+   first image's thumbnail moved by -1, 0, +1 px in x and y (9 hashes; 2 px of the 64 x 64
+   image). Pairs within `--near-distance` bits are candidates; a candidate is confirmed when
+   the best Pearson correlation of the two grayscale images over shifts of up to 3 px (of 64)
+   reaches `--near-correlation` (candidates already 0.05 below it on 32 x 32 thumbnails skip
+   this full check). Pearson ignores brightness and contrast; JPEG barely moves it. This
+   check is what keeps precision:
    distinct blood cells (a purple nucleus on a beige background) often pass the hash, but
    correlate far lower than copies do (numbers below). Confirmed pairs are grouped (connected
    components) and resolved like exact duplicates (`near_duplicate` / `near_conflict`).
@@ -136,11 +138,13 @@ TAIL = """
 
 ## `search.run --clean`
 
-`python -m search.run ... --clean` runs `clean()` with the default options (or the values of
-the same flags) on the loaded data before the study is created or resumed, trains on what is
-kept, and stores the result's `summary` (input and kept counts, removals per reason, number of
-flagged mislabels, options, seconds) on the study as the user attribute `cleaning`. The study's
-data fingerprint is that of the cleaned data, so a resumed study needs the same options.
+`python -m search.run ... --clean` runs `clean()` with the default options on the loaded data
+before the study is created or resumed, trains on what is kept, and stores the result's
+`summary` (input and kept counts, removals per reason, number of flagged mislabels, options,
+seconds) on the study as the user attribute `cleaning`. For other options, run
+`python -m search.clean` first and pass its output as `--data`. The study's data fingerprint is
+that of the cleaned data, so resuming a `--clean` study without `--clean` is refused as other
+data.
 """
 
 
@@ -194,6 +198,33 @@ def dup_score(name: str, dirty: D.DirtyDataset, removed: dict[int, str], kinds: 
     return Score(name, expected, tp, len(strays) + excess, tuple(strays), tuple(fn), wrong)
 
 
+def _score_all(dirty: D.DirtyDataset, result: CleanResult) -> list[Score]:
+    """Every detector of one ``clean()`` run against the truth of ``dirty``."""
+    removed = {r.index: r.reason for r in result.removals}
+    return [
+        dup_score(
+            "exact duplicates",
+            dirty,
+            {i: r for i, r in removed.items() if r.startswith("exact")},
+            (D.EXACT, D.CROSS),
+        ),
+        dup_score(
+            "near duplicates",
+            dirty,
+            {i: r for i, r in removed.items() if r.startswith("near")},
+            (D.NEAR, D.NEAR_CROSS),
+        ),
+        set_score(
+            "outliers",
+            set(dirty.indices(*D.OUTLIER_KINDS).tolist()),
+            set(result.removed_by("outlier").tolist()),
+        ),
+        set_score(
+            "mislabels", set(dirty.indices(D.FLIP).tolist()), {f.index for f in result.mislabels}
+        ),
+    ]
+
+
 def set_score(name: str, truth: set[int], flagged: set[int]) -> Score:
     return Score(
         name,
@@ -220,6 +251,11 @@ def near_removals(labels: np.ndarray, idx: np.ndarray, pairs, mask: np.ndarray) 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seed", type=int, default=0, help="dirt seed (default 0)")
+    p.add_argument(
+        "--other-seeds",
+        default="1,2",
+        help="more dirt seeds to score at the defaults, comma-separated ('' for none)",
+    )
     p.add_argument("--no-doc", action="store_true", help="print only, do not write the doc")
     args = p.parse_args(argv)
     real = load_dataset(REAL)
@@ -236,21 +272,23 @@ def main(argv: list[str] | None = None) -> int:
     truth_out = set(dirty.indices(*D.OUTLIER_KINDS).tolist())
     truth_flip = set(dirty.indices(D.FLIP).tolist())
     flagged = {f.index for f in result.mislabels}
-    scores = [
-        dup_score("exact duplicates", dirty, exact, (D.EXACT, D.CROSS)),
-        dup_score("near duplicates", dirty, near, (D.NEAR, D.NEAR_CROSS)),
-        set_score("outliers", truth_out, set(result.removed_by("outlier").tolist())),
-        set_score("mislabels", truth_flip, flagged),
-    ]
+    scores = _score_all(dirty, result)
     for s in scores:
         print(s.line())
+    others = []
+    for seed in [int(v) for v in args.other_seeds.split(",") if v.strip()]:
+        other = D.inject_dirt(real, D.DirtSpec(seed=seed))
+        others.append((seed, _score_all(other, clean(other.dataset, options))))
+        print(f"seed {seed}: " + "; ".join(f"{sc.name} {sc.precision:.1%}/{sc.recall:.1%}"
+                                           for sc in others[-1][1]))  # fmt: skip
 
     # Sweeps: each detector's own rule applied to the images that reach it in clean().
     after_exact = np.array(sorted(set(range(len(ds))) - set(exact)), dtype=np.int64)
     t = time.perf_counter()
     pairs = near_pairs(ds.images[after_exact], max(DISTANCE_SWEEP))
     near_pairs_s = time.perf_counter() - t
-    default = near_removals(ds.labels, after_exact, pairs, pairs.confirmed(10, 0.93))
+    mask = pairs.confirmed(options.near_distance, options.near_correlation)
+    default = near_removals(ds.labels, after_exact, pairs, mask)
     assert default == near, "the bench's near-duplicate rule drifted from clean()"
     near_sweep = []
     for d in DISTANCE_SWEEP:
@@ -306,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_doc:
         text = render(
             spec, dirty, result, options, scores, near_sweep, outlier_sweep, conf_sweep,
-            top_real, close_pairs, doubt, facts,
+            top_real, close_pairs, doubt, facts, others,
         )  # fmt: skip
         (ROOT / "docs" / "cleaning.md").write_text(text, encoding="utf-8")
         print(f"wrote {ROOT / 'docs' / 'cleaning.md'} and {OUT}/*.png")
@@ -370,7 +408,7 @@ def _pct(x: float) -> str:
 
 def render(
     spec, dirty, result, options, scores, near_sweep, outlier_sweep, conf_sweep,
-    top_real, close_pairs, doubt, facts,
+    top_real, close_pairs, doubt, facts, others,
 ) -> str:  # fmt: skip
     """docs/cleaning.md: the method, the defaults, and the numbers just measured."""
     names, src = dirty.dataset.class_names, dirty.source
@@ -431,6 +469,18 @@ def render(
             f"{_pct(sc.recall)} | {targets[sc.name]} | "
             f"{('yes' if ok(sc) else '**no**') if ok else '-'} |"
         )
+    if others:
+        lines += [
+            "",
+            "The same defaults on other dirt (other images copied, flipped and pasted over; "
+            "other crops and cartoons), precision / recall:",
+            "",
+            "| dirt seed | " + " | ".join(sc.name for sc in scores) + " |",
+            "| ---: | " + " | ".join("---" for _ in scores) + " |",
+        ]
+        for seed, row in [(spec.seed, scores), *others]:
+            cells = " | ".join(f"{_pct(sc.precision)} / {_pct(sc.recall)}" for sc in row)
+            lines.append(f"| {seed} | {cells} |")
     wrong = sum(sc.wrong_reason for sc in scores[:2])
     steps = facts["steps"]
     lines += [

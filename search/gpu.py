@@ -1,47 +1,153 @@
-"""Device discovery and per-worker pinning, without importing TensorFlow in the coordinator."""
+"""Device discovery and per-worker pinning, without importing TensorFlow in the coordinator.
+
+``nvidia-smi`` answers what the machine has; ``CUDA_VISIBLE_DEVICES`` (if set) and ``--gpus``
+narrow it. Each worker gets one GPU through its own ``CUDA_VISIBLE_DEVICES``; with several
+workers per GPU each also gets a memory cap (``SEARCH_GPU_MEMORY_MB``) so they fit side by side.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+
+QUERY = "index,name,memory.total,compute_cap"
 
 
-def visible_gpus(environ: dict[str, str] | None = None) -> list[str]:
-    """GPU ids this process may use: CUDA_VISIBLE_DEVICES if set, else what nvidia-smi lists."""
-    env = os.environ if environ is None else environ
-    visible = env.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return [g.strip() for g in visible.split(",") if g.strip() and g.strip() != "-1"]
-    if shutil.which("nvidia-smi") is None:
-        return []
+@dataclass(frozen=True)
+class Gpu:
+    index: str
+    name: str = "GPU"
+    memory_mb: int = 0
+    compute_capability: float = 0.0
+
+
+class DeviceError(ValueError):
+    """A device request that cannot be met (e.g. ``--gpus 3`` on a 2-GPU machine)."""
+
+
+def parse_smi(text: str) -> list[Gpu]:
+    """Rows of ``nvidia-smi --query-gpu=index,name,memory.total,compute_cap`` (csv, no units)."""
+    gpus = []
+    for line in text.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) < 4 or not parts[0].isdigit():
+            continue
+        try:
+            memory, cap = int(float(parts[2])), float(parts[3])
+        except ValueError:
+            memory, cap = 0, 0.0
+        gpus.append(Gpu(parts[0], parts[1], memory, cap))
+    return gpus
+
+
+def _smi(runner: Callable[..., subprocess.CompletedProcess]) -> str:
+    if runner is subprocess.run and shutil.which("nvidia-smi") is None:
+        return ""
     try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
+        return runner(
+            ["nvidia-smi", f"--query-gpu={QUERY}", "--format=csv,noheader,nounits"],
             capture_output=True,
             text=True,
             timeout=20,
             check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):
-        return []
-    return [line.strip() for line in out.splitlines() if line.strip()]
+        return ""
 
 
-def worker_envs(n_workers: int | None, gpus: list[str]) -> list[dict[str, str]]:
-    """One environment per worker: round-robin over GPUs, or CPU-only ('-1') without any."""
-    if not gpus:
+def discover(
+    environ: dict[str, str] | None = None,
+    runner: Callable[..., subprocess.CompletedProcess] = subprocess.run,
+) -> list[Gpu]:
+    """The GPUs this process may use, honouring CUDA_VISIBLE_DEVICES (ids or an empty list)."""
+    env = os.environ if environ is None else environ
+    listed = parse_smi(_smi(runner))
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return listed
+    ids = [g.strip() for g in visible.split(",") if g.strip() and g.strip() != "-1"]
+    by_index = {g.index: g for g in listed}
+    return [by_index.get(i, Gpu(i)) for i in ids]
+
+
+def visible_gpus(environ: dict[str, str] | None = None) -> list[str]:
+    """Ids of the GPUs this process may use (see ``discover``)."""
+    return [g.index for g in discover(environ)]
+
+
+def select(gpus: list[Gpu], requested: str | None) -> list[Gpu]:
+    """``--gpus 0,2``: a subset of the visible GPUs, in the order given."""
+    if requested is None:
+        return gpus
+    by_index = {g.index: g for g in gpus}
+    wanted = [r.strip() for r in requested.split(",") if r.strip()]
+    missing = [r for r in wanted if r not in by_index]
+    if missing:
+        have = ", ".join(by_index) or "none"
+        raise DeviceError(
+            f"--gpus {requested}: GPU {', '.join(missing)} not visible (visible: "
+            f"{have}); check nvidia-smi and CUDA_VISIBLE_DEVICES"
+        )
+    return [by_index[r] for r in wanted]
+
+
+def worker_envs(
+    n_workers: int | None,
+    gpus: list[str] | list[Gpu],
+    *,
+    workers_per_gpu: int = 1,
+    memory_mb: int | None = None,
+) -> list[dict[str, str]]:
+    """One environment per worker: round-robin over GPUs, or CPU-only ('-1') without any.
+
+    With ``workers_per_gpu`` > 1 each worker is capped at ``memory_mb`` or, by default, 90% of
+    its GPU's memory divided by the number of workers sharing it.
+    """
+    if workers_per_gpu < 1:
+        raise DeviceError("--workers-per-gpu must be at least 1")
+    cards = [g if isinstance(g, Gpu) else Gpu(g) for g in gpus]
+    if not cards:
         return [{"CUDA_VISIBLE_DEVICES": "-1"} for _ in range(n_workers or 1)]
-    count = n_workers or len(gpus)
-    return [{"CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)]} for i in range(count)]
+    count = n_workers or len(cards) * workers_per_gpu
+    envs = []
+    for i in range(count):
+        card = cards[i % len(cards)]
+        env = {"CUDA_VISIBLE_DEVICES": card.index}
+        sharing = -(-count // len(cards))  # workers on the busiest card
+        cap = memory_mb or (int(card.memory_mb * 0.9 / sharing) if sharing > 1 else 0)
+        if cap:
+            env["SEARCH_GPU_MEMORY_MB"] = str(cap)
+        envs.append(env)
+    return envs
+
+
+def auto_precision(gpus: list[Gpu]) -> str:
+    """bfloat16 on Ampere and newer, float16 (with loss scaling) on Volta/Turing, else float32."""
+    if not gpus:
+        return "float32"
+    cap = min(g.compute_capability for g in gpus)
+    if cap >= 8.0:
+        return "mixed_bfloat16"
+    if cap >= 7.0 or cap == 0.0:
+        return "mixed_float16"
+    return "float32"
 
 
 def configure_tensorflow() -> None:
-    """In a worker: memory growth on every visible GPU, so packed workers can share one."""
+    """In a worker: a memory cap when GPUs are shared, else memory growth on every GPU."""
     import tensorflow as tf
 
+    cap = int(os.environ.get("SEARCH_GPU_MEMORY_MB", "0") or 0)
     for gpu in tf.config.list_physical_devices("GPU"):
         try:
-            tf.config.experimental.set_memory_growth(gpu, True)
+            if cap:
+                tf.config.set_logical_device_configuration(
+                    gpu, [tf.config.LogicalDeviceConfiguration(memory_limit=cap)]
+                )
+            else:
+                tf.config.experimental.set_memory_growth(gpu, True)
         except (ValueError, RuntimeError):
             pass

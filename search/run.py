@@ -194,7 +194,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if found is None:
             return _usage(f"unknown study {args.study!r}; valid studies: {', '.join(SPACES)}")
         space = found
-    for flag in ("n_trials", "folds", "epochs", "workers", "image_size", "max_failures"):
+    for flag in (
+        "n_trials",
+        "folds",
+        "epochs",
+        "workers",
+        "image_size",
+        "max_failures",
+        "workers_per_gpu",
+        "gpu_memory_mb",
+    ):
         value = getattr(args, flag)
         if value is not None and value < (2 if flag == "folds" else 1):
             return _usage(

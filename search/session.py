@@ -22,7 +22,7 @@ import sqlalchemy
 
 from search.coordinator import Coordinator, RunSettings
 from search.data import DataError, fingerprint, load_dataset, validate
-from search.gpu import visible_gpus, worker_envs
+from search.gpu import DeviceError, auto_precision, discover, select, worker_envs
 from search.progress import Progress
 from search.pruning import make_pruner
 from search.records import count_states, leaderboard
@@ -77,20 +77,28 @@ def run_study(args: argparse.Namespace, space: Space) -> int:
         n_trials = args.n_trials or space.n_trials
         sampler = _sampler(args.sampler, args.seed, n_trials)
         pruner = make_pruner(args.pruner, epochs_per_fold=plan.epochs, n_folds=plan.folds)
+        gpus = select(discover(), args.gpus)
+        envs = worker_envs(
+            args.workers, gpus, workers_per_gpu=args.workers_per_gpu, memory_mb=args.gpu_memory_mb
+        )
         workdir, data_path = _write_worker_data(data, folds)
         with storage_errors(args.storage):
             study = _open_study(
                 storage, name, existing, plan, sampler, pruner, folds, space, args.seed
             )
-    except (UsageError, DataError, StorageError, TrialFailed, ValueError) as exc:
+    except (UsageError, DataError, StorageError, TrialFailed, DeviceError, ValueError) as exc:
         if workdir:
             shutil.rmtree(workdir, ignore_errors=True)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     settings = StudySettings(
-        epochs=plan.epochs, weights=plan.weights, seed=args.seed, image_size=plan.image_size
+        epochs=plan.epochs,
+        weights=plan.weights,
+        seed=args.seed,
+        image_size=plan.image_size,
+        precision=args.precision if args.precision != "auto" else auto_precision(gpus),
+        jit_compile=args.xla == "on" or (args.xla == "auto" and bool(gpus)),
     )
-    envs = worker_envs(args.workers, visible_gpus())
     if os.environ.get("SEARCH_WEIGHTS_DIR"):
         for env in envs:
             env["SEARCH_WEIGHTS_DIR"] = os.environ["SEARCH_WEIGHTS_DIR"]

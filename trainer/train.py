@@ -170,7 +170,6 @@ class _Phase:
         )
         scale = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
 
-        @tf.function(input_signature=spec, jit_compile=cfg.jit_compile)
         def step(images, onehot, sample_w):
             with tf.GradientTape() as tape:
                 probs = model(images, training=True)
@@ -185,7 +184,29 @@ class _Phase:
             optimizer.apply_gradients(zip(grads, self.variables, strict=True))
             return loss
 
-        self.step = step
+        self._python_step = step
+        self._spec = spec
+        self.jit = cfg.jit_compile
+        self._compiled = tf.function(step, input_signature=spec, jit_compile=self.jit)
+        self._checked = not self.jit
+
+    def step(self, images: tf.Tensor, onehot: tf.Tensor, sample_w: tf.Tensor) -> tf.Tensor:
+        """One training step; an XLA step that fails to compile falls back to plain graph mode."""
+        if self._checked:
+            return self._compiled(images, onehot, sample_w)
+        try:
+            loss = self._compiled(images, onehot, sample_w)
+        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as exc:
+            log.warning(
+                "XLA could not compile the %s step (%s); continuing without XLA",
+                self.name,
+                str(exc).splitlines()[0][:200],
+            )
+            self.jit = False
+            self._compiled = tf.function(self._python_step, input_signature=self._spec)
+            loss = self._compiled(images, onehot, sample_w)
+        self._checked = True
+        return loss
 
     def reset(self) -> None:
         reset_optimizer(self.optimizer)

@@ -1,6 +1,40 @@
+"""Device discovery and per-worker pinning on fake device lists (no GPU needed)."""
+
 from __future__ import annotations
 
-from search.gpu import visible_gpus, worker_envs
+import subprocess
+
+import pytest
+
+from search.gpu import (
+    DeviceError,
+    Gpu,
+    auto_precision,
+    discover,
+    parse_smi,
+    select,
+    visible_gpus,
+    worker_envs,
+)
+
+SMI = "0, NVIDIA H100 80GB HBM3, 81559, 9.0\n1, NVIDIA H100 80GB HBM3, 81559, 9.0\n"
+
+
+def fake_runner(text: str):
+    def run(args, **kwargs):
+        assert args[0] == "nvidia-smi"
+        return subprocess.CompletedProcess(args, 0, stdout=text, stderr="")
+
+    return run
+
+
+def test_parse_and_discover_honour_cuda_visible_devices() -> None:
+    gpus = parse_smi(SMI)
+    assert gpus[0] == Gpu("0", "NVIDIA H100 80GB HBM3", 81559, 9.0) and len(gpus) == 2
+    assert [g.index for g in discover({}, fake_runner(SMI))] == ["0", "1"]
+    assert [g.index for g in discover({"CUDA_VISIBLE_DEVICES": "1"}, fake_runner(SMI))] == ["1"]
+    assert discover({"CUDA_VISIBLE_DEVICES": "-1"}, fake_runner(SMI)) == []
+    assert discover({}, fake_runner("")) == []
 
 
 def test_one_worker_per_gpu_by_default_and_pinned() -> None:
@@ -11,12 +45,36 @@ def test_one_worker_per_gpu_by_default_and_pinned() -> None:
     assert [e["CUDA_VISIBLE_DEVICES"] for e in worker_envs(4, ["2", "3"])] == ["2", "3", "2", "3"]
 
 
+def test_workers_per_gpu_pack_with_a_memory_cap() -> None:
+    envs = worker_envs(None, parse_smi(SMI), workers_per_gpu=2)
+    assert [e["CUDA_VISIBLE_DEVICES"] for e in envs] == ["0", "1", "0", "1"]
+    assert {e["SEARCH_GPU_MEMORY_MB"] for e in envs} == {str(int(81559 * 0.9 / 2))}
+    capped = worker_envs(None, parse_smi(SMI)[:1], workers_per_gpu=3, memory_mb=9000)
+    assert [e["SEARCH_GPU_MEMORY_MB"] for e in capped] == ["9000"] * 3
+    with pytest.raises(DeviceError):
+        worker_envs(None, ["0"], workers_per_gpu=0)
+
+
 def test_cpu_only_hides_gpus_from_workers() -> None:
     assert worker_envs(None, []) == [{"CUDA_VISIBLE_DEVICES": "-1"}]
     assert len(worker_envs(3, [])) == 3
 
 
+def test_gpus_flag_selects_and_rejects() -> None:
+    gpus = parse_smi(SMI)
+    assert [g.index for g in select(gpus, "1")] == ["1"]
+    assert select(gpus, None) == gpus
+    with pytest.raises(DeviceError, match="GPU 3 not visible.*0, 1"):
+        select(gpus, "0,3")
+
+
+def test_precision_suits_the_card() -> None:
+    assert auto_precision([]) == "float32"
+    assert auto_precision(parse_smi(SMI)) == "mixed_bfloat16"
+    assert auto_precision([Gpu("0", "V100", 16000, 7.0)]) == "mixed_float16"
+    assert auto_precision([Gpu("0", "P100", 16000, 6.0)]) == "float32"
+
+
 def test_visible_gpus_honours_cuda_visible_devices() -> None:
     assert visible_gpus({"CUDA_VISIBLE_DEVICES": "1,3"}) == ["1", "3"]
     assert visible_gpus({"CUDA_VISIBLE_DEVICES": "-1"}) == []
-    assert visible_gpus({"CUDA_VISIBLE_DEVICES": ""}) == []

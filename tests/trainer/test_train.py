@@ -144,3 +144,21 @@ def test_pretrained_two_phase_warms_up_the_head_then_fine_tunes(real_small, tmp_
     assert [e.phase for e in epochs] == ["warmup", "train"]
     assert epochs[0].learning_rate == pytest.approx(1e-3)
     assert epochs[1].learning_rate == pytest.approx(1e-4)
+
+
+@pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_with_xla_trains_and_keeps_a_float32_softmax(real_small, precision):
+    folds = make_folds(real_small.labels, 2, seed=0)
+    cfg = TrialConfig(
+        backbone="small_cnn",
+        image_size=32,
+        epochs=1,
+        augment="none",
+        precision=precision,
+        jit_compile=True,
+    )
+    result = train_trial(cfg, real_small, folds[:1], _go)
+    best = result.folds[0].best
+    assert np.isfinite(best.loss) and best.accuracy > 0.25
+    built = build_model(cfg, 8, steps_per_epoch=10)
+    assert built.model.get_layer("head_softmax").compute_dtype == "float32"

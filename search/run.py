@@ -52,6 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
         "class folders, 'demo' (generated, default) or 'bloodmnist' (downloaded)",
     )
     p.add_argument(
+        "--clean",
+        action="store_true",
+        help="first drop exact/near duplicates and outliers from the data, as "
+        "python -m search.clean does at its defaults (likely mislabels are only counted); "
+        "the summary is stored on the study as user attribute 'cleaning' "
+        "(for other options run python -m search.clean and pass its output as --data)",
+    )
+    p.add_argument(
         "--storage",
         default=DEFAULT_URL,
         metavar="URL",
@@ -99,6 +107,40 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="N",
         help="worker processes (default: one per visible GPU, else one)",
+    )
+    p.add_argument(
+        "--gpus",
+        default=None,
+        metavar="LIST",
+        help="GPU ids to use, e.g. 0,1 (default: every visible GPU)",
+    )
+    p.add_argument(
+        "--workers-per-gpu",
+        type=int,
+        default=1,
+        metavar="N",
+        help="pack N workers on each GPU, each capped to its share of the memory (default 1)",
+    )
+    p.add_argument(
+        "--gpu-memory-mb",
+        type=int,
+        default=None,
+        metavar="MB",
+        help="memory cap per worker when packing (default: 90%% of the card / workers on it)",
+    )
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "float32", "mixed_float16", "mixed_bfloat16"),
+        help="auto: bfloat16 on Ampere+, float16 with loss scaling on Volta/Turing, float32 on "
+        "CPU; the softmax head always computes in float32",
+    )
+    p.add_argument(
+        "--xla",
+        default="auto",
+        choices=("auto", "on", "off"),
+        help="XLA-compile the training step (auto: on with GPUs; falls back to plain graph "
+        "mode if a model cannot be compiled)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed for folds, sampler and trials")
     p.add_argument(

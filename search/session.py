@@ -73,7 +73,7 @@ def run_study(args: argparse.Namespace, space: Space) -> int:
     name = args.name or space.name
     workdir = None
     try:
-        storage, existing, plan, data, folds = _prepare(args, space, name)
+        storage, existing, plan, data, folds, cleaning = _prepare(args, space, name)
         n_trials = args.n_trials or space.n_trials
         sampler = _sampler(args.sampler, args.seed, n_trials)
         pruner = make_pruner(args.pruner, epochs_per_fold=plan.epochs, n_folds=plan.folds)
@@ -86,6 +86,8 @@ def run_study(args: argparse.Namespace, space: Space) -> int:
             study = _open_study(
                 storage, name, existing, plan, sampler, pruner, folds, space, args.seed
             )
+            if cleaning is not None:
+                study.set_user_attr("cleaning", cleaning)
     except (UsageError, DataError, StorageError, TrialFailed, DeviceError, ValueError) as exc:
         if workdir:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -186,9 +188,15 @@ def _prepare(args: argparse.Namespace, space: Space, name: str):
         os.environ["SEARCH_WEIGHTS_DIR"] = str(Path(args.weights_dir).resolve())
     if weights not in ("imagenet", "none") and not Path(weights).is_file():
         raise UsageError(f"--weights {weights!r} is neither imagenet, none nor a file")
-    data = validate(
-        load_dataset(args.data, image_size=image_size), n_folds=folds_k, source=args.data
-    )
+    data = load_dataset(args.data, image_size=image_size)
+    cleaning: dict | None = None
+    if getattr(args, "clean", False):
+        from search.cleaning import CleanOptions, clean  # scikit-learn only when asked
+
+        result = clean(data, CleanOptions())
+        data, cleaning = result.dataset, result.summary
+        log.info("cleaning kept %d of %d images", cleaning["n_kept"], cleaning["n_input"])
+    data = validate(data, n_folds=folds_k, source=args.data)
     plan = StudyPlan(
         space=space.name,
         data=args.data,
@@ -208,7 +216,7 @@ def _prepare(args: argparse.Namespace, space: Space, name: str):
         folds = decode_folds(stored["fold_of"])
     else:
         folds = make_folds(data.labels, folds_k, args.seed)
-    return storage, existing, plan, data, folds
+    return storage, existing, plan, data, folds, cleaning
 
 
 def _write_worker_data(data, folds) -> tuple[str, str]:

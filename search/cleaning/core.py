@@ -25,6 +25,8 @@ from trainer.records import Dataset
 
 log = logging.getLogger("search.cleaning")
 
+Removed = dict[int, Removal]  # input index -> why it left; filled step by step
+
 
 def clean(ds: Dataset, options: CleanOptions | None = None) -> CleanResult:
     """Find duplicates, outliers and likely mislabels in ``ds``; return what is left and why.
@@ -32,111 +34,44 @@ def clean(ds: Dataset, options: CleanOptions | None = None) -> CleanResult:
     Pure: ``ds`` is not changed, nothing is written. Indices in the result are input indices.
     """
     options = options or CleanOptions()
-    n, started = len(ds), time.perf_counter()
-    names, labels = ds.class_names, ds.labels
-    removed: dict[int, Removal] = {}
+    started = time.perf_counter()
+    removed: Removed = {}
     seconds: dict[str, float] = {}
 
-    def alive() -> np.ndarray:
-        return np.array([i for i in range(n) if i not in removed], dtype=np.int64)
-
-    def resolve(group: Sequence[int], kind: str, evidence: dict[int, tuple[int, float]]) -> None:
-        group = sorted(group)
-        group_labels = {int(labels[i]) for i in group}
-        conflict = len(group_labels) > 1
-        for i in group if conflict else group[1:]:
-            partner, score = evidence.get(i, (group[1] if i == group[0] else group[0], 1.0))
-            removed[i] = Removal(
-                index=i,
-                reason=_reason(kind, conflict),
-                detail=_dup_detail(kind, conflict, i, group, labels, names, partner, score),
-                label=int(labels[i]),
-                group=tuple(group),
-                kept=None if conflict else group[0],
-                score=round(float(score), 4),
-            )
-
     t = time.perf_counter()
-    log.info("cleaning %d images: looking for exact duplicates", n)
-    for g in exact_groups(ds.images):
-        resolve(g, "exact", {})
+    log.info("cleaning %d images: looking for exact duplicates", len(ds))
+    for group in exact_groups(ds.images):
+        _resolve(ds, group, "exact", {}, removed)
     seconds["exact"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    idx = alive()
-    log.info("near duplicates: pHash candidates and shift-tolerant correlation on %d", idx.size)
-    pairs = near_pairs(ds.images[idx], options.near_distance, options.near_correlation)
-    ok = pairs.confirmed(options.near_distance, options.near_correlation)
-    gi, gj, corr = idx[pairs.i[ok]], idx[pairs.j[ok]], pairs.correlation[ok]
-    best: dict[int, tuple[int, float]] = {}
-    for a, b, c in zip(gi.tolist(), gj.tolist(), corr.tolist(), strict=True):
-        for me, other in ((a, b), (b, a)):
-            if c > best.get(me, (-1, -2.0))[1]:
-                best[me] = (other, c)
-    for comp in components(idx.size, pairs.i[ok], pairs.j[ok]):
-        resolve([int(idx[k]) for k in comp], "near", best)
+    _near_step(ds, options, removed)
     seconds["near"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    idx = alive()
-    scores = np.full(n, np.nan)
-    if math.isfinite(options.outlier_threshold) and idx.size > 1:
-        log.info("outliers: colour/texture features of %d images", idx.size)
-        scores[idx] = outlier_scores(ds.images[idx], options.outlier_neighbors)
-        for i in idx[scores[idx] > options.outlier_threshold].tolist():
-            removed[i] = Removal(
-                index=i,
-                reason=R.OUTLIER,
-                detail=f"{scores[i]:.1f}x the typical neighbour distance "
-                f"(threshold {options.outlier_threshold:g})",
-                label=int(labels[i]),
-                score=round(float(scores[i]), 3),
-            )
+    scores = _outlier_step(ds, options, removed)
     seconds["outliers"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    idx = alive()
-    flags: list[MislabelFlag] = []
-    model_note = "ok"
-    log.info("likely mislabels: %d-fold quick model on %d images", options.folds, idx.size)
-    proba = mislabel_proba(ds.images[idx], labels[idx], len(names), options.folds, options.seed)
-    if proba is None:
-        model_note = "skipped: needs 2+ classes with 2+ images each"
-        log.warning("mislabel check %s", model_note)
-    else:
-        mask = flag(
-            proba, labels[idx], options.mislabel_confidence, options.mislabel_max_label_prob
-        )
-        for k in np.flatnonzero(mask).tolist():
-            i, lab = int(idx[k]), int(labels[idx[k]])
-            p = proba[k].copy()
-            p[lab] = -1.0
-            pred = int(np.argmax(p))
-            flags.append(
-                MislabelFlag(
-                    i, lab, pred, round(float(proba[k, lab]), 4), round(float(p[pred]), 4),
-                    removed=options.drop_mislabeled,
-                )
-            )  # fmt: skip
-            if options.drop_mislabeled:
-                removed[i] = Removal(
-                    index=i,
-                    reason=R.MISLABEL,
-                    detail=f"labelled '{names[lab]}' (p={proba[k, lab]:.3f}), the quick model "
-                    f"says '{names[pred]}' (p={p[pred]:.3f})",
-                    label=lab,
-                    score=round(float(p[pred]), 4),
-                )
+    flags, model_note = _mislabel_step(ds, options, removed)
     seconds["mislabels"] = time.perf_counter() - t
 
-    kept = alive()
+    kept = _alive(len(ds), removed)
     removals = tuple(sorted(removed.values(), key=lambda r: (R.REASONS.index(r.reason), r.index)))
     counts = {reason: 0 for reason in R.REASONS}
     for r in removals:
         counts[r.reason] += 1
     total = time.perf_counter() - started
+    log.info(
+        "cleaning done in %.1fs: kept %d of %d (%s); %d likely mislabels flagged",
+        total,
+        kept.size,
+        len(ds),
+        ", ".join(f"{k} {v}" for k, v in counts.items() if v) or "nothing removed",
+        len(flags),
+    )
     summary = {
-        "n_input": n,
+        "n_input": len(ds),
         "n_kept": int(kept.size),
         "n_removed": len(removals),
         "removed": counts,
@@ -144,46 +79,127 @@ def clean(ds: Dataset, options: CleanOptions | None = None) -> CleanResult:
         "mislabel_model": model_note,
         "options": options.to_dict(),
         "seconds": round(total, 2),
+        "step_seconds": {k: round(v, 2) for k, v in seconds.items()},
     }
-    log.info(
-        "cleaning done in %.1fs: kept %d of %d (%s); %d likely mislabels flagged",
-        total,
-        kept.size,
-        n,
-        ", ".join(f"{k} {v}" for k, v in counts.items() if v) or "nothing removed",
-        len(flags),
-    )
     return CleanResult(
         dataset=ds.subset(kept),
         kept=kept,
         removals=removals,
         mislabels=tuple(flags),
-        summary=summary | {"step_seconds": {k: round(v, 2) for k, v in seconds.items()}},
+        summary=summary,
         outlier_scores=scores,
     )
 
 
-def _reason(kind: str, conflict: bool) -> str:
+def _alive(n: int, removed: Removed) -> np.ndarray:
+    return np.array([i for i in range(n) if i not in removed], dtype=np.int64)
+
+
+def _near_step(ds: Dataset, options: CleanOptions, removed: Removed) -> None:
+    idx = _alive(len(ds), removed)
+    log.info("near duplicates: pHash candidates and shift-tolerant correlation on %d", idx.size)
+    pairs = near_pairs(ds.images[idx], options.near_distance, options.near_correlation)
+    ok = pairs.confirmed(options.near_distance, options.near_correlation)
+    best: dict[int, tuple[int, float]] = {}  # each image's most alike confirmed partner
+    for a, b, c in zip(
+        idx[pairs.i[ok]].tolist(), idx[pairs.j[ok]].tolist(), pairs.correlation[ok].tolist(),
+        strict=True,
+    ):  # fmt: skip
+        for me, other in ((a, b), (b, a)):
+            if c > best.get(me, (-1, -2.0))[1]:
+                best[me] = (other, c)
+    for comp in components(idx.size, pairs.i[ok], pairs.j[ok]):
+        _resolve(ds, [int(idx[k]) for k in comp], "near", best, removed)
+
+
+def _outlier_step(ds: Dataset, options: CleanOptions, removed: Removed) -> np.ndarray:
+    scores = np.full(len(ds), np.nan)
+    idx = _alive(len(ds), removed)
+    if not math.isfinite(options.outlier_threshold) or idx.size < 2:
+        return scores
+    log.info("outliers: colour/texture features of %d images", idx.size)
+    scores[idx] = outlier_scores(ds.images[idx], options.outlier_neighbors)
+    for i in idx[scores[idx] > options.outlier_threshold].tolist():
+        removed[i] = Removal(
+            index=i,
+            reason=R.OUTLIER,
+            detail=f"{scores[i]:.1f}x the typical neighbour distance "
+            f"(threshold {options.outlier_threshold:g})",
+            label=int(ds.labels[i]),
+            score=round(float(scores[i]), 3),
+        )
+    return scores
+
+
+def _mislabel_step(
+    ds: Dataset, options: CleanOptions, removed: Removed
+) -> tuple[list[MislabelFlag], str]:
+    idx = _alive(len(ds), removed)
+    names, labels = ds.class_names, ds.labels[idx]
+    log.info("likely mislabels: %d-fold quick model on %d images", options.folds, idx.size)
+    proba = mislabel_proba(ds.images[idx], labels, len(names), options.folds, options.seed)
+    if proba is None:
+        note = "skipped: needs 2+ classes with 2+ images each"
+        log.warning("mislabel check %s", note)
+        return [], note
+    flags = []
+    mask = flag(proba, labels, options.mislabel_confidence, options.mislabel_max_label_prob)
+    for k in np.flatnonzero(mask).tolist():
+        i, lab = int(idx[k]), int(labels[k])
+        others = proba[k].copy()
+        others[lab] = -1.0
+        pred = int(np.argmax(others))
+        p_label, p_pred = float(proba[k, lab]), float(proba[k, pred])
+        flags.append(
+            MislabelFlag(i, lab, pred, round(p_label, 4), round(p_pred, 4), options.drop_mislabeled)
+        )
+        if options.drop_mislabeled:
+            removed[i] = Removal(
+                index=i,
+                reason=R.MISLABEL,
+                detail=f"labelled '{names[lab]}' (p={p_label:.3f}), the quick model says "
+                f"'{names[pred]}' (p={p_pred:.3f})",
+                label=lab,
+                score=round(p_pred, 4),
+            )
+    return flags, "ok"
+
+
+def _resolve(
+    ds: Dataset,
+    group: Sequence[int],
+    kind: str,
+    evidence: dict[int, tuple[int, float]],
+    removed: Removed,
+) -> None:
+    """One duplicate group: keep the lowest index if all share a label, else drop all."""
+    group = sorted(group)
+    conflict = len({int(ds.labels[i]) for i in group}) > 1
     if kind == "exact":
-        return R.EXACT_CONFLICT if conflict else R.EXACT_DUPLICATE
-    return R.NEAR_CONFLICT if conflict else R.NEAR_DUPLICATE
+        reason = R.EXACT_CONFLICT if conflict else R.EXACT_DUPLICATE
+    else:
+        reason = R.NEAR_CONFLICT if conflict else R.NEAR_DUPLICATE
+    for i in group if conflict else group[1:]:
+        partner, score = evidence.get(i, (group[1] if i == group[0] else group[0], 1.0))
+        removed[i] = Removal(
+            index=i,
+            reason=reason,
+            detail=_dup_detail(ds, kind, conflict, i, group, partner, score),
+            label=int(ds.labels[i]),
+            group=tuple(group),
+            kept=None if conflict else group[0],
+            score=round(float(score), 4),
+        )
 
 
 def _dup_detail(
-    kind: str,
-    conflict: bool,
-    i: int,
-    group: list[int],
-    labels: np.ndarray,
-    names: tuple[str, ...],
-    partner: int,
-    score: float,
+    ds: Dataset, kind: str, conflict: bool, i: int, group: list[int], partner: int, score: float
 ) -> str:
-    what = (
-        f"byte-identical to #{partner}"
-        if kind == "exact"
-        else (f"near copy of #{partner} (shift-tolerant correlation {score:.3f})")
-    )
+    names, labels = ds.class_names, ds.labels
+    if kind == "exact":
+        what = f"byte-identical to #{partner}"
+    else:
+        what = f"near copy of #{partner} (shift-tolerant correlation {score:.3f})"
     if not conflict:
         return f"{what}, same label '{names[int(labels[i])]}'; #{group[0]} kept"
     by_label: dict[str, list[str]] = {}

@@ -53,10 +53,12 @@ def sections(result: CleanResult, class_names: Sequence[str]) -> list[tuple[str,
     kept = [f for f in result.mislabels if not f.removed]
     if kept:
         tiles = [
-            (f.index, f"#{f.index} {class_names[f.label]}", f"mislabel? {class_names[f.predicted]}")
+            (f.index, f"#{f.index} {class_names[f.label]}", f"-> {class_names[f.predicted]}")
             for f in kept
         ]
-        out.append((f"likely mislabels, flagged for review and KEPT: {len(kept)}", tiles))
+        out.append(
+            (f"likely mislabels, KEPT for review (label -> quick model): {len(kept)}", tiles)
+        )
     return out
 
 

@@ -294,3 +294,35 @@ def test_cli_help_documents_every_flag_without_tensorflow() -> None:
         "--report-dir", "--quiet",
     ):  # fmt: skip
         assert flag in done.stdout
+
+
+def test_search_run_clean_cleans_before_the_study(real_arrays, tmp_path: Path) -> None:
+    from tests.search.cli import load, run_cli
+
+    ds = stratified_subset(real_arrays, 300, seed=5)
+    images = np.concatenate([ds.images, ds.images[:3]])  # three exact in-class duplicates
+    labels = np.concatenate([ds.labels, ds.labels[:3]])
+    path = tmp_path / "dirty.npz"
+    np.savez(path, images=images, labels=labels, class_names=np.array(ds.class_names))
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    out = run_cli(
+        "--study",
+        "quick",
+        "--data",
+        str(path),
+        "--clean",
+        "--trainer",
+        "fake",
+        "--image-size",
+        "32",
+        "--n-trials",
+        "1",
+        "--storage",
+        url,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    study = load(url, "quick")
+    cleaning = study.user_attrs["cleaning"]
+    assert cleaning["removed"]["exact_duplicate"] == 3
+    assert study.user_attrs["n_images"] == len(ds) == cleaning["n_kept"]

@@ -78,3 +78,23 @@ def test_precision_suits_the_card() -> None:
 def test_visible_gpus_honours_cuda_visible_devices() -> None:
     assert visible_gpus({"CUDA_VISIBLE_DEVICES": "1,3"}) == ["1", "3"]
     assert visible_gpus({"CUDA_VISIBLE_DEVICES": "-1"}) == []
+
+
+def test_cli_refuses_gpus_that_are_not_there(tmp_path) -> None:
+    from tests.search.cli import run_cli
+
+    out = run_cli(
+        "--study",
+        "quick",
+        "--trainer",
+        "fake",
+        "--gpus",
+        "3",
+        "--image-size",
+        "32",
+        "--storage",
+        f"sqlite:///{tmp_path / 's.db'}",
+        cwd=tmp_path,
+        CUDA_VISIBLE_DEVICES="",
+    )
+    assert out.returncode == 2 and "GPU 3 not visible" in out.stderr

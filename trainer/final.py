@@ -1,0 +1,291 @@
+"""Train a chosen configuration for keeps: on all the data, or once per cross-validation fold.
+
+This is the training loop of ``trainer/train.py`` without validation: the same model builder,
+optimizer phases (head-only warm-up, then fine-tuning), tf.data pipelines, augmentation and
+class weights. With no validation there is no early stopping and no ReduceLROnPlateau; instead
+the caller passes how many epochs to run and, optionally, the learning rate of every epoch
+(``replay_schedule`` takes it from the trial's folds, which recorded the rate each epoch used).
+After the last epoch the BatchNorm statistics are re-estimated on clean (unaugmented) training
+batches, as ``_BatchNormRefresh`` does before each validation, so the saved model's inference
+mode matches what the folds were scored with.
+
+Never imports Optuna; the export CLI (``search/export.py``) reads the study and calls this.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from trainer.backbones import BuiltModel, build_model
+from trainer.config import TrialConfig
+from trainer.errors import InvalidConfig, NonFiniteLoss, OutOfMemory
+from trainer.metrics import class_weights
+from trainer.records import Dataset, Fold, FoldResult
+from trainer.train import _BatchNormRefresh, _make_phases, _Phase, _train_dataset, _val_dataset
+
+log = logging.getLogger(__name__)
+
+ALL_DATA_SEED_OFFSET = 1000  # data-order seed of fit_all: seed * 1009 + 1000 (folds use + index)
+
+
+@dataclass(frozen=True)
+class FitEpoch:
+    """One training epoch without validation: its mean training loss and learning rate."""
+
+    epoch: int
+    phase: str  # "warmup" (head only) or "train"
+    train_loss: float
+    learning_rate: float
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """A trained model (inference-ready, BatchNorm refreshed) and how it was trained."""
+
+    name: str  # "all" or "fold_<k>"
+    model: keras.Model
+    epochs: tuple[FitEpoch, ...]
+    n_images: int
+    seconds: float
+
+    def history(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "n_images": self.n_images,
+            "seconds": round(self.seconds, 3),
+            "epochs": [e.as_dict() for e in self.epochs],
+        }
+
+
+# progress(run name, finished epoch, epochs in this run), after every epoch.
+ProgressFn = Callable[[str, FitEpoch, int], None]
+
+
+def final_epochs(folds: Sequence[FoldResult]) -> int:
+    """Epochs for a retrain on all data: round(median(best_epoch + 1)) over the finished folds.
+
+    ``best_epoch`` is 0-based and early stopping restored it, so ``best_epoch + 1`` is how long
+    each fold model effectively trained. Python's ``round`` sends halves to the even number
+    (median 2.5 -> 2). At least 1.
+    """
+    done = [f.best_epoch + 1 for f in folds if not f.stopped]
+    if not done:
+        raise InvalidConfig("no finished folds to take the number of epochs from")
+    return max(1, round(statistics.median(done)))
+
+
+def replay_schedule(folds: Sequence[FoldResult], epochs: int) -> list[float]:
+    """Learning rate per epoch: the median over folds of the rate each fold used at that epoch.
+
+    Folds that stopped before an epoch do not vote for it; past every fold's last epoch the last
+    known rate is kept.
+    """
+    rates: list[float] = []
+    for epoch in range(epochs):
+        used = [e.learning_rate for f in folds for e in f.epochs if e.epoch == epoch]
+        if used:
+            rates.append(float(statistics.median(used)))
+        elif rates:
+            rates.append(rates[-1])
+        else:
+            raise InvalidConfig("the folds recorded no epochs to take learning rates from")
+    return rates
+
+
+class _Trainer:
+    """One built model, its optimizer phases and its BatchNorm refresher, set up once."""
+
+    def __init__(self, config: TrialConfig, data: Dataset, steps_per_epoch: int) -> None:
+        keras.backend.clear_session()
+        keras.mixed_precision.set_dtype_policy(config.precision)
+        keras.utils.set_random_seed(config.seed)
+        self.config = config
+        self.data = data
+        self.built: BuiltModel = build_model(
+            config, data.n_classes, steps_per_epoch=steps_per_epoch
+        )
+        self.phases: dict[str, _Phase] = _make_phases(self.built, config)
+        self.refresh = _BatchNormRefresh(self.built, config)
+
+    def fit(
+        self,
+        name: str,
+        index: np.ndarray,
+        epochs: int,
+        schedule: Sequence[float] | None,
+        seed: int,
+        progress: ProgressFn | None,
+    ) -> tuple[FitEpoch, ...]:
+        cfg, data = self.config, self.data
+        if schedule is not None and len(schedule) < epochs:
+            raise InvalidConfig(f"{len(schedule)} learning rates given for {epochs} epochs")
+        for phase in self.phases.values():
+            phase.reset()
+        weights = (
+            class_weights(data.labels[index], data.n_classes)
+            if cfg.class_weighting
+            else np.ones(data.n_classes, np.float32)
+        )
+        train_ds = _train_dataset(cfg, data, index, weights, seed)
+        bn_ds = _val_dataset(cfg, data, index, batch=cfg.batch_size, shuffle_seed=seed)
+        history: list[FitEpoch] = []
+        for epoch in range(epochs):
+            phase_name = (
+                "warmup" if "warmup" in self.phases and epoch < cfg.warmup_epochs else "train"
+            )
+            phase = self.phases[phase_name]
+            if schedule is not None:
+                phase.set_lr(float(schedule[epoch]))
+            start = time.perf_counter()
+            losses = [float(phase.step(x, y, w)) for x, y, w in train_ds]
+            loss = float(np.mean(losses)) if losses else float("nan")
+            if not math.isfinite(loss):
+                raise NonFiniteLoss(
+                    f"training loss became {loss} in {name}, epoch {epoch} ({cfg.optimizer}, "
+                    f"learning rate {phase.lr:.3g}); the configuration diverged"
+                )
+            record = FitEpoch(epoch, phase_name, loss, phase.lr, time.perf_counter() - start)
+            history.append(record)
+            if progress is not None:
+                progress(name, record, epochs)
+        self.refresh(bn_ds)
+        return tuple(history)
+
+
+@contextlib.contextmanager
+def _oom_as_trial_failure(config: TrialConfig):
+    try:
+        yield
+    except tf.errors.ResourceExhaustedError as exc:
+        raise OutOfMemory(
+            f"out of memory training {config.backbone} at batch {config.batch_size}, "
+            f"size {config.image_size}: {str(exc).splitlines()[0][:300]}"
+        ) from exc
+
+
+def _check(config: TrialConfig, data: Dataset, epochs: Sequence[int]) -> None:
+    images = data.images
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise InvalidConfig(
+            f"images must be uint8 N x H x W x 3, got {images.dtype} {images.shape}"
+        )
+    if any(e < 1 for e in epochs):
+        raise InvalidConfig(f"epochs must be >= 1, got {list(epochs)}")
+
+
+def fit_all(
+    config: TrialConfig,
+    data: Dataset,
+    epochs: int,
+    *,
+    lr_schedule: Sequence[float] | None = None,
+    progress: ProgressFn | None = None,
+) -> FitResult:
+    """Train ``config`` on every image of ``data`` for ``epochs`` epochs; return the model.
+
+    ``lr_schedule`` (one rate per epoch) overrides the configured rate; without it the rate is
+    constant (the configuration's, a tenth of it after warm-up when fine-tuning).
+    """
+    _check(config, data, [epochs])
+    start = time.perf_counter()
+    index = np.arange(len(data))
+    with _oom_as_trial_failure(config):
+        trainer = _Trainer(config, data, max(1, len(index) // config.batch_size))
+        seed = config.seed * 1009 + ALL_DATA_SEED_OFFSET
+        history = trainer.fit("all", index, epochs, lr_schedule, seed, progress)
+    return FitResult("all", trainer.built.model, history, len(index), time.perf_counter() - start)
+
+
+def fit_folds(
+    config: TrialConfig,
+    data: Dataset,
+    folds: Sequence[Fold],
+    epochs: Sequence[int],
+    *,
+    lr_schedules: Sequence[Sequence[float] | None] | None = None,
+    progress: ProgressFn | None = None,
+) -> list[FitResult]:
+    """Train one model per fold on that fold's training split, ``epochs[k]`` epochs each.
+
+    The folds' data order is seeded as in ``train_trial`` (``seed * 1009 + k``) and every fold
+    starts from the same initial weights, so these are re-creations of the trial's fold models
+    (cross-validation kept no weights). Each returned model is an independent copy.
+    """
+    if len(epochs) != len(folds):
+        raise InvalidConfig(f"{len(epochs)} epoch counts given for {len(folds)} folds")
+    schedules = list(lr_schedules) if lr_schedules is not None else [None] * len(folds)
+    if len(schedules) != len(folds):
+        raise InvalidConfig(f"{len(schedules)} learning-rate schedules for {len(folds)} folds")
+    _check(config, data, epochs)
+    results: list[FitResult] = []
+    with _oom_as_trial_failure(config):
+        trainer = _Trainer(config, data, max(1, len(folds[0].train) // config.batch_size))
+        initial = trainer.built.model.get_weights()
+        for k, fold in enumerate(folds):
+            start = time.perf_counter()
+            trainer.built.model.set_weights(initial)
+            name = f"fold_{k}"
+            seed = config.seed * 1009 + k
+            history = trainer.fit(name, fold.train, epochs[k], schedules[k], seed, progress)
+            copy = keras.models.clone_model(trainer.built.model)
+            copy.set_weights(trainer.built.model.get_weights())
+            results.append(
+                FitResult(name, copy, history, len(fold.train), time.perf_counter() - start)
+            )
+    return results
+
+
+def ensemble_model(models: Sequence[keras.Model], *, name: str = "fold_ensemble") -> keras.Model:
+    """One Keras model whose output is the mean of ``models``' softmax outputs (same input)."""
+    if not models:
+        raise InvalidConfig("an ensemble needs at least one model")
+    shape = tuple(models[0].input_shape[1:])
+    inputs = keras.Input(shape, name="image")
+    outputs = []
+    for k, model in enumerate(models):
+        # Wrap each member under a unique name: the members' own names all collide.
+        member = keras.Model(model.input, model.output, name=f"member_{k}")
+        outputs.append(member(inputs))
+    if len(outputs) == 1:
+        mean = outputs[0]
+    else:
+        mean = keras.layers.Average(dtype="float32", name="mean_softmax")(outputs)
+    return keras.Model(inputs, mean, name=name)
+
+
+def save_model(model: keras.Model, path: str | os.PathLike[str]) -> Path:
+    """Save ``model`` in the ``.keras`` format atomically (temporary file, then os.replace).
+
+    Only uncompiled models come out of this module, so no optimizer state (Ranger's included)
+    is stored and ``keras.models.load_model`` needs no custom objects.
+    """
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}-", suffix=".keras")
+    os.close(fd)
+    try:
+        model.save(tmp, overwrite=True)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return target

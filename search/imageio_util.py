@@ -1,0 +1,278 @@
+"""Image I/O for prediction: read what ``search.predict`` is pointed at, draw a confusion PNG.
+
+Inputs (``read_inputs``): one ``.npz`` (``images``, optional ``labels`` and ``class_names``, or
+the MedMNIST layout), one folder of class folders (labels from the folder names), one folder of
+loose images (no labels), one or more image files, or the keywords ``demo`` / ``bloodmnist``.
+Labels are mapped to the model's classes by name (an npz without ``class_names`` holds indices
+in the model's class order); a name the model does not know is an error.
+
+Images of another size than the model's are resized (Pillow Lanczos, whole frame, no crop, as
+the loaders do) with one logged warning, or refused with ``resize=False``. numpy + Pillow only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from search.data import DataError, load_dataset
+from search.data.folder import IMAGE_SUFFIXES, list_images
+from search.data.images import decode_image, resize_image, to_rgb
+from search.data.npz import read_npz
+
+log = logging.getLogger(__name__)
+
+KEYWORDS = ("demo", "bloodmnist")
+_KINDS = "an .npz, a folder of class folders, a folder of images, or image files"
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Images ready for the model (uint8 N x S x S x 3), where each came from, labels if known."""
+
+    images: np.ndarray
+    sources: tuple[str, ...]  # a file path, or "<file.npz>[i]"
+    labels: np.ndarray | None  # int64 indices into the model's classes
+    resized: int  # how many images were resized to the model's size
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and os.replace."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def read_inputs(
+    paths: Sequence[str], class_names: Sequence[str], size: int, *, resize: bool = True
+) -> Inputs:
+    """Read ``paths`` (see the module docstring) for a model of ``class_names`` at ``size`` px.
+
+    Raises DataError naming the file for anything unreadable, an unknown class, or (with
+    ``resize=False``) an image of the wrong size.
+    """
+    if not paths:
+        raise DataError("no input given", "--data", f"pass {_KINDS}")
+    names = tuple(class_names)
+    first = Path(paths[0]).expanduser()
+    if len(paths) == 1 and paths[0].strip().lower() in KEYWORDS:
+        ds = load_dataset(paths[0].strip().lower(), image_size=size)
+        labels = _map_names(ds.labels, ds.class_names, names, paths[0])
+        sources = tuple(f"{paths[0]}[{i}]" for i in range(len(ds)))
+        return Inputs(ds.images, sources, labels, 0)
+    if len(paths) == 1 and first.is_dir():
+        return _read_dir(first, names, size, resize)
+    if len(paths) == 1 and first.suffix.lower() == ".npz":
+        return _read_npz(first, names, size, resize)
+    files = [Path(p).expanduser() for p in paths]
+    for path in files:
+        if not path.is_file():
+            raise DataError("no such file", str(path), f"pass {_KINDS}")
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            raise DataError(
+                f"not an image file ({path.suffix or 'no extension'})",
+                str(path),
+                f"pass {_KINDS}; image files end in {', '.join(sorted(IMAGE_SUFFIXES))}; "
+                "several .npz files or folders are not read together",
+            )
+    return _decode_files(files, None, size, resize)
+
+
+def _read_dir(root: Path, names: tuple[str, ...], size: int, resize: bool) -> Inputs:
+    subdirs = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    if subdirs:
+        by_class = list_images(root)
+        unknown = sorted(set(by_class) - set(names))
+        if unknown:
+            raise DataError(
+                f"class folders {unknown} are not classes of the model",
+                str(root),
+                f"the model knows {', '.join(names)}: rename or remove those folders",
+            )
+        files = [f for cls in by_class for f in by_class[cls]]
+        labels = [names.index(cls) for cls in by_class for _ in by_class[cls]]
+        return _decode_files(files, np.asarray(labels, dtype=np.int64), size, resize)
+    loose = sorted(
+        p
+        for p in root.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+    )
+    if not loose:
+        raise DataError(
+            "no images and no class folders found",
+            str(root),
+            "put .png/.jpg/.jpeg/.bmp files in it, or one sub-folder per class",
+        )
+    return _decode_files(loose, None, size, resize)
+
+
+def _decode_files(
+    files: Sequence[Path], labels: np.ndarray | None, size: int, resize: bool
+) -> Inputs:
+    images = np.empty((len(files), size, size, 3), dtype=np.uint8)
+    resized: dict[tuple[int, int], int] = {}
+    for i, path in enumerate(files):
+        image = decode_image(path)
+        if image.shape[:2] != (size, size):
+            _check_size(image.shape[1], image.shape[0], size, str(path), resize)
+            key = (image.shape[1], image.shape[0])
+            resized[key] = resized.get(key, 0) + 1
+            image = resize_image(image, size)
+        images[i] = image
+    _warn_resized(resized, size)
+    return Inputs(images, tuple(str(f) for f in files), labels, sum(resized.values()))
+
+
+def _read_npz(path: Path, names: tuple[str, ...], size: int, resize: bool) -> Inputs:
+    if not path.is_file():
+        raise DataError("no such file", str(path), f"pass {_KINDS}")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            keys = set(archive.files)
+            unlabelled = "images" in keys and "labels" not in keys
+            images = (
+                to_rgb(np.asarray(archive["images"]), f"{path} [images]") if unlabelled else None
+            )
+            named = "class_names" in keys
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(
+            f"cannot read the file as an .npz archive ({type(exc).__name__}: {exc})", str(path)
+        ) from exc
+    labels: np.ndarray | None = None
+    if images is None:
+        ds = read_npz(path)  # labelled: the loaders' own checks and label formats
+        images = ds.images
+        labels = np.asarray(ds.labels)
+        if labels.dtype.kind not in "iu":
+            raise DataError(f"labels have dtype {labels.dtype}", f"{path} [labels]", "store ints")
+        if named:
+            labels = _map_names(labels, ds.class_names, names, str(path))
+        elif labels.size and (labels.min() < 0 or labels.max() >= len(names)):
+            raise DataError(
+                f"labels range {int(labels.min())}..{int(labels.max())} but the model has "
+                f"{len(names)} classes ({', '.join(names)})",
+                f"{path} [labels]",
+                "store class_names in the archive, or labels as indices in the model's order",
+            )
+        labels = labels.astype(np.int64)
+    if images.dtype != np.uint8 or images.ndim != 4 or len(images) == 0:
+        raise DataError(
+            f"images have dtype {images.dtype} and shape {images.shape}",
+            f"{path} [images]",
+            "store a non-empty uint8 N x H x W x 3 array (0-255)",
+        )
+    resized = 0
+    if images.shape[1:3] != (size, size):
+        _check_size(images.shape[2], images.shape[1], size, str(path), resize)
+        resized = len(images)
+        _warn_resized({(images.shape[2], images.shape[1]): resized}, size)
+        images = np.stack([resize_image(im, size) for im in images])
+    sources = tuple(f"{path}[{i}]" for i in range(len(images)))
+    return Inputs(images, sources, labels, resized)
+
+
+def _map_names(
+    labels: np.ndarray, source: Sequence[str], model: tuple[str, ...], where: str
+) -> np.ndarray:
+    used = sorted({str(source[i]) for i in np.unique(labels)})
+    unknown = [n for n in used if n not in model]
+    if unknown:
+        raise DataError(
+            f"classes {unknown} are not classes of the model",
+            where,
+            f"the model knows {', '.join(model)}; drop those images or rename the classes",
+        )
+    table = np.array([model.index(str(n)) if str(n) in model else -1 for n in source])
+    return table[labels].astype(np.int64)
+
+
+def _check_size(width: int, height: int, size: int, where: str, resize: bool) -> None:
+    if not resize:
+        raise DataError(
+            f"image is {width}x{height} pixels but the model expects {size}x{size}",
+            where,
+            f"resize the images to {size}x{size}, or leave out --no-resize to have them "
+            "resized (Lanczos, whole frame)",
+        )
+
+
+def _warn_resized(counts: dict[tuple[int, int], int], size: int) -> None:
+    if counts:
+        found = ", ".join(f"{n} at {w}x{h}" for (w, h), n in sorted(counts.items()))
+        log.warning(
+            "warning: resized %d images (%s) to the model's %dx%d (Lanczos, whole frame); "
+            "pass --no-resize to refuse images of another size",
+            sum(counts.values()),
+            found,
+            size,
+            size,
+        )
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError):  # Pillow without FreeType: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def confusion_png(matrix: np.ndarray, class_names: Sequence[str], title: str = "") -> bytes:
+    """A heat grid of ``matrix`` (rows: true, columns: predicted) with counts and class names.
+
+    Cell colour is the row-normalised share (recall along the diagonal), white to dark blue;
+    numbers are counts. Drawn with Pillow (no matplotlib). Returns PNG bytes.
+    """
+    m = np.asarray(matrix, dtype=np.int64)
+    n = m.shape[0]
+    font, small = _font(14), _font(12)
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    label_w = max(int(probe.textlength(str(c), font=small)) for c in class_names) + 12
+    cell = max(40, len(str(int(m.max()) if m.size else 0)) * 10 + 14)
+    top = label_w + 44  # rotated column labels + header
+    left = label_w + 24
+    width, height = left + n * cell + 16, top + n * cell + 16
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((8, 6), title or "confusion matrix", fill="black", font=font)
+    draw.text((left, 26), "predicted ->", fill="dimgray", font=small)
+    rows = m.sum(axis=1, keepdims=True).astype(np.float64)
+    share = np.divide(m, rows, out=np.zeros(m.shape), where=rows > 0)
+    for i in range(n):
+        for j in range(n):
+            x0, y0 = left + j * cell, top + i * cell
+            v = float(share[i, j])
+            colour = (int(255 - 225 * v), int(255 - 190 * v), int(255 - 80 * v))
+            draw.rectangle((x0, y0, x0 + cell, y0 + cell), fill=colour, outline="lightgray")
+            text = str(int(m[i, j]))
+            tw = probe.textlength(text, font=small)
+            ink = "white" if v > 0.55 else "black"
+            draw.text((x0 + (cell - tw) / 2, y0 + cell / 2 - 7), text, fill=ink, font=small)
+    for i, name in enumerate(class_names):
+        tw = probe.textlength(str(name), font=small)
+        draw.text((left - 8 - tw, top + i * cell + cell / 2 - 7), str(name), "black", font=small)
+        strip = Image.new("RGB", (label_w, 16), "white")
+        ImageDraw.Draw(strip).text((2, 0), str(name), fill="black", font=small)
+        rotated = strip.rotate(90, expand=True)
+        image.paste(rotated, (left + i * cell + cell // 2 - 8, top - 4 - label_w))
+    draw.text((4, top - 18), "true", fill="dimgray", font=small)
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()

@@ -1,0 +1,415 @@
+"""``python -m search.predict --model DIR --data PATH``: classify images with an exported model.
+
+Reads ``DIR/model.keras``, ``DIR/config.json`` and ``DIR/classes.json`` (written by
+``search.export``) and writes one CSV row per image (source, predicted class, probability of
+every class, the true class when known). With labels it also scores the predictions, all with
+scikit-learn on the predicted classes:
+
+- ``accuracy``, ``balanced_accuracy`` (mean recall over the classes present in the labels);
+- ``macro_precision/recall/f1``: unweighted means over the classes that occur in the labels or
+  the predictions (``zero_division=0``), so a test set without some class is not penalised for
+  it; ``per_class`` is ``classification_report(output_dict=True)`` over the same classes;
+- ``confusion``: the full class x class matrix (rows true, columns predicted), also as a PNG.
+
+``--tta`` averages the softmax over the 8 dihedral transforms (rot90 k=0..3, each also
+mirrored; label-safe for cells) and reports how accuracy changed. ``--corruptions`` repeats the
+prediction under each corruption of ``trainer/corruptions.py`` (seeded, ``--corruption-seed``)
+in the same mode (TTA or not), reporting per-corruption accuracy, their mean and how many
+predictions stayed the same; the corruptions act on the images as the model sees them (after
+any resize), as a training-time robustness metric would. Exit codes: 0 done, 1 an output could not be written, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import logging
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+PREDICT_CHUNK = 512
+
+log = logging.getLogger("search.predict")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m search.predict",
+        description="Predict classes and probabilities with a model from search.export, and "
+        "score them when the inputs carry labels.",
+        epilog="Images of another size than the model's are resized (Lanczos, whole frame, no "
+        "crop) with a warning; --no-resize refuses them instead (exit code 2). Exit codes: 0 "
+        "done, 1 an output could not be written, 2 bad usage or input.",
+    )
+    p.add_argument("--model", required=True, metavar="DIR", help="folder written by search.export")
+    p.add_argument(
+        "--data",
+        nargs="+",
+        default=None,
+        metavar="PATH",
+        help="an .npz (images[/labels][/class_names]), a folder of class folders (labels from "
+        "the folder names), a folder of images, or image files (default: the study's own "
+        "training data, with a warning that its scores are optimistic)",
+    )
+    p.add_argument(
+        "--out",
+        default="predictions.csv",
+        metavar="CSV",
+        help="predictions file (default predictions.csv)",
+    )
+    p.add_argument(
+        "--metrics-out", default=None, metavar="JSON", help="write the metrics as JSON here"
+    )
+    p.add_argument(
+        "--confusion-out",
+        default=None,
+        metavar="PNG",
+        help="confusion-matrix picture when labels are known (default: next to --out, "
+        "named <out stem>_confusion.png)",
+    )
+    p.add_argument(
+        "--tta",
+        action="store_true",
+        help="average over the 8 flips/90-degree rotations and report the change in accuracy",
+    )
+    p.add_argument(
+        "--corruptions",
+        action="store_true",
+        help="also evaluate under blur, noise, JPEG, brightness/contrast, stain shift and "
+        "rotation (seeded), reporting accuracy per corruption and the mean",
+    )
+    p.add_argument(
+        "--corruption-seed", type=int, default=0, metavar="S", help="corruptions' seed (default 0)"
+    )
+    p.add_argument(
+        "--no-resize",
+        action="store_true",
+        help="refuse images whose size differs from the model's instead of resizing them",
+    )
+    p.add_argument("--batch-size", type=int, default=128, metavar="B", help="default 128")
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and the summary")
+    return p
+
+
+def _usage(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def read_export(folder: Path) -> tuple[dict[str, Any], list[str]]:
+    """config.json and classes.json of an export folder; ValueError says what is missing."""
+    missing = [
+        n for n in ("model.keras", "config.json", "classes.json") if not (folder / n).is_file()
+    ]
+    if not folder.is_dir() or missing:
+        raise ValueError(
+            f"--model {folder} is not an export folder (missing {', '.join(missing) or 'folder'}); "
+            "make one with python -m search.export --study NAME --out DIR"
+        )
+    try:
+        config = json.loads((folder / "config.json").read_text())
+        classes = json.loads((folder / "classes.json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"cannot read {folder}'s config.json/classes.json ({exc})") from exc
+    if not isinstance(classes, list) or not classes or int(config.get("image_size", 0)) < 1:
+        raise ValueError(
+            f"{folder}: classes.json must list class names and config.json hold image_size"
+        )
+    return config, [str(c) for c in classes]
+
+
+def dihedral(images: np.ndarray) -> list[np.ndarray]:
+    """The 8 label-safe views of N x H x W x 3 square images: rot90 k=0..3, plain and mirrored."""
+    views = []
+    for flipped in (images, images[:, :, ::-1]):
+        views += [np.rot90(flipped, k, axes=(1, 2)) for k in range(4)]
+    return views
+
+
+def predict_probs(model: Any, images: np.ndarray, *, tta: bool, batch: int) -> np.ndarray:
+    """Softmax probabilities (float64 N x C); with ``tta`` the mean over the 8 dihedral views."""
+    views = dihedral(images) if tta else [images]
+    per_view = []
+    for view in views:
+        parts = [
+            model.predict(
+                np.ascontiguousarray(view[s : s + PREDICT_CHUNK], dtype=np.float32),
+                batch_size=batch,
+                verbose=0,
+            )
+            for s in range(0, len(view), PREDICT_CHUNK)
+        ]
+        per_view.append(np.concatenate(parts).astype(np.float64))
+    return np.mean(per_view, axis=0)
+
+
+def score(labels: np.ndarray, pred: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
+    """Accuracy, balanced accuracy, macro P/R/F1, per-class report and confusion (sklearn)."""
+    from sklearn.metrics import (
+        accuracy_score,
+        balanced_accuracy_score,
+        classification_report,
+        confusion_matrix,
+        precision_recall_fscore_support,
+    )
+
+    present = np.union1d(labels, pred)
+    p, r, f1, _ = precision_recall_fscore_support(
+        labels, pred, labels=present, average="macro", zero_division=0
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "y_pred contains classes not in y_true"
+        balanced = balanced_accuracy_score(labels, pred)
+    report = classification_report(
+        labels,
+        pred,
+        labels=present,
+        target_names=[class_names[i] for i in present],
+        output_dict=True,
+        zero_division=0,
+    )
+    matrix = confusion_matrix(labels, pred, labels=np.arange(len(class_names)))
+    return {
+        "n_images": int(len(labels)),
+        "accuracy": float(accuracy_score(labels, pred)),
+        "balanced_accuracy": float(balanced),
+        "macro_precision": float(p),
+        "macro_recall": float(r),
+        "macro_f1": float(f1),
+        "per_class": report,
+        "confusion": {"classes": list(class_names), "matrix": matrix.tolist()},
+    }
+
+
+def robustness(
+    model: Any,
+    images: np.ndarray,
+    labels: np.ndarray | None,
+    clean_pred: np.ndarray,
+    *,
+    tta: bool,
+    batch: int,
+    seed: int,
+) -> dict[str, Any]:
+    """Accuracy (with labels) and agreement with the clean predictions under each corruption."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    from trainer.corruptions import CORRUPTIONS, corrupt
+
+    per: dict[str, dict[str, float]] = {}
+    for name in CORRUPTIONS:
+        pred = predict_probs(model, corrupt(images, name, seed), tta=tta, batch=batch).argmax(1)
+        row = {"agreement": float(np.mean(pred == clean_pred))}
+        if labels is not None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                row["balanced_accuracy"] = float(balanced_accuracy_score(labels, pred))
+            row["accuracy"] = float(np.mean(pred == labels))
+        per[name] = row
+        log.info("corruption %-20s %s", name, _fmt_row(row))
+    out: dict[str, Any] = {"seed": seed, "tta": tta, "per_corruption": per}
+    out["mean_agreement"] = float(np.mean([r["agreement"] for r in per.values()]))
+    if labels is not None:
+        clean = float(np.mean(clean_pred == labels))
+        mean = float(np.mean([r["accuracy"] for r in per.values()]))
+        out.update(clean_accuracy=clean, mean_accuracy=mean, accuracy_drop=clean - mean)
+    return out
+
+
+def _fmt_row(row: dict[str, float]) -> str:
+    return "  ".join(f"{k} {v:.4f}" for k, v in row.items())
+
+
+def predictions_csv(
+    sources: Sequence[str],
+    probs: np.ndarray,
+    class_names: Sequence[str],
+    labels: np.ndarray | None,
+) -> str:
+    """index, source, predicted, [true,] p_<class>... (probabilities with 8 significant digits)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    header = ["index", "source", "predicted"] + (["true"] if labels is not None else [])
+    writer.writerow(header + [f"p_{c}" for c in class_names])
+    pred = probs.argmax(axis=1)
+    for i, source in enumerate(sources):
+        row: list[Any] = [i, source, class_names[pred[i]]]
+        if labels is not None:
+            row.append(class_names[labels[i]])
+        writer.writerow(row + [f"{p:.8g}" for p in probs[i]])
+    return buffer.getvalue()
+
+
+def _summary(metrics: dict[str, Any], labels: Any, pred: Any, names: Sequence[str]) -> str:
+    lines = [f"{metrics['n_images']} images"]
+    if "accuracy" in metrics:
+        from sklearn.metrics import classification_report
+
+        present = np.union1d(labels, pred)
+        lines.append(
+            "accuracy {accuracy:.4f}  balanced accuracy {balanced_accuracy:.4f}  macro "
+            "precision {macro_precision:.4f}  recall {macro_recall:.4f}  F1 {macro_f1:.4f}".format(
+                **metrics
+            )
+        )
+        lines.append(
+            classification_report(
+                labels,
+                pred,
+                labels=present,
+                target_names=[names[i] for i in present],
+                digits=3,
+                zero_division=0,
+            )
+        )
+        width = max(len(n) for n in names)
+        matrix = metrics["confusion"]["matrix"]
+        lines.append("confusion (rows true, columns predicted):")
+        lines.append(" " * (width + 1) + " ".join(f"{n[:5]:>5}" for n in names))
+        for name, row in zip(names, matrix, strict=True):
+            lines.append(f"{name:>{width}} " + " ".join(f"{v:>5}" for v in row))
+    tta = metrics.get("tta")
+    if tta:
+        if "accuracy_change" in tta:
+            lines.append(
+                f"TTA (8 views): accuracy {tta['accuracy_without']:.4f} -> "
+                f"{tta['accuracy_with']:.4f} ({tta['accuracy_change']:+.4f}); "
+                f"{tta['changed_predictions']:.1%} of predictions changed"
+            )
+        else:
+            lines.append(f"TTA (8 views): {tta['changed_predictions']:.1%} of predictions changed")
+    rob = metrics.get("corruptions")
+    if rob:
+        lines.append("corruptions (seed {seed}):".format(**rob))
+        for name, row in rob["per_corruption"].items():
+            lines.append(f"  {name:<20} {_fmt_row(row)}")
+        if "mean_accuracy" in rob:
+            lines.append(
+                f"  mean accuracy {rob['mean_accuracy']:.4f} (clean {rob['clean_accuracy']:.4f}, "
+                f"drop {rob['accuracy_drop']:+.4f})"
+            )
+        lines.append(f"  mean agreement with clean predictions {rob['mean_agreement']:.4f}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("absl", "tensorflow"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from search.data import DataError
+    from search.imageio_util import atomic_write_bytes, confusion_png, read_inputs
+
+    if args.batch_size < 1:
+        return _usage(f"--batch-size must be at least 1, got {args.batch_size}")
+    folder = Path(args.model).expanduser()
+    try:
+        config, names = read_export(folder)
+    except ValueError as exc:
+        return _usage(str(exc))
+    size = int(config["image_size"])
+    data = args.data
+    if not data:
+        spec = str(config.get("data", {}).get("spec", ""))
+        if not spec:
+            return _usage("--data is required (the export does not name its study's data)")
+        log.warning(
+            "warning: no --data: predicting the study's own data %r; the model trained on "
+            "these images, so its scores are optimistic, not a test score",
+            spec,
+        )
+        data = [spec]
+    out = Path(args.out)
+    confusion_out = (
+        Path(args.confusion_out)
+        if args.confusion_out
+        else out.with_name(out.stem + "_confusion.png")
+    )
+    try:
+        inputs = read_inputs(data, names, size, resize=not args.no_resize)
+    except DataError as exc:
+        return _usage(str(exc))
+    log.info("read %d images from %s", len(inputs.images), " ".join(data))
+
+    import keras
+
+    try:
+        model = keras.models.load_model(folder / "model.keras")
+    except Exception as exc:
+        return _usage(f"cannot load {folder / 'model.keras'} ({type(exc).__name__}: {exc})")
+    expected = (size, size, 3)
+    if tuple(model.input_shape[1:]) != expected or model.output_shape[-1] != len(names):
+        return _usage(
+            f"{folder}: the model takes {model.input_shape[1:]} and gives {model.output_shape[-1]} "
+            f"classes, but config.json/classes.json say {expected} and {len(names)}"
+        )
+    labels = inputs.labels
+    plain = predict_probs(model, inputs.images, tta=False, batch=args.batch_size)
+    probs = (
+        predict_probs(model, inputs.images, tta=True, batch=args.batch_size) if args.tta else plain
+    )
+    pred = probs.argmax(axis=1)
+    metrics: dict[str, Any] = {"n_images": len(pred)}
+    if labels is not None:
+        metrics.update(score(labels, pred, names))
+    metrics.update(
+        model=str(folder),
+        data=list(data),
+        resized=inputs.resized,
+        tta_used=bool(args.tta),
+        predicted_counts={n: int(np.sum(pred == i)) for i, n in enumerate(names)},
+    )
+    if args.tta:
+        before = plain.argmax(axis=1)
+        tta: dict[str, Any] = {"views": 8, "changed_predictions": float(np.mean(before != pred))}
+        if labels is not None:
+            without, with_ = float(np.mean(before == labels)), float(np.mean(pred == labels))
+            tta.update(
+                accuracy_without=without, accuracy_with=with_, accuracy_change=with_ - without
+            )
+        metrics["tta"] = tta
+    if args.corruptions:
+        metrics["corruptions"] = robustness(
+            model,
+            inputs.images,
+            labels,
+            pred,
+            tta=args.tta,
+            batch=args.batch_size,
+            seed=args.corruption_seed,
+        )
+    written = [out]
+    try:
+        atomic_write_bytes(out, predictions_csv(inputs.sources, probs, names, labels).encode())
+        if args.metrics_out:
+            text = json.dumps(metrics, indent=2) + "\n"
+            atomic_write_bytes(Path(args.metrics_out), text.encode())
+            written.append(Path(args.metrics_out))
+        if labels is not None:
+            title = f"{folder.name}: accuracy {metrics['accuracy']:.3f}, {len(pred)} images"
+            atomic_write_bytes(
+                confusion_out, confusion_png(np.array(metrics["confusion"]["matrix"]), names, title)
+            )
+            written.append(confusion_out)
+    except OSError as exc:
+        print(f"error: cannot write the outputs ({exc})", file=sys.stderr)
+        return EXIT_FAILED
+    print(_summary(metrics, labels, pred, names))
+    print("wrote " + ", ".join(str(p) for p in written))
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

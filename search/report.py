@@ -1,0 +1,289 @@
+"""``python -m search.report --study NAME --out DIR``: a self-contained HTML report of a study.
+
+Reads the study (never writes to the storage) and writes ``DIR/report.html`` with every figure
+embedded as a data URI, plus the same figures as ``DIR/plots/<name>.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import html
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from search.report_plots import Plot, StudyView, all_plots, fold_mean, param, pruning_rows
+from storage import DEFAULT_URL, StorageError, open_storage, redact, storage_errors
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+TOP = 10
+
+log = logging.getLogger("search.report")
+
+
+class UnknownStudy(Exception):
+    """The storage holds no study of that name; the message lists the ones it does hold."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m search.report",
+        description="Write a self-contained HTML report of a study: leaderboard, optimisation "
+        "history, parameter importances, parallel coordinates, per-backbone and "
+        "per-augmentation comparison, pruning statistics and learning curves (figures also "
+        "as PNG). The storage is only read.",
+    )
+    p.add_argument("--study", required=True, metavar="NAME", help="the study's name in storage")
+    p.add_argument(
+        "--storage",
+        default=DEFAULT_URL,
+        metavar="URL",
+        help=f"SQLAlchemy URL of the study database (default {DEFAULT_URL})",
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for report.html and plots/")
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings")
+    return p
+
+
+def load_study(url: str, name: str) -> optuna.Study:
+    """The named study, read-only; a missing SQLite file is an error, not a new database."""
+    from sqlalchemy.engine import make_url
+
+    with storage_errors(url):
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            path = Path(parsed.database).expanduser()
+            if not path.is_file():
+                raise StorageError(f"no SQLite database at {str(path)!r}; check --storage")
+        storage = open_storage(url, heartbeat_interval=None, grace_period=None)
+        names = sorted(s.study_name for s in storage.get_all_studies())
+        if name not in names:
+            raise UnknownStudy(
+                f"no study {name!r} in {redact(url)}; studies there: {', '.join(names) or 'none'}"
+            )
+        return optuna.load_study(study_name=name, storage=storage)
+
+
+def study_view(study: optuna.Study) -> StudyView:
+    """Every trial, read once; folds and epochs from the study (guessed for foreign studies)."""
+    a, trials = study.user_attrs, tuple(study.get_trials(deepcopy=False))
+    last = max((max(t.intermediate_values) for t in trials if t.intermediate_values), default=0)
+    return StudyView(
+        trials=trials,
+        folds=int(a.get("folds", 1)),
+        epochs=int(a.get("epochs", last + 1)),
+        metric=str(a.get("metric", "value")),
+        maximize=study.direction == optuna.study.StudyDirection.MAXIMIZE,
+    )
+
+
+def param_importances(study: optuna.Study, view: StudyView) -> tuple[dict[str, float], str]:
+    """fANOVA importances over complete trials, or empty and a note saying why not."""
+    n = len(view.ranked())
+    if n < 2:
+        return {}, f"Parameter importances need at least 2 complete trials; this study has {n}."
+    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
+
+    try:
+        scores = get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0))
+    except (ValueError, RuntimeError) as exc:
+        return {}, f"Parameter importances could not be computed: {exc}."
+    if not scores:
+        return {}, "No parameter was sampled by every complete trial, so none can be ranked."
+    return {k: float(v) for k, v in scores.items()}, ""
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def leaderboard_rows(view: StudyView) -> list[list[str]]:
+    """Complete trials best first, then pruned ones by folds finished and their mean so far."""
+    sign = -1.0 if view.maximize else 1.0
+    pruned = sorted(
+        view.of(TrialState.PRUNED),
+        key=lambda t: (-len(t.user_attrs.get("fold_scores", [])), sign * (fold_mean(t) or 0.0)),
+    )
+    rows = []
+    for t in [*view.ranked(), *pruned][:TOP]:
+        scores = [float(s) for s in t.user_attrs.get("fold_scores", [])]
+        value = _num(float(t.value or 0.0))
+        if t.state != TrialState.COMPLETE:
+            value = f"{_num(fold_mean(t)) if scores else '-'} ({len(scores)}/{view.folds} folds)"
+        state = t.state.name.lower()
+        if "pruned_at" in t.user_attrs:
+            state += f": {t.user_attrs['pruned_at']}"
+        lr = param(t, "learning_rate")
+        rows.append(
+            [str(t.number), value, ", ".join(_num(s) for s in scores) or "-"]
+            + [str(param(t, k)) for k in ("backbone", "augment", "optimizer")]
+            + [f"{lr:.3g}" if isinstance(lr, float) else str(lr), state]
+        )
+    return rows
+
+
+def study_facts(study: optuna.Study, url: str, view: StudyView) -> list[tuple[str, str]]:
+    a = study.user_attrs
+    counts = {s: len(view.of(s)) for s in TrialState}
+    facts = [
+        ("storage", redact(url)),
+        ("space", str(a.get("space", "?"))),
+        ("data", f"{a.get('data', '?')} ({a.get('n_images', '?')} images)"),
+        ("classes", ", ".join(map(str, a.get("class_names", []))) or "?"),
+        ("folds x epochs", f"{view.folds} x {view.epochs} = {view.budget} fold-epochs per trial"),
+        ("image size", f"{a.get('image_size', '?')} px"),
+        ("objective", f"mean fold {view.metric} ({study.direction.name.lower()})"),
+        ("weights", str(a.get("weights", "?"))),
+        ("trials", ", ".join(f"{n} {s.name.lower()}" for s, n in counts.items() if n) or "none"),
+    ]
+    best = view.ranked()
+    if best:
+        facts.append(("best", f"trial {best[0].number}: {_num(float(best[0].value or 0.0))}"))
+    seconds = sum(float(t.user_attrs.get("seconds", 0.0)) for t in view.trials)
+    facts.append(("training time", f"{seconds:.1f} s over all trials"))
+    c = a.get("cleaning")
+    if isinstance(c, dict) and {"n_kept", "n_input"} <= set(c):
+        facts.append(("cleaning", f"{c['n_kept']} of {c['n_input']} images kept"))
+    elif c is not None:
+        facts.append(("cleaning", json.dumps(c)[:300]))
+    return facts
+
+
+def _table(head: Sequence[str], rows: Sequence[Sequence[str]], empty: str) -> str:
+    if not rows:
+        return f"<p class='note'>{html.escape(empty)}</p>"
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+
+
+STYLE = """body{font-family:sans-serif;max-width:1150px;margin:2em auto;color:#222;padding:0 1em}
+table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;
+font-size:13px;text-align:left}th{background:#f0f0f0}figure{margin:1.5em 0}
+img{max-width:100%;height:auto;border:1px solid #eee}figcaption,.note{color:#555;font-size:13px}"""
+SCRIPT = """window.addEventListener("load", function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; });
+  document.body.dataset.rendered = String(ok.length);
+  document.body.dataset.images = String(imgs.length);
+});"""
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
+
+
+def render_html(name: str, facts: list[tuple[str, str]], view: StudyView, plots: list[Plot]) -> str:
+    """The whole page: no external resource, every figure inline as a data URI."""
+    e = html.escape
+    board = _table(
+        ("trial", "value", "fold scores", "backbone", "augment", "optimizer", "lr", "state"),
+        leaderboard_rows(view),
+        "No complete or pruned trials yet.",
+    )
+    failed = [
+        [str(t.number), str(param(t, "backbone"))]
+        + [str(t.user_attrs.get(k, "?")) for k in ("failure_kind", "failure_reason", "host")]
+        for t in view.of(TrialState.FAIL)
+    ]
+    prune = [
+        [r.state.lower(), str(r.trials), str(r.spent), str(r.saved)] for r in pruning_rows(view)
+    ]
+    after = {"pruning": _table(("state", "trials", "fold-epochs trained", "saved"), prune, "")}
+    figures = "".join(
+        f"<section><h2>{e(p.title)}</h2><figure><img alt='{e(p.title)}' "
+        f"src='data:image/png;base64,{base64.b64encode(p.png).decode('ascii')}'>"
+        f"<figcaption>{e(p.caption)} (<code>plots/{e(p.name)}.png</code>)</figcaption>"
+        f"</figure>{after.get(p.name, '')}</section>"
+        for p in plots
+    )
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{CSP}">
+<title>Study {e(name)}: report</title><style>{STYLE}</style></head>
+<body><h1>Study {e(name)}</h1><p class="note">Generated {stamp} by python -m search.report.</p>
+{_table(("fact", "value"), facts, "")}
+<h2>Leaderboard</h2>
+<p class="note">Complete trials by mean fold {e(view.metric)}, then pruned trials by folds
+finished (their mean covers only those folds).</p>
+{board}
+{figures}
+<h2>Failed trials</h2>
+{_table(("trial", "backbone", "kind", "reason", "host"), failed, "No trial failed.")}
+<script>{SCRIPT}</script>
+</body></html>
+"""
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside ``path``, then rename it into place."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is for sharing
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def prepare_out(out: Path) -> None:
+    """Create ``out/plots`` and prove it is writable before anything is drawn."""
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=out / "plots"):
+        pass
+
+
+def _usage(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(message)s",
+        stream=sys.stderr,
+    )
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = load_study(args.storage, args.study)
+        with storage_errors(args.storage):
+            view = study_view(study)
+    except (StorageError, UnknownStudy) as exc:
+        return _usage(str(exc))
+    out = Path(args.out).expanduser()
+    try:
+        prepare_out(out)
+    except OSError as exc:
+        return _usage(f"--out {args.out!r} is not a writable folder ({exc}); choose another")
+    scores, note = param_importances(study, view)
+    plots = all_plots(view, scores, note)
+    page = render_html(args.study, study_facts(study, args.storage, view), view, plots)
+    try:
+        for p in plots:
+            write_atomic(out / "plots" / f"{p.name}.png", p.png)
+        write_atomic(out / "report.html", page.encode("utf-8"))
+    except OSError as exc:
+        print(f"error: cannot write the report ({exc})", file=sys.stderr)
+        return EXIT_FAILED
+    log.info("wrote %s (%d figures in %s)", out / "report.html", len(plots), out / "plots")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

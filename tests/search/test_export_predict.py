@@ -1,0 +1,334 @@
+"""From a real tiny study to an exported model and scored predictions on held-out real images.
+
+One 1-trial, 2-fold, 1-epoch study at 32 px on 300 real images (through the real CLI) serves
+every test; 100 other real images are the held-out set. TensorFlow processes run one at a time.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_score,
+    recall_score,
+)
+
+from search import export, predict
+from search.data.images import resize_all
+from tests.search.cli import ROOT, cli_env, run_cli
+
+SIZE = 32
+
+
+def run_module(module: str, *args: str, cwd: Path, timeout: float = 300):
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _write_npz(path: Path, images: np.ndarray, labels=None, class_names=None) -> Path:
+    arrays = {"images": images}
+    if labels is not None:
+        arrays["labels"] = labels
+    if class_names is not None:
+        arrays["class_names"] = np.array(class_names)
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.fixture(scope="module")
+def study(real_arrays, tmp_path_factory) -> dict:
+    """Study data (300 images) and held-out data (100 others), plus a finished tiny study."""
+    root = tmp_path_factory.mktemp("export")
+    rng = np.random.default_rng(7)
+    order = rng.permutation(len(real_arrays["labels"]))
+    train, held = np.sort(order[:300]), np.sort(order[300:400])
+    assert not set(train) & set(held)
+    names = [str(c) for c in real_arrays["class_names"]]
+    images, labels = real_arrays["images"], real_arrays["labels"].astype(np.int64)
+    data = _write_npz(root / "study.npz", images[train], labels[train], names)
+    heldout = _write_npz(root / "held.npz", images[held], labels[held], names)
+    url = f"sqlite:///{root / 'studies.db'}"
+    out = run_cli(
+        *("--study", "quick", "--data", str(data), "--storage", url, "--n-trials", "1"),
+        *("--epochs", "1", "--folds", "2", "--image-size", str(SIZE), "--pruner", "none"),
+        cwd=root,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return {
+        "root": root,
+        "url": url,
+        "data": data,
+        "held": heldout,
+        "held_images": images[held],
+        "held_labels": labels[held],
+        "names": names,
+    }
+
+
+@pytest.fixture(scope="module")
+def exported(study) -> Path:
+    out = study["root"] / "model_all"
+    done = run_module(
+        "search.export",
+        *("--study", "quick", "--storage", study["url"], "--out", str(out)),
+        cwd=study["root"],
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "[all] epoch 1/1" in done.stderr  # progress is shown
+    return out
+
+
+def test_export_writes_the_documented_folder(exported: Path, study) -> None:
+    assert sorted(p.name for p in exported.iterdir()) == sorted(export.FILES)
+    config = json.loads((exported / "config.json").read_text())
+    assert config["study"] == "quick" and config["trial"] == 0 and config["mode"] == "all_data"
+    assert config["storage"] == study["url"] and config["image_size"] == SIZE
+    assert config["data"]["spec"] == str(study["data"]) and len(config["data"]["fingerprint"]) == 64
+    assert config["params"]["backbone"] == config["config"]["backbone"] == "small_cnn"
+    assert config["epochs"] == 1 and len(config["fold_scores"]) == 2 and "date" in config
+    assert json.loads((exported / "classes.json").read_text()) == study["names"]
+    history = json.loads((exported / "history.json").read_text())
+    assert [e["epoch"] for e in history["runs"][0]["epochs"]] == [0]
+    assert len(history["cv"]["folds"]) == 2
+    report = (exported / "report.md").read_text()
+    assert "train loss" in report and "Cross-validation" in report
+
+
+def test_predict_metrics_match_sklearn_on_held_out_images(exported: Path, study) -> None:
+    root = study["root"]
+    out = run_module(
+        "search.predict",
+        *("--model", str(exported), "--data", str(study["held"]), "--tta", "--corruptions"),
+        *("--out", str(root / "pred.csv"), "--metrics-out", str(root / "metrics.json")),
+        cwd=root,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "resized 100 images" in out.stderr  # 96 px files, 32 px model
+    with open(root / "pred.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    names = study["names"]
+    assert len(rows) == 100
+    assert [r["true"] for r in rows] == [names[i] for i in study["held_labels"]]
+    probs = np.array([[float(r[f"p_{c}"]) for c in names] for r in rows])
+    assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    assert [names[i] for i in probs.argmax(axis=1)] == [r["predicted"] for r in rows]
+    y_true = np.array([names.index(r["true"]) for r in rows])
+    y_pred = np.array([names.index(r["predicted"]) for r in rows])
+    metrics = json.loads((root / "metrics.json").read_text())
+    present = np.union1d(y_true, y_pred)
+    macro = {"labels": present, "average": "macro", "zero_division": 0}
+    assert metrics["accuracy"] == accuracy_score(y_true, y_pred)
+    assert metrics["balanced_accuracy"] == balanced_accuracy_score(y_true, y_pred)
+    assert metrics["macro_precision"] == precision_score(y_true, y_pred, **macro)
+    assert metrics["macro_recall"] == recall_score(y_true, y_pred, **macro)
+    assert metrics["macro_f1"] == f1_score(y_true, y_pred, **macro)
+    matrix = confusion_matrix(y_true, y_pred, labels=range(len(names)))
+    assert metrics["confusion"]["matrix"] == matrix.tolist()
+    for i in present:
+        assert metrics["per_class"][names[i]]["support"] == int(np.sum(y_true == i))
+    assert metrics["accuracy"] > 0.3  # 8 classes, the largest 22%: it learned something
+    tta = metrics["tta"]
+    assert tta["views"] == 8 and tta["accuracy_with"] == metrics["accuracy"]
+    assert tta["accuracy_change"] == pytest.approx(tta["accuracy_with"] - tta["accuracy_without"])
+    rob = metrics["corruptions"]
+    assert set(rob["per_corruption"]) == {
+        "gaussian_blur",
+        "gaussian_noise",
+        "jpeg",
+        "brightness_contrast",
+        "stain_shift",
+        "rotation",
+    }
+    accs = [r["accuracy"] for r in rob["per_corruption"].values()]
+    assert rob["mean_accuracy"] == pytest.approx(np.mean(accs))
+    assert rob["clean_accuracy"] == metrics["accuracy"]
+    with Image.open(root / "pred_confusion.png") as png:
+        assert png.format == "PNG" and png.width > 200
+    assert "TTA (8 views)" in out.stdout and "mean accuracy" in out.stdout
+
+
+def test_ensemble_export_loads_and_predicts(study, tmp_path: Path) -> None:
+    out = study["root"] / "model_ensemble"
+    done = run_module(
+        "search.export",
+        *("--study", "quick", "--storage", study["url"], "--out", str(out), "--ensemble"),
+        cwd=study["root"],
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "[fold_0] epoch 1/1" in done.stderr and "[fold_1] epoch 1/1" in done.stderr
+    assert json.loads((out / "config.json").read_text())["mode"] == "ensemble"
+    # Single image files at the model's size, predicted in a fresh process (no custom objects).
+    small = resize_all(study["held_images"][:3], SIZE)
+    files = []
+    for i, image in enumerate(small):
+        Image.fromarray(image).save(tmp_path / f"cell_{i}.png")
+        files.append(str(tmp_path / f"cell_{i}.png"))
+    pred = run_module(
+        "search.predict",
+        *("--model", str(out), "--data", *files, "--out", str(tmp_path / "p.csv")),
+        cwd=tmp_path,
+    )
+    assert pred.returncode == 0, pred.stderr[-3000:]
+    assert "resized" not in pred.stderr
+    with open(tmp_path / "p.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["source"] for r in rows] == files and "true" not in rows[0]
+    import keras
+
+    model = keras.models.load_model(out / "model.keras")
+    members = [layer for layer in model.layers if layer.name.startswith("member_")]
+    assert len(members) == 2
+    x = small.astype(np.float32)
+    probs = model.predict(x, verbose=0)
+    mean = np.mean([m.predict(x, verbose=0) for m in members], axis=0)
+    assert np.allclose(probs, mean, atol=1e-6) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+    csv_probs = np.array([[float(r[f"p_{c}"]) for c in study["names"]] for r in rows])
+    assert np.allclose(csv_probs, probs, atol=1e-6)
+
+
+def test_wrong_size_is_resized_with_a_warning_or_refused(
+    exported: Path, study, tmp_path: Path, caplog, capsys
+) -> None:
+    images = resize_all(study["held_images"][:12], 40)
+    labels = study["held_labels"][:12]
+    data = _write_npz(tmp_path / "big.npz", images, labels, study["names"])
+    common = ["--model", str(exported), "--data", str(data), "--out", str(tmp_path / "p.csv")]
+    with caplog.at_level(logging.WARNING):
+        assert predict.main([*common, "--metrics-out", str(tmp_path / "m.json")]) == 0
+    assert "resized 12 images (12 at 40x40) to the model's 32x32" in caplog.text
+    assert json.loads((tmp_path / "m.json").read_text())["resized"] == 12
+    capsys.readouterr()
+    assert predict.main([*common, "--no-resize"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and len(err.splitlines()) == 1
+    assert "40x40" in err and "expects 32x32" in err
+
+
+def test_unknown_class_folder_and_bad_model_dir_exit_2(
+    exported: Path, study, tmp_path: Path, capsys
+) -> None:
+    for cls in ("neutrophil", "macrophage"):
+        (tmp_path / "cells" / cls).mkdir(parents=True)
+        Image.fromarray(study["held_images"][0]).save(tmp_path / "cells" / cls / "a.png")
+    out = str(tmp_path / "p.csv")
+    assert (
+        predict.main(["--model", str(exported), "--data", str(tmp_path / "cells"), "--out", out])
+        == 2
+    )
+    assert "['macrophage'] are not classes of the model" in capsys.readouterr().err
+    assert predict.main(["--model", str(tmp_path), "--data", str(study["held"]), "--out", out]) == 2
+    assert "is not an export folder" in capsys.readouterr().err
+    assert not Path(out).exists()
+
+
+def test_export_refuses_other_data_and_existing_exports(exported: Path, study, capsys) -> None:
+    other = study["root"] / "other_out"
+    done = run_module(
+        "search.export",
+        *("--study", "quick", "--storage", study["url"], "--out", str(other)),
+        *("--data", str(study["held"])),
+        cwd=study["root"],
+        timeout=120,
+    )
+    assert done.returncode == 2
+    err = done.stderr.strip().splitlines()[-1]
+    assert err.startswith("error: ") and "held.npz" in err and "study.npz" in err
+    assert "fingerprint" in err and not other.exists()
+    assert export.main(["--study", "quick", "--storage", study["url"], "--out", str(exported)]) == 2
+    assert "already holds an export; pass --force" in capsys.readouterr().err
+    assert export.main(["--study", "nope", "--storage", study["url"], "--out", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert "no study 'nope'" in err and "studies there: quick" in err
+
+
+def test_ranger_model_reloads_in_a_fresh_process_without_custom_objects(
+    real_small, tmp_path: Path
+) -> None:
+    from trainer.config import TrialConfig
+    from trainer.final import fit_all, save_model
+    from trainer.records import Dataset
+
+    data = Dataset(
+        resize_all(real_small.images[:96], SIZE), real_small.labels[:96], real_small.class_names
+    )
+    config = TrialConfig(backbone="small_cnn", image_size=SIZE, optimizer="ranger", batch_size=32)
+    seen = []
+    result = fit_all(config, data, 2, lr_schedule=[1e-3, 5e-4], progress=lambda *a: seen.append(a))
+    assert [(name, e.epoch, total) for name, e, total in seen] == [("all", 0, 2), ("all", 1, 2)]
+    assert [round(e.learning_rate, 6) for e in result.epochs] == [1e-3, 5e-4]
+    path = save_model(result.model, tmp_path / "model.keras")
+    x = data.images[:8].astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "p.npy", result.model.predict(x, verbose=0))
+    code = (
+        "import sys, numpy as np, keras\n"
+        f"m = keras.models.load_model({str(path)!r})\n"
+        f"x = np.load({str(tmp_path / 'x.npy')!r}); p = np.load({str(tmp_path / 'p.npy')!r})\n"
+        "assert 'trainer.optimizers' not in sys.modules\n"
+        "print(float(np.abs(m.predict(x, verbose=0) - p).max()))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=cli_env(), cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert float(out.stdout.strip().splitlines()[-1]) < 1e-6
+
+
+def test_help_imports_no_tensorflow() -> None:
+    code = (
+        "import sys\nfrom search import export, predict\n"
+        "for m in (export, predict):\n"
+        "    try:\n        m.main(['--help'])\n    except SystemExit as e:\n        assert e.code == 0\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=cli_env(), cwd=ROOT
+    )
+    assert out.returncode == 0, out.stderr
+    for flag in ("--study", "--storage", "--data", "--out", "--trial", "--ensemble"):
+        assert flag in out.stdout
+    for flag in ("--model", "--tta", "--metrics-out", "--corruptions", "--no-resize"):
+        assert flag in out.stdout
+
+
+def _fold(k: int, best: int, rates: list[float], stopped: bool = False):
+    from trainer.records import EpochMetrics, FoldResult
+
+    epochs = tuple(
+        EpochMetrics(e, 0.5, 0.5, 0.5, 0.5, 0.5, 1.0, 1.0, lr, 1.0) for e, lr in enumerate(rates)
+    )
+    return FoldResult(k, epochs, best, stopped, False, 1.0, 1.0)
+
+
+def test_epochs_are_the_rounded_median_and_rates_are_replayed() -> None:
+    from trainer.final import final_epochs, replay_schedule
+
+    folds = [
+        _fold(0, 1, [1e-3, 1e-3, 5e-4]),
+        _fold(1, 3, [1e-3] * 2 + [5e-4] * 2),
+        _fold(2, 2, [2e-3] * 3),
+    ]
+    assert final_epochs(folds) == 3  # best epoch + 1: 2, 4, 3 -> median 3
+    assert final_epochs(folds[:2]) == 3  # median 3.0
+    assert final_epochs([_fold(0, 0, [1e-3]), _fold(1, 2, [1e-3] * 3)]) == 2  # 2.0
+    assert final_epochs([_fold(0, 1, [1e-3] * 2), _fold(1, 2, [1e-3] * 3)]) == 2  # 2.5 -> even
+    assert final_epochs([_fold(0, 5, [1e-3] * 6, stopped=True), _fold(1, 0, [1e-3])]) == 1
+    assert replay_schedule(folds, 5) == [1e-3, 1e-3, 5e-4, 5e-4, 5e-4]

@@ -1,0 +1,205 @@
+"""``python -m search.report``: a real study made through the CLI (fake trainer, one OOM drill),
+reported, its PNGs checked with Pillow and the HTML rendered in headless Chromium."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.trial import TrialState
+from PIL import Image
+
+from search.report import main, study_facts
+from search.report_plots import StudyView
+from tests.conftest import require
+from tests.search.cli import ROOT, by_state, cli_env, load, run_cli
+
+PLOTS = (
+    "history",
+    "importances",
+    "parallel",
+    "by_backbone",
+    "by_augment",
+    "pruning",
+    "curves",
+    "top_trials",
+)
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--virtual-time-budget=5000",
+    "--enable-logging=stderr",
+    "--v=0",
+    "--dump-dom",
+)
+
+
+def run_report(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "search.report", *args],
+        cwd=cwd,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def study_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """8 finished trials of the quick space, some pruned, plus trial 2 failed by an OOM drill."""
+    tmp = tmp_path_factory.mktemp("report_study")
+    url = f"sqlite:///{tmp / 'studies.db'}"
+    out = run_cli(
+        "--study", "quick", "--data", "demo", "--image-size", "32", "--trainer", "fake",
+        "--n-trials", "8", "--storage", url, cwd=tmp, SEARCH_FAULTS="oom@2",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    states = by_state(load(url, "quick"))
+    assert len(states[TrialState.COMPLETE]) >= 2 and states[TrialState.PRUNED]
+    assert [t.user_attrs["failure_kind"] for t in states[TrialState.FAIL]] == ["out_of_memory"]
+    return url
+
+
+@pytest.fixture(scope="module")
+def report_dir(study_url: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out_dir = tmp_path_factory.mktemp("report_out") / "report"
+    out = run_report("--study", "quick", "--storage", study_url, "--out", str(out_dir), cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out_dir
+
+
+def test_report_writes_html_and_every_plot_as_png(report_dir: Path) -> None:
+    for name in PLOTS:
+        with Image.open(report_dir / "plots" / f"{name}.png") as im:
+            assert im.width > 100 and im.height > 100, name
+            grey = im.convert("L")
+            lo, hi = grey.getextrema()
+            assert hi - lo > 50, f"{name}.png is (nearly) one colour"
+            assert len(grey.getcolors(maxcolors=1 << 16) or range(1 << 16)) > 20, name
+    page = (report_dir / "report.html").read_text(encoding="utf-8")
+    assert page.count("src='data:image/png;base64,") == len(PLOTS)
+    assert not re.search(r"(src|href)=['\"]?(https?:)?//", page), "external resource in report"
+    assert "OOM when allocating (drill)" in page and "out_of_memory" in page
+    assert "<h2>Leaderboard</h2>" in page and "small_cnn" in page
+    assert "fold-epochs trained" in page
+    assert not list(report_dir.rglob("*.tmp")), "temporary files left behind"
+
+
+def _render(html: Path, profile: Path) -> tuple[dict[str, str], list[str]]:
+    out = subprocess.run(
+        ["chromium", *CHROMIUM_FLAGS, f"--user-data-dir={profile}", html.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    body = re.search(r"<body([^>]*)>", out.stdout)
+    assert body, out.stdout[:2000]
+    attrs = dict(re.findall(r'data-(\w+)="([^"]*)"', body.group(1)))
+    errors = [
+        line
+        for line in out.stderr.splitlines()
+        if "CONSOLE" in line and re.search(r"Uncaught|Error|Refused|Failed", line)
+    ]
+    return attrs, errors
+
+
+def test_report_renders_in_headless_chromium(report_dir: Path, tmp_path: Path) -> None:
+    require(
+        shutil.which("chromium") is not None, "chromium is not installed (apt-get install chromium)"
+    )
+    attrs, errors = _render(report_dir / "report.html", tmp_path / "profile")
+    assert int(attrs["images"]) == len(PLOTS) > 5, attrs
+    assert attrs["rendered"] == attrs["images"], attrs
+    assert not errors, errors
+    # The check can fail: a copy with one image corrupted renders one image fewer.
+    page = (report_dir / "report.html").read_text(encoding="utf-8")
+    broken = tmp_path / "broken.html"
+    broken.write_text(re.sub(r"base64,[^']{40}", "base64,AAAA", page, count=1), encoding="utf-8")
+    attrs, _ = _render(broken, tmp_path / "profile")
+    assert int(attrs["rendered"]) == len(PLOTS) - 1, attrs
+
+
+def test_unknown_study_is_exit_2_and_lists_the_studies(study_url: str, tmp_path: Path) -> None:
+    out = run_report(
+        "--study", "nope", "--storage", study_url, "--out", str(tmp_path / "r"), cwd=ROOT
+    )
+    assert out.returncode == 2
+    assert out.stderr.startswith("error: ") and "'nope'" in out.stderr and "quick" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_bad_storage_and_unwritable_out_are_exit_2(
+    study_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "missing.db"
+    assert main(["--study", "quick", "--storage", f"sqlite:///{missing}", "--out", "r"]) == 2
+    assert "no SQLite database" in capsys.readouterr().err and not missing.exists()
+    assert main(["--study", "quick", "--storage", "not a url", "--out", str(tmp_path)]) == 2
+    assert "not a usable SQLAlchemy URL" in capsys.readouterr().err
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    assert main(["--study", "quick", "--storage", study_url, "--out", str(blocker / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --out") and len(err.strip().splitlines()) == 1
+
+
+def _edge_study(url: str, name: str, complete: int) -> None:
+    """A study as search.run makes it, with ``complete`` scored trials and one failed one."""
+    study = optuna.create_study(study_name=name, storage=url, direction="maximize")
+    for key, value in {"folds": 2, "epochs": 3, "metric": "accuracy", "space": "quick"}.items():
+        study.set_user_attr(key, value)
+    space = {
+        "backbone": CategoricalDistribution(["small_cnn", "MobileNetV3Small"]),
+        "learning_rate": FloatDistribution(1e-4, 1e-2, log=True),
+    }
+    for i in range(complete):
+        trial = study.ask(space)
+        for step in range(6):
+            trial.report(0.3 + 0.05 * step + 0.01 * i, step)
+        trial.set_user_attr("fold_scores", [0.5, 0.55])
+        study.tell(trial, 0.525)
+    trial = study.ask(space)
+    trial.set_user_attr("failure_kind", "invalid_config")
+    trial.set_user_attr("failure_reason", "<b>width</b> must be positive")
+    study.tell(trial, state=TrialState.FAIL)
+
+
+@pytest.mark.parametrize("complete", [0, 1])
+def test_edge_cases_still_give_a_full_report(
+    complete: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'edge.db'}"
+    _edge_study(url, "edge", complete)
+    optuna.create_study(study_name="empty", storage=url)
+    for name in ("edge", "empty"):
+        assert main(["--study", name, "--storage", url, "--out", str(tmp_path / name)]) == 0
+        assert {p.stem for p in (tmp_path / name / "plots").glob("*.png")} == set(PLOTS)
+    page = (tmp_path / "edge" / "report.html").read_text(encoding="utf-8")
+    assert "need at least 2 complete trials" in page
+    assert "&lt;b&gt;width&lt;/b&gt; must be positive" in page  # escaped, not markup
+    if complete == 0:
+        assert "No complete or pruned trials yet." in page
+    empty = (tmp_path / "empty" / "report.html").read_text(encoding="utf-8")
+    assert "No trial failed." in empty and "No complete or pruned trials yet." in empty
+
+
+def test_facts_never_show_a_password(study_url: str) -> None:
+    study = load(study_url, "quick")
+    view = StudyView(tuple(study.trials), folds=3, epochs=4, metric="accuracy")
+    facts = dict(study_facts(study, "postgresql://search:s3cret@db/studies", view))
+    assert "s3cret" not in str(facts) and facts["storage"].startswith("postgresql://search:")

@@ -1,0 +1,98 @@
+"""The robustness corruptions on real blood-cell images: deterministic, shape-keeping, real."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trainer.corruptions import CORRUPTIONS, corrupt
+
+EXPECTED = (
+    "gaussian_blur",
+    "gaussian_noise",
+    "jpeg",
+    "brightness_contrast",
+    "stain_shift",
+    "rotation",
+)
+
+
+@pytest.fixture(scope="module")
+def cells(real_arrays) -> np.ndarray:
+    return real_arrays["images"][:64]
+
+
+def test_the_table_is_the_documented_fixed_set() -> None:
+    assert tuple(CORRUPTIONS) == EXPECTED
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_deterministic_shape_dtype_and_really_changes(name: str, cells: np.ndarray) -> None:
+    before = cells.copy()
+    a = corrupt(cells, name, seed=3)
+    b = corrupt(cells, name, seed=3)
+    assert np.array_equal(cells, before), "the input must not be modified"
+    assert a.shape == cells.shape and a.dtype == np.uint8
+    assert np.array_equal(a, b)
+    diff = np.abs(a.astype(np.int16) - cells.astype(np.int16))
+    assert diff.mean() > 2.0, f"{name} barely changed the images ({diff.mean():.2f})"
+    changed = diff.reshape(len(cells), -1).max(axis=1) > 0
+    assert changed.all(), f"{name} left some images untouched"
+    if name != "gaussian_blur":  # blur has a fixed strength; the others draw per image
+        assert not np.array_equal(a, corrupt(cells, name, seed=4))
+
+
+def test_works_at_other_sizes_and_on_one_image(cells: np.ndarray) -> None:
+    small = cells[:, ::3, ::3]  # 32 x 32
+    for name in EXPECTED:
+        out = corrupt(small, name, seed=0)
+        assert out.shape == small.shape and out.dtype == np.uint8
+        one = corrupt(cells[0], name, seed=0)
+        assert one.shape == cells[0].shape
+
+
+def test_rotation_is_not_a_dihedral_symmetry_and_keeps_the_cell_centred(cells: np.ndarray) -> None:
+    out = corrupt(cells, "rotation", seed=0).astype(np.float64)
+    x = cells.astype(np.float64)
+    for k in range(4):
+        assert np.abs(out - np.rot90(x, k, axes=(1, 2))).mean() > 2.0
+    centre = slice(40, 56)  # the cell sits in the middle of every frame; rotation keeps it there
+    assert np.abs(out[:, centre, centre].mean() - x[:, centre, centre].mean()) < 20
+
+
+def test_stain_shift_keeps_brightness_but_moves_colour(cells: np.ndarray) -> None:
+    out = corrupt(cells, "stain_shift", seed=0).astype(np.float64)
+    x = cells.astype(np.float64)
+    luma = np.array([0.299, 0.587, 0.114])
+    assert np.abs((out @ luma).mean() - (x @ luma).mean()) < 3.0
+    assert np.abs(out - x).mean() > 3.0
+
+
+def test_bad_input_is_a_clear_error(cells: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="unknown corruption 'fog'.*gaussian_blur"):
+        corrupt(cells, "fog", 0)
+    with pytest.raises(ValueError, match="uint8"):
+        corrupt(cells.astype(np.float32), "jpeg", 0)
+
+
+def test_fast_enough_for_a_training_metric(cells: np.ndarray) -> None:
+    batch = np.concatenate([cells] * 4)  # 256 images at 96 px
+    start = time.perf_counter()
+    for name in EXPECTED:
+        corrupt(batch, name, seed=0)
+    per_image_ms = (time.perf_counter() - start) * 1000 / len(batch)
+    assert per_image_ms < 40, f"{per_image_ms:.1f} ms per image for all six (shared CPU)"
+
+
+def test_imports_no_tensorflow() -> None:
+    code = "import trainer.corruptions, sys; print('tensorflow' in sys.modules)"
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=root
+    )
+    assert out.stdout.strip() == "False", out.stderr

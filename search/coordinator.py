@@ -24,10 +24,11 @@ import optuna
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import TrialState
 
+from search.dashboard import DashboardWriter
 from search.progress import Progress
 from search.protocol import recv, send
 from search.pruning import FoldEpochPruner
-from search.records import FINISHED, fold_results, trial_note
+from search.records import FINISHED, fold_results
 from search.recovery import recover, requeue
 from search.worker import worker_main
 from spaces.base import Space, StudySettings
@@ -50,6 +51,7 @@ class RunSettings:
     heartbeat_seconds: float = 20.0
     trial_timeout: float | None = None
     save_notes: bool = True
+    artifact_dir: str | None = None
 
 
 @dataclass
@@ -98,6 +100,7 @@ class Coordinator:
         self.pruner = pruner
         self.class_names = class_names
         self.progress = progress or Progress(run.n_trials, interactive=False)
+        self.dashboard = DashboardWriter(study, run.metric, class_names, run.artifact_dir)
         self.workers: list[_Worker] = []
         self.consecutive_failures = 0
         # SEARCH_HOST names this coordinator where hostnames collide (containers, tests).
@@ -410,9 +413,8 @@ class Coordinator:
         trial = running.trial
         trial.set_user_attr("seconds", round(time.monotonic() - running.started, 3))
         trial.set_user_attr("timings", {k: round(v, 3) for k, v in result.timings.items()})
-        done = [f for f in result.folds if not f.stopped]
-        if self.run_settings.save_notes and done:
-            self._note(trial, done)
+        if self.run_settings.save_notes:
+            self.dashboard.trial_done(trial, [f for f in result.folds if not f.stopped])
         self.consecutive_failures = 0
         if running.pruned_at or result.stopped:
             trial.set_user_attr("pruned_at", running.pruned_at or result.stop_reason)
@@ -424,16 +426,8 @@ class Coordinator:
         self.study.tell(trial, value)
         self.told["complete"] += 1
         self.progress.trial_finished(trial.number, "complete", value, "")
-
-    def _note(self, trial: optuna.Trial, folds: list[FoldResult]) -> None:
-        try:
-            from optuna_dashboard import save_note
-
-            save_note(
-                trial, trial_note(trial.number, self.run_settings.metric, folds, self.class_names)
-            )
-        except Exception as exc:  # a note is a nicety: never fail a trial for it
-            log.warning("could not save the dashboard note of trial %d: %s", trial.number, exc)
+        if self.run_settings.save_notes:
+            self.dashboard.study_changed()
 
     def _fail(
         self, trial: optuna.Trial, kind: str, reason: str, running: _Running | None = None

@@ -80,8 +80,19 @@ def fake_train_trial(
                 results.append(FoldResult(index, tuple(epochs), best.epoch, True, False, 0, 0))
                 return TrialResult(tuple(results), len(folds), True, f"stopped in fold {index}")
         best = max(epochs, key=lambda e: getattr(e, monitor))
-        result = FoldResult(index, tuple(epochs), best.epoch, False, False, 0, 0)
+        confusion = _confusion(data.labels[folds[index].val], data.n_classes, best.accuracy)
+        result = FoldResult(index, tuple(epochs), best.epoch, False, False, 0, 0, confusion)
         results.append(result)
         if on_fold is not None and on_fold(result) is Decision.STOP and index < len(folds) - 1:
             return TrialResult(tuple(results), len(folds), True, f"stopped after fold {index}")
     return TrialResult(tuple(results), len(folds), False)
+
+
+def _confusion(labels: np.ndarray, n_classes: int, accuracy: float) -> tuple[tuple[int, ...], ...]:
+    """A plausible confusion matrix: each class right at ``accuracy``, wrong as the next one."""
+    m = np.zeros((n_classes, n_classes), dtype=np.int64)
+    counts = np.bincount(labels, minlength=n_classes)
+    for c, n in enumerate(counts):
+        right = int(round(accuracy * n))
+        m[c, c], m[c, (c + 1) % n_classes] = right, n - right
+    return tuple(tuple(int(v) for v in row) for row in m)

@@ -66,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"SQLAlchemy URL of the study database (default {DEFAULT_URL})",
     )
     p.add_argument(
+        "--artifacts",
+        default=None,
+        metavar="DIR",
+        help="folder for dashboard artifacts (confusion matrices); default: artifacts/ beside "
+        "the SQLite file, else ./artifacts",
+    )
+    p.add_argument(
         "--n-trials",
         type=int,
         default=None,

@@ -21,6 +21,7 @@ import optuna
 import sqlalchemy
 
 from search.coordinator import Coordinator, RunSettings
+from search.dashboard import default_artifact_dir
 from search.data import DataError, fingerprint, load_dataset, validate
 from search.gpu import DeviceError, auto_precision, discover, select, worker_envs
 from search.progress import Progress
@@ -81,6 +82,7 @@ def run_study(args: argparse.Namespace, space: Space) -> int:
         envs = worker_envs(
             args.workers, gpus, workers_per_gpu=args.workers_per_gpu, memory_mb=args.gpu_memory_mb
         )
+        artifact_dir = _artifact_dir(args)
         workdir, data_path = _write_worker_data(data, folds)
         with storage_errors(args.storage):
             study = _open_study(
@@ -133,6 +135,7 @@ def run_study(args: argparse.Namespace, space: Space) -> int:
             trainer=args.trainer,
             heartbeat_seconds=args.heartbeat,
             trial_timeout=args.trial_timeout,
+            artifact_dir=artifact_dir,
         ),
         data_path=data_path,
         worker_envs=envs,
@@ -164,7 +167,7 @@ def run_study(args: argparse.Namespace, space: Space) -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     with contextlib.suppress(Exception):  # the summary must not hide the real exit status
-        _summary(study, args, name, n_trials)
+        _summary(study, args, name, n_trials, artifact_dir)
     return code
 
 
@@ -217,6 +220,21 @@ def _prepare(args: argparse.Namespace, space: Space, name: str):
     else:
         folds = make_folds(data.labels, folds_k, args.seed)
     return storage, existing, plan, data, folds, cleaning
+
+
+def _artifact_dir(args: argparse.Namespace) -> str:
+    """The dashboard's artifact folder, created and checked writable before anything else."""
+    folder = Path(args.artifacts or default_artifact_dir(args.storage))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-"):
+            pass
+    except OSError as exc:
+        raise UsageError(
+            f"the artifacts folder {folder} is not writable ({exc}); pass "
+            "--artifacts DIR with a writable folder"
+        ) from exc
+    return str(folder)
 
 
 def _write_worker_data(data, folds) -> tuple[str, str]:
@@ -276,7 +294,9 @@ def _open_study(storage, name, existing, plan, sampler, pruner, folds, space, se
     return study
 
 
-def _summary(study: optuna.Study, args: argparse.Namespace, name: str, n_trials: int) -> None:
+def _summary(
+    study: optuna.Study, args: argparse.Namespace, name: str, n_trials: int, artifacts: str
+) -> None:
     counts = count_states(study)
     states = optuna.trial.TrialState
     finished = counts[states.COMPLETE] + counts[states.PRUNED]
@@ -298,5 +318,7 @@ def _summary(study: optuna.Study, args: argparse.Namespace, name: str, n_trials:
                 file=out,
             )
     print(
-        f"dashboard: optuna-dashboard {redact(args.storage)} --host 127.0.0.1 --port 8080", file=out
+        f"dashboard: optuna-dashboard {redact(args.storage)} --artifact-dir {artifacts} "
+        "--host 127.0.0.1 --port 8080",
+        file=out,
     )

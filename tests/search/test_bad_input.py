@@ -113,3 +113,30 @@ def test_full_disk_for_the_workers_data(tmp_path: Path) -> None:
         assert load_or_none(url, "quick") is None  # no half-written study
     finally:
         subprocess.run(["umount", "-l", str(tiny)], capture_output=True)
+
+
+def test_read_only_artifacts_folder(study_db, tmp_path: Path) -> None:
+    url, _ = study_db
+    before = snapshot(url, "quick")
+    folder = tmp_path / "ro_artifacts"
+    folder.mkdir()
+    immutable = subprocess.run(["chattr", "+i", str(folder)], capture_output=True)
+    require(immutable.returncode == 0, "chattr +i is not permitted here")
+    try:
+        out = run_cli(
+            *FAKE,
+            "--data",
+            "demo",
+            "--storage",
+            url,
+            "--n-trials",
+            "4",
+            "--artifacts",
+            str(folder / "sub"),
+            cwd=tmp_path,
+        )
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "artifacts folder" in out.stderr and "--artifacts" in out.stderr
+    assert snapshot(url, "quick") == before

@@ -42,7 +42,7 @@ def test_dashboard_shows_curves_and_notes(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr[-2000:]
     study_id = load(url, "quick")._study_id
-    app = wsgi(url)
+    app = wsgi(url, artifact_store=str(tmp_path / "artifacts"))
     status, body = _get(app, f"/api/studies/{study_id}")
     assert status.startswith("200"), body[:500]
     detail = json.loads(body)
@@ -52,3 +52,13 @@ def test_dashboard_shows_curves_and_notes(tmp_path: Path) -> None:
         steps = [v["step"] for v in trial["intermediate_values"]]
         assert steps == list(range(12))  # 3 folds x 4 epochs, one step scheme
         assert "## Trial" in trial["note"]["body"] and "| fold |" in trial["note"]["body"]
+        assert trial["artifacts"] and trial["artifacts"][0]["mimetype"] == "image/png"
+    assert "## Leaderboard" in detail["note"]["body"]
+    study = load(url, "quick")
+    for trial in study.trials:
+        per_class = trial.user_attrs["per_class"]
+        assert set(per_class) == set(study.user_attrs["class_names"])
+        assert all(0 <= v["f1"] <= 1 for v in per_class.values())
+    pngs = list((tmp_path / "artifacts").rglob("*"))
+    assert len([p for p in pngs if p.is_file()]) == 3
+    assert f"--artifact-dir {tmp_path / 'artifacts'}" in out.stdout

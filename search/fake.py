@@ -73,6 +73,8 @@ def fake_train_trial(
                 train_loss=1.0 - acc,
                 learning_rate=config.learning_rate,
                 seconds=sleep,
+                corrupted_accuracy=acc * 0.8,
+                robust_accuracy=acc * 0.9,
             )
             epochs.append(m)
             if report(index, epoch, m) is Decision.STOP:

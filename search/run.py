@@ -15,7 +15,14 @@ from storage import DEFAULT_URL
 
 log = logging.getLogger("search.run")
 
-METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "macro_precision", "macro_recall")
+METRICS = (
+    "accuracy",
+    "balanced_accuracy",
+    "macro_f1",
+    "macro_precision",
+    "macro_recall",
+    "robust_accuracy",
+)
 SAMPLERS = ("tpe", "random", "gp")
 EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -178,7 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--metric",
         default="accuracy",
         choices=METRICS,
-        help="objective: mean over folds of each fold's best epoch (default accuracy)",
+        help="objective: mean over folds of each fold's best epoch (default accuracy); "
+        "robust_accuracy also validates under seeded corruptions (blur, noise, JPEG, "
+        "brightness/contrast, stain shift, rotation) and scores the mean of clean and corrupted",
     )
     p.add_argument(
         "--max-failures",

@@ -63,6 +63,10 @@ class EpochMetrics:
     learning_rate: float
     seconds: float
     phase: str = "train"  # "warmup" (head only) or "train"
+    # Only with the robust_accuracy objective: accuracy under the seeded corruptions
+    # (trainer/corruptions.py), and the mean of clean and corrupted accuracy.
+    corrupted_accuracy: float = float("nan")
+    robust_accuracy: float = float("nan")
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -35,7 +35,14 @@ from trainer.records import (
 
 log = logging.getLogger(__name__)
 
-MONITORS = ("accuracy", "balanced_accuracy", "macro_f1", "macro_precision", "macro_recall")
+MONITORS = (
+    "accuracy",
+    "balanced_accuracy",
+    "macro_f1",
+    "macro_precision",
+    "macro_recall",
+    "robust_accuracy",
+)
 EVAL_BATCH = 256
 
 
@@ -93,9 +100,19 @@ def _val_dataset(
     shuffle_seed: int | None = None,
 ) -> tf.data.Dataset:
     """Unaugmented batches (validation, or clean training batches for BatchNorm statistics)."""
-    ds = tf.data.Dataset.from_tensor_slices(data.images[index]).cache()
+    return _image_batches(cfg, data.images[index], batch=batch, shuffle_seed=shuffle_seed)
+
+
+def _image_batches(
+    cfg: TrialConfig,
+    images: np.ndarray,
+    *,
+    batch: int = EVAL_BATCH,
+    shuffle_seed: int | None = None,
+) -> tf.data.Dataset:
+    ds = tf.data.Dataset.from_tensor_slices(images).cache()
     if shuffle_seed is not None:
-        ds = ds.shuffle(len(index), seed=shuffle_seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(len(images), seed=shuffle_seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch)
     ds = ds.map(_cast_and_resize(cfg.image_size), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
@@ -218,6 +235,21 @@ class _Phase:
     @property
     def lr(self) -> float:
         return float(keras.ops.convert_to_numpy(self.optimizer.learning_rate))
+
+
+def _corrupted_sets(
+    cfg: TrialConfig, data: Dataset, index: np.ndarray, fold: int
+) -> list[tf.data.Dataset]:
+    """The fold's validation images under each seeded corruption, made once per fold."""
+    from trainer.corruptions import CORRUPTIONS, corrupt
+
+    images = data.images[index]
+    return [_image_batches(cfg, corrupt(images, name, seed=fold)) for name in CORRUPTIONS]
+
+
+def _accuracy(predict, batches: tf.data.Dataset, labels: np.ndarray) -> float:
+    pred = np.concatenate([predict(x).numpy().argmax(axis=1) for x in batches])
+    return float(np.mean(pred == labels))
 
 
 def _is_better(value: float, best: float) -> bool:
@@ -361,6 +393,7 @@ def _run_fold(
     seed = cfg.seed * 1009 + index
     train_ds = _train_dataset(cfg, data, fold.train, weights, seed)
     val_ds = _val_dataset(cfg, data, fold.val)
+    corrupted = _corrupted_sets(cfg, data, fold.val, index) if monitor == "robust_accuracy" else []
     bn_ds = _val_dataset(cfg, data, fold.train, batch=cfg.batch_size, shuffle_seed=seed)
     val_labels = data.labels[fold.val]
     epochs: list[EpochMetrics] = []
@@ -392,6 +425,10 @@ def _run_fold(
             )
         probs = np.concatenate([predict(x).numpy() for x in val_ds]).astype(np.float64)
         values, confusion = classification_metrics(val_labels, probs, data.n_classes)
+        if corrupted:
+            shifted = [_accuracy(predict, ds, val_labels) for ds in corrupted]
+            values["corrupted_accuracy"] = float(np.mean(shifted))
+            values["robust_accuracy"] = (values["accuracy"] + values["corrupted_accuracy"]) / 2
         seconds = time.perf_counter() - epoch_start
         timings["eval"] += time.perf_counter() - t_train
         if epoch == 0:

@@ -162,3 +162,15 @@ def test_mixed_precision_with_xla_trains_and_keeps_a_float32_softmax(real_small,
     assert np.isfinite(best.loss) and best.accuracy > 0.25
     built = build_model(cfg, 8, steps_per_epoch=10)
     assert built.model.get_layer("head_softmax").compute_dtype == "float32"
+
+
+def test_robust_accuracy_validates_under_corruptions(real_small) -> None:
+    folds = make_folds(real_small.labels, 2, seed=0)
+    cfg = TrialConfig(backbone="small_cnn", image_size=32, epochs=1, augment="none")
+    result = train_trial(cfg, real_small, folds[:1], _go, monitor="robust_accuracy")
+    best = result.folds[0].best
+    assert 0 <= best.corrupted_accuracy <= 1
+    assert best.robust_accuracy == pytest.approx((best.accuracy + best.corrupted_accuracy) / 2)
+    assert result.mean_score("robust_accuracy") == pytest.approx(best.robust_accuracy)
+    plain = train_trial(cfg, real_small, folds[:1], _go)
+    assert np.isnan(plain.folds[0].best.robust_accuracy)  # only computed when asked for

@@ -13,7 +13,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from search.cli import EXIT_FATAL as EXIT_FAILED
+from search.cli import EXIT_OK, setup_logging, usage_error
 
 log = logging.getLogger("search.clean")
 
@@ -108,11 +109,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _usage(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return EXIT_USAGE
-
-
 def _same_file(a: Path, b: Path) -> bool:
     try:
         return a.exists() and b.exists() and os.path.samefile(a, b)
@@ -122,11 +118,7 @@ def _same_file(a: Path, b: Path) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO,
-        format="%(message)s",
-        stream=sys.stderr,
-    )
+    setup_logging(quiet=args.quiet)
     from search.cleaning import CleanOptions, clean
     from search.cleaning.report import build_report, write_npz, write_report
     from search.data import DataError, fingerprint, load_dataset
@@ -134,19 +126,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out).expanduser()
     data_path = Path(args.data).expanduser()
     if out.suffix.lower() != ".npz":
-        return _usage(f"--out {args.out!r} must end in .npz (it is written as an .npz archive)")
+        return usage_error(
+            f"--out {args.out!r} must end in .npz (it is written as an .npz archive)"
+        )
     if out.is_dir():
-        return _usage(f"--out {args.out!r} is a folder; pass a file name ending in .npz")
+        return usage_error(f"--out {args.out!r} is a folder; pass a file name ending in .npz")
     if _same_file(out, data_path) or out.resolve() == data_path.resolve():
-        return _usage(
+        return usage_error(
             f"--out {args.out!r} is the input file; the input is never overwritten: "
             "pass another file name"
         )
     report_dir = Path(args.report_dir) if args.report_dir else out.with_name(out.stem + "_report")
     if report_dir.exists() and not report_dir.is_dir():
-        return _usage(f"--report-dir {str(report_dir)!r} exists and is not a folder")
+        return usage_error(f"--report-dir {str(report_dir)!r} exists and is not a folder")
     if report_dir.resolve() == data_path.resolve():
-        return _usage(f"--report-dir {str(report_dir)!r} is the input; pick another folder")
+        return usage_error(f"--report-dir {str(report_dir)!r} is the input; pick another folder")
     try:
         options = CleanOptions(
             near_distance=args.near_distance,
@@ -158,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         source = load_dataset(args.data, image_size=args.image_size)
     except (DataError, ValueError) as exc:
-        return _usage(str(exc))
+        return usage_error(str(exc))
     log.info("loaded %d images from %s", len(source), args.data)
     result = clean(source, options)
     fingerprints = (fingerprint(source), fingerprint(result.dataset))

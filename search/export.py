@@ -36,7 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from search.cli import EXIT_FATAL as EXIT_FAILED
+from search.cli import EXIT_OK, setup_logging, usage_error
+
 FILES = ("model.keras", "config.json", "classes.json", "report.md", "history.json")
 _STUDY_KEYS = ("data", "data_fingerprint", "image_size", "class_names", "fold_of", "folds")
 
@@ -341,22 +343,18 @@ def _write(out: Path, model: Any, plan: Plan, n_images: int, runs: list[Any], se
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO,
-        format="%(message)s",
-        stream=sys.stderr,
-    )
+    setup_logging(quiet=args.quiet)
     for noisy in ("absl", "tensorflow", "optuna"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     out = Path(args.out).expanduser()
     if out.exists() and not out.is_dir():
-        return _usage(f"--out {args.out} exists and is not a folder")
+        return usage_error(f"--out {args.out} exists and is not a folder")
     if not args.force and any((out / name).exists() for name in FILES):
-        return _usage(f"--out {args.out} already holds an export; pass --force to replace it")
+        return usage_error(f"--out {args.out} already holds an export; pass --force to replace it")
     if args.epochs is not None and args.epochs < 1:
-        return _usage(f"--epochs must be at least 1, got {args.epochs}")
+        return usage_error(f"--epochs must be at least 1, got {args.epochs}")
     if args.trial is not None and args.trial < 0:
-        return _usage(f"--trial must be a trial number (>= 0), got {args.trial}")
+        return usage_error(f"--trial must be a trial number (>= 0), got {args.trial}")
     from search.data import DataError
     from search.study import UsageError
     from storage import StorageError
@@ -365,7 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         plan, config, data, folds = _plan(args)
     except (UsageError, DataError, StorageError, TrialFailed) as exc:
-        return _usage(str(exc))
+        return usage_error(str(exc))
     what = f"{len(folds)} fold models" if plan.ensemble else f"all {len(data)} images"
     log.info(
         "trial %d (%s %.4f): %s, %s lr=%.3g, augment %s; training on %s for %s epochs",
@@ -407,11 +405,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"({'ensemble' if plan.ensemble else 'all data'}) -> {out} ({', '.join(FILES)})"
     )
     return EXIT_OK
-
-
-def _usage(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return EXIT_USAGE
 
 
 if __name__ == "__main__":

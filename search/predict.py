@@ -34,7 +34,9 @@ from typing import Any
 
 import numpy as np
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from search.cli import EXIT_FATAL as EXIT_FAILED
+from search.cli import EXIT_OK, setup_logging, usage_error
+
 PREDICT_CHUNK = 512
 
 log = logging.getLogger("search.predict")
@@ -97,11 +99,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=128, metavar="B", help="default 128")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and the summary")
     return p
-
-
-def _usage(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return EXIT_USAGE
 
 
 def read_export(folder: Path) -> tuple[dict[str, Any], list[str]]:
@@ -302,29 +299,25 @@ def _summary(metrics: dict[str, Any], labels: Any, pred: Any, names: Sequence[st
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO,
-        format="%(message)s",
-        stream=sys.stderr,
-    )
+    setup_logging(quiet=args.quiet)
     for noisy in ("absl", "tensorflow"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from search.data import DataError
     from search.imageio_util import atomic_write_bytes, confusion_png, read_inputs
 
     if args.batch_size < 1:
-        return _usage(f"--batch-size must be at least 1, got {args.batch_size}")
+        return usage_error(f"--batch-size must be at least 1, got {args.batch_size}")
     folder = Path(args.model).expanduser()
     try:
         config, names = read_export(folder)
     except ValueError as exc:
-        return _usage(str(exc))
+        return usage_error(str(exc))
     size = int(config["image_size"])
     data = args.data
     if not data:
         spec = str(config.get("data", {}).get("spec", ""))
         if not spec:
-            return _usage("--data is required (the export does not name its study's data)")
+            return usage_error("--data is required (the export does not name its study's data)")
         log.warning(
             "warning: no --data: predicting the study's own data %r; the model trained on "
             "these images, so its scores are optimistic, not a test score",
@@ -340,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         inputs = read_inputs(data, names, size, resize=not args.no_resize)
     except DataError as exc:
-        return _usage(str(exc))
+        return usage_error(str(exc))
     log.info("read %d images from %s", len(inputs.images), " ".join(data))
 
     import keras
@@ -348,10 +341,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         model = keras.models.load_model(folder / "model.keras")
     except Exception as exc:
-        return _usage(f"cannot load {folder / 'model.keras'} ({type(exc).__name__}: {exc})")
+        return usage_error(f"cannot load {folder / 'model.keras'} ({type(exc).__name__}: {exc})")
     expected = (size, size, 3)
     if tuple(model.input_shape[1:]) != expected or model.output_shape[-1] != len(names):
-        return _usage(
+        return usage_error(
             f"{folder}: the model takes {model.input_shape[1:]} and gives {model.output_shape[-1]} "
             f"classes, but config.json/classes.json say {expected} and {len(names)}"
         )

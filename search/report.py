@@ -23,10 +23,11 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from search.cli import EXIT_FATAL as EXIT_FAILED
+from search.cli import EXIT_OK, setup_logging, usage_error
 from search.report_plots import Plot, StudyView, all_plots, fold_mean, param, pruning_rows
 from storage import DEFAULT_URL, StorageError, open_storage, redact, storage_errors
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 TOP = 10
 
 log = logging.getLogger("search.report")
@@ -247,30 +248,21 @@ def prepare_out(out: Path) -> None:
         pass
 
 
-def _usage(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return EXIT_USAGE
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO,
-        format="%(message)s",
-        stream=sys.stderr,
-    )
+    setup_logging(quiet=args.quiet)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         study = load_study(args.storage, args.study)
         with storage_errors(args.storage):
             view = study_view(study)
     except (StorageError, UnknownStudy) as exc:
-        return _usage(str(exc))
+        return usage_error(str(exc))
     out = Path(args.out).expanduser()
     try:
         prepare_out(out)
     except OSError as exc:
-        return _usage(f"--out {args.out!r} is not a writable folder ({exc}); choose another")
+        return usage_error(f"--out {args.out!r} is not a writable folder ({exc}); choose another")
     scores, note = param_importances(study, view)
     plots = all_plots(view, scores, note)
     page = render_html(args.study, study_facts(study, args.storage, view), view, plots)

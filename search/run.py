@@ -10,21 +10,14 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from search.cli import setup_logging, usage_error
 from spaces import SPACES
 from storage import DEFAULT_URL
+from trainer.config import MONITORS
 
 log = logging.getLogger("search.run")
 
-METRICS = (
-    "accuracy",
-    "balanced_accuracy",
-    "macro_f1",
-    "macro_precision",
-    "macro_recall",
-    "robust_accuracy",
-)
 SAMPLERS = ("tpe", "random", "gp")
-EXIT_OK, EXIT_FATAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--metric",
         default="accuracy",
-        choices=METRICS,
+        choices=MONITORS,
         help="objective: mean over folds of each fold's best epoch (default accuracy); "
         "robust_accuracy also validates under seeded corruptions (blur, noise, JPEG, "
         "brightness/contrast, stain shift, rotation) and scores the mean of clean and corrupted",
@@ -222,15 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _usage(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return EXIT_USAGE
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    setup_logging(quiet=args.quiet, verbose=args.verbose)
     for noisy in ("optuna", "absl", "tensorflow"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.space_file:
@@ -239,18 +226,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             space = load_space_file(args.space_file)
         except SpaceFileError as exc:
-            return _usage(str(exc))
+            return usage_error(str(exc))
         if args.study not in (None, space.name):
-            return _usage(
+            return usage_error(
                 f"--study {args.study} differs from the space file's name "
                 f"{space.name!r}; leave --study out or make them agree"
             )
     elif args.study is None:
-        return _usage(f"--study NAME is required; valid studies: {', '.join(SPACES)}")
+        return usage_error(f"--study NAME is required; valid studies: {', '.join(SPACES)}")
     else:
         found = SPACES.get(args.study)
         if found is None:
-            return _usage(f"unknown study {args.study!r}; valid studies: {', '.join(SPACES)}")
+            return usage_error(f"unknown study {args.study!r}; valid studies: {', '.join(SPACES)}")
         space = found
     for flag in (
         "n_trials",
@@ -264,14 +251,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ):
         value = getattr(args, flag)
         if value is not None and value < (2 if flag == "folds" else 1):
-            return _usage(
+            return usage_error(
                 f"--{flag.replace('_', '-')} must be at least "
                 f"{2 if flag == 'folds' else 1}, got {value}"
             )
     for flag in ("timeout", "trial_timeout", "heartbeat"):
         value = getattr(args, flag)
         if value is not None and value <= 0:
-            return _usage(f"--{flag.replace('_', '-')} must be positive, got {value}")
+            return usage_error(f"--{flag.replace('_', '-')} must be positive, got {value}")
     from search.session import run_study
 
     return run_study(args, space)

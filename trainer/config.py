@@ -16,6 +16,15 @@ from trainer.errors import InvalidConfig
 AUGMENT_LEVELS: tuple[str, ...] = ("none", "light", "moderate", "heavy")
 OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "lion", "ranger")
 PRECISIONS: tuple[str, ...] = ("float32", "mixed_float16", "mixed_bfloat16")
+# Objectives a trial can be scored and early-stopped on (all maximised).
+MONITORS: tuple[str, ...] = (
+    "accuracy",
+    "balanced_accuracy",
+    "macro_f1",
+    "macro_precision",
+    "macro_recall",
+    "robust_accuracy",
+)
 
 
 class Decision(str, enum.Enum):

@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from trainer.augment import make_augment
 from trainer.backbones import BuiltModel, build_model, head_variables
-from trainer.config import Decision, TrialConfig
+from trainer.config import MONITORS, Decision, TrialConfig
 from trainer.errors import InvalidConfig, NonFiniteLoss, OutOfMemory, TrialFailed
 from trainer.hooks import TrainHooks
 from trainer.metrics import class_weights, classification_metrics
@@ -35,14 +35,6 @@ from trainer.records import (
 
 log = logging.getLogger(__name__)
 
-MONITORS = (
-    "accuracy",
-    "balanced_accuracy",
-    "macro_f1",
-    "macro_precision",
-    "macro_recall",
-    "robust_accuracy",
-)
 EVAL_BATCH = 256
 
 

@@ -21,6 +21,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import TrialState
 
@@ -280,7 +281,7 @@ class Coordinator:
             return False
         trial.set_user_attr("failure_kind", "surplus")
         trial.set_user_attr("failure_reason", "the study was already full when this trial started")
-        self.study.tell(trial, state=TrialState.FAIL)
+        self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         return True
 
     def _inherit(self, trial: optuna.Trial) -> list[FoldResult]:
@@ -373,6 +374,22 @@ class Coordinator:
         running = worker.trial
         if running is None or message.get("trial") != running.trial.number:
             return
+        try:
+            self._dispatch_message(worker, running, kind, message)
+        except UpdateFinishedTrialError:
+            # Another coordinator failed this trial (our heartbeat looked stale to it): its
+            # configuration is being re-run there, so drop ours.
+            log.warning(
+                "trial %d was finished by another coordinator; dropping its result",
+                running.trial.number,
+            )
+            if worker.trial is running:
+                worker.trial = None
+                self._send(worker, {"type": "decision", "decision": Decision.STOP.value})
+
+    def _dispatch_message(
+        self, worker: _Worker, running: _Running, kind: str, message: dict[str, Any]
+    ) -> None:
         if kind == "epoch":
             self._send(worker, {"type": "decision", "decision": self._on_epoch(running, message)})
         elif kind == "fold":
@@ -418,12 +435,12 @@ class Coordinator:
         self.consecutive_failures = 0
         if running.pruned_at or result.stopped:
             trial.set_user_attr("pruned_at", running.pruned_at or result.stop_reason)
-            self.study.tell(trial, state=TrialState.PRUNED)
+            self.study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
             self.told["pruned"] += 1
             self.progress.trial_finished(trial.number, "pruned", None, running.pruned_at)
             return
         value = result.mean_score(self.run_settings.metric)
-        self.study.tell(trial, value)
+        self.study.tell(trial, value, skip_if_finished=True)
         self.told["complete"] += 1
         self.progress.trial_finished(trial.number, "complete", value, "")
         if self.run_settings.save_notes:
@@ -432,9 +449,15 @@ class Coordinator:
     def _fail(
         self, trial: optuna.Trial, kind: str, reason: str, running: _Running | None = None
     ) -> None:
-        trial.set_user_attr("failure_kind", kind)
-        trial.set_user_attr("failure_reason", reason[:2000])
-        self.study.tell(trial, state=TrialState.FAIL)
+        try:
+            trial.set_user_attr("failure_kind", kind)
+            trial.set_user_attr("failure_reason", reason[:2000])
+        except UpdateFinishedTrialError:
+            log.warning(
+                "trial %d (%s) was already finished by another coordinator", trial.number, kind
+            )
+            return
+        self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         self.told["failed"] += 1
         self.progress.trial_finished(trial.number, "failed", None, f"{kind}: {reason}")
         self.consecutive_failures += 1
@@ -488,6 +511,6 @@ class Coordinator:
                 try:
                     trial.set_user_attr("failure_kind", kind)
                     trial.set_user_attr("failure_reason", reason)
-                    self.study.tell(trial, state=TrialState.FAIL)
+                    self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
                 except Exception as exc:  # storage gone: heartbeat expiry will fail it later
                     log.warning("could not mark trial %d failed: %s", trial.number, exc)

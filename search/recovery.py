@@ -59,6 +59,9 @@ def recover(study: optuna.Study, host: str) -> list[int]:
     storage = study._storage
     if isinstance(storage, BaseHeartbeat) and is_heartbeat_enabled(storage):
         for trial_id in storage._get_stale_trial_ids(study._study_id):
+            attrs = storage.get_trial(trial_id).user_attrs
+            if attrs.get("host") == host and attrs.get("coordinator_pid") == os.getpid():
+                continue  # our own trial: a slow loop, not a dead coordinator
             if _fail(
                 study,
                 trial_id,

@@ -15,8 +15,11 @@ log = logging.getLogger("search.progress")
 class Progress:
     """Tracks trial / fold / epoch and the best value so far; renders or logs it."""
 
-    def __init__(self, total: int, *, interactive: bool, stream: TextIO | None = None) -> None:
+    def __init__(
+        self, total: int, *, interactive: bool, stream: TextIO | None = None, done: int = 0
+    ) -> None:
         self.total = total
+        self.done = done
         self.interactive = interactive
         self.stream = stream or sys.stderr
         self.best: tuple[int, float] | None = None
@@ -30,7 +33,7 @@ class Progress:
         best = f"best {self.best[1]:.4f} (#{self.best[0]})" if self.best else "best -"
         running = " | ".join(f"#{n} {s}" for n, s in sorted(self.state.items()))
         elapsed = time.monotonic() - self.started
-        line = f"[{elapsed:6.0f}s] {best} | {running}"[:160]
+        line = f"[{elapsed:6.0f}s] {self.done}/{self.total} finished, {best} | {running}"[:160]
         pad = max(0, self._width - len(line))
         self.stream.write("\r" + line + " " * pad)
         self.stream.flush()
@@ -69,6 +72,8 @@ class Progress:
 
     def trial_finished(self, number: int, state: str, value: float | None, detail: str) -> None:
         self.state.pop(number, None)
+        if state in ("complete", "pruned"):
+            self.done += 1
         if value is not None and (self.best is None or value > self.best[1]):
             self.best = (number, value)
         shown = f"{value:.4f}" if value is not None else "-"

@@ -141,7 +141,9 @@ def run_study(args: argparse.Namespace, space: Space) -> int:
         worker_envs=envs,
         pruner=pruner,
         class_names=list(plan.class_names),
-        progress=Progress(n_trials, interactive=sys.stderr.isatty() and not args.quiet),
+        progress=Progress(
+            n_trials, interactive=sys.stderr.isatty() and not args.quiet, done=finished
+        ),
     )
     code = 0
     try:

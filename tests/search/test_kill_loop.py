@@ -99,7 +99,9 @@ def test_ten_random_sigkills_then_resume(tmp_path: Path) -> None:
         assert study.trials[number].state == TrialState.FAIL
     kinds = [t.user_attrs.get("failure_kind") for t in states[TrialState.FAIL]]
     assert set(kinds) <= {"interrupted", "heartbeat_stale", "surplus"}, kinds
-    assert len(kinds) >= 7  # most kills caught a trial in flight
+    # The four kills timed inside a fold always catch a trial in flight; "ask", "tell" and
+    # "random" kills may land between trials. The drill must have hit trials, not only idle time.
+    assert len(kinds) >= 4
     reused = sum(bool(t.user_attrs.get("reused_folds")) for t in study.trials)
     print(
         f"\nkill loop: 10 kills, {len(kinds)} trials failed by them ({sorted(set(kinds))}), "

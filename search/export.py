@@ -320,7 +320,7 @@ def _report(plan: Plan, cfg: dict[str, Any], runs: list[Any], seconds: float) ->
 
 
 def _write(out: Path, model: Any, plan: Plan, n_images: int, runs: list[Any], seconds: float):
-    from search.imageio_util import atomic_write_bytes
+    from search.atomic import atomic_write_bytes
     from trainer.final import save_model
 
     out.mkdir(parents=True, exist_ok=True)

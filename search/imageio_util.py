@@ -12,11 +12,8 @@ the loaders do) with one logged warning, or refused with ``resize=False``. numpy
 
 from __future__ import annotations
 
-import contextlib
 import io
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,20 +40,6 @@ class Inputs:
     sources: tuple[str, ...]  # a file path, or "<file.npz>[i]"
     labels: np.ndarray | None  # int64 indices into the model's classes
     resized: int  # how many images were resized to the model's size
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def read_inputs(

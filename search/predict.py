@@ -302,8 +302,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(quiet=args.quiet)
     for noisy in ("absl", "tensorflow"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from search.atomic import atomic_write_bytes
     from search.data import DataError
-    from search.imageio_util import atomic_write_bytes, confusion_png, read_inputs
+    from search.imageio_util import confusion_png, read_inputs
 
     if args.batch_size < 1:
         return usage_error(f"--batch-size must be at least 1, got {args.batch_size}")

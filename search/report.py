@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import html
 import json
 import logging
-import os
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -23,6 +21,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from search.atomic import atomic_write_bytes
 from search.cli import EXIT_FATAL as EXIT_FAILED
 from search.cli import EXIT_OK, setup_logging, usage_error
 from search.report_plots import Plot, StudyView, all_plots, fold_mean, param, pruning_rows
@@ -227,20 +226,6 @@ finished (their mean covers only those folds).</p>
 """
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is for sharing
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def prepare_out(out: Path) -> None:
     """Create ``out/plots`` and prove it is writable before anything is drawn."""
     (out / "plots").mkdir(parents=True, exist_ok=True)
@@ -268,8 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     page = render_html(args.study, study_facts(study, args.storage, view), view, plots)
     try:
         for p in plots:
-            write_atomic(out / "plots" / f"{p.name}.png", p.png)
-        write_atomic(out / "report.html", page.encode("utf-8"))
+            atomic_write_bytes(out / "plots" / f"{p.name}.png", p.png)
+        atomic_write_bytes(out / "report.html", page.encode("utf-8"))
     except OSError as exc:
         print(f"error: cannot write the report ({exc})", file=sys.stderr)
         return EXIT_FAILED

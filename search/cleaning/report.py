@@ -7,8 +7,6 @@ Every file is written to a temporary file in its folder and renamed into place
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,37 +14,13 @@ from typing import IO, Any
 
 import numpy as np
 
+from search.atomic import atomic_write
 from search.cleaning.records import REASON_TEXT, REASONS, CleanResult
 from search.cleaning.sheet import contact_sheet, sections
 from trainer.records import Dataset
 
 FORMAT = "search-clean-report-v1"
 _TOP_KEPT = 10  # the highest outlier scores that were kept, listed to help pick a threshold
-
-
-def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Call ``write`` on a temporary file next to ``path``, then rename it to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp: str | None = None
-    try:
-        with tempfile.NamedTemporaryFile(
-            "wb", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-        ) as f:
-            tmp = f.name
-            write(f)
-        os.chmod(tmp, _file_mode())
-        os.replace(tmp, path)
-        tmp = None
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-
-
-def _file_mode() -> int:
-    """The mode a plain ``open(path, "w")`` would give (temporary files are 0600)."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
 
 
 def write_npz(path: Path, result: CleanResult) -> None:

@@ -11,6 +11,8 @@ import optuna
 from optuna.trial import TrialState
 
 ROOT = Path(__file__).resolve().parents[2]
+# The quick space on demo data at 32 px with the instant fake trainer: tests of the coordinator.
+FAKE_QUICK = ("--study", "quick", "--data", "demo", "--image-size", "32", "--trainer", "fake")
 
 
 def cli_env(**extra: str) -> dict[str, str]:

@@ -9,7 +9,7 @@ from wsgiref.util import setup_testing_defaults
 
 from optuna_dashboard import wsgi
 
-from tests.search.cli import load, run_cli
+from tests.search.cli import FAKE_QUICK, load, run_cli
 
 
 def _get(app, path: str) -> tuple[str, bytes]:
@@ -24,14 +24,7 @@ def _get(app, path: str) -> tuple[str, bytes]:
 def test_dashboard_shows_curves_and_notes(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     out = run_cli(
-        "--study",
-        "quick",
-        "--data",
-        "demo",
-        "--image-size",
-        "32",
-        "--trainer",
-        "fake",
+        *FAKE_QUICK,
         "--storage",
         url,
         "--n-trials",

@@ -8,7 +8,7 @@ import pytest
 from optuna.trial import TrialState
 
 from search.faults import hook_for, parse
-from tests.search.cli import by_state, load, run_cli
+from tests.search.cli import FAKE_QUICK, by_state, load, run_cli
 
 
 def test_fault_spec_parsing() -> None:
@@ -21,14 +21,7 @@ def test_fault_spec_parsing() -> None:
 def test_oom_nan_hang_and_killed_worker_each_fail_only_their_trial(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     out = run_cli(
-        "--study",
-        "quick",
-        "--data",
-        "demo",
-        "--image-size",
-        "32",
-        "--trainer",
-        "fake",
+        *FAKE_QUICK,
         "--storage",
         url,
         "--n-trials",

@@ -11,17 +11,10 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from tests.search.cli import by_state, load, run_cli, start_cli
+from tests.search.cli import FAKE_QUICK, by_state, load, run_cli, start_cli
 
 ARGS = (
-    "--study",
-    "quick",
-    "--data",
-    "demo",
-    "--image-size",
-    "32",
-    "--trainer",
-    "fake",
+    *FAKE_QUICK,
     "--n-trials",
     "40",
     "--pruner",

@@ -13,9 +13,7 @@ import pytest
 from optuna.trial import TrialState
 
 from tests.conftest import require
-from tests.search.cli import by_state, load, start_cli
-
-FAKE = ("--study", "quick", "--data", "demo", "--image-size", "32", "--trainer", "fake")
+from tests.search.cli import FAKE_QUICK, by_state, load, start_cli
 
 
 @pytest.fixture
@@ -37,7 +35,7 @@ def _wait(predicate, timeout: float, what: str) -> None:
 def test_two_hosts_share_a_postgres_study_and_survive_one_dying(pg_url: str, tmp_path: Path):
     name = f"multihost-{os.getpid()}-{int(time.time())}"
     args = (
-        *FAKE,
+        *FAKE_QUICK,
         "--storage",
         pg_url,
         "--name",
@@ -101,7 +99,7 @@ def test_two_hosts_share_a_postgres_study_and_survive_one_dying(pg_url: str, tmp
 @pytest.mark.slow
 def test_four_coordinators_on_one_sqlite_file_run_200_trials(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'studies.db'}"
-    args = (*FAKE, "--storage", url, "--n-trials", "200", "--pruner", "none", "--epochs", "1")
+    args = (*FAKE_QUICK, "--storage", url, "--n-trials", "200", "--pruner", "none", "--epochs", "1")
     first = start_cli(*args, cwd=tmp_path, SEARCH_HOST="h0")
     _wait(lambda: (tmp_path / "studies.db").exists(), 60, "the study file")
     time.sleep(3)

@@ -18,7 +18,7 @@ from PIL import Image
 from search.report import main, study_facts
 from search.report_plots import StudyView
 from tests.conftest import require
-from tests.search.cli import ROOT, by_state, cli_env, load, run_cli
+from tests.search.cli import FAKE_QUICK, ROOT, by_state, cli_env, load, run_cli
 
 PLOTS = (
     "history",
@@ -63,7 +63,7 @@ def study_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     tmp = tmp_path_factory.mktemp("report_study")
     url = f"sqlite:///{tmp / 'studies.db'}"
     out = run_cli(
-        "--study", "quick", "--data", "demo", "--image-size", "32", "--trainer", "fake",
+        *FAKE_QUICK,
         "--n-trials", "8", "--storage", url, cwd=tmp, SEARCH_FAULTS="oom@2",
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]

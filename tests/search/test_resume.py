@@ -11,9 +11,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tests.search.cli import by_state, load, run_cli, start_cli
-
-COMMON = ("--study", "quick", "--data", "demo", "--image-size", "32", "--trainer", "fake")
+from tests.search.cli import FAKE_QUICK, by_state, load, run_cli, start_cli
 
 
 def _wait_for(predicate, timeout: float = 120.0, what: str = "condition") -> None:
@@ -42,7 +40,7 @@ def _alive(pid: int) -> bool:
 
 def test_sigkill_mid_trial_then_resume_reaches_exactly_n_trials(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'studies.db'}"
-    args = (*COMMON, "--storage", url, "--n-trials", "5", "--pruner", "none")
+    args = (*FAKE_QUICK, "--storage", url, "--n-trials", "5", "--pruner", "none")
     proc = start_cli(*args, cwd=tmp_path, FAKE_EPOCH_SECONDS="0.15")
 
     def mid_trial() -> bool:
@@ -81,7 +79,7 @@ def test_sigkill_mid_trial_then_resume_reaches_exactly_n_trials(tmp_path: Path) 
 
 def test_killed_worker_fails_only_its_trial_and_is_replaced(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'studies.db'}"
-    args = (*COMMON, "--storage", url, "--n-trials", "4", "--pruner", "none")
+    args = (*FAKE_QUICK, "--storage", url, "--n-trials", "4", "--pruner", "none")
     proc = start_cli(*args, cwd=tmp_path, FAKE_EPOCH_SECONDS="0.15")
     try:
         _wait_for(
@@ -109,7 +107,7 @@ def test_killed_worker_fails_only_its_trial_and_is_replaced(tmp_path: Path) -> N
 def test_ctrl_c_leaves_no_trial_running(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     proc = start_cli(
-        *COMMON, "--storage", url, "--n-trials", "5", cwd=tmp_path, FAKE_EPOCH_SECONDS="0.2"
+        *FAKE_QUICK, "--storage", url, "--n-trials", "5", cwd=tmp_path, FAKE_EPOCH_SECONDS="0.2"
     )
     try:
         _wait_for(lambda: by_state(load(url, "quick"))[TrialState.RUNNING], what="a trial")
@@ -152,7 +150,7 @@ def test_a_clearly_bad_configuration_is_pruned_before_its_last_fold(tmp_path, pr
     bad = {**GOOD, "learning_rate": 3e-4, "augment": "none"}
     _enqueue(url, [GOOD, {**GOOD, "augment": "moderate"}, {**GOOD, "learning_rate": 1e-3}, bad])
     out = run_cli(
-        *COMMON,
+        *FAKE_QUICK,
         "--storage",
         url,
         "--n-trials",
@@ -179,7 +177,9 @@ def test_consecutive_failures_stop_the_study_with_a_clear_message(tmp_path: Path
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     oom = {**GOOD, "learning_rate": 0.00666}  # the fake trainer's out-of-memory drill
     _enqueue(url, [oom, oom, oom])
-    out = run_cli(*COMMON, "--storage", url, "--n-trials", "6", "--max-failures", "3", cwd=tmp_path)
+    out = run_cli(
+        *FAKE_QUICK, "--storage", url, "--n-trials", "6", "--max-failures", "3", cwd=tmp_path
+    )
     assert out.returncode == 1
     assert "3 trials failed in a row" in out.stderr and "out_of_memory" in out.stderr
     states = by_state(load(url, "quick"))

@@ -48,7 +48,7 @@ class RunSettings:
     metric: str = "accuracy"
     timeout: float | None = None
     max_consecutive_failures: int = 5
-    trainer: str = "keras"  # or "fake" (search/fake.py)
+    trainer: str = "keras"  # "fake" (search/fake.py) or "module:function" (search/trainers.py)
     heartbeat_seconds: float = 20.0
     trial_timeout: float | None = None
     save_notes: bool = True

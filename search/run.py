@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from search.cli import setup_logging, usage_error
+from search.trainers import parse_trainer
 from spaces import SPACES
 from storage import DEFAULT_URL
 from trainer.config import MONITORS
@@ -207,8 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--trainer",
         default="keras",
-        choices=("keras", "fake"),
-        help="keras (real training) or fake (instant deterministic stand-in, for tests)",
+        type=parse_trainer,
+        metavar="{keras,fake,MODULE:FUNCTION}",
+        help="keras (real training), fake (instant deterministic stand-in, for tests) or "
+        "MODULE:FUNCTION, a callable with trainer.train_trial's signature, importable by the "
+        "workers (the benchmarks replay recorded training this way)",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="log every epoch")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and the summary")

@@ -35,6 +35,7 @@ from search.study import (
     encode_folds,
     load_existing,
 )
+from search.trainers import BUILT_IN, resolve_trainer
 from spaces.base import Space, StudySettings
 from storage import StorageError, open_storage, redact, storage_errors
 from trainer.errors import FatalError, TrialFailed
@@ -74,6 +75,8 @@ def run_study(args: argparse.Namespace, space: Space) -> int:
     name = args.name or space.name
     workdir = None
     try:
+        if args.trainer not in BUILT_IN:
+            resolve_trainer(args.trainer)  # import errors now, before anything is written
         storage, existing, plan, data, folds, cleaning = _prepare(args, space, name)
         n_trials = args.n_trials or space.n_trials
         sampler = _sampler(args.sampler, args.seed, n_trials)

@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import sys
+import time
 import traceback
 from multiprocessing.connection import Connection
 from typing import Any
@@ -78,18 +79,13 @@ def _device(env: dict[str, str]) -> str:
 
 def _serve(conn: Connection, worker_id: int, env: dict[str, str], data_path: str, trainer: str):
     from search.faults import hook_for
+    from search.trainers import resolve_trainer
     from trainer.config import Decision, TrialConfig
     from trainer.errors import TrialFailed
     from trainer.hooks import TrainHooks
     from trainer.records import FoldResult
 
-    if trainer == "fake":
-        from search.fake import fake_train_trial as train_trial
-    else:
-        from search.gpu import configure_tensorflow
-
-        configure_tensorflow()
-        from trainer.train import train_trial  # type: ignore[assignment]
+    train_trial = resolve_trainer(trainer)
     data, folds = _load(data_path)
     send(
         conn,
@@ -108,10 +104,13 @@ def _serve(conn: Connection, worker_id: int, env: dict[str, str], data_path: str
         if message["type"] != "run":
             continue
         number = message["trial"]
+        waited = [0.0]  # seconds blocked on the coordinator's decisions (benchmarks read it)
 
-        def ask(payload: dict[str, Any]) -> Decision:
+        def ask(payload: dict[str, Any], waited: list[float] = waited) -> Decision:
+            start = time.perf_counter()
             send(conn, payload)
             reply = recv(conn)
+            waited[0] += time.perf_counter() - start
             return Decision(reply.get("decision", "continue"))
 
         def report(fold: int, epoch: int, metrics, number: int = number) -> Decision:
@@ -142,6 +141,8 @@ def _serve(conn: Connection, worker_id: int, env: dict[str, str], data_path: str
                 completed=completed,
                 hooks=TrainHooks(before_epoch=[drill] if drill else []),
             )
+            if result.timings:
+                result.timings["coordinator_wait"] = waited[0]
             send(conn, {"type": "done", "trial": number, "result": result.to_dict()})
         except TrialFailed as exc:
             send(conn, {"type": "failed", "trial": number, "kind": exc.kind, "reason": str(exc)})

@@ -63,6 +63,16 @@ def test_small_cnn_two_folds_beats_chance(learned, real_small) -> None:
             assert np.isfinite(getattr(fold.best, name))
 
 
+def test_timings_split_the_trial_into_build_steps_refresh_and_eval(learned) -> None:
+    result, _ = learned
+    t = result.timings
+    assert set(t) == {"build", "train_steps", "bn_refresh", "eval", "trial"}
+    assert all(t[k] > 0 for k in t)
+    parts = t["build"] + t["train_steps"] + t["bn_refresh"] + t["eval"]
+    assert parts <= t["trial"] <= result.seconds + 1e-6
+    assert t["train_steps"] > t["bn_refresh"]  # 16 forward batches vs. every training step
+
+
 def test_validation_means_something_from_the_first_epoch(learned) -> None:
     """Keras-default BatchNorm predicted one class (balanced accuracy 0.125) at every epoch."""
     _, reports = learned

@@ -1,0 +1,18 @@
+"""A user-supplied trainer for tests of ``--trainer MODULE:FUNCTION``: the fake trainer, logged."""
+
+from __future__ import annotations
+
+import os
+
+from search.fake import fake_train_trial
+
+
+def train_trial(config, data, folds, report, **kwargs):
+    result = fake_train_trial(config, data, folds, report, **kwargs)
+    with open(os.environ["CUSTOM_TRAINER_LOG"], "a") as f:
+        f.write(f"{os.getpid()} {config.learning_rate!r}\n")
+    result.timings["trial"] = 0.001
+    return result
+
+
+not_callable = 3

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import multiprocessing as mp
 import os
 import signal
 import socket
@@ -17,7 +16,6 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
 from typing import Any
 
 import optuna
@@ -26,12 +24,11 @@ from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import TrialState
 
 from search.dashboard import DashboardWriter
+from search.pool import Worker, WorkerPool
 from search.progress import Progress
-from search.protocol import recv, send
 from search.pruning import FoldEpochPruner
 from search.records import FINISHED, fold_results
 from search.recovery import recover, requeue
-from search.worker import worker_main
 from spaces.base import Space, StudySettings
 from trainer.config import Decision, TrialConfig
 from trainer.errors import FatalError, TrialFailed
@@ -56,22 +53,10 @@ class RunSettings:
 
 
 @dataclass
-class _Worker:
-    index: int
-    env: dict[str, str]
-    process: Any
-    conn: Connection
-    device: str = "?"
-    pid: int = 0
-    ready: bool = False
-    trial: _Running | None = None
-
-
-@dataclass
 class _Running:
     trial: optuna.Trial
     config: TrialConfig
-    worker: _Worker
+    worker: Worker
     started: float
     scores: dict[int, float] = field(default_factory=dict)
     pruned_at: str = ""
@@ -102,11 +87,10 @@ class Coordinator:
         self.class_names = class_names
         self.progress = progress or Progress(run.n_trials, interactive=False)
         self.dashboard = DashboardWriter(study, run.metric, class_names, run.artifact_dir)
-        self.workers: list[_Worker] = []
+        self.pool = WorkerPool(worker_envs, data_path, run.trainer)
         self.consecutive_failures = 0
         # SEARCH_HOST names this coordinator where hostnames collide (containers, tests).
         self.host = os.environ.get("SEARCH_HOST") or socket.gethostname()
-        self._ctx = mp.get_context("spawn")
         self.started = time.monotonic()
         self.told: dict[str, int] = {"complete": 0, "pruned": 0, "failed": 0}
         self._stop_signal: str | None = None
@@ -118,7 +102,7 @@ class Coordinator:
         recover(self.study, self.host)
         requeue(self.study)
         self._last_maintenance = time.monotonic()
-        self.workers = [self._spawn(i, env) for i, env in enumerate(self.envs)]
+        self.pool.start()
         restore = self._catch_stop_signals()
         try:
             while True:
@@ -127,7 +111,7 @@ class Coordinator:
                 self._heartbeat()
                 self._maintenance()
                 self._dispatch()
-                busy = [w for w in self.workers if w.trial is not None]
+                busy = [w for w in self.pool.workers if w.trial is not None]
                 if not busy and not self._want_more():
                     break
                 self._poll(timeout=1.0)
@@ -142,7 +126,7 @@ class Coordinator:
             raise
         finally:
             restore()
-            self._shutdown()
+            self.pool.shutdown()
             self.progress.close()
         return self.told
 
@@ -162,40 +146,6 @@ class Coordinator:
                 signal.signal(s, h)
 
         return restore
-
-    def _spawn(self, index: int, env: dict[str, str]) -> _Worker:
-        parent, child = self._ctx.Pipe()
-        process = self._ctx.Process(
-            target=worker_main,
-            args=(
-                child,
-                index,
-                env,
-                self.data_path,
-                self.run_settings.trainer,
-                logging.getLogger().getEffectiveLevel(),
-            ),
-            name=f"search-worker-{index}",
-            daemon=True,
-        )
-        process.start()
-        child.close()
-        log.debug("started worker %d (pid %s, %s)", index, process.pid, env)
-        return _Worker(index, env, process, parent, pid=process.pid or 0)
-
-    def _shutdown(self) -> None:
-        for w in self.workers:
-            try:
-                send(w.conn, {"type": "shutdown"})
-            except (OSError, ValueError):
-                pass
-        deadline = time.monotonic() + 5
-        for w in self.workers:
-            w.process.join(timeout=max(0.1, deadline - time.monotonic()))
-            if w.process.is_alive():
-                w.process.kill()
-                w.process.join(timeout=5)
-            w.conn.close()
 
     # ---------------------------------------------------------------- scheduling
     def _counts(self) -> tuple[int, int]:
@@ -218,11 +168,11 @@ class Coordinator:
         return finished + running < self.run_settings.n_trials
 
     def _dispatch(self) -> None:
-        for worker in self.workers:
+        for worker in self.pool.workers:
             if worker.ready and worker.trial is None and self._want_more():
                 self._start_trial(worker)
 
-    def _start_trial(self, worker: _Worker) -> None:
+    def _start_trial(self, worker: Worker) -> None:
         with warnings.catch_warnings():
             # We beat the heartbeat ourselves (see _heartbeat); Optuna assumes optimize() does.
             warnings.filterwarnings("ignore", message="Heartbeat of storage")
@@ -312,7 +262,7 @@ class Coordinator:
         """Every heartbeat interval: fail trials of dead coordinators and enforce timeouts."""
         now = time.monotonic()
         limit = self.run_settings.trial_timeout
-        for w in list(self.workers):
+        for w in list(self.pool.workers):
             r = w.trial
             if r is not None and limit is not None and now - r.started > limit:
                 self._timeout(w, r)
@@ -323,7 +273,7 @@ class Coordinator:
         if failed:
             requeue(self.study, failed)
 
-    def _timeout(self, worker: _Worker, running: _Running) -> None:
+    def _timeout(self, worker: Worker, running: _Running) -> None:
         worker.trial = None
         seconds = self.run_settings.trial_timeout
         log.warning(
@@ -343,7 +293,7 @@ class Coordinator:
 
     def _heartbeat(self) -> None:
         now = time.monotonic()
-        for w in self.workers:
+        for w in self.pool.workers:
             r = w.trial
             if r is not None and now - r.last_beat >= self.run_settings.heartbeat_seconds / 2:
                 self._beat(r.trial._trial_id)
@@ -351,21 +301,13 @@ class Coordinator:
 
     # ---------------------------------------------------------------- messages
     def _poll(self, timeout: float) -> None:
-        by_conn = {w.conn: w for w in self.workers}
-        by_sentinel = {w.process.sentinel: w for w in self.workers}
-        for ready in wait(list(by_conn) + list(by_sentinel), timeout=timeout):
-            if ready in by_conn:
-                worker = by_conn[ready]
-                try:
-                    message = recv(worker.conn)
-                except (EOFError, OSError):
-                    self._worker_died(worker)
-                    continue
+        for worker, message in self.pool.wait(timeout):
+            if message is None:
+                self._worker_died(worker)
+            elif worker in self.pool.workers:
                 self._handle(worker, message)
-            elif ready in by_sentinel and by_sentinel[ready] in self.workers:
-                self._worker_died(by_sentinel[ready])
 
-    def _handle(self, worker: _Worker, message: dict[str, Any]) -> None:
+    def _handle(self, worker: Worker, message: dict[str, Any]) -> None:
         kind = message["type"]
         if kind == "ready":
             worker.ready, worker.device = True, message.get("device", "?")
@@ -388,7 +330,7 @@ class Coordinator:
                 self._send(worker, {"type": "decision", "decision": Decision.STOP.value})
 
     def _dispatch_message(
-        self, worker: _Worker, running: _Running, kind: str, message: dict[str, Any]
+        self, worker: Worker, running: _Running, kind: str, message: dict[str, Any]
     ) -> None:
         if kind == "epoch":
             self._send(worker, {"type": "decision", "decision": self._on_epoch(running, message)})
@@ -470,28 +412,16 @@ class Coordinator:
                 "command to resume"
             )
 
-    def _send(self, worker: _Worker, message: dict[str, Any]) -> None:
-        try:
-            send(worker.conn, message)
-        except (BrokenPipeError, ConnectionResetError, OSError):
+    def _send(self, worker: Worker, message: dict[str, Any]) -> None:
+        if not self.pool.send(worker, message):
             self._worker_died(worker)
 
-    def _worker_died(self, worker: _Worker) -> None:
-        if worker not in self.workers:
-            return  # already replaced
-        worker.process.join(timeout=5)
-        code = worker.process.exitcode
-        how = (
-            f"signal {signal.Signals(-code).name}"
-            if code is not None and code < 0
-            else f"exit code {code}"
-        )
+    def _worker_died(self, worker: Worker) -> None:
         running = worker.trial
+        how = self.pool.replace(worker)
+        if how is None:
+            return  # already replaced
         worker.trial = None
-        self.workers.remove(worker)
-        worker.conn.close()
-        replacement = self._spawn(worker.index, worker.env)
-        self.workers.append(replacement)
         log.warning(
             "worker %d (pid %s) died with %s; started a replacement", worker.index, worker.pid, how
         )
@@ -504,7 +434,7 @@ class Coordinator:
             )
 
     def _fail_running(self, kind: str, reason: str) -> None:
-        for w in self.workers:
+        for w in self.pool.workers:
             if w.trial is not None:
                 trial = w.trial.trial
                 w.trial = None

@@ -49,3 +49,38 @@ def test_dihedral_only_rotates_and_flips(batch) -> None:
 def test_unknown_level_is_an_invalid_config() -> None:
     with pytest.raises(InvalidConfig, match="none, light, moderate, heavy"):
         make_augment("extreme")
+
+
+def test_dihedral_reaches_all_eight_rotations_and_reflections() -> None:
+    asym = np.arange(5 * 5 * 3, dtype="float32").reshape(5, 5, 3)  # no symmetry at all
+    out = _dihedral(tf.constant(np.stack([asym] * 200)), seed=1).numpy()
+    variants = [np.rot90(asym, k) for k in range(4)] + [np.rot90(asym[::-1], k) for k in range(4)]
+    seen = [sum(np.array_equal(o, v) for o in out) for v in variants]
+    assert sum(seen) == 200 and min(seen) >= 10  # every element, none starved (25 expected)
+
+
+def test_heavy_runs_one_randaugment_operation_per_batch(batch) -> None:
+    import keras
+
+    from trainer.augment import _OneOp
+
+    layer = _OneOp(keras.layers.RandAugment(value_range=(0, 255), num_ops=1, seed=2), seed=4)
+    assert len(layer.ops) == 11
+    calls: list[int] = []
+
+    def counting(i, op):
+        def run(images, training=True):
+            calls.append(i)
+            return op(images, training=training)
+
+        return run
+
+    layer.ops = [counting(i, op) for i, op in enumerate(layer.ops)]
+    images, _ = batch
+    layer(images[:4])  # the first call also traces every branch once (building, not running)
+    calls.clear()
+    for n in range(1, 61):
+        out = layer(images[:4])
+        assert len(calls) == n  # exactly one operation computed per batch
+        assert out.shape == (4, *images.shape[1:]) and out.dtype == tf.float32
+    assert len(set(calls)) >= 9  # the draw covers the operations (11 of them, 60 batches)

@@ -53,3 +53,20 @@ def test_epoch_pruner_never_prunes_a_fold_s_first_epoch() -> None:
     assert not bad.should_prune()
     bad.report(0.1, 4)  # fold 1, epoch 1: far below the median
     assert bad.should_prune()
+
+
+def test_default_pruner_never_judges_the_first_half_of_a_fold() -> None:
+    """Slow starters (Ranger's warm-up, large learning rates) trail early and then win."""
+    pruner = make_pruner("default", epochs_per_fold=6, n_folds=3)
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    for value in (0.8, 0.81, 0.82):
+        t = study.ask()
+        for step in range(18):
+            t.report(value, step)
+        study.tell(t, value)
+    slow = study.ask()
+    for epoch in range(3):  # fold 0, epochs 0-2: far behind, but inside the warm-up
+        slow.report(0.3, epoch)
+        assert not slow.should_prune()
+    slow.report(0.3, 3)  # epoch 3 of 6: judged
+    assert slow.should_prune()

@@ -83,7 +83,7 @@ def ours(args, data, augment: str) -> tuple[float, float]:
     index = np.arange(len(data.labels))
     built = build_model(cfg, data.n_classes, steps_per_epoch=len(index) // cfg.batch_size)
     phase = _Phase("train", built, cfg, built.model.trainable_variables, cfg.learning_rate)
-    refresh = _BatchNormRefresh(built, cfg)
+    refresh = _BatchNormRefresh(built, cfg, len(index) // cfg.batch_size)
     train_ds = _train_dataset(cfg, data, index, np.ones(data.n_classes, np.float32), seed=0)
     bn_ds = _val_dataset(cfg, data, index, batch=cfg.batch_size, shuffle_seed=0)
     step_times, refresh_times, images = [], [], 0

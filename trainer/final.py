@@ -124,7 +124,7 @@ class _Trainer:
             config, data.n_classes, steps_per_epoch=steps_per_epoch
         )
         self.phases: dict[str, _Phase] = _make_phases(self.built, config)
-        self.refresh = _BatchNormRefresh(self.built, config)
+        self.refresh = _BatchNormRefresh(self.built, config, steps_per_epoch)
 
     def fit(
         self,

@@ -119,13 +119,15 @@ class _BatchNormRefresh:
     the current weights ("precise BN") makes epoch-1 validation scores mean something.
     """
 
-    def __init__(self, built: BuiltModel, cfg: TrialConfig, max_batches: int = 16) -> None:
+    def __init__(self, built: BuiltModel, cfg: TrialConfig, steps_per_epoch: int) -> None:
         self.layers = [
             layer
             for layer in built.model._flatten_layers()
             if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable
         ]
-        self.max_batches = max_batches
+        # 16 batches, but never more than a quarter of an epoch's (at least 4): on small folds
+        # 16 forward batches cost almost half an epoch of training (bench/overhead.py).
+        self.max_batches = min(16, max(4, math.ceil(steps_per_epoch / 4)))
         model = built.model
         spec = (tf.TensorSpec((None, cfg.image_size, cfg.image_size, 3), tf.float32),)
         saved = [layer.momentum for layer in self.layers]
@@ -285,7 +287,7 @@ def train_trial(
         built = build_model(config, data.n_classes, steps_per_epoch=steps)
         initial = built.model.get_weights()
         phases = _make_phases(built, config)
-        refresh = _BatchNormRefresh(built, config)
+        refresh = _BatchNormRefresh(built, config, steps)
         predict = tf.function(
             lambda x: built.model(x, training=False),
             jit_compile=config.jit_compile,

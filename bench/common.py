@@ -34,6 +34,12 @@ def real_subset(n: int | None = None, seed: int = 0) -> Dataset:
     return Dataset(images, labels, tuple(str(c) for c in names))
 
 
+def save_npz(data: Dataset, path: Path) -> Path:
+    """Write a dataset in the layout ``--data PATH.npz`` reads (for scripts that run the CLI)."""
+    np.savez(path, images=data.images, labels=data.labels, class_names=np.array(data.class_names))
+    return path
+
+
 def machine() -> str:
     import keras
     import tensorflow as tf

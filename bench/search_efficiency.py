@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import optuna
-from common import ROOT, real_subset  # noqa: I001
+from common import ROOT, real_subset, save_npz  # noqa: I001
 from replay import Table, load_table, run_fold
 
 from search.atomic import atomic_write
@@ -347,13 +347,7 @@ def main() -> None:
     runs: list[Run] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        data = real_subset(table.setup["images"])
-        np.savez(
-            work / "data.npz",
-            images=data.images,
-            labels=data.labels,
-            class_names=np.array(data.class_names),
-        )
+        save_npz(real_subset(table.setup["images"]), work / "data.npz")
         for seed in range(args.seeds):
             batch = [
                 run_ours(table, args.table, seed, "default", args.n_trials, work),

@@ -40,14 +40,19 @@ def test_steps_encode_fold_and_epoch_without_collisions() -> None:
         make_pruner("hyperband9", epochs_per_fold=4, n_folds=5)
 
 
-def test_epoch_pruner_never_prunes_a_fold_s_first_epoch() -> None:
-    pruner = make_pruner("median", epochs_per_fold=3, n_folds=3)
+def _finished(pruner, values, steps: int) -> optuna.Study:
+    """A study holding one complete trial per value, each reporting that value at every step."""
     study = optuna.create_study(direction="maximize", pruner=pruner)
-    for value in (0.9, 0.91, 0.92):
+    for value in values:
         t = study.ask()
-        for step in range(9):
+        for step in range(steps):
             t.report(value, step)
         study.tell(t, value)
+    return study
+
+
+def test_epoch_pruner_never_prunes_a_fold_s_first_epoch() -> None:
+    study = _finished(make_pruner("median", epochs_per_fold=3, n_folds=3), (0.9, 0.91, 0.92), 9)
     bad = study.ask()
     bad.report(0.1, 3)  # fold 1, epoch 0: warm-up, not judged
     assert not bad.should_prune()
@@ -57,13 +62,7 @@ def test_epoch_pruner_never_prunes_a_fold_s_first_epoch() -> None:
 
 def test_default_pruner_never_judges_the_first_half_of_a_fold() -> None:
     """Slow starters (Ranger's warm-up, large learning rates) trail early and then win."""
-    pruner = make_pruner("default", epochs_per_fold=6, n_folds=3)
-    study = optuna.create_study(direction="maximize", pruner=pruner)
-    for value in (0.8, 0.81, 0.82):
-        t = study.ask()
-        for step in range(18):
-            t.report(value, step)
-        study.tell(t, value)
+    study = _finished(make_pruner("default", epochs_per_fold=6, n_folds=3), (0.8, 0.81, 0.82), 18)
     slow = study.ask()
     for epoch in range(3):  # fold 0, epochs 0-2: far behind, but inside the warm-up
         slow.report(0.3, epoch)

@@ -1,0 +1,167 @@
+"""Coordinator overhead: worker time not spent in training/eval steps (issue 7, item 3).
+
+Runs real 10-trial studies through the documented command (``python -m search.run --study
+quick`` on a stratified subset of the real blood cells, Keras trainer, one worker), then reads
+the timings every trial stores (user attributes ``timings`` and ``fold_<k>``) and the trials'
+start/complete times:
+
+  worker wall      first trial's start to last trial's end (the worker's own start-up, i.e.
+                   the TensorFlow import and data load, comes before and is excluded)
+  in steps         training steps (tracing included) + precise-BN refresh + validation
+  overhead share   1 - in steps / worker wall; broken down into model builds, the trainer's
+                   own bookkeeping (tf.data pipelines, weight copies), waiting on the
+                   coordinator's epoch/fold decisions, and the gaps between trials (telling
+                   the result, asking and sampling the next trial, storage writes)
+
+It also reports the tracing costs hidden inside the steps: per-trial start cost (model build +
+fold 1's first epoch minus a typical epoch) and per-fold re-tracing (a later fold's first epoch
+minus a typical epoch).
+
+    python bench/overhead.py [--seeds 3] [--images 900] [--size 48] [--epochs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+from common import ROOT, machine, real_subset, save_npz  # noqa: I001
+
+from search.atomic import atomic_write
+
+
+def run_study(work: Path, seed: int, args) -> tuple[optuna.Study, float]:
+    db = work / f"overhead-{seed}.db"
+    cmd = [
+        sys.executable, "-m", "search.run", "--study", "quick",
+        "--data", str(work / "data.npz"),
+        "--storage", f"sqlite:///{db}",
+        "--artifacts", str(work / "artifacts"),
+        "--n-trials", str(args.trials),
+        "--image-size", str(args.size),
+        "--epochs", str(args.epochs),
+        "--seed", str(seed),
+        "-q",
+    ]  # fmt: skip
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"search.run failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    elapsed = time.perf_counter() - start
+    return optuna.load_study(study_name="quick", storage=f"sqlite:///{db}"), elapsed
+
+
+def measure(study: optuna.Study) -> dict[str, float]:
+    trials = sorted((t for t in study.trials if "timings" in t.user_attrs), key=lambda t: t.number)
+    wall = (trials[-1].datetime_complete - trials[0].datetime_start).total_seconds()
+    t = {k: sum(tr.user_attrs["timings"].get(k, 0.0) for tr in trials) for k in (
+        "build", "train_steps", "bn_refresh", "eval", "trial", "coordinator_wait")}  # fmt: skip
+    steps = t["train_steps"] + t["bn_refresh"] + t["eval"]
+    starts, retraces, epochs = [], [], []
+    for tr in trials:
+        folds = [tr.user_attrs[k] for k in sorted(tr.user_attrs) if k.startswith("fold_")]
+        folds = [f for f in folds if isinstance(f, dict) and "epochs" in f]
+        later = [e["seconds"] for f in folds for e in f["epochs"][1:]]
+        if not later:
+            continue
+        typical = statistics.median(later)
+        epochs.append(typical)
+        first = [f for f in folds if f["fold"] == 0]
+        if first:
+            starts.append(
+                tr.user_attrs["timings"]["build"] + first[0]["first_epoch_seconds"] - typical
+            )
+        retraces += [f["first_epoch_seconds"] - typical for f in folds if f["fold"] > 0]
+    return {
+        "trials": len(trials),
+        "wall": wall,
+        "steps": steps,
+        "share": 1 - steps / wall,
+        "build": t["build"] / wall,
+        "trainer_other": (t["trial"] - steps - t["build"] - t["coordinator_wait"]) / wall,
+        "coordinator_wait": t["coordinator_wait"] / wall,
+        "between": (wall - t["trial"]) / wall,
+        "bn_refresh": t["bn_refresh"] / wall,
+        "start_cost": statistics.median(starts) if starts else float("nan"),
+        "retrace": statistics.median(retraces) if retraces else float("nan"),
+        "epoch": statistics.median(epochs) if epochs else float("nan"),
+        "trace_share": (sum(starts) + sum(retraces)) / wall,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--trials", type=int, default=10)
+    p.add_argument("--images", type=int, default=900)
+    p.add_argument("--size", type=int, default=48)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--out", type=Path, default=ROOT / "docs" / "overhead.md")
+    args = p.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        save_npz(real_subset(args.images), work / "data.npz")
+        for seed in range(args.seeds):
+            study, elapsed = run_study(work, seed, args)
+            m = measure(study)
+            m["elapsed"] = elapsed
+            rows.append(m)
+            print(
+                f"seed {seed}: {m['trials']} trials, worker wall {m['wall']:.0f}s, overhead "
+                f"{m['share']:.2%} (tracing inside steps {m['trace_share']:.1%})",
+                flush=True,
+            )
+
+    def med(key: str) -> float:
+        return float(np.median([r[key] for r in rows]))
+
+    def spread(key: str, pct: bool = True) -> str:
+        vals = [r[key] for r in rows]
+        f = (lambda v: f"{v:.2%}") if pct else (lambda v: f"{v:.1f}")
+        return f"{f(float(np.median(vals)))} ({f(min(vals))}..{f(max(vals))})"
+
+    lines = [
+        "# Coordinator overhead (issue 7, item 3)",
+        "",
+        f"Command: `python bench/overhead.py --seeds {args.seeds} --trials {args.trials} "
+        f"--images {args.images} --size {args.size} --epochs {args.epochs}`, i.e. "
+        f"`python -m search.run --study quick --n-trials {args.trials} --image-size {args.size} "
+        f"--epochs {args.epochs}` on {args.images} real images, one CPU worker, SQLite.",
+        "",
+        f"Machine: {machine()}",
+        "",
+        f"Median (min..max) over {len(rows)} studies of {args.trials} trials:",
+        "",
+        "| figure | value |",
+        "|---|---|",
+        f"| worker wall time after its start, s | {spread('wall', pct=False)} |",
+        f"| **overhead share: not in training/eval steps** | **{spread('share')}** |",
+        f"| - model builds | {spread('build')} |",
+        f"| - trainer bookkeeping (tf.data pipelines, weight copies) | {spread('trainer_other')} |",
+        f"| - waiting on epoch/fold decisions | {spread('coordinator_wait')} |",
+        f"| - between trials (tell, ask, sample, storage) | {spread('between')} |",
+        f"| precise-BN refresh (counted as steps) | {spread('bn_refresh')} |",
+        f"| tracing inside the steps (start + re-tracing) | {spread('trace_share')} |",
+        f"| per-trial start cost (build + first-epoch tracing), s | {spread('start_cost', pct=False)} |",
+        f"| per-fold re-tracing cost, s | {spread('retrace', pct=False)} |",
+        f"| typical epoch, s | {spread('epoch', pct=False)} |",
+        "",
+    ]
+    text = "\n".join(lines).encode()
+    atomic_write(args.out, lambda f: f.write(text))
+    print(f"coordinator overhead: {med('share'):.2%} of worker wall time (goal < 2%)")
+    print(
+        f"per-trial start cost {med('start_cost'):.1f}s, per-fold re-tracing {med('retrace'):.1f}s"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -25,8 +25,9 @@ import time
 from pathlib import Path
 
 from common import ROOT, machine, real_subset  # noqa: I001
+from replay import KNOBS, key_of
 
-from search.atomic import atomic_write
+from search.atomic import atomic_write_bytes
 from trainer import Decision, TrialConfig
 from trainer.errors import TrialFailed
 from trainer.folds import make_folds
@@ -39,16 +40,13 @@ GRID = {
     "optimizer": ["adamw", "ranger"],
     "learning_rate": [3e-4, 1e-3, 3e-3, 1e-2],
 }
+assert tuple(GRID) == KNOBS, "replay.key_of keys table points by KNOBS, in GRID's order"
 DEFAULT_TABLE = ROOT / "docs" / "hpo_table.json"
 
 
 def grid_points() -> list[dict]:
     keys = list(GRID)
     return [dict(zip(keys, values, strict=True)) for values in itertools.product(*GRID.values())]
-
-
-def key_of(point: dict) -> str:
-    return "|".join(f"{k}={point[k]}" for k in GRID)
 
 
 def main() -> None:
@@ -110,8 +108,7 @@ def main() -> None:
             entry = {"failed": f"{exc.kind}: {exc}", "build_seconds": 0.0, "folds": []}
         entry["wall_seconds"] = time.perf_counter() - t0
         table["points"][key_of(point)] = entry
-        text = json.dumps(table, indent=1).encode()
-        atomic_write(args.out, lambda f, text=text: f.write(text))
+        atomic_write_bytes(args.out, json.dumps(table, indent=1).encode())
         best = [max(f["accuracy"]) for f in entry["folds"]]
         score = sum(best) / len(best) if best else float("nan")
         elapsed = time.perf_counter() - started

@@ -34,7 +34,7 @@ import numpy as np
 import optuna
 from common import ROOT, machine, real_subset, save_npz  # noqa: I001
 
-from search.atomic import atomic_write
+from search.atomic import atomic_write_bytes
 
 
 def run_study(work: Path, seed: int, args) -> tuple[optuna.Study, float]:
@@ -156,7 +156,7 @@ def main() -> None:
         "",
     ]
     text = "\n".join(lines).encode()
-    atomic_write(args.out, lambda f: f.write(text))
+    atomic_write_bytes(args.out, text)
     print(f"coordinator overhead: {med('share'):.2%} of worker wall time (goal < 2%)")
     print(
         f"per-trial start cost {med('start_cost'):.1f}s, per-fold re-tracing {med('retrace'):.1f}s"

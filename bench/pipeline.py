@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 from common import ROOT, machine, real_subset  # noqa: I001
 
-from search.atomic import atomic_write
+from search.atomic import atomic_write_bytes
 from trainer import TrialConfig
 from trainer.backbones import build_model
 from trainer.optimizers import make_optimizer
@@ -50,7 +50,7 @@ def config(args, augment: str) -> TrialConfig:
     )
 
 
-def bare(args, data) -> tuple[float, float]:
+def bare(args, data) -> float:
     keras.backend.clear_session()
     cfg = config(args, "none")
     n = len(data.labels)
@@ -74,7 +74,7 @@ def bare(args, data) -> tuple[float, float]:
 
     model.fit(x, y, batch_size=cfg.batch_size, epochs=args.epochs + 1, verbose=0,
               callbacks=[Clock()])  # fmt: skip
-    return n / statistics.median(times[1:]), 0.0  # fit also trains the last partial batch
+    return n / statistics.median(times[1:])  # fit also trains the last partial batch
 
 
 def ours(args, data, augment: str) -> tuple[float, float]:
@@ -118,10 +118,11 @@ def main() -> None:
     data = real_subset(args.images)
     arms = ("bare", "ours-none", "ours-heavy")
     rates: dict[str, list[float]] = {a: [] for a in arms}
-    refreshed: dict[str, list[float]] = {a: [] for a in arms}
+    refreshed: dict[str, list[float]] = {a: [] for a in arms[1:]}
     for rep in range(args.repeats):
-        for arm in arms:
-            rate, with_refresh = bare(args, data) if arm == "bare" else ours(args, data, arm[5:])
+        rates["bare"].append(bare(args, data))
+        for arm in arms[1:]:
+            rate, with_refresh = ours(args, data, arm[5:])
             rates[arm].append(rate)
             refreshed[arm].append(with_refresh)
         print(
@@ -158,7 +159,7 @@ def main() -> None:
             f"{fmt(ratio_bn[a], '.2f')} |"
         )
     text = "\n".join(lines + [""]).encode()
-    atomic_write(args.out, lambda f: f.write(text))
+    atomic_write_bytes(args.out, text)
     for a in arms[1:]:
         print(
             f"{a}: {statistics.median(ratio[a]):.2f}x bare model.fit images/s "

@@ -25,6 +25,12 @@ from trainer.errors import NonFiniteLoss
 from trainer.records import Dataset, EpochMetrics, Fold, FoldFn, FoldResult, ReportFn, TrialResult
 
 TABLE_ENV = "HPO_TABLE"
+KNOBS = ("backbone", "augment", "optimizer", "learning_rate")  # a table point's key, in order
+
+
+def key_of(point: dict) -> str:
+    """A grid point's key in the table (bench/hpo_table.py writes, everyone here reads)."""
+    return "|".join(f"{k}={point[k]}" for k in KNOBS)
 
 
 @dataclass(frozen=True)
@@ -60,7 +66,7 @@ class Table:
             "optimizer": optimizer,
             "learning_rate": self.snap(lr),
         }
-        key = "|".join(f"{k}={point[k]}" for k in self.grid)
+        key = key_of(point)
         if key not in self.points:
             raise KeyError(f"{key} is not in the table (is the table complete?)")
         return self.points[key]

@@ -46,7 +46,7 @@ import optuna
 from common import ROOT, real_subset, save_npz  # noqa: I001
 from replay import Table, load_table, run_fold
 
-from search.atomic import atomic_write
+from search.atomic import atomic_write_bytes
 
 BENCH = Path(__file__).resolve().parent
 SYSTEMS = ("ours", "ours-nopruning", "optuna-tpe", "random", "kt-hyperband", "kt-bayesian")
@@ -96,10 +96,7 @@ class Run:
 
 
 def true_score(table: Table, entry: dict) -> float:
-    if entry["failed"]:
-        return math.nan
-    best = [max(run_fold(entry, f, table.epochs, PATIENCE)[0]) for f in range(table.folds)]
-    return float(np.mean(best))
+    return math.nan if entry["failed"] else full_trial(table, entry)[2]
 
 
 def full_trial(table: Table, entry: dict) -> tuple[int, float, float]:
@@ -305,7 +302,6 @@ def plot(runs: list[Run], budget: float, unit: str, path: Path) -> None:
         if not mine:
             continue
         ys = np.array([[r.best_at(x, unit) for x in xs] for r in mine])
-        ys = np.where(np.isnan(ys), np.nan, ys)
         with np.errstate(all="ignore"):
             med = np.nanmedian(ys, axis=0)
             q1, q3 = np.nanpercentile(ys, 25, axis=0), np.nanpercentile(ys, 75, axis=0)
@@ -338,7 +334,7 @@ def main() -> None:
     args = p.parse_args()
     extra = [x for x in args.also_pruners.split(",") if x]
     table = load_table(str(args.table))
-    missing = 2 * 3 * 2 * 4 - len(table.points)
+    missing = math.prod(len(v) for v in table.grid.values()) - len(table.points)
     if missing > 0:
         raise SystemExit(f"{args.table} lacks {missing} grid points: finish bench/hpo_table.py")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -496,7 +492,7 @@ def write_report(args, table: Table, runs: list[Run], optimum: float, scores: di
         "",
     ]
     text = "\n".join(lines).encode()
-    atomic_write(args.out, lambda f: f.write(text))
+    atomic_write_bytes(args.out, text)
     for s in summary:
         print(s)
 

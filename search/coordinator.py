@@ -81,8 +81,6 @@ class Coordinator:
         self.space = space
         self.settings = settings
         self.run_settings = run
-        self.data_path = data_path
-        self.envs = worker_envs
         self.pruner = pruner
         self.class_names = class_names
         self.progress = progress or Progress(run.n_trials, interactive=False)

@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from search.atomic import atomic_write_bytes
 from search.data.errors import DataError
 
 BLOODMNIST_SIZES: tuple[int, ...] = (28, 64, 128, 224)
@@ -181,17 +182,7 @@ def _write_note(target: Path, md5: str, sha256: str) -> None:
         "mtime_ns": stat.st_mtime_ns,
     }
     path = _note_path(target)
-    tmp: str | None = None
     try:
-        with tempfile.NamedTemporaryFile(
-            "w", dir=target.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-        ) as f:
-            tmp = f.name
-            json.dump(note, f, indent=2)
-        os.replace(tmp, path)
-        tmp = None
+        atomic_write_bytes(path, json.dumps(note, indent=2).encode())
     except OSError as exc:
         log.warning("cannot write %s (%s); the file will be hashed again next time", path, exc)
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)

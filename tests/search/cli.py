@@ -12,7 +12,8 @@ from optuna.trial import TrialState
 
 ROOT = Path(__file__).resolve().parents[2]
 # The quick space on demo data at 32 px with the instant fake trainer: tests of the coordinator.
-FAKE_QUICK = ("--study", "quick", "--data", "demo", "--image-size", "32", "--trainer", "fake")
+QUICK_32 = ("--study", "quick", "--data", "demo", "--image-size", "32")
+FAKE_QUICK = (*QUICK_32, "--trainer", "fake")
 
 
 def cli_env(**extra: str) -> dict[str, str]:

@@ -13,7 +13,7 @@ import pytest
 
 from spaces.file import SpaceFileError, load_space_file
 from tests.conftest import require
-from tests.search.cli import ROOT, load, run_cli
+from tests.search.cli import FAKE_QUICK, ROOT, load, run_cli
 
 
 def test_a_space_file_is_json_validated_and_used_only_when_named(tmp_path: Path) -> None:
@@ -91,16 +91,9 @@ def test_password_is_never_printed_or_stored(tmp_path: Path) -> None:
     require(bool(secret), "the test PostgreSQL URL has no password")
     name = f"secret-{os.getpid()}-{int(time.time())}"
     out = run_cli(
-        "--study",
-        "quick",
+        *FAKE_QUICK,
         "--name",
         name,
-        "--data",
-        "demo",
-        "--image-size",
-        "32",
-        "--trainer",
-        "fake",
         "--n-trials",
         "2",
         "--storage",

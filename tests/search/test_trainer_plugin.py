@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from tests.search.cli import by_state, load, run_cli
+from tests.search.cli import QUICK_32, by_state, load, run_cli
 
-QUICK = ("--study", "quick", "--data", "demo", "--image-size", "32", "--n-trials", "3")
+QUICK = (*QUICK_32, "--n-trials", "3")
 
 
 def test_a_custom_trainer_trains_every_trial_in_the_workers(tmp_path: Path) -> None:

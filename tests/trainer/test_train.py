@@ -70,7 +70,16 @@ def test_timings_split_the_trial_into_build_steps_refresh_and_eval(learned) -> N
     assert all(t[k] > 0 for k in t)
     parts = t["build"] + t["train_steps"] + t["bn_refresh"] + t["eval"]
     assert parts <= t["trial"] <= result.seconds + 1e-6
-    assert t["train_steps"] > t["bn_refresh"]  # 16 forward batches vs. every training step
+
+
+@pytest.mark.parametrize(("steps", "batches"), [(3, 4), (12, 4), (40, 10), (63, 16), (500, 16)])
+def test_precise_bn_refresh_uses_a_quarter_of_an_epoch_within_4_to_16_batches(steps, batches):
+    from trainer.train import _BatchNormRefresh
+
+    cfg = TrialConfig(backbone="small_cnn", image_size=32, epochs=1)
+    built = build_model(cfg, 8, steps_per_epoch=steps)
+    refresh = _BatchNormRefresh(built, cfg, steps)
+    assert refresh.layers and refresh.max_batches == batches
 
 
 def test_validation_means_something_from_the_first_epoch(learned) -> None:

@@ -5,8 +5,9 @@ For one backbone, in one process and interleaved so machine noise hits every arm
   bare          ``model.fit`` on in-memory float32 tensors (no augmentation, no tf.data of
                 ours), same model, optimizer, batch size and graph mode (jit_compile off, as
                 the trainer runs on CPU)
-  ours-none     the trainer's own training loop (``trainer/train.py``: uint8 cache -> shuffle
-                -> batch -> cast/resize -> augment -> class weights -> prefetch, and its
+  ours-none     the trainer's own training loop (``trainer/batches.py``: NumPy shuffle and
+                uint8 batches -> one traced cast/resize/augment/class-weights function run
+                on a background thread ahead of the step, and ``trainer/train.py``'s
                 compiled step) with augmentation ``none``
   ours-heavy    the same with augmentation ``heavy`` (RandAugment, MixUp/CutMix, ...)
 
@@ -33,8 +34,9 @@ from common import ROOT, machine, real_subset  # noqa: I001
 from search.atomic import atomic_write_bytes
 from trainer import TrialConfig
 from trainer.backbones import build_model
+from trainer.batches import TrainBatches
 from trainer.optimizers import make_optimizer
-from trainer.train import _BatchNormRefresh, _Phase, _train_dataset, _val_dataset
+from trainer.train import _BatchNormRefresh, _Phase
 
 
 def config(args, augment: str) -> TrialConfig:
@@ -83,19 +85,19 @@ def ours(args, data, augment: str) -> tuple[float, float]:
     index = np.arange(len(data.labels))
     built = build_model(cfg, data.n_classes, steps_per_epoch=len(index) // cfg.batch_size)
     phase = _Phase("train", built, cfg, built.model.trainable_variables, cfg.learning_rate)
-    refresh = _BatchNormRefresh(built, cfg, len(index) // cfg.batch_size)
-    train_ds = _train_dataset(cfg, data, index, np.ones(data.n_classes, np.float32), seed=0)
-    bn_ds = _val_dataset(cfg, data, index, batch=cfg.batch_size, shuffle_seed=0)
+    refresh = _BatchNormRefresh(built, cfg, len(index) // cfg.batch_size, data.images)
+    batches = TrainBatches(cfg, data.images, data.labels, data.n_classes)
+    ones = np.ones(data.n_classes, np.float32)
     step_times, refresh_times, images = [], [], 0
-    for _ in range(args.epochs + 1):
+    for epoch in range(args.epochs + 1):
         t0 = time.perf_counter()
         count, losses = 0, []
-        for batch, onehot, weights in train_ds:
+        for batch, onehot, weights in batches.epoch(index, ones, seed=0, epoch=epoch):
             losses.append(phase.step(batch, onehot, weights))
             count += int(batch.shape[0])
         float(np.mean([float(v) for v in losses]))  # the trainer reads the losses here too
         t1 = time.perf_counter()
-        refresh(bn_ds)
+        refresh(index, (0, epoch))
         refresh_times.append(time.perf_counter() - t1)
         step_times.append(t1 - t0)
         images = count

@@ -32,11 +32,12 @@ import numpy as np
 import tensorflow as tf
 
 from trainer.backbones import BuiltModel, build_model
+from trainer.batches import TrainBatches
 from trainer.config import TrialConfig
 from trainer.errors import InvalidConfig, NonFiniteLoss, OutOfMemory
 from trainer.metrics import class_weights
 from trainer.records import Dataset, Fold, FoldResult
-from trainer.train import _BatchNormRefresh, _make_phases, _Phase, _train_dataset, _val_dataset
+from trainer.train import _BatchNormRefresh, _make_phases, _Phase
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,8 @@ class _Trainer:
             config, data.n_classes, steps_per_epoch=steps_per_epoch
         )
         self.phases: dict[str, _Phase] = _make_phases(self.built, config)
-        self.refresh = _BatchNormRefresh(self.built, config, steps_per_epoch)
+        self.refresh = _BatchNormRefresh(self.built, config, steps_per_epoch, data.images)
+        self.batches = TrainBatches(config, data.images, data.labels, data.n_classes)
 
     def fit(
         self,
@@ -145,8 +147,6 @@ class _Trainer:
             if cfg.class_weighting
             else np.ones(data.n_classes, np.float32)
         )
-        train_ds = _train_dataset(cfg, data, index, weights, seed)
-        bn_ds = _val_dataset(cfg, data, index, batch=cfg.batch_size, shuffle_seed=seed)
         history: list[FitEpoch] = []
         for epoch in range(epochs):
             phase_name = (
@@ -156,7 +156,8 @@ class _Trainer:
             if schedule is not None:
                 phase.set_lr(float(schedule[epoch]))
             start = time.perf_counter()
-            losses = [float(phase.step(x, y, w)) for x, y, w in train_ds]
+            batches = self.batches.epoch(index, weights, seed=seed, epoch=epoch)
+            losses = [float(phase.step(x, y, w)) for x, y, w in batches]
             loss = float(np.mean(losses)) if losses else float("nan")
             if not math.isfinite(loss):
                 raise NonFiniteLoss(
@@ -167,7 +168,7 @@ class _Trainer:
             history.append(record)
             if progress is not None:
                 progress(name, record, epochs)
-        self.refresh(bn_ds)
+        self.refresh(index, (seed, epochs))
         return tuple(history)
 
 

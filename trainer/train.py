@@ -16,8 +16,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from trainer.augment import make_augment
 from trainer.backbones import BuiltModel, build_model, head_variables
+from trainer.batches import TrainBatches, cast_and_resize, image_batches, image_spec
 from trainer.config import MONITORS, Decision, TrialConfig
 from trainer.errors import InvalidConfig, NonFiniteLoss, OutOfMemory, TrialFailed
 from trainer.hooks import TrainHooks
@@ -51,65 +51,6 @@ def _check_data(cfg: TrialConfig, data: Dataset, folds: Sequence[Fold]) -> None:
             raise InvalidConfig(f"fold {i} has an empty train or validation split")
 
 
-def _cast_and_resize(size: int):
-    def fn(images: tf.Tensor, *rest: tf.Tensor):
-        images = tf.cast(images, tf.float32)
-        if images.shape[1] != size or images.shape[2] != size:
-            images = tf.image.resize(images, (size, size), antialias=True)
-        return (images, *rest) if rest else images
-
-    return fn
-
-
-def _train_dataset(
-    cfg: TrialConfig, data: Dataset, index: np.ndarray, weights: np.ndarray, seed: int
-) -> tf.data.Dataset:
-    """uint8 slices -> cache -> shuffle -> batch -> float + resize -> augment -> weights -> prefetch."""
-    n_classes = data.n_classes
-    augment = make_augment(cfg.augment, seed=seed)
-    class_w = tf.constant(weights, tf.float32)
-    ds = tf.data.Dataset.from_tensor_slices((data.images[index], data.labels[index]))
-    ds = ds.cache().shuffle(len(index), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(cfg.batch_size, drop_remainder=len(index) >= cfg.batch_size)
-    ds = ds.map(_cast_and_resize(cfg.image_size), num_parallel_calls=tf.data.AUTOTUNE)
-
-    def finish(images: tf.Tensor, labels: tf.Tensor):
-        onehot = tf.one_hot(labels, n_classes, dtype=tf.float32)
-        images, onehot = augment(images, onehot)
-        sample_w = tf.reduce_sum(onehot * class_w, axis=1)  # soft labels mix their weights too
-        return images, onehot, sample_w
-
-    ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
-
-
-def _val_dataset(
-    cfg: TrialConfig,
-    data: Dataset,
-    index: np.ndarray,
-    *,
-    batch: int = EVAL_BATCH,
-    shuffle_seed: int | None = None,
-) -> tf.data.Dataset:
-    """Unaugmented batches (validation, or clean training batches for BatchNorm statistics)."""
-    return _image_batches(cfg, data.images[index], batch=batch, shuffle_seed=shuffle_seed)
-
-
-def _image_batches(
-    cfg: TrialConfig,
-    images: np.ndarray,
-    *,
-    batch: int = EVAL_BATCH,
-    shuffle_seed: int | None = None,
-) -> tf.data.Dataset:
-    ds = tf.data.Dataset.from_tensor_slices(images).cache()
-    if shuffle_seed is not None:
-        ds = ds.shuffle(len(images), seed=shuffle_seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch)
-    ds = ds.map(_cast_and_resize(cfg.image_size), num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
-
-
 class _BatchNormRefresh:
     """Re-estimate BatchNorm statistics on training batches right before each validation.
 
@@ -119,7 +60,9 @@ class _BatchNormRefresh:
     the current weights ("precise BN") makes epoch-1 validation scores mean something.
     """
 
-    def __init__(self, built: BuiltModel, cfg: TrialConfig, steps_per_epoch: int) -> None:
+    def __init__(
+        self, built: BuiltModel, cfg: TrialConfig, steps_per_epoch: int, images: np.ndarray
+    ) -> None:
         self.layers = [
             layer
             for layer in built.model._flatten_layers()
@@ -128,23 +71,31 @@ class _BatchNormRefresh:
         # 16 batches, but never more than a quarter of an epoch's (at least 4): on small folds
         # 16 forward batches cost almost half an epoch of training (bench/overhead.py).
         self.max_batches = min(16, max(4, math.ceil(steps_per_epoch / 4)))
-        model = built.model
-        spec = (tf.TensorSpec((None, cfg.image_size, cfg.image_size, 3), tf.float32),)
+        self.batch = cfg.batch_size
+        self.images = images
+        model, size = built.model, cfg.image_size
         saved = [layer.momentum for layer in self.layers]
         for layer in self.layers:
             layer.momentum = 0.0  # traced once: each call stores exactly this batch's statistics
-        self.forward = tf.function(lambda x: model(x, training=True), input_signature=spec)
+        self.forward = tf.function(
+            lambda raw: model(cast_and_resize(raw, size), training=True),
+            input_signature=(image_spec(images),),
+        )
         if self.layers:
             self.forward.get_concrete_function()
         for layer, momentum in zip(self.layers, saved, strict=True):
             layer.momentum = momentum
 
-    def __call__(self, batches: tf.data.Dataset) -> None:
+    def __call__(self, index: np.ndarray, seed: tuple[int, int]) -> None:
+        """Re-estimate from clean batches of ``images[index]``, shuffled by ``seed``."""
         if not self.layers:
             return
         means: list[list[np.ndarray]] = [[] for _ in self.layers]
         variances: list[list[np.ndarray]] = [[] for _ in self.layers]
-        for x in batches.take(self.max_batches):
+        batches = image_batches(
+            self.images, index, self.batch, shuffle_seed=seed, limit=self.max_batches
+        )
+        for x in batches:
             self.forward(x)
             for i, layer in enumerate(self.layers):
                 means[i].append(keras.ops.convert_to_numpy(layer.moving_mean))
@@ -231,19 +182,17 @@ class _Phase:
         return float(keras.ops.convert_to_numpy(self.optimizer.learning_rate))
 
 
-def _corrupted_sets(
-    cfg: TrialConfig, data: Dataset, index: np.ndarray, fold: int
-) -> list[tf.data.Dataset]:
+def _corrupted_sets(data: Dataset, index: np.ndarray, fold: int) -> list[np.ndarray]:
     """The fold's validation images under each seeded corruption, made once per fold."""
     from trainer.corruptions import CORRUPTIONS, corrupt
 
     images = data.images[index]
-    return [_image_batches(cfg, corrupt(images, name, seed=fold)) for name in CORRUPTIONS]
+    return [corrupt(images, name, seed=fold) for name in CORRUPTIONS]
 
 
-def _accuracy(predict, batches: tf.data.Dataset, labels: np.ndarray) -> float:
-    pred = np.concatenate([predict(x).numpy().argmax(axis=1) for x in batches])
-    return float(np.mean(pred == labels))
+def _predict_all(predict, images: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Class probabilities for ``images[index]``, in order."""
+    return np.concatenate([predict(x).numpy() for x in image_batches(images, index, EVAL_BATCH)])
 
 
 def _is_better(value: float, best: float) -> bool:
@@ -278,22 +227,31 @@ def train_trial(
     keras.backend.clear_session()
     keras.mixed_precision.set_dtype_policy(config.precision)
     keras.utils.set_random_seed(config.seed)
-    # Seconds: model build, training steps (tracing included), precise-BN refresh, validation,
-    # and the whole call ("trial"); the rest of "trial" is data pipelines and bookkeeping.
-    timings = {"build": 0.0, "train_steps": 0.0, "bn_refresh": 0.0, "eval": 0.0, "trial": 0.0}
+    # Seconds: model build, tracing the input pipeline, training steps (tracing included),
+    # precise-BN refresh, validation, and the whole call ("trial"); the rest of "trial" is
+    # per-fold set-up and bookkeeping (weight copies, callbacks).
+    timings = dict.fromkeys(
+        ("build", "pipeline", "train_steps", "bn_refresh", "eval", "trial"), 0.0
+    )
     try:
         t0 = time.perf_counter()
         steps = max(1, len(folds[0].train) // config.batch_size)
         built = build_model(config, data.n_classes, steps_per_epoch=steps)
         initial = built.model.get_weights()
         phases = _make_phases(built, config)
-        refresh = _BatchNormRefresh(built, config, steps)
-        predict = tf.function(
-            lambda x: built.model(x, training=False),
-            jit_compile=config.jit_compile,
-            input_signature=(tf.TensorSpec((None, config.image_size, config.image_size, 3)),),
+        refresh = _BatchNormRefresh(built, config, steps, data.images)
+        size = config.image_size
+        infer = tf.function(  # XLA (when asked) on the model only: it cannot compile resizing
+            lambda x: built.model(x, training=False), jit_compile=config.jit_compile
         )
-        timings["build"] = time.perf_counter() - t0
+        predict = tf.function(
+            lambda raw: infer(cast_and_resize(raw, size)),
+            input_signature=(image_spec(data.images),),
+        )
+        t1 = time.perf_counter()
+        timings["build"] = t1 - t0
+        batches = TrainBatches(config, data.images, data.labels, data.n_classes)
+        timings["pipeline"] = time.perf_counter() - t1
         stopped, reason = False, ""
         for index, fold in enumerate(folds):
             if index in done:
@@ -306,6 +264,7 @@ def train_trial(
                 built,
                 initial,
                 phases,
+                batches,
                 predict,
                 refresh,
                 report,
@@ -371,6 +330,7 @@ def _run_fold(
     built: BuiltModel,
     initial: list[np.ndarray],
     phases: dict[str, _Phase],
+    batches: TrainBatches,
     predict,
     refresh: _BatchNormRefresh,
     report: ReportFn,
@@ -388,10 +348,8 @@ def _run_fold(
         else np.ones(data.n_classes, np.float32)
     )
     seed = cfg.seed * 1009 + index
-    train_ds = _train_dataset(cfg, data, fold.train, weights, seed)
-    val_ds = _val_dataset(cfg, data, fold.val)
-    corrupted = _corrupted_sets(cfg, data, fold.val, index) if monitor == "robust_accuracy" else []
-    bn_ds = _val_dataset(cfg, data, fold.train, batch=cfg.batch_size, shuffle_seed=seed)
+    corrupted = _corrupted_sets(data, fold.val, index) if monitor == "robust_accuracy" else []
+    every = np.arange(len(fold.val))
     val_labels = data.labels[fold.val]
     epochs: list[EpochMetrics] = []
     best_value, best_epoch, best_weights, best_confusion = -math.inf, 0, None, None
@@ -409,12 +367,12 @@ def _run_fold(
         phase = phases[name]
         epoch_start = time.perf_counter()
         losses = []
-        for images, onehot, sample_w in train_ds:
+        for images, onehot, sample_w in batches.epoch(fold.train, weights, seed=seed, epoch=epoch):
             losses.append(phase.step(images, onehot, sample_w))
         train_loss = float(np.mean([float(x) for x in losses])) if losses else float("nan")
         t_steps = time.perf_counter()
         timings["train_steps"] += t_steps - epoch_start
-        refresh(bn_ds)
+        refresh(fold.train, (seed, epoch))
         t_train = time.perf_counter()
         timings["bn_refresh"] += t_train - t_steps
         if not math.isfinite(train_loss):
@@ -422,10 +380,13 @@ def _run_fold(
                 f"training loss became {train_loss} in fold {index}, epoch {epoch} "
                 f"({cfg.optimizer}, learning rate {phase.lr:.3g}); the trial diverged"
             )
-        probs = np.concatenate([predict(x).numpy() for x in val_ds]).astype(np.float64)
+        probs = _predict_all(predict, data.images, fold.val).astype(np.float64)
         values, confusion = classification_metrics(val_labels, probs, data.n_classes)
         if corrupted:
-            shifted = [_accuracy(predict, ds, val_labels) for ds in corrupted]
+            shifted = [
+                float(np.mean(_predict_all(predict, c, every).argmax(axis=1) == val_labels))
+                for c in corrupted
+            ]
             values["corrupted_accuracy"] = float(np.mean(shifted))
             values["robust_accuracy"] = (values["accuracy"] + values["corrupted_accuracy"]) / 2
         seconds = time.perf_counter() - epoch_start

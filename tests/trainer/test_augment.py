@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from trainer import AUGMENT_LEVELS, InvalidConfig
-from trainer.augment import _dihedral, make_augment
+from trainer.augment import _Blur, _Colour, _Geometry, make_augment
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +37,13 @@ def test_heavy_mixes_labels_into_soft_labels(batch) -> None:
     assert any(((0 < s) & (s < 1)).any() for s in soft)
 
 
-def test_dihedral_only_rotates_and_flips(batch) -> None:
+def dihedral(images: tf.Tensor, seed: int) -> np.ndarray:
+    return _Geometry(zoom=0.0, shift=0.0)(images, tf.constant([seed, 0])).numpy()
+
+
+def test_geometry_without_zoom_or_shift_only_rotates_and_flips(batch) -> None:
     images, _ = batch
-    out = _dihedral(images, seed=5).numpy()
+    out = dihedral(images, seed=5)
     src = images.numpy()
     for a, b in zip(src, out, strict=True):
         variants = [np.rot90(a, k) for k in range(4)] + [np.rot90(a[::-1], k) for k in range(4)]
@@ -51,12 +55,70 @@ def test_unknown_level_is_an_invalid_config() -> None:
         make_augment("extreme")
 
 
-def test_dihedral_reaches_all_eight_rotations_and_reflections() -> None:
+def test_geometry_reaches_all_eight_rotations_and_reflections() -> None:
     asym = np.arange(5 * 5 * 3, dtype="float32").reshape(5, 5, 3)  # no symmetry at all
-    out = _dihedral(tf.constant(np.stack([asym] * 200)), seed=1).numpy()
+    out = dihedral(tf.constant(np.stack([asym] * 200)), seed=1)
     variants = [np.rot90(asym, k) for k in range(4)] + [np.rot90(asym[::-1], k) for k in range(4)]
     seen = [sum(np.array_equal(o, v) for o in out) for v in variants]
     assert sum(seen) == 200 and min(seen) >= 10  # every element, none starved (25 expected)
+
+
+def test_geometry_zoom_and_shift_stay_within_their_ranges(batch) -> None:
+    """A centred bright square keeps its size within +-10% and its centre within 8%."""
+    img = np.zeros((64, 64, 3), np.float32)
+    img[22:42, 22:42] = 255.0
+    out = _Geometry(zoom=0.1, shift=0.08)(tf.constant(np.stack([img] * 64)), tf.constant([3, 0]))
+    sides, centres = [], []
+    for o in out.numpy()[..., 0]:
+        rows = np.flatnonzero(o.max(axis=1) > 127)
+        sides.append(len(rows))
+        centres.append(rows.mean())
+    assert 17 <= min(sides) and max(sides) <= 23 and np.std(sides) > 0.5
+    assert max(abs(c - 31.5) for c in centres) <= 0.08 * 64 + 1 and np.std(centres) > 1
+
+
+def _hsv(x: np.ndarray) -> np.ndarray:
+    return tf.image.rgb_to_hsv(tf.constant(x / 255.0)).numpy()
+
+
+def test_colour_matches_keras_colour_jitter_ranges(batch) -> None:
+    """Brightness shifts the mean by <= 15% of 255, hue moves <= 0.02 of a turn, saturation
+    scales by f / (1 - f), f in 0.35..0.65, i.e. 0.54x..1.86x; all three vary across images."""
+    images, _ = batch
+    x = images.numpy()
+    only = {
+        "brightness": _Colour(0.15, 0.0, (0.5, 0.5), 0.0),
+        "hue": _Colour(0.0, 0.0, (0.5, 0.5), 0.04),
+        "saturation": _Colour(0.0, 0.0, (0.35, 0.65), 0.0),
+    }
+    out = {k: layer(images, tf.constant([1, 2])).numpy() for k, layer in only.items()}
+    shift = (out["brightness"] - x).mean(axis=(1, 2, 3))
+    assert np.abs(shift).max() <= 0.15 * 255 + 1e-3 and shift.std() > 5
+    src, moved = _hsv(np.clip(x, 0, 255)), _hsv(np.clip(out["hue"], 0, 255))
+    coloured = src[..., 1] > 0.2
+    dh = (moved[..., 0] - src[..., 0] + 0.5) % 1.0 - 0.5
+    per_image = [np.median(d[c]) for d, c in zip(dh, coloured, strict=True) if c.sum() > 50]
+    assert max(abs(v) for v in per_image) <= 0.025 and np.std(per_image) > 0.003
+    grey = x @ np.array([0.299, 0.587, 0.114], np.float32)
+    ratio = [
+        np.abs(o - g[..., None]).sum() / np.abs(a - g[..., None]).sum()
+        for o, a, g in zip(out["saturation"], x, grey, strict=True)
+    ]
+    assert 0.35 / 0.65 - 0.01 <= min(ratio) and max(ratio) <= 0.65 / 0.35 + 0.01
+    assert np.std(ratio) > 0.1
+
+
+def test_blur_smooths_some_images_and_leaves_the_rest(batch) -> None:
+    images, _ = batch
+    out = _Blur(factor=1.0, sigma=1.0)(images, tf.constant([4, 4])).numpy()
+    x = images.numpy()
+    changed = np.abs(out - x).mean(axis=(1, 2, 3)) > 0.01
+    assert 0 < changed.sum() < len(x)  # probability drawn per image in [0, 1]
+    rough = lambda a: np.abs(np.diff(a, axis=1)).mean()  # noqa: E731
+    assert all(rough(o) < rough(a) for o, a, c in zip(out, x, changed, strict=True) if c)
+    np.testing.assert_allclose(out.mean(), x.mean(), rtol=0.01)  # a blur keeps the brightness
+    none_chosen = tf.function(lambda a, s: _Blur(factor=0.0)(a, s))(images, tf.constant([4, 4]))
+    np.testing.assert_array_equal(none_chosen.numpy(), x)  # an empty choice is not an error
 
 
 def test_heavy_runs_one_randaugment_operation_per_batch(batch) -> None:
@@ -64,7 +126,7 @@ def test_heavy_runs_one_randaugment_operation_per_batch(batch) -> None:
 
     from trainer.augment import _OneOp
 
-    layer = _OneOp(keras.layers.RandAugment(value_range=(0, 255), num_ops=1, seed=2), seed=4)
+    layer = _OneOp(keras.layers.RandAugment(value_range=(0, 255), num_ops=1, seed=2))
     assert len(layer.ops) == 11
     calls: list[int] = []
 
@@ -77,10 +139,32 @@ def test_heavy_runs_one_randaugment_operation_per_batch(batch) -> None:
 
     layer.ops = [counting(i, op) for i, op in enumerate(layer.ops)]
     images, _ = batch
-    layer(images[:4])  # the first call also traces every branch once (building, not running)
+    layer(
+        images[:4], tf.constant([4, 0])
+    )  # the first call also traces every branch once (building, not running)
     calls.clear()
     for n in range(1, 61):
-        out = layer(images[:4])
+        out = layer(images[:4], tf.constant([4, n]))
         assert len(calls) == n  # exactly one operation computed per batch
         assert out.shape == (4, *images.shape[1:]) and out.dtype == tf.float32
     assert len(set(calls)) >= 9  # the draw covers the operations (11 of them, 60 batches)
+
+
+@pytest.mark.parametrize("level", ["moderate", "heavy"])
+def test_a_batch_depends_on_its_seed_alone_not_on_earlier_batches(level, batch) -> None:
+    """Batches are made ahead on a thread and resumed trials skip folds: no hidden RNG state."""
+    images, onehot = batch
+    augment = make_augment(level, seed=0)
+    step = tf.function(lambda x, y, s: augment(x, y, s))
+    seed_a, seed_b = tf.constant([7, 1], tf.int64), tf.constant([7, 2], tf.int64)
+    first = step(images, onehot, seed_a)
+    other = step(images, onehot, seed_b)
+    for _ in range(3):
+        step(images, onehot, seed_b)  # advances every layer's generator if they kept state
+    again = step(images, onehot, seed_a)
+    np.testing.assert_array_equal(first[0].numpy(), again[0].numpy())
+    np.testing.assert_array_equal(first[1].numpy(), again[1].numpy())
+    assert float(tf.reduce_mean(tf.abs(first[0] - other[0]))) > 1.0
+    fresh_augment = make_augment(level, seed=0)  # a new trial's layers
+    fresh = tf.function(lambda x, y, s: fresh_augment(x, y, s))(images, onehot, seed_a)
+    np.testing.assert_array_equal(first[0].numpy(), fresh[0].numpy())

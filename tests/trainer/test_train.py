@@ -66,9 +66,9 @@ def test_small_cnn_two_folds_beats_chance(learned, real_small) -> None:
 def test_timings_split_the_trial_into_build_steps_refresh_and_eval(learned) -> None:
     result, _ = learned
     t = result.timings
-    assert set(t) == {"build", "train_steps", "bn_refresh", "eval", "trial"}
+    assert set(t) == {"build", "pipeline", "train_steps", "bn_refresh", "eval", "trial"}
     assert all(t[k] > 0 for k in t)
-    parts = t["build"] + t["train_steps"] + t["bn_refresh"] + t["eval"]
+    parts = t["build"] + t["pipeline"] + t["train_steps"] + t["bn_refresh"] + t["eval"]
     assert parts <= t["trial"] <= result.seconds + 1e-6
 
 
@@ -78,7 +78,8 @@ def test_precise_bn_refresh_uses_a_quarter_of_an_epoch_within_4_to_16_batches(st
 
     cfg = TrialConfig(backbone="small_cnn", image_size=32, epochs=1)
     built = build_model(cfg, 8, steps_per_epoch=steps)
-    refresh = _BatchNormRefresh(built, cfg, steps)
+    images = np.zeros((2, 32, 32, 3), np.uint8)
+    refresh = _BatchNormRefresh(built, cfg, steps, images)
     assert refresh.layers and refresh.max_batches == batches
 
 

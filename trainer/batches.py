@@ -1,0 +1,154 @@
+"""A trial's batches: NumPy indexing plus functions traced once per trial, made ahead on a thread.
+
+``tf.data`` pipelines built per fold cost a trace of every map function (about 2 s with heavy
+augmentation) and each new iterator, i.e. every epoch, a re-instantiation of those functions
+(about 0.9 s with heavy augmentation, measured by bench/overhead.py's predecessor). Here a fold
+is only a NumPy index: one ``prepare`` function (cast, resize, one-hot, augment, class weights)
+is traced when the trial starts, and a background thread runs it a few batches ahead of the
+training step. Every batch's augmentation is seeded by ``(trial seed, fold, epoch, batch)``
+alone, so results do not depend on how far ahead the thread got or on which folds a resumed
+trial skips.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
+
+import numpy as np
+import tensorflow as tf
+
+from trainer.augment import make_augment
+from trainer.config import TrialConfig
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+AHEAD = 3  # batches prepared ahead of the training step
+
+
+def cast_and_resize(images: tf.Tensor, size: int) -> tf.Tensor:
+    """uint8 N x H x W x 3 -> float32 0..255 at ``size`` x ``size`` (antialiased when shrinking)."""
+    images = tf.cast(images, tf.float32)
+    if images.shape[1] != size or images.shape[2] != size:
+        images = tf.image.resize(images, (size, size), antialias=True)
+    return images
+
+
+def image_spec(images: np.ndarray) -> tf.TensorSpec:
+    """The input signature of a batch of ``images`` (any batch size)."""
+    return tf.TensorSpec((None, *images.shape[1:]), tf.as_dtype(images.dtype))
+
+
+def ahead(fn: Callable[[T], R], items: Iterable[T], depth: int = AHEAD) -> Iterator[R]:
+    """Yield ``fn(item)`` for each item, computed on one background thread ``depth`` ahead.
+
+    Closing the generator early (a pruned epoch) stops the thread after at most the call in
+    flight; an exception in ``fn`` is raised here, in the consumer.
+    """
+    out: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry: tuple[bool, object]) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for item in items:
+                if stop.is_set() or not put((True, fn(item))):
+                    return
+            put((False, None))
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            put((False, exc))
+
+    thread = threading.Thread(target=run, name="trainer-batches", daemon=True)
+    thread.start()
+    try:
+        while True:
+            ok, value = out.get()
+            if not ok:
+                if value is not None:
+                    raise value  # type: ignore[misc]
+                return
+            yield value  # type: ignore[misc]
+    finally:
+        stop.set()
+        thread.join()
+
+
+def batch_indices(index: np.ndarray, batch: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """``index`` shuffled by ``rng``, in batches; a partial last batch is dropped when there is
+    at least one full batch (a tiny last batch makes BatchNorm statistics noisy)."""
+    order = rng.permutation(index)
+    if len(order) <= batch:
+        return [order]
+    return [order[i * batch : (i + 1) * batch] for i in range(len(order) // batch)]
+
+
+class TrainBatches:
+    """Augmented, weighted training batches of one trial (one trace, reused by every fold)."""
+
+    def __init__(self, cfg: TrialConfig, images: np.ndarray, labels: np.ndarray, n_classes: int):
+        self.cfg = cfg
+        self.images = images
+        self.labels = labels.astype(np.int32)
+        augment = make_augment(cfg.augment, seed=cfg.seed)
+        size = cfg.image_size
+
+        def prepare(raw: tf.Tensor, labels: tf.Tensor, class_w: tf.Tensor, seed: tf.Tensor):
+            onehot = tf.one_hot(labels, n_classes, dtype=tf.float32)
+            x, onehot = augment(cast_and_resize(raw, size), onehot, seed)
+            sample_w = tf.reduce_sum(onehot * class_w, axis=1)  # soft labels mix their weights
+            return x, onehot, sample_w
+
+        self.prepare = tf.function(
+            prepare,
+            input_signature=(
+                image_spec(images),
+                tf.TensorSpec((None,), tf.int32),
+                tf.TensorSpec((n_classes,), tf.float32),
+                tf.TensorSpec((2,), tf.int64),
+            ),
+        )
+        self.prepare.get_concrete_function()  # trace here, on the trial's own thread
+
+    def epoch(
+        self, index: np.ndarray, class_w: np.ndarray, *, seed: int, epoch: int
+    ) -> Iterator[tuple[tf.Tensor, tf.Tensor, tf.Tensor]]:
+        """One epoch over ``index``: shuffled by (seed, epoch), each batch seeded on its own."""
+        rng = np.random.default_rng([seed, epoch])
+        batches = batch_indices(index, self.cfg.batch_size, rng)
+        weights = tf.constant(class_w, tf.float32)
+
+        def make(numbered: tuple[int, np.ndarray]):
+            b, idx = numbered
+            batch_seed = tf.constant([seed, epoch * 1_000_003 + b], tf.int64)
+            return self.prepare(self.images[idx], self.labels[idx], weights, batch_seed)
+
+        return ahead(make, enumerate(batches))
+
+
+def image_batches(
+    images: np.ndarray,
+    index: np.ndarray,
+    batch: int,
+    *,
+    shuffle_seed: tuple[int, int] | None = None,
+    limit: int | None = None,
+) -> Iterator[np.ndarray]:
+    """uint8 batches of ``images[index]`` (shuffled when ``shuffle_seed`` is given), at most
+    ``limit`` of them; the consumer's traced function casts and resizes them."""
+    if shuffle_seed is None:
+        parts = [index[i : i + batch] for i in range(0, len(index), batch)]
+    else:
+        parts = batch_indices(index, batch, np.random.default_rng(list(shuffle_seed)))
+    for idx in parts[:limit]:
+        yield images[idx]

@@ -65,7 +65,7 @@ class _Geometry(keras.layers.Layer):
     """
 
     def __init__(self, zoom: float, shift: float) -> None:
-        super().__init__(name="geometry")
+        super().__init__(name="geometry", dtype="float32")
         self.zoom = zoom
         self.shift = shift
 
@@ -111,7 +111,7 @@ class _Colour(keras.layers.Layer):
         saturation: tuple[float, float] = (0.35, 0.65),
         hue: float = 0.04,
     ) -> None:
-        super().__init__(name="colour")
+        super().__init__(name="colour", dtype="float32")
         self.brightness = brightness
         self.contrast = contrast
         self.saturation = saturation
@@ -159,7 +159,7 @@ class _Blur(keras.layers.Layer):
     """
 
     def __init__(self, factor: float = 0.3, sigma: float = 1.0) -> None:
-        super().__init__(name="blur")
+        super().__init__(name="blur", dtype="float32")
         self.factor = factor
         self.sigma = sigma
 
@@ -191,7 +191,7 @@ class _OneOp(keras.layers.Layer):
     """
 
     def __init__(self, rand_augment: keras.layers.RandAugment) -> None:
-        super().__init__(name="rand_augment_one_op")  # a valid root scope inside tf.data
+        super().__init__(name="rand_augment_one_op", dtype="float32")
         self.ops = [getattr(rand_augment, name) for name in rand_augment._AUGMENT_LAYERS]
 
     def call(self, images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
@@ -207,7 +207,7 @@ class _Noise(keras.layers.Layer):
     cost of Gaussian draws on CPU; at about 4 grey levels the shape does not matter)."""
 
     def __init__(self, stddev: float) -> None:
-        super().__init__(name="pixel_noise")
+        super().__init__(name="pixel_noise", dtype="float32")
         self.half_width = stddev * 255.0 * math.sqrt(3.0)
 
     def call(self, images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
@@ -250,15 +250,17 @@ class Augment:
         self.layers = _layers(level)
         self.one_op = (
             _OneOp(
-                keras.layers.RandAugment(value_range=(0, 255), num_ops=1, factor=0.3, seed=seed + 5)
+                keras.layers.RandAugment(
+                    value_range=(0, 255), num_ops=1, factor=0.3, seed=seed + 5, dtype="float32"
+                )
             )
             if level == "heavy"
             else None
         )
         self.mixers = (
             [
-                keras.layers.MixUp(alpha=0.2, seed=seed + 6),
-                keras.layers.CutMix(factor=1.0, seed=seed + 7),
+                keras.layers.MixUp(alpha=0.2, seed=seed + 6, dtype="float32"),
+                keras.layers.CutMix(factor=1.0, seed=seed + 7, dtype="float32"),
             ]
             if level == "heavy"
             else []

@@ -93,32 +93,56 @@ def batch_indices(index: np.ndarray, batch: int, rng: np.random.Generator) -> li
     return [order[i * batch : (i + 1) * batch] for i in range(len(order) // batch)]
 
 
+_PREPARED: dict[tuple, tf.types.experimental.GenericFunction] = {}
+_KEEP = 4  # traced batch functions a worker keeps (one per augmentation level and shape, say)
+
+
+def _prepare_fn(
+    level: str, raw: tf.TensorSpec, size: int, n_classes: int, precision: str
+) -> tf.types.experimental.GenericFunction:
+    """The traced ``(uint8 batch, labels, class weights, seed) -> (x, one-hot, weights)``.
+
+    It depends only on its key, not on the trial (augmentation is seeded per call), so a worker
+    traces it once per augmentation level and image shape and later trials reuse it.
+    """
+    key = (level, tuple(raw.shape), raw.dtype.name, size, n_classes, precision)
+    if key in _PREPARED:
+        _PREPARED[key] = _PREPARED.pop(key)  # most recently used last
+        return _PREPARED[key]
+    augment = make_augment(level)
+
+    def prepare(images: tf.Tensor, labels: tf.Tensor, class_w: tf.Tensor, seed: tf.Tensor):
+        onehot = tf.one_hot(labels, n_classes, dtype=tf.float32)
+        x, onehot = augment(cast_and_resize(images, size), onehot, seed)
+        sample_w = tf.reduce_sum(onehot * class_w, axis=1)  # soft labels mix their weights
+        return x, onehot, sample_w
+
+    fn = tf.function(
+        prepare,
+        input_signature=(
+            raw,
+            tf.TensorSpec((None,), tf.int32),
+            tf.TensorSpec((n_classes,), tf.float32),
+            tf.TensorSpec((2,), tf.int64),
+        ),
+    )
+    fn.get_concrete_function()  # trace here, on the trial's own thread
+    _PREPARED[key] = fn
+    while len(_PREPARED) > _KEEP:
+        _PREPARED.pop(next(iter(_PREPARED)))
+    return fn
+
+
 class TrainBatches:
-    """Augmented, weighted training batches of one trial (one trace, reused by every fold)."""
+    """Augmented, weighted training batches of one trial, from one traced function."""
 
     def __init__(self, cfg: TrialConfig, images: np.ndarray, labels: np.ndarray, n_classes: int):
         self.cfg = cfg
         self.images = images
         self.labels = labels.astype(np.int32)
-        augment = make_augment(cfg.augment, seed=cfg.seed)
-        size = cfg.image_size
-
-        def prepare(raw: tf.Tensor, labels: tf.Tensor, class_w: tf.Tensor, seed: tf.Tensor):
-            onehot = tf.one_hot(labels, n_classes, dtype=tf.float32)
-            x, onehot = augment(cast_and_resize(raw, size), onehot, seed)
-            sample_w = tf.reduce_sum(onehot * class_w, axis=1)  # soft labels mix their weights
-            return x, onehot, sample_w
-
-        self.prepare = tf.function(
-            prepare,
-            input_signature=(
-                image_spec(images),
-                tf.TensorSpec((None,), tf.int32),
-                tf.TensorSpec((n_classes,), tf.float32),
-                tf.TensorSpec((2,), tf.int64),
-            ),
+        self.prepare = _prepare_fn(
+            cfg.augment, image_spec(images), cfg.image_size, n_classes, cfg.precision
         )
-        self.prepare.get_concrete_function()  # trace here, on the trial's own thread
 
     def epoch(
         self, index: np.ndarray, class_w: np.ndarray, *, seed: int, epoch: int

@@ -168,3 +168,20 @@ def test_a_batch_depends_on_its_seed_alone_not_on_earlier_batches(level, batch) 
     fresh_augment = make_augment(level, seed=0)  # a new trial's layers
     fresh = tf.function(lambda x, y, s: fresh_augment(x, y, s))(images, onehot, seed_a)
     np.testing.assert_array_equal(first[0].numpy(), fresh[0].numpy())
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_every_level_runs_in_float32_under_a_mixed_precision_policy(policy, batch) -> None:
+    import keras
+
+    images, onehot = batch
+    keras.mixed_precision.set_dtype_policy(policy)
+    try:
+        for level in AUGMENT_LEVELS:
+            augment = make_augment(level)
+            out = tf.function(lambda x, y, s, a=augment: a(x, y, s))(
+                images, onehot, tf.constant([1, 1], tf.int64)
+            )
+            assert out[0].dtype == tf.float32 and np.isfinite(out[0].numpy()).all()
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")

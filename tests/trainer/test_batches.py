@@ -83,3 +83,28 @@ def test_image_batches_cover_the_index_in_order_or_shuffled(small) -> None:
     shuffled = list(image_batches(images, index, 32, shuffle_seed=(1, 2), limit=2))
     assert len(shuffled) == 2 and all(len(b) == 32 for b in shuffled)
     assert not np.array_equal(np.concatenate(shuffled), images[index[:64]])
+
+
+def test_a_worker_traces_the_batch_function_once_per_level_and_shape(small) -> None:
+    import keras
+
+    images, labels = small
+    cfg = TrialConfig(augment="moderate", image_size=40, batch_size=16, seed=1)
+    first = TrainBatches(cfg, images, labels, 8)
+    before = [
+        b[0].numpy() for b in first.epoch(np.arange(64), np.ones(8, np.float32), seed=2, epoch=0)
+    ]
+    keras.backend.clear_session()  # what every new trial does
+    later = TrainBatches(
+        TrialConfig(augment="moderate", image_size=40, batch_size=16, seed=9), images, labels, 8
+    )
+    assert later.prepare is first.prepare  # no second trace
+    after = [
+        b[0].numpy() for b in later.epoch(np.arange(64), np.ones(8, np.float32), seed=2, epoch=0)
+    ]
+    for a, b in zip(before, after, strict=True):
+        np.testing.assert_array_equal(a, b)
+    other = TrainBatches(
+        TrialConfig(augment="light", image_size=40, batch_size=16), images, labels, 8
+    )
+    assert other.prepare is not first.prepare

@@ -194,3 +194,25 @@ def test_robust_accuracy_validates_under_corruptions(real_small) -> None:
     assert result.mean_score("robust_accuracy") == pytest.approx(best.robust_accuracy)
     plain = train_trial(cfg, real_small, folds[:1], _go)
     assert np.isnan(plain.folds[0].best.robust_accuracy)  # only computed when asked for
+
+
+def test_weight_snapshots_survive_training_and_restore_exactly() -> None:
+    """Folds restart from a snapshot and end on the best epoch's: training must not alter it."""
+    from trainer.train import _make_phases, restore, snapshot
+
+    cfg = TrialConfig(backbone="small_cnn", image_size=32, epochs=1)
+    built = build_model(cfg, 8, steps_per_epoch=4)
+    phase = _make_phases(built, cfg)["train"]
+    weights = built.model.weights
+    before = [w.numpy().copy() for w in weights]
+    saved = snapshot(weights)
+    x = tf.random.uniform((8, 32, 32, 3), 0, 255)
+    y = tf.one_hot(tf.range(8) % 8, 8)
+    for _ in range(2):
+        phase.step(x, y, tf.ones(8))
+    assert any(not np.array_equal(b, w.numpy()) for b, w in zip(before, weights, strict=True))
+    for b, s in zip(before, saved, strict=True):
+        np.testing.assert_array_equal(b, s.numpy())
+    restore(weights, saved)
+    for b, w in zip(before, weights, strict=True):
+        np.testing.assert_array_equal(b, w.numpy())

@@ -74,22 +74,30 @@ class _BatchNormRefresh:
         self.batch = cfg.batch_size
         self.images = images
         model, size = built.model, cfg.image_size
-        saved = [layer.momentum for layer in self.layers]
-        for layer in self.layers:
-            layer.momentum = 0.0  # traced once: each call stores exactly this batch's statistics
         self.forward = tf.function(
             lambda raw: model(cast_and_resize(raw, size), training=True),
             input_signature=(image_spec(images),),
         )
-        if self.layers:
+        self.traced = False
+
+    def _trace(self) -> None:
+        """Trace the forward pass with momentum 0 (on first use, like the other step functions)."""
+        saved = [layer.momentum for layer in self.layers]
+        for layer in self.layers:
+            layer.momentum = 0.0  # traced once: each call stores exactly this batch's statistics
+        try:
             self.forward.get_concrete_function()
-        for layer, momentum in zip(self.layers, saved, strict=True):
-            layer.momentum = momentum
+        finally:
+            for layer, momentum in zip(self.layers, saved, strict=True):
+                layer.momentum = momentum
+        self.traced = True
 
     def __call__(self, index: np.ndarray, seed: tuple[int, int]) -> None:
         """Re-estimate from clean batches of ``images[index]``, shuffled by ``seed``."""
         if not self.layers:
             return
+        if not self.traced:
+            self._trace()
         means: list[list[np.ndarray]] = [[] for _ in self.layers]
         variances: list[list[np.ndarray]] = [[] for _ in self.layers]
         batches = image_batches(

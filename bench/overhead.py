@@ -148,7 +148,7 @@ def main() -> None:
         "|---|---|",
         f"| worker wall time after its start, s | {spread('wall', pct=False)} |",
         f"| **overhead share: not in training/eval steps** | **{spread('share')}** |",
-        f"| - the coordinator's own part (the two rows below the trainer's) | {spread('coordinator')} |",
+        f"| - the coordinator's own part (waiting on decisions + between trials, below) | {spread('coordinator')} |",
         f"| - model builds | {spread('build')} |",
         f"| - input pipeline tracing (first trial of each augmentation level) | {spread('pipeline')} |",
         f"| - trainer bookkeeping (per-fold set-up, weight copies) | {spread('trainer_other')} |",

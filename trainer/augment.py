@@ -19,7 +19,6 @@ saturation and hue one 3x3 colour matrix per image, and only the chosen images a
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import keras
 import numpy as np
@@ -27,8 +26,6 @@ import tensorflow as tf
 
 from trainer.config import AUGMENT_LEVELS
 from trainer.errors import InvalidConfig
-
-BatchFn = Callable[..., tuple[tf.Tensor, tf.Tensor]]
 
 
 def _draws(seed: tf.Tensor, shape: tuple[int, ...] | tf.Tensor, salt: int) -> tf.Tensor:

@@ -1,11 +1,11 @@
-"""A trial's batches: NumPy indexing plus functions traced once per trial, made ahead on a thread.
+"""A trial's batches: NumPy indexing plus functions traced once per worker, made ahead on a thread.
 
 ``tf.data`` pipelines built per fold cost a trace of every map function (about 2 s with heavy
 augmentation) and each new iterator, i.e. every epoch, a re-instantiation of those functions
-(about 0.9 s with heavy augmentation, measured by bench/overhead.py's predecessor). Here a fold
+(0.85 s an epoch with heavy augmentation on 2 CPU cores; docs/benchmarks.md, item 4). Here a fold
 is only a NumPy index: one ``prepare`` function (cast, resize, one-hot, augment, class weights)
-is traced when the trial starts, and a background thread runs it a few batches ahead of the
-training step. Every batch's augmentation is seeded by ``(trial seed, fold, epoch, batch)``
+is traced for the first trial of each augmentation level and image shape (later trials reuse
+it), and a background thread runs it a few batches ahead of the training step. Every batch's augmentation is seeded by ``(trial seed, fold, epoch, batch)``
 alone, so results do not depend on how far ahead the thread got or on which folds a resumed
 trial skips.
 """

@@ -37,7 +37,7 @@ from trainer.config import TrialConfig
 from trainer.errors import InvalidConfig, NonFiniteLoss, OutOfMemory
 from trainer.metrics import class_weights
 from trainer.records import Dataset, Fold, FoldResult
-from trainer.train import _BatchNormRefresh, _make_phases, _Phase
+from trainer.train import _BatchNormRefresh, _make_phases, _Phase, restore, snapshot
 
 log = logging.getLogger(__name__)
 
@@ -240,10 +240,10 @@ def fit_folds(
     results: list[FitResult] = []
     with _oom_as_trial_failure(config):
         trainer = _Trainer(config, data, max(1, len(folds[0].train) // config.batch_size))
-        initial = trainer.built.model.get_weights()
+        initial = snapshot(trainer.built.model.weights)
         for k, fold in enumerate(folds):
             start = time.perf_counter()
-            trainer.built.model.set_weights(initial)
+            restore(trainer.built.model.weights, initial)
             name = f"fold_{k}"
             seed = config.seed * 1009 + k
             history = trainer.fit(name, fold.train, epochs[k], schedules[k], seed, progress)

@@ -58,6 +58,7 @@ class Space:
     head_widths: tuple[int, ...] = (0, 128, 256)
     batch_sizes: tuple[int, ...] = (16, 32, 64)
     label_smoothing: tuple[float, float] = (0.0, 0.2)
+    class_weighting: tuple[bool, ...] = (False, True)
     patience: int = 4
     starting_points: tuple[dict[str, Any], ...] = field(default_factory=tuple)
 
@@ -89,7 +90,7 @@ class Space:
             head_width=s.suggest_categorical("head_width", self.head_widths),
             batch_size=s.suggest_categorical("batch_size", self.batch_sizes),
             label_smoothing=s.suggest_float("label_smoothing", *self.label_smoothing),
-            class_weighting=s.suggest_categorical("class_weighting", (False, True)),
+            class_weighting=s.suggest_categorical("class_weighting", self.class_weighting),
             epochs=settings.epochs,
             patience=self.patience,
             seed=settings.seed,

@@ -24,6 +24,7 @@ _TUPLES = {
     "l2",
     "dropout",
     "label_smoothing",
+    "class_weighting",
 }
 
 
@@ -65,6 +66,16 @@ def load_space_file(path: str | Path) -> Space:
         space = Space(**values)
     except (TypeError, ValueError) as exc:
         raise SpaceFileError(f"space file {path}: {exc}") from None
+    choices = space.class_weighting
+    if (
+        not choices
+        or not all(isinstance(c, bool) for c in choices)
+        or len(set(choices)) < len(choices)
+    ):
+        raise SpaceFileError(
+            f"space file {path}: class_weighting must be a list of distinct true/false values, "
+            f"e.g. [false] to never weight classes or [false, true] to search it; got {list(choices)}"
+        )
     for pair in ("learning_rate", "weight_decay", "l2", "dropout", "label_smoothing"):
         low, high = getattr(space, pair)
         if not (isinstance(low, int | float) and isinstance(high, int | float) and low <= high):

@@ -27,6 +27,7 @@ def test_a_space_file_is_json_validated_and_used_only_when_named(tmp_path: Path)
         "n_trials": 2,
         "weights": "none",
         "learning_rate": [1e-3, 3e-3],
+        "class_weighting": [True],
     }
     path = tmp_path / "mine.json"
     path.write_text(json.dumps(spec))
@@ -45,7 +46,10 @@ def test_a_space_file_is_json_validated_and_used_only_when_named(tmp_path: Path)
         cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    assert len(load(url, "mine").trials) == 2
+    trials = load(url, "mine").trials
+    assert len(trials) == 2
+    # A single-valued choice is fixed, not searched: every trial gets it.
+    assert all(t.user_attrs["config"]["class_weighting"] is True for t in trials)
     # Not picked up by name alone: only the built-in table answers --study.
     assert run_cli("--study", "mine", cwd=tmp_path).returncode == 2
 
@@ -59,6 +63,14 @@ def test_a_space_file_is_json_validated_and_used_only_when_named(tmp_path: Path)
         (
             {"name": "x", "description": "", "backbones": ["small_cnn"], "learning_rate": [1, "a"]},
             "learning_rate",
+        ),
+        (
+            {"name": "x", "description": "", "backbones": ["small_cnn"], "class_weighting": []},
+            "class_weighting must be a list of distinct true/false",
+        ),
+        (
+            {"name": "x", "description": "", "backbones": ["small_cnn"], "class_weighting": [1]},
+            "class_weighting must be a list of distinct true/false",
         ),
     ],
 )

@@ -55,7 +55,12 @@ class FoldTest:
 
 
 class FoldEpochPruner(BasePruner):
-    """Epoch-level pruning inside folds (delegated, skipping each fold's first epochs)."""
+    """Epoch-level pruning inside folds (delegated, skipping each fold's first epochs).
+
+    A trial that has trained its last fold is never pruned: stopping it saves nothing, and
+    telling it PRUNED would throw away a finished cross-validated score (and drop it from the
+    completed trials that the median and the fold test compare against).
+    """
 
     def __init__(
         self,
@@ -64,10 +69,12 @@ class FoldEpochPruner(BasePruner):
         epoch_pruner: BasePruner | None,
         fold_test: FoldTest | None,
         epoch_warmup: int = 1,
+        n_folds: int | None = None,
     ) -> None:
-        if epochs_per_fold < 1 or epoch_warmup < 0:
-            raise ValueError("epochs_per_fold must be >= 1 and epoch_warmup >= 0")
+        if epochs_per_fold < 1 or epoch_warmup < 0 or (n_folds is not None and n_folds < 1):
+            raise ValueError("epochs_per_fold and n_folds must be >= 1 and epoch_warmup >= 0")
         self.epochs_per_fold = epochs_per_fold
+        self.n_folds = n_folds
         self.epoch_pruner = epoch_pruner
         self.fold_test = fold_test
         self.epoch_warmup = epoch_warmup
@@ -79,20 +86,28 @@ class FoldEpochPruner(BasePruner):
         step = trial.last_step
         if self.epoch_pruner is None or step is None:
             return False
-        _, epoch = self.split_step(step)
-        if epoch < self.epoch_warmup:
+        fold, epoch = self.split_step(step)
+        if epoch < self.epoch_warmup or self._finished(fold + 1, epoch + 1):
             return False
         return bool(self.epoch_pruner.prune(study, trial))
 
     def prune_fold(self, study: optuna.Study, scores: list[float]) -> bool:
         """After a fold: compare the trial's fold scores with the best completed trial's."""
-        if self.fold_test is None:
+        if self.fold_test is None or self._finished(len(scores), self.epochs_per_fold):
             return False
         best = best_fold_scores(study)
         if best is None:
             return False
         maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
         return self.fold_test.should_prune(scores, best, maximize=maximize)
+
+    def _finished(self, folds_done: int, epochs_done: int) -> bool:
+        """Whether ``folds_done`` folds, the last of them ``epochs_done`` epochs in, is all."""
+        return (
+            self.n_folds is not None
+            and folds_done >= self.n_folds
+            and epochs_done >= self.epochs_per_fold
+        )
 
 
 def best_fold_scores(study: optuna.Study) -> list[float] | None:
@@ -132,4 +147,5 @@ def make_pruner(name: str, *, epochs_per_fold: int, n_folds: int) -> FoldEpochPr
         epoch_pruner=epoch,
         fold_test=fold,
         epoch_warmup=max(1, epochs_per_fold // 2),
+        n_folds=n_folds,
     )

@@ -40,13 +40,16 @@ def test_steps_encode_fold_and_epoch_without_collisions() -> None:
         make_pruner("hyperband9", epochs_per_fold=4, n_folds=5)
 
 
-def _finished(pruner, values, steps: int) -> optuna.Study:
-    """A study holding one complete trial per value, each reporting that value at every step."""
+def _finished(pruner, values, steps: int, folds: int = 0) -> optuna.Study:
+    """A study holding one complete trial per value, each reporting that value at every step
+    (and, given ``folds``, scoring that value on every fold)."""
     study = optuna.create_study(direction="maximize", pruner=pruner)
     for value in values:
         t = study.ask()
         for step in range(steps):
             t.report(value, step)
+        if folds:
+            t.set_user_attr("fold_scores", [value] * folds)
         study.tell(t, value)
     return study
 
@@ -69,3 +72,21 @@ def test_default_pruner_never_judges_the_first_half_of_a_fold() -> None:
         assert not slow.should_prune()
     slow.report(0.3, 3)  # epoch 3 of 6: judged
     assert slow.should_prune()
+
+
+def test_a_trial_that_trained_its_last_fold_is_never_pruned() -> None:
+    """Stopping it saves nothing; telling it PRUNED would throw away a finished CV score."""
+    pruner = make_pruner("default", epochs_per_fold=3, n_folds=2)
+    assert isinstance(pruner, FoldEpochPruner)
+    study = _finished(pruner, (0.9, 0.91, 0.92), 6, folds=2)
+    bad = study.ask()
+    bad.report(0.5, 4)  # fold 1, epoch 1: judged, far below the median
+    assert bad.should_prune()
+    bad.report(0.5, 5)  # fold 1, epoch 2: the last step of the trial
+    assert not bad.should_prune()
+    worse = [0.5, 0.5]  # every fold > min_gap below the best trial's
+    assert pruner.prune_fold(study, worse[:1]) is False  # one fold: below min_folds
+    three = make_pruner("default", epochs_per_fold=3, n_folds=3)
+    assert isinstance(three, FoldEpochPruner)
+    assert three.prune_fold(study, worse)  # 2 of 3 folds: a clearly worse trial is stopped
+    assert not pruner.prune_fold(study, worse)  # 2 of 2 folds: finished, told COMPLETE

@@ -6,12 +6,15 @@ import pytest
 from search.pruning import FoldEpochPruner, FoldTest, make_pruner
 
 
-def test_fold_test_prunes_a_clearly_worse_trial_after_two_folds() -> None:
+def test_fold_test_prunes_a_clearly_worse_trial_from_its_first_fold() -> None:
     test = FoldTest()
     best = [0.90, 0.91, 0.89, 0.90, 0.92]
+    assert test.should_prune([0.70], best, maximize=True)  # 20 points behind on fold 0
     assert test.should_prune([0.70, 0.72], best, maximize=True)
-    assert not test.should_prune([0.70], best, maximize=True)  # one fold is not evidence
+    assert not test.should_prune([0.87], best, maximize=True)  # 3 points: not clearly worse
+    assert not test.should_prune([0.70, 0.90], best, maximize=True)  # fold 1 is as good
     assert not test.should_prune([0.89, 0.92], best, maximize=True)
+    assert not FoldTest(min_folds=2).should_prune([0.70], best, maximize=True)
 
 
 def test_fold_test_uses_wilcoxon_once_there_are_enough_folds() -> None:
@@ -85,8 +88,25 @@ def test_a_trial_that_trained_its_last_fold_is_never_pruned() -> None:
     bad.report(0.5, 5)  # fold 1, epoch 2: the last step of the trial
     assert not bad.should_prune()
     worse = [0.5, 0.5]  # every fold > min_gap below the best trial's
-    assert pruner.prune_fold(study, worse[:1]) is False  # one fold: below min_folds
+    assert pruner.prune_fold(study, worse[:1])  # 1 of 2 folds, clearly worse: stopped
     three = make_pruner("default", epochs_per_fold=3, n_folds=3)
     assert isinstance(three, FoldEpochPruner)
     assert three.prune_fold(study, worse)  # 2 of 3 folds: a clearly worse trial is stopped
     assert not pruner.prune_fold(study, worse)  # 2 of 2 folds: finished, told COMPLETE
+
+
+def test_default_epoch_level_stops_only_the_bottom_quarter() -> None:
+    """Below the median but not in the bottom quarter: a slow starter may still win, so it goes
+    on (to be judged on its fold-end score); the median pruner stops it."""
+    values = [0.60, 0.70, 0.75, 0.80, 0.85, 0.90, 0.95]
+    for name, pruned in (("default", False), ("median", True)):
+        study = _finished(make_pruner(name, epochs_per_fold=4, n_folds=2), values, 8)
+        slow = study.ask()
+        for step in range(3):
+            slow.report(0.74, step)  # below the median 0.80, above the lower quartile 0.725
+        assert slow.should_prune() is pruned, name
+    study = _finished(make_pruner("default", epochs_per_fold=4, n_folds=2), values, 8)
+    bad = study.ask()
+    for step in range(3):
+        bad.report(0.65, step)
+    assert bad.should_prune()

@@ -1,0 +1,234 @@
+"""Compare pruner variants on the replay table, in-process and fast (issue 7, item 2).
+
+bench/search_efficiency.py runs our search through the real CLI (20-60 s per run); choosing a
+default pruner needs many more seeds than that allows. This script replays the same table with
+the same sampler (``search.session``'s TPE), the same space (every knob but the four of the grid
+fixed), the same step scheme and the same pruners (``search.pruning``), in one process with an
+in-memory study, about 1 s per run. ``--check-cli SEED`` runs one seed both ways and fails
+unless every trial matches (configuration, fold-epochs, reported value).
+
+Per variant and seed it runs the pruned study (``--pruned-trials``) and the same sampler with no
+pruning (``--n-trials``), and reports: the median best CV accuracy at the budget, how many seeds
+reach the grid optimum, the pruned run's fold-epochs to come within 1 point of the no-pruning
+run's final best as a fraction of the no-pruning run's (only up to the no-pruning run's total
+compute; beyond it counts as not reached), and fold-epochs per trial. With ``--kt`` also the
+fraction of the budget needed to reach KerasTuner Hyperband's / Bayesian's best at the budget
+(KerasTuner runs are cached in --cache).
+
+The published figures (docs/search_efficiency.md) use seeds 0-9; the default pruner was chosen
+on seeds 10-59 with this script, so the published seeds are held out:
+
+    python bench/pruner_sweep.py --seeds 10-59 --kt [--variants previous,default,...]
+
+Prints one line per variant and writes them to docs/pruner_sweep.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import pickle
+import tempfile
+import warnings
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import optuna
+from common import ROOT, machine  # noqa: I001
+from replay import Table, load_table, run_fold
+from search_efficiency import PATIENCE, Run, capped, run_kerastuner, run_ours, true_score
+
+from search import pruning
+from search.atomic import atomic_write_bytes
+from search.session import _sampler
+
+
+def made(name: str, table: Table) -> pruning.FoldEpochPruner | None:
+    return pruning.make_pruner(name, epochs_per_fold=table.epochs, n_folds=table.folds)
+
+
+VARIANTS: dict[str, Callable[[Table], pruning.FoldEpochPruner | None]] = {
+    # the default before 2026-11-26: median per epoch, fold test from the second fold
+    "previous": lambda t: pruning.FoldEpochPruner(
+        epochs_per_fold=t.epochs,
+        epoch_pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_min_trials=2),
+        fold_test=pruning.FoldTest(min_folds=2),
+        epoch_warmup=max(1, t.epochs // 2),
+        n_folds=t.folds,
+    ),
+    "median+fold": lambda t: pruning.FoldEpochPruner(
+        epochs_per_fold=t.epochs,
+        epoch_pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_min_trials=2),
+        fold_test=pruning.FoldTest(),
+        epoch_warmup=max(1, t.epochs // 2),
+        n_folds=t.folds,
+    ),
+    **{name: partial(made, name) for name in pruning.PRUNERS},
+}  # fmt: skip
+
+
+def replay_study(table: Table, seed: int, variant: str, n_trials: int) -> Run:
+    """``run_ours`` without the CLI: same sampler, space, step scheme and pruner decisions."""
+    lo, hi = table.lr_range()
+    pruner = VARIANTS[variant](table)
+    study = optuna.create_study(
+        direction="maximize",
+        sampler=_sampler("tpe", seed, n_trials),
+        pruner=pruner or optuna.pruners.NopPruner(),
+    )
+    run = Run(variant, seed)
+    epochs = table.epochs
+    for _ in range(n_trials):
+        trial = study.ask()
+        # The same suggestions, in the same order, as spaces.base.Space.sample on the bench space.
+        backbone = trial.suggest_categorical("backbone", table.grid["backbone"])
+        augment = trial.suggest_categorical("augment", table.grid["augment"])
+        optimizer = trial.suggest_categorical("optimizer", table.grid["optimizer"])
+        lr = trial.suggest_float("learning_rate", lo, hi, log=True)
+        trial.suggest_float("weight_decay", 1e-4, 1e-4, log=True)
+        trial.suggest_float("l2", 1e-6, 1e-6, log=True)
+        trial.suggest_float("dropout", 0.2, 0.2)
+        trial.suggest_categorical("head_width", [0])
+        trial.suggest_categorical("batch_size", [32])
+        trial.suggest_float("label_smoothing", 0.0, 0.0)
+        trial.suggest_categorical("class_weighting", [False])
+        entry = table.entry(backbone, augment, optimizer, lr)
+        steps, seconds, scores, pruned = 0, entry["build_seconds"], [], False
+        for fold in range(table.folds):
+            accs, secs, _ = run_fold(entry, fold, epochs, PATIENCE)
+            for epoch, acc in enumerate(accs):
+                trial.report(acc, fold * epochs + epoch)
+                steps, seconds = steps + 1, seconds + secs[epoch]
+                if pruner is not None and trial.should_prune():
+                    pruned = True
+                    break
+            if pruned:
+                break
+            scores.append(max(accs))
+            trial.set_user_attr("fold_scores", scores)
+            if pruner is not None and pruner.prune_fold(study, scores):
+                pruned = True  # as the coordinator does; prune_fold never stops a last fold
+                break
+        true = true_score(table, entry)
+        if pruned:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            run.add(steps, seconds, None, true)
+        else:
+            value = float(np.mean(scores))
+            study.tell(trial, value)
+            run.add(steps, seconds, value, true)
+    return run
+
+
+def kerastuner_runs(table: Table, seed: int, budget: int, cache: Path) -> dict[str, Run]:
+    path = cache / f"kt-{seed}-{budget}.pkl"
+    if path.exists():
+        return pickle.loads(path.read_bytes())
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = {
+            k: run_kerastuner(table, seed, k, budget, Path(tmp)) for k in ("hyperband", "bayesian")
+        }
+    cache.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pickle.dumps(runs))
+    return runs
+
+
+def check_cli(table: Table, table_path: Path, seed: int, n_trials: int) -> None:
+    from common import real_subset, save_npz
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        save_npz(real_subset(table.setup["images"]), work / "data.npz")
+        cli = run_ours(table, table_path, seed, "default", n_trials, work)
+    fast = replay_study(table, seed, "default", n_trials)
+    same = (cli.fold_epochs, cli.reported, cli.true) == (fast.fold_epochs, fast.reported, fast.true)
+    if not same:
+        raise SystemExit(f"seed {seed}: the in-process replay differs from the CLI run")
+    print(f"seed {seed}: {n_trials} trials identical through the CLI and in-process")
+
+
+def seeds_of(text: str) -> list[int]:
+    if "-" in text:
+        lo, hi = (int(x) for x in text.split("-"))
+        return list(range(lo, hi + 1))
+    return [int(x) for x in text.split(",")]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--table", type=Path, default=ROOT / "docs" / "hpo_table.json")
+    p.add_argument("--seeds", default="10-59", help="a range 10-59 or a list 1,2,3")
+    p.add_argument("--variants", default="previous,median+fold,default,halving,fold")
+    p.add_argument("--budget", type=int, default=270)
+    p.add_argument("--n-trials", type=int, default=60)
+    p.add_argument("--pruned-trials", type=int, default=140)
+    p.add_argument("--kt", action="store_true", help="also the fractions of KerasTuner's budget")
+    p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "pruner_sweep")
+    p.add_argument("--out", type=Path, default=ROOT / "docs" / "pruner_sweep.md")
+    p.add_argument("--check-cli", type=int, metavar="SEED", help="compare with the CLI, then exit")
+    args = p.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    table = load_table(str(args.table))
+    if args.check_cli is not None:
+        check_cli(table, args.table, args.check_cli, args.n_trials)
+        return
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
+    seeds = seeds_of(args.seeds)
+    optimum = max(s for e in table.points.values() if math.isfinite(s := true_score(table, e)))
+    nopruning = {s: replay_study(table, s, "none", args.n_trials) for s in seeds}
+    kt = {s: kerastuner_runs(table, s, args.budget, args.cache) for s in seeds} if args.kt else {}
+    head = f"{len(seeds)} seeds ({args.seeds}); fractions are medians, inf = not reached"
+    print(head)
+    lines = [
+        "# Pruner variants on the replay table (issue 7, item 2)",
+        "",
+        f"Command: `python bench/pruner_sweep.py --seeds {args.seeds} --variants {args.variants}"
+        f" --budget {args.budget} --n-trials {args.n_trials} --pruned-trials {args.pruned_trials}"
+        + (" --kt" if args.kt else "")
+        + "` on the table of docs/search_efficiency.md (in-process replay of our search; "
+        "`--check-cli SEED` checks it against the CLI trial by trial).",
+        "",
+        f"Machine: {machine()}",
+        "",
+        "Variants: `previous` = median per epoch + fold test from the second fold (the default "
+        "before 2026-11-26); `median+fold` = the same with the fold test from the first fold; "
+        "the others are `--pruner` values as they are now.",
+        "",
+        head + ":",
+        "",
+    ]
+    for variant in variants:
+        best, ratios, per_trial, fracs = [], [], [], {"hyperband": [], "bayesian": []}
+        for s in seeds:
+            run, base = replay_study(table, s, variant, args.pruned_trials), nopruning[s]
+            best.append(run.best_at(args.budget))
+            target = base.best_at(math.inf) - 0.01
+            reach = capped(run.cost_to_reach(target), float(sum(base.fold_epochs)))
+            ratios.append(reach / base.cost_to_reach(target))
+            per_trial.append(float(np.mean(run.fold_epochs)))
+            for kind, runs in kt.get(s, {}).items():
+                fracs[kind].append(run.cost_to_reach(runs.best_at(args.budget)) / args.budget)
+        line = (
+            f"{variant:12s} best@{args.budget} {np.median(best):.3f} "
+            f"(optimum in {sum(b >= optimum - 1e-9 for b in best)}/{len(seeds)}) | "
+            f"pruned/no-pruning compute to the same best {np.median(ratios):.2f} "
+            f"(not reached {sum(not math.isfinite(r) for r in ratios)}) | "
+            f"fold-epochs per trial {np.mean(per_trial):.1f}"
+        )
+        if kt:
+            line += " | of KerasTuner's budget: " + ", ".join(
+                f"{k} {np.median(v):.2f}" for k, v in fracs.items()
+            )
+        print(line, flush=True)
+        lines.append(f"- {line}")
+    atomic_write_bytes(args.out, ("\n".join(lines) + "\n").encode())
+
+
+if __name__ == "__main__":
+    main()

@@ -155,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--pruner",
         default="default",
         choices=PRUNERS,
-        help="default: median per epoch + paired fold test; none turns pruning off",
+        help="default: bottom quarter per epoch + paired fold test after every fold; "
+        "none turns pruning off (README: Pruning)",
     )
     p.add_argument(
         "--sampler",

@@ -38,66 +38,64 @@ import numpy as np
 import optuna
 from common import ROOT, machine  # noqa: I001
 from replay import Table, load_table, run_fold
-from search_efficiency import PATIENCE, Run, capped, run_kerastuner, run_ours, true_score
+from search_efficiency import (
+    Run,
+    capped,
+    run_kerastuner,
+    run_ours,
+    space_file,
+    true_score,
+)
 
 from search import pruning
 from search.atomic import atomic_write_bytes
 from search.session import _sampler
+from spaces.base import Space, StudySettings
+from spaces.file import load_space_file
 
 
 def made(name: str, table: Table) -> pruning.FoldEpochPruner | None:
     return pruning.make_pruner(name, epochs_per_fold=table.epochs, n_folds=table.folds)
 
 
+def median_and_fold_test(min_folds: int, table: Table) -> pruning.FoldEpochPruner:
+    """Median per epoch (after each fold's first half) + the fold test from fold ``min_folds``."""
+    return pruning.FoldEpochPruner(
+        epochs_per_fold=table.epochs,
+        epoch_pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_min_trials=2),
+        fold_test=pruning.FoldTest(min_folds=min_folds),
+        epoch_warmup=max(1, table.epochs // 2),
+        n_folds=table.folds,
+    )
+
+
 VARIANTS: dict[str, Callable[[Table], pruning.FoldEpochPruner | None]] = {
-    # the default before 2026-11-26: median per epoch, fold test from the second fold
-    "previous": lambda t: pruning.FoldEpochPruner(
-        epochs_per_fold=t.epochs,
-        epoch_pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_min_trials=2),
-        fold_test=pruning.FoldTest(min_folds=2),
-        epoch_warmup=max(1, t.epochs // 2),
-        n_folds=t.folds,
-    ),
-    "median+fold": lambda t: pruning.FoldEpochPruner(
-        epochs_per_fold=t.epochs,
-        epoch_pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_min_trials=2),
-        fold_test=pruning.FoldTest(),
-        epoch_warmup=max(1, t.epochs // 2),
-        n_folds=t.folds,
-    ),
+    "previous": partial(median_and_fold_test, 2),  # the default before 2026-11-26
+    "median+fold": partial(median_and_fold_test, 1),
     **{name: partial(made, name) for name in pruning.PRUNERS},
-}  # fmt: skip
+}
 
 
-def replay_study(table: Table, seed: int, variant: str, n_trials: int) -> Run:
+def replay_study(table: Table, space: Space, seed: int, variant: str, n_trials: int) -> Run:
     """``run_ours`` without the CLI: same sampler, space, step scheme and pruner decisions."""
-    lo, hi = table.lr_range()
     pruner = VARIANTS[variant](table)
     study = optuna.create_study(
         direction="maximize",
         sampler=_sampler("tpe", seed, n_trials),
         pruner=pruner or optuna.pruners.NopPruner(),
     )
+    settings = StudySettings(
+        epochs=table.epochs, weights="none", seed=seed, image_size=space.image_size
+    )
     run = Run(variant, seed)
     epochs = table.epochs
     for _ in range(n_trials):
         trial = study.ask()
-        # The same suggestions, in the same order, as spaces.base.Space.sample on the bench space.
-        backbone = trial.suggest_categorical("backbone", table.grid["backbone"])
-        augment = trial.suggest_categorical("augment", table.grid["augment"])
-        optimizer = trial.suggest_categorical("optimizer", table.grid["optimizer"])
-        lr = trial.suggest_float("learning_rate", lo, hi, log=True)
-        trial.suggest_float("weight_decay", 1e-4, 1e-4, log=True)
-        trial.suggest_float("l2", 1e-6, 1e-6, log=True)
-        trial.suggest_float("dropout", 0.2, 0.2)
-        trial.suggest_categorical("head_width", [0])
-        trial.suggest_categorical("batch_size", [32])
-        trial.suggest_float("label_smoothing", 0.0, 0.0)
-        trial.suggest_categorical("class_weighting", [False])
-        entry = table.entry(backbone, augment, optimizer, lr)
+        cfg = space.sample(trial, settings)  # what the coordinator asks, in the same order
+        entry = table.entry(cfg.backbone, cfg.augment, cfg.optimizer, cfg.learning_rate)
         steps, seconds, scores, pruned = 0, entry["build_seconds"], [], False
         for fold in range(table.folds):
-            accs, secs, _ = run_fold(entry, fold, epochs, PATIENCE)
+            accs, secs, _ = run_fold(entry, fold, epochs, cfg.patience)
             for epoch, acc in enumerate(accs):
                 trial.report(acc, fold * epochs + epoch)
                 steps, seconds = steps + 1, seconds + secs[epoch]
@@ -135,6 +133,12 @@ def kerastuner_runs(table: Table, seed: int, budget: int, cache: Path) -> dict[s
     return runs
 
 
+def bench_space(table: Table) -> Space:
+    """The space search_efficiency.py hands the CLI, read back as the CLI reads it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return load_space_file(space_file(table, Path(tmp), n_trials=1))
+
+
 def check_cli(table: Table, table_path: Path, seed: int, n_trials: int) -> None:
     from common import real_subset, save_npz
 
@@ -142,7 +146,7 @@ def check_cli(table: Table, table_path: Path, seed: int, n_trials: int) -> None:
         work = Path(tmp)
         save_npz(real_subset(table.setup["images"]), work / "data.npz")
         cli = run_ours(table, table_path, seed, "default", n_trials, work)
-    fast = replay_study(table, seed, "default", n_trials)
+    fast = replay_study(table, bench_space(table), seed, "default", n_trials)
     same = (cli.fold_epochs, cli.reported, cli.true) == (fast.fold_epochs, fast.reported, fast.true)
     if not same:
         raise SystemExit(f"seed {seed}: the in-process replay differs from the CLI run")
@@ -181,7 +185,8 @@ def main() -> None:
         raise SystemExit(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
     seeds = seeds_of(args.seeds)
     optimum = max(s for e in table.points.values() if math.isfinite(s := true_score(table, e)))
-    nopruning = {s: replay_study(table, s, "none", args.n_trials) for s in seeds}
+    space = bench_space(table)
+    nopruning = {s: replay_study(table, space, s, "none", args.n_trials) for s in seeds}
     kt = {s: kerastuner_runs(table, s, args.budget, args.cache) for s in seeds} if args.kt else {}
     head = f"{len(seeds)} seeds ({args.seeds}); fractions are medians, inf = not reached"
     print(head)
@@ -206,7 +211,7 @@ def main() -> None:
     for variant in variants:
         best, ratios, per_trial, fracs = [], [], [], {"hyperband": [], "bayesian": []}
         for s in seeds:
-            run, base = replay_study(table, s, variant, args.pruned_trials), nopruning[s]
+            run, base = replay_study(table, space, s, variant, args.pruned_trials), nopruning[s]
             best.append(run.best_at(args.budget))
             target = base.best_at(math.inf) - 0.01
             reach = capped(run.cost_to_reach(target), float(sum(base.fold_epochs)))

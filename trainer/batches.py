@@ -5,9 +5,9 @@ augmentation) and each new iterator, i.e. every epoch, a re-instantiation of tho
 (0.85 s an epoch with heavy augmentation on 2 CPU cores; docs/benchmarks.md, item 4). Here a fold
 is only a NumPy index: one ``prepare`` function (cast, resize, one-hot, augment, class weights)
 is traced for the first trial of each augmentation level and image shape (later trials reuse
-it), and a background thread runs it a few batches ahead of the training step. Every batch's augmentation is seeded by ``(trial seed, fold, epoch, batch)``
-alone, so results do not depend on how far ahead the thread got or on which folds a resumed
-trial skips.
+it), and a background thread runs it a few batches ahead of the training step. Every batch's
+augmentation is seeded by ``(trial seed, fold, epoch, batch)`` alone, so results do not depend
+on how far ahead the thread got or on which folds a resumed trial skips.
 """
 
 from __future__ import annotations

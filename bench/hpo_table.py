@@ -13,7 +13,7 @@ configuration has one training run (one seed) per fold, the same for every syste
 
 The table is resumable: finished grid points are kept in the JSON file and skipped on re-run.
 
-    python bench/hpo_table.py [--images 900] [--size 32] [--folds 3] [--epochs 6]
+    python bench/hpo_table.py [--images 900] [--size 32] [--folds 5] [--epochs 6]
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--images", type=int, default=900, help="stratified subset of the real data")
     p.add_argument("--size", type=int, default=32, help="image size in pixels")
-    p.add_argument("--folds", type=int, default=3)
+    p.add_argument("--folds", type=int, default=5, help="the product's default k")
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--out", type=Path, default=DEFAULT_TABLE)
     p.add_argument("--limit", type=int, default=None, help="stop after this many new points")

@@ -24,7 +24,7 @@ epochs, early stopping) of the configuration that system would report as its bes
 point: for Optuna studies the best complete trial, for KerasTuner the best-scoring trial even if
 it was trained for fewer epochs (this favours Hyperband, which is not charged for finishing it).
 
-    python bench/search_efficiency.py [--seeds 10] [--budget 270] [--n-trials 60] [--pruned-trials 140]
+    python bench/search_efficiency.py [--seeds 10] [--budget N] [--n-trials 60] [--pruned-trials 200]
 
 Writes docs/search_efficiency.md and two plots next to it, and prints one ratio per figure.
 """
@@ -281,6 +281,11 @@ def run_kerastuner(table: Table, seed: int, kind: str, budget: int, work: Path) 
 # -- the report --------------------------------------------------------------------------------
 
 
+def full_budget(table: Table, trials: int = 15) -> int:
+    """The default compute budget: ``trials`` configurations trained in full."""
+    return trials * table.folds * table.epochs
+
+
 def capped(cost: float, cap: float) -> float:
     return cost if cost <= cap else math.inf
 
@@ -329,15 +334,20 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--table", type=Path, default=ROOT / "docs" / "hpo_table.json")
     p.add_argument("--seeds", type=int, default=10)
-    p.add_argument("--budget", type=int, default=270, help="fold-epochs (default: 15 full trials)")
+    p.add_argument(
+        "--budget",
+        type=int,
+        default=None,
+        help="fold-epochs (default: 15 full trials of the table)",
+    )
     p.add_argument("--n-trials", type=int, default=60, help="trials in the Optuna-based runs")
     p.add_argument(
         "--pruned-trials",
         type=int,
-        default=140,
-        help="trials in our runs with pruning: a pruned trial costs about half a full one, so "
-        "they get about the compute of the --n-trials runs without pruning (the savings figure "
-        "only counts compute up to the no-pruning run's total)",
+        default=200,
+        help="trials in our runs with pruning: a pruned trial costs a fraction of a full one, so "
+        "they get at least the compute of the --n-trials runs without pruning (the savings "
+        "figure only counts compute up to the no-pruning run's total)",
     )
     p.add_argument(
         "--also-pruners",
@@ -348,6 +358,8 @@ def main() -> None:
     args = p.parse_args()
     extra = [x for x in args.also_pruners.split(",") if x]
     table = load_table(str(args.table))
+    if args.budget is None:
+        args.budget = full_budget(table)
     missing = math.prod(len(v) for v in table.grid.values()) - len(table.points)
     if missing > 0:
         raise SystemExit(f"{args.table} lacks {missing} grid points: finish bench/hpo_table.py")
@@ -377,6 +389,11 @@ def main() -> None:
     write_report(args, table, runs, optimum, scores)
 
 
+def rel(path: Path) -> str:
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def write_report(args, table: Table, runs: list[Run], optimum: float, scores: dict) -> None:
     systems = list(dict.fromkeys([*SYSTEMS, *(r.system for r in runs)]))
     by = {s: [r for r in runs if r.system == s] for s in systems}
@@ -391,7 +408,7 @@ def write_report(args, table: Table, runs: list[Run], optimum: float, scores: di
         + "`"
         + f", on the table from `python bench/hpo_table.py "
         f"--images {table.setup['images']} --size {table.setup['size']} --folds {table.folds} "
-        f"--epochs {table.epochs}` (`docs/hpo_table.json`).",
+        f"--epochs {table.epochs} --out {rel(args.table)}` (`{rel(args.table)}`).",
         "",
         f"Table built on: {table.setup['machine']}. Replays run on the same machine.",
         "",

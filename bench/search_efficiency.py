@@ -3,7 +3,7 @@
 Six systems search the same CPU-sized space (backbone small_cnn/MobileNetV3Small, augmentation
 none/light/heavy, optimizer AdamW/Ranger, learning rate log-uniform over 1.7e-4..1.8e-2; every
 other knob, class weighting included, fixed to the value the table was trained with) on the
-same 3 folds, with the same early stopping (patience 2), for several seeds each:
+same folds (the table's: 5 by default), with the same early stopping (patience 2), for several seeds each:
 
   ours            python -m search.run (its default TPE sampler and default pruner), run for
                   real through the CLI, coordinator and worker process

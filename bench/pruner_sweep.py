@@ -18,8 +18,8 @@ fraction of the budget needed to reach KerasTuner Hyperband's / Bayesian's best 
 The published figures (docs/search_efficiency.md) use seeds 0-9. Everything chosen with this
 script was chosen on seeds 10-59 only, so the published seeds are held out: the bottom-quarter
 epoch rule and the first-fold fold test on the first, 3-fold table (docs/hpo_table_3fold.json,
-pass it with --table), the fold test's mean gaps and TPE's 6 start-up trials on the current
-5-fold table. All 60 seeds:
+pass it with --table), the fold test's mean gaps, TPE's 6 start-up trials and the screen of the first 3
+trials on the current 5-fold table. All 60 seeds:
 
     python bench/pruner_sweep.py --seeds 0-59 --kt [--variants previous,default,...]
 
@@ -61,7 +61,9 @@ from spaces.file import load_space_file
 
 
 def made(name: str, table: Table) -> pruning.FoldEpochPruner | None:
-    return pruning.make_pruner(name, epochs_per_fold=table.epochs, n_folds=table.folds)
+    return pruning.make_pruner(
+        name, epochs_per_fold=table.epochs, n_folds=table.folds, n_trials=60
+    )  # as the CLI runs it: search_efficiency.py asks for 60 or more trials
 
 
 def median_and_fold_test(min_folds: int, table: Table) -> pruning.FoldEpochPruner:
@@ -81,10 +83,20 @@ def five_point(table: Table) -> pruning.FoldEpochPruner:
     pruner = made("default", table)
     assert pruner is not None
     pruner.fold_test = pruning.FoldTest(mean_gaps=())
+    pruner.screen = 0
+    return pruner
+
+
+def screening(trials: int, table: Table) -> pruning.FoldEpochPruner:
+    """The default with a screen of ``trials`` trials (0: none, the default until 2026-11-26)."""
+    pruner = made("default", table)
+    assert pruner is not None
+    pruner.screen = trials
     return pruner
 
 
 VARIANTS: dict[str, Callable[[Table], pruning.FoldEpochPruner | None]] = {
+    **{f"screen{n}": partial(screening, n) for n in (0, 2, 4)},
     "previous": partial(median_and_fold_test, 2),  # the default before 2026-11-26
     "median+fold": partial(median_and_fold_test, 1),
     "5-point": five_point,  # the default from 2026-11-26 until the mean gaps
@@ -110,10 +122,13 @@ def replay_study(table: Table, space: Space, seed: int, variant: str, n_trials: 
         cfg = space.sample(trial, settings)  # what the coordinator asks, in the same order
         entry = table.entry(cfg.backbone, cfg.augment, cfg.optimizer, cfg.learning_rate)
         steps, seconds, scores, pruned = 0, entry["build_seconds"], [], False
+        reused = 1 if pruning.PROMOTED_FROM in trial.user_attrs else 0  # its screened fold 0
         for fold in range(table.folds):
             accs, secs, _ = run_fold(entry, fold, epochs, cfg.patience)
             for epoch, acc in enumerate(accs):
                 trial.report(acc, fold * epochs + epoch)
+                if fold < reused:
+                    continue  # re-used, as the coordinator does: reported, not trained again
                 steps, seconds = steps + 1, seconds + secs[epoch]
                 if pruner is not None and trial.should_prune():
                     pruned = True
@@ -122,6 +137,11 @@ def replay_study(table: Table, space: Space, seed: int, variant: str, n_trials: 
                 break
             scores.append(max(accs))
             trial.set_user_attr("fold_scores", scores)
+            if fold < reused:
+                continue
+            if pruner is not None and pruner.screen_fold(study, trial, scores):
+                pruned = True
+                break
             if pruner is not None and pruner.prune_fold(study, scores):
                 pruned = True  # as the coordinator does; prune_fold never stops a last fold
                 break
@@ -181,7 +201,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--table", type=Path, default=ROOT / "docs" / "hpo_table.json")
     p.add_argument("--seeds", default="10-59", help="a range 10-59 or a list 1,2,3")
-    p.add_argument("--variants", default="previous,median+fold,5-point,default,halving,fold")
+    p.add_argument(
+        "--variants",
+        default="previous,median+fold,5-point,screen0,screen2,default,screen4,halving,fold",
+    )
     p.add_argument("--budget", type=int, default=None, help="default: 15 full trials")
     p.add_argument("--n-trials", type=int, default=60)
     p.add_argument("--pruned-trials", type=int, default=200)
@@ -222,8 +245,10 @@ def main() -> None:
         "",
         "Variants: `previous` = median per epoch + fold test from the second fold (the default "
         "before 2026-11-26); `median+fold` = the same with the fold test from the first fold; "
-        "`5-point` = the default without the fold test's shrinking mean gaps (the default "
-        "from 2026-11-26 until they came); the others are `--pruner` values as they are now.",
+        "`5-point` = the default without the fold test's shrinking mean gaps or the screen (the "
+        "default from 2026-11-26 until they came); `screenN` = the default screening N trials "
+        "(`screen0`: none, the default before the screen); the others are `--pruner` values "
+        "as they are now.",
         "",
         head + ":",
         "",

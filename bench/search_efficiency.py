@@ -168,7 +168,8 @@ def run_ours(table: Table, table_path: Path, seed: int, pruner: str, n_trials: i
     for t in sorted(study.trials, key=lambda t: t.number):
         p = t.params
         entry = table.entry(p["backbone"], p["augment"], p["optimizer"], p["learning_rate"])
-        steps = sorted(t.intermediate_values)
+        reused = set(t.user_attrs.get("reused_folds", []))  # shown again, not trained again
+        steps = [s for s in sorted(t.intermediate_values) if s // table.epochs not in reused]
         secs = entry["build_seconds"] + sum(
             entry["folds"][s // table.epochs]["seconds"][s % table.epochs] for s in steps
         )

@@ -26,7 +26,7 @@ from optuna.trial import TrialState
 from search.dashboard import DashboardWriter
 from search.pool import Worker, WorkerPool
 from search.progress import Progress
-from search.pruning import FoldEpochPruner
+from search.pruning import PROMOTED_FROM, FoldEpochPruner
 from search.records import FINISHED, fold_results
 from search.recovery import recover, requeue
 from spaces.base import Space, StudySettings
@@ -233,8 +233,9 @@ class Coordinator:
         return True
 
     def _inherit(self, trial: optuna.Trial) -> list[FoldResult]:
-        """A retry re-uses the folds its failed predecessor finished (and shows them again)."""
-        source = trial.user_attrs.get("retry_of")
+        """A retry re-uses the folds its failed predecessor finished (and shows them again), and
+        a trial promoted by the screen re-uses its screened trial's first fold."""
+        source = trial.user_attrs.get("retry_of", trial.user_attrs.get(PROMOTED_FROM))
         if source is None:
             return []
         previous = self.study.get_trials(deepcopy=False)[int(source)]
@@ -361,6 +362,9 @@ class Coordinator:
         scores = [running.scores[k] for k in sorted(running.scores)]
         trial.set_user_attr("fold_scores", scores)
         self.progress.fold(trial.number, result.fold, scores[-1])
+        if self.pruner is not None and self.pruner.screen_fold(self.study, trial, scores):
+            running.pruned_at = f"after fold {result.fold} (screening)"
+            return Decision.STOP.value
         if self.pruner is not None and self.pruner.prune_fold(self.study, scores):
             running.pruned_at = f"after fold {result.fold} (fold-level)"
             return Decision.STOP.value

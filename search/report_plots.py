@@ -98,8 +98,11 @@ def fold_mean(trial: FrozenTrial) -> float | None:
 
 
 def fold_epochs(trial: FrozenTrial) -> int:
-    """Fold-epochs a trial trained: one reported step per epoch of every fold it ran."""
-    return len(trial.intermediate_values)
+    """Fold-epochs a trial trained: one reported step per epoch of every fold it ran, less the
+    folds it re-used from a failed or screened trial (shown again, not trained again)."""
+    reused = set(trial.user_attrs.get("reused_folds", ()))
+    shown = sum(len(r.epochs) for r in fold_results(trial) if r.fold in reused)
+    return len(trial.intermediate_values) - shown
 
 
 def pruning_rows(view: StudyView) -> list[PruningRow]:

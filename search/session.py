@@ -84,7 +84,9 @@ def run_study(args: argparse.Namespace, space: Space) -> int:
         storage, existing, plan, data, folds, cleaning = _prepare(args, space, name)
         n_trials = args.n_trials or space.n_trials
         sampler = _sampler(args.sampler, args.seed, n_trials)
-        pruner = make_pruner(args.pruner, epochs_per_fold=plan.epochs, n_folds=plan.folds)
+        pruner = make_pruner(
+            args.pruner, epochs_per_fold=plan.epochs, n_folds=plan.folds, n_trials=n_trials
+        )
         gpus = select(discover(), args.gpus)
         envs = worker_envs(
             args.workers, gpus, workers_per_gpu=args.workers_per_gpu, memory_mb=args.gpu_memory_mb

@@ -1,9 +1,15 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import optuna
 import pytest
+from optuna.trial import TrialState
 
+from search import pruning
 from search.pruning import FoldEpochPruner, FoldTest, make_pruner
+from search.report_plots import fold_epochs
+from tests.search.cli import FAKE_QUICK, load, run_cli
 
 
 def test_fold_test_prunes_a_clearly_worse_trial_from_its_first_fold() -> None:
@@ -125,3 +131,82 @@ def test_default_epoch_level_stops_only_the_bottom_quarter() -> None:
     for step in range(3):
         bad.report(0.65, step)
     assert bad.should_prune()
+
+
+def _screened_trial(study: optuna.Study, pruner: FoldEpochPruner, fold0: float) -> bool:
+    """Ask a trial, give it one finished fold scoring ``fold0``; whether the screen stops it."""
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    trial.set_user_attr("fold_scores", [fold0])
+    stopped = pruner.screen_fold(study, trial, [fold0])
+    study.tell(trial, state=optuna.trial.TrialState.PRUNED) if stopped else study.tell(trial, fold0)
+    return stopped
+
+
+def test_screen_stops_the_first_trials_after_one_fold_and_queues_the_best_again() -> None:
+    pruner = make_pruner("default", epochs_per_fold=3, n_folds=5, n_trials=20)
+    assert isinstance(pruner, FoldEpochPruner) and pruner.screen == 3
+    study = optuna.create_study(direction="maximize")
+    assert [_screened_trial(study, pruner, s) for s in (0.60, 0.80, 0.70)] == [True] * 3
+    screened = [t for t in study.trials if t.user_attrs.get(pruning.SCREENED)]
+    assert [t.number for t in screened] == [0, 1, 2]
+    queued = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert len(queued) == 1 and queued[0].user_attrs[pruning.PROMOTED_FROM] == 1  # best fold 0
+    promoted = study.ask()
+    assert promoted.number == 3
+    assert promoted.suggest_float("x", 0, 1) == study.trials[1].params["x"]  # the same point
+    assert not pruner.screen_fold(study, promoted, [0.80])  # never screens its promotion
+    study.tell(promoted, 0.8)
+    assert not _screened_trial(study, pruner, 0.50)  # the screen is over: a trial completed
+
+
+def test_screen_is_off_for_short_studies_single_folds_and_minimising_picks_the_lowest() -> None:
+    assert make_pruner("default", epochs_per_fold=3, n_folds=5, n_trials=9).screen == 0
+    assert make_pruner("median", epochs_per_fold=3, n_folds=5, n_trials=50).screen == 0
+    assert make_pruner("default", epochs_per_fold=3, n_folds=1, n_trials=50).screen == 0
+    assert make_pruner("fold", epochs_per_fold=3, n_folds=5).screen == 3  # no trial limit
+    with pytest.raises(ValueError, match="screen"):
+        FoldEpochPruner(epochs_per_fold=3, epoch_pruner=None, fold_test=None, screen=1)
+    pruner = FoldEpochPruner(epochs_per_fold=3, epoch_pruner=None, fold_test=None, screen=2)
+    study = optuna.create_study(direction="minimize")  # e.g. a loss: lower is better
+    assert _screened_trial(study, pruner, 0.3) and _screened_trial(study, pruner, 0.2)
+    (queued,) = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert queued.user_attrs[pruning.PROMOTED_FROM] == 1
+    assert not _screened_trial(study, pruner, 0.1)  # two screened already, one queued
+
+
+def test_screen_does_not_start_in_a_study_that_already_has_a_result() -> None:
+    pruner = make_pruner("default", epochs_per_fold=3, n_folds=5, n_trials=20)
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(
+        optuna.trial.create_trial(
+            params={"x": 0.5},
+            distributions={"x": optuna.distributions.FloatDistribution(0, 1)},
+            value=0.7,
+            user_attrs={"fold_scores": [0.7] * 5},
+        )
+    )
+    assert not _screened_trial(study, pruner, 0.71)
+
+
+def test_cli_screens_three_trials_then_finishes_the_best_reusing_its_first_fold(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    out = run_cli(*FAKE_QUICK, "--storage", url, "--n-trials", "12", cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    trials = load(url, "quick").trials
+    screened = [t for t in trials if t.user_attrs.get(pruning.SCREENED)]
+    assert [t.number for t in screened] == [0, 1, 2]
+    for t in screened:
+        assert t.state == TrialState.PRUNED and "screening" in t.user_attrs["pruned_at"]
+        assert [k for k in t.user_attrs if k.startswith("fold_") and k[5:].isdigit()] == ["fold_0"]
+    best = max(screened, key=lambda t: t.user_attrs["fold_scores"][0])
+    (promoted,) = [t for t in trials if pruning.PROMOTED_FROM in t.user_attrs]
+    assert promoted.number == 3 and promoted.user_attrs[pruning.PROMOTED_FROM] == best.number
+    assert promoted.state == TrialState.COMPLETE and promoted.params == best.params
+    assert promoted.user_attrs["reused_folds"] == [0]
+    assert promoted.user_attrs["fold_0"] == best.user_attrs["fold_0"]  # not trained again
+    assert len(promoted.user_attrs["fold_scores"]) == 3
+    # Its record shows all 3 folds x 4 epochs; the report counts the 8 fold-epochs it trained.
+    assert len(promoted.intermediate_values) == 12 and fold_epochs(promoted) == 8
+    assert len([t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]) == 12

@@ -151,20 +151,20 @@ class FoldEpochPruner(BasePruner):
         trials = study.get_trials(deepcopy=False)
         if any(t.state == TrialState.COMPLETE or PROMOTED_FROM in t.user_attrs for t in trials):
             return False  # the screen is over (or a resumed study already has results)
-        screened = [t for t in trials if t.user_attrs.get(SCREENED) and t.number != trial.number]
+        screened = [
+            (float(t.user_attrs["fold_scores"][0]), t.number, t.params)
+            for t in trials
+            if t.user_attrs.get(SCREENED) and t.user_attrs.get("fold_scores")
+            if t.number != trial.number
+        ]
         if len(screened) >= self.screen:
+            # A coordinator stopped between screening the last trial and queueing the best:
+            # queue it now, and let this trial go on.
+            _promote(study, screened)
             return False
         trial.set_user_attr(SCREENED, True)
         if len(screened) + 1 == self.screen:
-            sign = 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
-            candidates = [
-                (sign * float(t.user_attrs["fold_scores"][0]), t.number, t.params)
-                for t in screened
-                if t.user_attrs.get("fold_scores")
-            ]
-            candidates.append((sign * scores[0], trial.number, trial.params))
-            _, number, params = max(candidates, key=lambda c: (c[0], -c[1]))  # ties: earliest
-            study.enqueue_trial(params, user_attrs={PROMOTED_FROM: number}, skip_if_exists=False)
+            _promote(study, [*screened, (scores[0], trial.number, trial.params)])
         return True
 
     def _finished(self, folds_done: int, epochs_done: int) -> bool:
@@ -174,6 +174,13 @@ class FoldEpochPruner(BasePruner):
             and folds_done >= self.n_folds
             and epochs_done >= self.epochs_per_fold
         )
+
+
+def _promote(study: optuna.Study, screened: list[tuple[float, int, dict]]) -> None:
+    """Queue the screened trial with the best first fold (ties: the earliest) to run in full."""
+    sign = 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
+    _, number, params = max(screened, key=lambda c: (sign * c[0], -c[1]))
+    study.enqueue_trial(params, user_attrs={PROMOTED_FROM: number}, skip_if_exists=False)
 
 
 def best_fold_scores(study: optuna.Study) -> list[float] | None:

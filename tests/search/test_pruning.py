@@ -210,3 +210,16 @@ def test_cli_screens_three_trials_then_finishes_the_best_reusing_its_first_fold(
     # Its record shows all 3 folds x 4 epochs; the report counts the 8 fold-epochs it trained.
     assert len(promoted.intermediate_values) == 12 and fold_epochs(promoted) == 8
     assert len([t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]) == 12
+
+
+def test_screen_queues_a_promotion_that_a_stopped_coordinator_never_queued() -> None:
+    pruner = make_pruner("default", epochs_per_fold=3, n_folds=5, n_trials=20)
+    assert isinstance(pruner, FoldEpochPruner)
+    study = optuna.create_study(direction="maximize")
+    longer = FoldEpochPruner(epochs_per_fold=3, epoch_pruner=None, fold_test=None, screen=5)
+    for fold0 in (0.6, 0.9, 0.7):  # three screened, and no promotion queued (as after a kill)
+        assert _screened_trial(study, longer, fold0)
+    assert not study.get_trials(states=(TrialState.WAITING,))
+    assert not _screened_trial(study, pruner, 0.95)  # not screened, and the best is queued
+    (queued,) = study.get_trials(states=(TrialState.WAITING,))
+    assert queued.user_attrs[pruning.PROMOTED_FROM] == 1

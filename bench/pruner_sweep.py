@@ -29,6 +29,7 @@ Prints one line per variant and writes them to docs/pruner_sweep.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import math
@@ -95,7 +96,15 @@ def screening(trials: int, table: Table) -> pruning.FoldEpochPruner:
     return pruner
 
 
+def repeats(k: int, table: Table) -> pruning.FoldEpochPruner:
+    pruner = made("default", table)
+    assert pruner is not None and pruner.fold_test is not None
+    pruner.fold_test = dataclasses.replace(pruner.fold_test, repeat_folds=k)
+    return pruner
+
+
 VARIANTS: dict[str, Callable[[Table], pruning.FoldEpochPruner | None]] = {
+    **{f"repeat{n}": partial(repeats, n) for n in (0, 2, 3)},
     **{f"screen{n}": partial(screening, n) for n in (0, 2, 4)},
     "previous": partial(median_and_fold_test, 2),  # the default before 2026-11-26
     "median+fold": partial(median_and_fold_test, 1),

@@ -223,3 +223,12 @@ def test_screen_queues_a_promotion_that_a_stopped_coordinator_never_queued() -> 
     assert not _screened_trial(study, pruner, 0.95)  # not screened, and the best is queued
     (queued,) = study.get_trials(states=(TrialState.WAITING,))
     assert queued.user_attrs[pruning.PROMOTED_FROM] == 1
+
+
+def test_fold_test_stops_an_exact_repeat_of_the_best_trial_from_its_third_fold() -> None:
+    best = [0.90, 0.91, 0.89, 0.90, 0.92]
+    test = FoldTest()
+    assert not test.should_prune(best[:2], best, maximize=True)  # 2 equal folds: may be chance
+    assert test.should_prune(best[:3], best, maximize=True)  # 3: the same run again
+    assert not test.should_prune([0.90, 0.91, 0.8901], best, maximize=True)  # ahead: goes on
+    assert not FoldTest(repeat_folds=0).should_prune(best[:3], best, maximize=True)

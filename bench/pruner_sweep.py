@@ -18,8 +18,8 @@ fraction of the budget needed to reach KerasTuner Hyperband's / Bayesian's best 
 The published figures (docs/search_efficiency.md) use seeds 0-9. Everything chosen with this
 script was chosen on seeds 10-59 only, so the published seeds are held out: the bottom-quarter
 epoch rule and the first-fold fold test on the first, 3-fold table (docs/hpo_table_3fold.json,
-pass it with --table), the fold test's mean gaps, TPE's 6 start-up trials and the screen of the first 3
-trials on the current 5-fold table. All 60 seeds:
+pass it with --table), the fold test's mean gaps, TPE's 6 start-up trials, the screen of the first 3
+trials and the fold test's exact-repeat rule on the current 5-fold table. All 60 seeds:
 
     python bench/pruner_sweep.py --seeds 0-59 --kt [--variants previous,default,...]
 
@@ -69,11 +69,11 @@ def made(name: str, table: Table) -> pruning.FoldEpochPruner | None:
 
 def median_and_fold_test(min_folds: int, table: Table) -> pruning.FoldEpochPruner:
     """Median per epoch (after each fold's first half) + the 5-point/Wilcoxon fold test from fold
-    ``min_folds`` (without the shrinking mean gaps, as the fold test was then)."""
+    ``min_folds`` (without the shrinking mean gaps or the repeat rule, as the fold test was then)."""
     return pruning.FoldEpochPruner(
         epochs_per_fold=table.epochs,
         epoch_pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_min_trials=2),
-        fold_test=pruning.FoldTest(min_folds=min_folds, mean_gaps=()),
+        fold_test=pruning.FoldTest(min_folds=min_folds, mean_gaps=(), repeat_folds=0),
         epoch_warmup=max(1, table.epochs // 2),
         n_folds=table.folds,
     )
@@ -83,7 +83,7 @@ def five_point(table: Table) -> pruning.FoldEpochPruner:
     """The default of 2026-11-26 morning: bottom quarter per epoch + the 5-point fold test."""
     pruner = made("default", table)
     assert pruner is not None
-    pruner.fold_test = pruning.FoldTest(mean_gaps=())
+    pruner.fold_test = pruning.FoldTest(mean_gaps=(), repeat_folds=0)
     pruner.screen = 0
     return pruner
 
@@ -97,6 +97,7 @@ def screening(trials: int, table: Table) -> pruning.FoldEpochPruner:
 
 
 def repeats(k: int, table: Table) -> pruning.FoldEpochPruner:
+    """The default with the fold test's exact-repeat rule from fold ``k`` (0: off)."""
     pruner = made("default", table)
     assert pruner is not None and pruner.fold_test is not None
     pruner.fold_test = dataclasses.replace(pruner.fold_test, repeat_folds=k)
@@ -212,7 +213,8 @@ def main() -> None:
     p.add_argument("--seeds", default="10-59", help="a range 10-59 or a list 1,2,3")
     p.add_argument(
         "--variants",
-        default="previous,median+fold,5-point,screen0,screen2,default,screen4,halving,fold",
+        default="previous,median+fold,5-point,screen0,screen2,screen4,repeat0,repeat2,default,"
+        "halving,fold",
     )
     p.add_argument("--budget", type=int, default=None, help="default: 15 full trials")
     p.add_argument("--n-trials", type=int, default=60)
@@ -254,10 +256,11 @@ def main() -> None:
         "",
         "Variants: `previous` = median per epoch + fold test from the second fold (the default "
         "before 2026-11-26); `median+fold` = the same with the fold test from the first fold; "
-        "`5-point` = the default without the fold test's shrinking mean gaps or the screen (the "
-        "default from 2026-11-26 until they came); `screenN` = the default screening N trials "
-        "(`screen0`: none, the default before the screen); the others are `--pruner` values "
-        "as they are now.",
+        "`5-point` = the default without the fold test's shrinking mean gaps, the screen or the "
+        "repeat rule (the default from 2026-11-26 until they came); `screenN` = the default "
+        "screening N trials (`screen0`: none); `repeatN` = the default stopping exact repeats of "
+        "the best trial from fold N (`repeat0`: never); the others are `--pruner` values as "
+        "they are now.",
         "",
         head + ":",
         "",

@@ -494,15 +494,16 @@ def write_report(args, table: Table, runs: list[Run], optimum: float, scores: di
         "|---:|---:|---:|---:|---:|",
         *rows,
         "",
-        f"Median ratio {np.median(ratios):.2f}: **{saved:.0%} of the fold-epochs saved** "
-        f"(goal >= 40%). Mean fold-epochs per trial: {np.median(per_trial_p):.1f} with pruning, "
+        f"Median ratio {np.median(ratios):.3f}: **{saved:.1%} of the fold-epochs saved** "
+        f"(goal >= 40%). Fold-epochs per trial (median of the seeds' means): "
+        f"{np.median(per_trial_p):.1f} with pruning, "
         f"{np.median(per_trial_n):.1f} without (a full trial is {table.folds * table.epochs}). "
         f"Within 1 point of the grid optimum ({optimum:.3f}): with pruning "
         f"{median_iqr(global_p)} fold-epochs, without {median_iqr(global_n)}.",
     ]
     summary.append(
-        f"pruning: {np.median(ratios):.2f}x the fold-epochs of no pruning to reach the same best "
-        f"configuration within 1 point ({saved:.0%} saved)"
+        f"pruning: {np.median(ratios):.3f}x the fold-epochs of no pruning to reach the same best "
+        f"configuration within 1 point ({saved:.1%} saved)"
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     png = args.out.with_suffix(".png")

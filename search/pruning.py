@@ -69,6 +69,8 @@ class FoldTest:
             raise ValueError("FoldTest needs 0 < p_threshold < 1, min_gap >= 0, min_folds >= 1")
         if any(not (g >= 0) for g in self.mean_gaps):
             raise ValueError("FoldTest's mean_gaps must all be >= 0")
+        if self.repeat_folds < 0:
+            raise ValueError("FoldTest's repeat_folds must be >= 0 (0: off)")
 
     def should_prune(self, scores: list[float], best: list[float], *, maximize: bool) -> bool:
         n = min(len(scores), len(best))
@@ -155,8 +157,8 @@ class FoldEpochPruner(BasePruner):
         """
         if self.screen < 2 or len(scores) != 1 or self._finished(1, self.epochs_per_fold):
             return False
-        if PROMOTED_FROM in trial.user_attrs or "retry_of" in trial.user_attrs:
-            return False
+        if PROMOTED_FROM in trial.user_attrs:
+            return False  # (a retry that re-used its fold 0 never gets here: its first call has 2)
         trials = study.get_trials(deepcopy=False)
         if any(t.state == TrialState.COMPLETE or PROMOTED_FROM in t.user_attrs for t in trials):
             return False  # the screen is over (or a resumed study already has results)

@@ -16,6 +16,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
+from search.pruning import SCREENED
 from search.records import failure_kind
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,8 @@ def requeue(study: optuna.Study, numbers: list[int] | None = None) -> list[int]:
     for t in candidates:
         if t.state != TrialState.FAIL or t.number in retried or not t.params:
             continue
+        if t.user_attrs.get(SCREENED):
+            continue  # the screen had already stopped it after fold 0; its fold may be promoted
         kind = failure_kind(t)
         if kind not in RETRY_LIMITS:
             continue

@@ -232,3 +232,25 @@ def test_fold_test_stops_an_exact_repeat_of_the_best_trial_from_its_third_fold()
     assert test.should_prune(best[:3], best, maximize=True)  # 3: the same run again
     assert not test.should_prune([0.90, 0.91, 0.8901], best, maximize=True)  # ahead: goes on
     assert not FoldTest(repeat_folds=0).should_prune(best[:3], best, maximize=True)
+
+
+def test_screen_covers_retries_and_a_failed_screened_trial_is_not_rerun() -> None:
+    from search.recovery import requeue
+
+    pruner = make_pruner("default", epochs_per_fold=3, n_folds=5, n_trials=20)
+    assert isinstance(pruner, FoldEpochPruner)
+    study = optuna.create_study(direction="maximize")
+    assert _screened_trial(study, pruner, 0.6)
+    # A trial interrupted during its first fold is re-run from scratch (no fold to re-use): its
+    # first fold is screened like any other.
+    retry = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    retry.set_user_attr("retry_of", 0)
+    retry.set_user_attr("fold_scores", [0.7])
+    assert pruner.screen_fold(study, retry, [0.7])
+    # A screened trial whose coordinator died after the screen stopped it is not re-queued.
+    retry.set_user_attr("failure_kind", "interrupted")
+    study.tell(retry, state=TrialState.FAIL)
+    assert requeue(study) == []
+    assert _screened_trial(study, pruner, 0.5)  # the third: the best first fold is queued
+    (queued,) = study.get_trials(states=(TrialState.WAITING,))
+    assert queued.user_attrs[pruning.PROMOTED_FROM] == retry.number

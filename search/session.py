@@ -84,12 +84,17 @@ def run_study(args: argparse.Namespace, space: Space) -> int:
         storage, existing, plan, data, folds, cleaning = _prepare(args, space, name)
         n_trials = args.n_trials or space.n_trials
         sampler = _sampler(args.sampler, args.seed, n_trials)
-        pruner = make_pruner(
-            args.pruner, epochs_per_fold=plan.epochs, n_folds=plan.folds, n_trials=n_trials
-        )
         gpus = select(discover(), args.gpus)
         envs = worker_envs(
             args.workers, gpus, workers_per_gpu=args.workers_per_gpu, memory_mb=args.gpu_memory_mb
+        )
+        # With k workers, k - 1 trials are already running when the first one finishes: the
+        # screen needs room after them for its promotion (pruning.SCREEN_MIN_TRIALS).
+        pruner = make_pruner(
+            args.pruner,
+            epochs_per_fold=plan.epochs,
+            n_folds=plan.folds,
+            n_trials=n_trials - len(envs) + 1,
         )
         artifact_dir = _artifact_dir(args)
         workdir, data_path = _write_worker_data(data, folds)

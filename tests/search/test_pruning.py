@@ -254,3 +254,12 @@ def test_screen_covers_retries_and_a_failed_screened_trial_is_not_rerun() -> Non
     assert _screened_trial(study, pruner, 0.5)  # the third: the best first fold is queued
     (queued,) = study.get_trials(states=(TrialState.WAITING,))
     assert queued.user_attrs[pruning.PROMOTED_FROM] == retry.number
+
+
+def test_cli_does_not_screen_when_workers_leave_no_room_for_the_promotion(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    args = ("--storage", url, "--n-trials", "10", "--workers", "2")
+    out = run_cli(*FAKE_QUICK, *args, cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    trials = load(url, "quick").trials
+    assert len(trials) == 10 and not any(t.user_attrs.get(pruning.SCREENED) for t in trials)

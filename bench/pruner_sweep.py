@@ -79,37 +79,27 @@ def median_and_fold_test(min_folds: int, table: Table) -> pruning.FoldEpochPrune
     )
 
 
-def five_point(table: Table) -> pruning.FoldEpochPruner:
-    """The default of 2026-11-26 morning: bottom quarter per epoch + the 5-point fold test."""
-    pruner = made("default", table)
-    assert pruner is not None
-    pruner.fold_test = pruning.FoldTest(mean_gaps=(), repeat_folds=0)
-    pruner.screen = 0
-    return pruner
-
-
-def screening(trials: int, table: Table) -> pruning.FoldEpochPruner:
-    """The default with a screen of ``trials`` trials (0: none, the default until 2026-11-26)."""
-    pruner = made("default", table)
-    assert pruner is not None
-    pruner.screen = trials
-    return pruner
-
-
-def repeats(k: int, table: Table) -> pruning.FoldEpochPruner:
-    """The default with the fold test's exact-repeat rule from fold ``k`` (0: off)."""
+def default_with(
+    table: Table, *, screen: int | None = None, **fold_test
+) -> pruning.FoldEpochPruner:
+    """The default pruner with its screen and/or fold-test fields replaced."""
     pruner = made("default", table)
     assert pruner is not None and pruner.fold_test is not None
-    pruner.fold_test = dataclasses.replace(pruner.fold_test, repeat_folds=k)
+    if screen is not None:
+        pruner.screen = screen
+    if fold_test:
+        pruner.fold_test = dataclasses.replace(pruner.fold_test, **fold_test)
     return pruner
 
 
 VARIANTS: dict[str, Callable[[Table], pruning.FoldEpochPruner | None]] = {
-    **{f"repeat{n}": partial(repeats, n) for n in (0, 2, 3)},
-    **{f"screen{n}": partial(screening, n) for n in (0, 2, 4)},
+    # The default with the exact-repeat rule from fold N (0: off), or screening N trials (0: none).
+    **{f"repeat{n}": partial(default_with, repeat_folds=n) for n in (0, 2, 3)},
+    **{f"screen{n}": partial(default_with, screen=n) for n in (0, 2, 4)},
     "previous": partial(median_and_fold_test, 2),  # the default before 2026-11-26
     "median+fold": partial(median_and_fold_test, 1),
-    "5-point": five_point,  # the default from 2026-11-26 until the mean gaps
+    # The default of 2026-11-26 morning: bottom quarter per epoch + the 5-point fold test.
+    "5-point": partial(default_with, screen=0, mean_gaps=(), repeat_folds=0),
     **{name: partial(made, name) for name in pruning.PRUNERS},
 }
 

@@ -19,7 +19,7 @@ The published figures (docs/search_efficiency.md) use seeds 0-9. Everything chos
 script was chosen on seeds 10-59 only, so the published seeds are held out: the bottom-quarter
 epoch rule and the first-fold fold test on the first, 3-fold table (docs/hpo_table_3fold.json,
 pass it with --table), the fold test's mean gaps, TPE's 6 start-up trials, the screen of the first 3
-trials and the fold test's exact-repeat rule on the current 5-fold table. All 60 seeds:
+trials and the 15-point gap inside folds on the current 5-fold table. All 60 seeds:
 
     python bench/pruner_sweep.py --seeds 0-59 --kt [--variants previous,default,...]
 
@@ -69,37 +69,39 @@ def made(name: str, table: Table) -> pruning.FoldEpochPruner | None:
 
 def median_and_fold_test(min_folds: int, table: Table) -> pruning.FoldEpochPruner:
     """Median per epoch (after each fold's first half) + the 5-point/Wilcoxon fold test from fold
-    ``min_folds`` (without the shrinking mean gaps or the repeat rule, as the fold test was then)."""
+    ``min_folds`` (without the shrinking mean gaps, as the fold test was then)."""
     return pruning.FoldEpochPruner(
         epochs_per_fold=table.epochs,
         epoch_pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_min_trials=2),
-        fold_test=pruning.FoldTest(min_folds=min_folds, mean_gaps=(), repeat_folds=0),
+        fold_test=pruning.FoldTest(min_folds=min_folds, mean_gaps=()),
         epoch_warmup=max(1, table.epochs // 2),
         n_folds=table.folds,
     )
 
 
 def default_with(
-    table: Table, *, screen: int | None = None, **fold_test
+    table: Table, *, screen: int | None = None, epoch_gap: float | None = None, **fold_test
 ) -> pruning.FoldEpochPruner:
-    """The default pruner with its screen and/or fold-test fields replaced."""
+    """The default pruner with its screen, epoch gap and/or fold-test fields replaced."""
     pruner = made("default", table)
     assert pruner is not None and pruner.fold_test is not None
     if screen is not None:
         pruner.screen = screen
+    if epoch_gap is not None:
+        pruner.epoch_gap = epoch_gap
     if fold_test:
         pruner.fold_test = dataclasses.replace(pruner.fold_test, **fold_test)
     return pruner
 
 
 VARIANTS: dict[str, Callable[[Table], pruning.FoldEpochPruner | None]] = {
-    # The default with the exact-repeat rule from fold N (0: off), or screening N trials (0: none).
-    **{f"repeat{n}": partial(default_with, repeat_folds=n) for n in (0, 2, 3)},
+    # The default with a gap of N points inside folds (0: off), or screening N trials (0: none).
+    **{f"gap{n}": partial(default_with, epoch_gap=n / 100) for n in (0, 10, 20)},
     **{f"screen{n}": partial(default_with, screen=n) for n in (0, 2, 4)},
     "previous": partial(median_and_fold_test, 2),  # the default before 2026-11-26
     "median+fold": partial(median_and_fold_test, 1),
     # The default of 2026-11-26 morning: bottom quarter per epoch + the 5-point fold test.
-    "5-point": partial(default_with, screen=0, mean_gaps=(), repeat_folds=0),
+    "5-point": partial(default_with, screen=0, epoch_gap=0, mean_gaps=()),
     **{name: partial(made, name) for name in pruning.PRUNERS},
 }
 
@@ -203,7 +205,7 @@ def main() -> None:
     p.add_argument("--seeds", default="10-59", help="a range 10-59 or a list 1,2,3")
     p.add_argument(
         "--variants",
-        default="previous,median+fold,5-point,screen0,screen2,screen4,repeat0,repeat2,default,"
+        default="previous,median+fold,5-point,screen0,screen2,screen4,gap0,gap10,gap20,default,"
         "halving,fold",
     )
     p.add_argument("--budget", type=int, default=None, help="default: 15 full trials")
@@ -247,9 +249,9 @@ def main() -> None:
         "Variants: `previous` = median per epoch + fold test from the second fold (the default "
         "before 2026-11-26); `median+fold` = the same with the fold test from the first fold; "
         "`5-point` = the default without the fold test's shrinking mean gaps, the screen or the "
-        "repeat rule (the default from 2026-11-26 until they came); `screenN` = the default "
-        "screening N trials (`screen0`: none); `repeatN` = the default stopping exact repeats of "
-        "the best trial from fold N (`repeat0`: never); the others are `--pruner` values as "
+        "gap inside folds (the default from 2026-11-26 until they came); `screenN` = the default "
+        "screening N trials (`screen0`: none); `gapN` = the default stopping a trial N points "
+        "behind the best trial inside a fold (`gap0`: never); the others are `--pruner` values as "
         "they are now.",
         "",
         head + ":",

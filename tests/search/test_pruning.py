@@ -225,13 +225,42 @@ def test_screen_queues_a_promotion_that_a_stopped_coordinator_never_queued() -> 
     assert queued.user_attrs[pruning.PROMOTED_FROM] == 1
 
 
-def test_fold_test_stops_an_exact_repeat_of_the_best_trial_from_its_third_fold() -> None:
-    best = [0.90, 0.91, 0.89, 0.90, 0.92]
-    test = FoldTest()
-    assert not test.should_prune(best[:2], best, maximize=True)  # 2 equal folds: may be chance
-    assert test.should_prune(best[:3], best, maximize=True)  # 3: the same run again
-    assert not test.should_prune([0.90, 0.91, 0.8901], best, maximize=True)  # ahead: goes on
-    assert not FoldTest(repeat_folds=0).should_prune(best[:3], best, maximize=True)
+def test_default_stops_a_trial_far_behind_the_best_trial_in_the_same_fold() -> None:
+    """After half a fold, 15 points behind the best trial's best over the same epochs of the same
+    fold stops a trial, even before any epoch-level quantile exists (one finished trial)."""
+    pruner = make_pruner("default", epochs_per_fold=6, n_folds=3)
+    assert isinstance(pruner, FoldEpochPruner) and pruner.epoch_gap == pruning.EPOCH_GAP
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    best = study.ask()
+    curves = {0: [0.3, 0.4, 0.5, 0.6, 0.62, 0.65], 1: [0.7, 0.8, 0.85, 0.9, 0.9, 0.9]}
+    for fold, curve in curves.items():
+        for epoch, value in enumerate(curve):
+            best.report(value, fold * 6 + epoch)
+    best.set_user_attr("fold_scores", [0.65, 0.9, 0.9])
+    study.tell(best, 0.82)
+
+    def behind(fold: int, values: list[float]) -> list[bool]:
+        t = study.ask()
+        decisions = []
+        for epoch, value in enumerate(values):
+            t.report(value, fold * 6 + epoch)
+            decisions.append(t.should_prune())
+        return decisions
+
+    # Fold 1: the best trial had 0.85 by epoch 2 and 0.9 by epoch 3.
+    assert behind(1, [0.5, 0.6, 0.7, 0.74]) == [False, False, False, True]  # 16 points at epoch 3
+    assert behind(1, [0.5, 0.6, 0.7, 0.76]) == [False, False, False, False]  # 14 points
+    assert behind(1, [0.5, 0.8, 0.7, 0.7]) == [False] * 4  # its best in the fold so far counts
+    # Fold 0 is compared with the best trial's fold 0 (0.6 by epoch 3), not with its best fold.
+    assert behind(0, [0.2, 0.3, 0.4, 0.5]) == [False] * 4
+    assert behind(0, [0.2, 0.3, 0.4, 0.44]) == [False, False, False, True]
+    # Only the default has the rule; the fold-level-only pruner never stops inside a fold.
+    fold_only = make_pruner("fold", epochs_per_fold=6, n_folds=3)
+    assert isinstance(fold_only, FoldEpochPruner) and fold_only.epoch_gap == 0
+    study.pruner = fold_only
+    assert behind(1, [0.1, 0.1, 0.1, 0.1]) == [False] * 4
+    with pytest.raises(ValueError, match="epoch_gap"):
+        FoldEpochPruner(epochs_per_fold=6, epoch_pruner=None, fold_test=None, epoch_gap=-0.1)
 
 
 def test_screen_covers_retries_and_a_failed_screened_trial_is_not_rerun() -> None:

@@ -155,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--pruner",
         default="default",
         choices=PRUNERS,
-        help="default: bottom quarter per epoch + paired fold test after every fold; "
+        help="default: stop 15 points behind the best trial inside a fold + paired fold test "
+        "after every fold, after screening the first 3 trials on one fold; "
         "none turns pruning off (README: Pruning)",
     )
     p.add_argument(

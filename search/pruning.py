@@ -92,9 +92,10 @@ class FoldEpochPruner(BasePruner):
     hopeless trial half a fold before the fold test would; its margin is wide because single
     epochs are noisy and slow starters catch up (see ``make_pruner``).
 
-    A trial that has trained its last fold is never pruned: stopping it saves nothing, and
-    telling it PRUNED would throw away a finished cross-validated score (and drop it from the
-    completed trials that the median and the fold test compare against).
+    A trial is never pruned inside its last fold or after it: stopping it there saves little (or
+    nothing, when early stopping ends the fold at that very epoch), and telling it PRUNED would
+    throw away a finished cross-validated score (and drop it from the completed trials that the
+    median and the fold test compare against).
     """
 
     def __init__(
@@ -130,8 +131,8 @@ class FoldEpochPruner(BasePruner):
         if step is None or (self.epoch_pruner is None and not self.epoch_gap):
             return False
         fold, epoch = self.split_step(step)
-        if epoch < self.epoch_warmup or self._finished(fold + 1, epoch + 1):
-            return False
+        if epoch < self.epoch_warmup or self._finished(fold + 1, self.epochs_per_fold):
+            return False  # the last fold: early stopping may end it at any epoch
         if self.epoch_gap and self._far_behind(study, trial, fold, epoch):
             return True
         return self.epoch_pruner is not None and bool(self.epoch_pruner.prune(study, trial))

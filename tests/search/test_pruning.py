@@ -105,10 +105,16 @@ def test_a_trial_that_trained_its_last_fold_is_never_pruned() -> None:
     assert isinstance(pruner, FoldEpochPruner)
     study = _finished(pruner, (0.9, 0.91, 0.92), 6, folds=2)
     bad = study.ask()
-    bad.report(0.5, 4)  # fold 1, epoch 1: judged, far below the median
+    bad.report(0.5, 1)  # fold 0, epoch 1: judged, 42 points behind the best trial
     assert bad.should_prune()
-    bad.report(0.5, 5)  # fold 1, epoch 2: the last step of the trial
-    assert not bad.should_prune()
+    last = study.ask()
+    for step in (4, 5):  # the last fold (early stopping may end it at epoch 1): never judged
+        last.report(0.5, step)
+        assert not last.should_prune()
+    median = _finished(make_pruner("median", epochs_per_fold=3, n_folds=2), (0.9, 0.91, 0.92), 6)
+    slow = median.ask()
+    slow.report(0.1, 4)
+    assert not slow.should_prune()
     worse = [0.5, 0.5]  # every fold > min_gap below the best trial's
     assert pruner.prune_fold(study, worse[:1])  # 1 of 2 folds, clearly worse: stopped
     three = make_pruner("default", epochs_per_fold=3, n_folds=3)
@@ -227,18 +233,20 @@ def test_screen_queues_a_promotion_that_a_stopped_coordinator_never_queued() -> 
 
 
 def test_default_stops_a_trial_far_behind_the_best_trial_in_the_same_fold() -> None:
-    """After half a fold, 15 points behind the best trial's best over the same epochs of the same
-    fold stops a trial, even before any epoch-level quantile exists (one finished trial)."""
+    """After half a fold, 15 points behind the best trial's (by objective) best over the same
+    epochs of the same fold stops a trial."""
     pruner = make_pruner("default", epochs_per_fold=6, n_folds=3)
     assert isinstance(pruner, FoldEpochPruner) and pruner.epoch_gap == pruning.EPOCH_GAP
     study = optuna.create_study(direction="maximize", pruner=pruner)
-    best = study.ask()
-    curves = {0: [0.3, 0.4, 0.5, 0.6, 0.62, 0.65], 1: [0.7, 0.8, 0.85, 0.9, 0.9, 0.9]}
-    for fold, curve in curves.items():
-        for epoch, value in enumerate(curve):
-            best.report(value, fold * 6 + epoch)
-    best.set_user_attr("fold_scores", [0.65, 0.9, 0.9])
-    study.tell(best, 0.82)
+    curves = {0: [0.3, 0.4, 0.5, 0.55, 0.85, 0.85], 1: [0.7, 0.8, 0.85, 0.9, 0.9, 0.9]}
+    higher = {fold: [0.99] * 6 for fold in curves}  # higher curves, but a worse trial
+    for value, trial_curves in ((0.82, curves), (0.6, higher)):
+        t = study.ask()
+        for fold, curve in trial_curves.items():
+            for epoch, acc in enumerate(curve):
+                t.report(acc, fold * 6 + epoch)
+        t.set_user_attr("fold_scores", [max(c) for c in trial_curves.values()] + [0.9])
+        study.tell(t, value)
 
     def behind(fold: int, values: list[float]) -> list[bool]:
         t = study.ask()
@@ -252,9 +260,10 @@ def test_default_stops_a_trial_far_behind_the_best_trial_in_the_same_fold() -> N
     assert behind(1, [0.5, 0.6, 0.7, 0.74]) == [False, False, False, True]  # 16 points at epoch 3
     assert behind(1, [0.5, 0.6, 0.7, 0.76]) == [False, False, False, False]  # 14 points
     assert behind(1, [0.5, 0.8, 0.7, 0.7]) == [False] * 4  # its best in the fold so far counts
-    # Fold 0 is compared with the best trial's fold 0 (0.6 by epoch 3), not with its best fold.
-    assert behind(0, [0.2, 0.3, 0.4, 0.5]) == [False] * 4
-    assert behind(0, [0.2, 0.3, 0.4, 0.44]) == [False, False, False, True]
+    # Fold 0 is compared with the best trial's fold 0 up to the same epoch (0.55 by epoch 3), not
+    # with its best fold (0.9) or its fold score (0.85).
+    assert behind(0, [0.2, 0.3, 0.35, 0.45]) == [False] * 4
+    assert behind(0, [0.2, 0.3, 0.35, 0.38]) == [False, False, False, True]
     # Only the default has the rule; the fold-level-only pruner never stops inside a fold.
     fold_only = make_pruner("fold", epochs_per_fold=6, n_folds=3)
     assert isinstance(fold_only, FoldEpochPruner) and fold_only.epoch_gap == 0

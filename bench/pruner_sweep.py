@@ -84,6 +84,7 @@ def default_with(
     table: Table,
     *,
     screen: int | None = None,
+    screen_max: int | None = None,
     epoch_gap: float | None = None,
     quarter: bool = False,
     **fold_test,
@@ -94,6 +95,8 @@ def default_with(
     assert pruner is not None and pruner.fold_test is not None
     if screen is not None:
         pruner.screen = screen
+    if screen_max is not None:
+        pruner.screen_max = screen_max
     if epoch_gap is not None:
         pruner.epoch_gap = epoch_gap
     if quarter:
@@ -105,20 +108,72 @@ def default_with(
     return pruner
 
 
+def halving_with(reduction_factor: int, table: Table) -> pruning.FoldEpochPruner:
+    pruner = made("halving", table)
+    assert pruner is not None
+    pruner.epoch_pruner = optuna.pruners.SuccessiveHalvingPruner(
+        min_resource=1, reduction_factor=reduction_factor
+    )
+    return pruner
+
+
 VARIANTS: dict[str, Callable[[Table], pruning.FoldEpochPruner | None]] = {
-    # The default with a gap of N points inside folds, or screening N trials (0: none).
+    # The default with a gap of N points inside folds, or screening N trials and promoting the
+    # best at once (0: no screen), or letting trials beat the screen until N are screened.
     **{f"gap{n}": partial(default_with, epoch_gap=n / 100) for n in (10, 20)},
-    **{f"screen{n}": partial(default_with, screen=n) for n in (0, 2, 4)},
+    **{f"screen{n}": partial(default_with, screen=n, screen_max=n) for n in (0, 2, 4)},
+    "screen3": partial(default_with, screen_max=3),  # the default until 2026-11-26, late
+    **{f"beat{n}": partial(default_with, screen_max=n) for n in (6, 8, 10)},
     "previous": partial(median_and_fold_test, 2),  # the default before 2026-11-26
     "median+fold": partial(median_and_fold_test, 1),
     # The default of 2026-11-26 morning: bottom quarter per epoch + the 5-point fold test.
     "5-point": partial(default_with, screen=0, epoch_gap=0, quarter=True, mean_gaps=()),
     # The default of 2026-11-26 afternoon (less its exact-repeat rule), and the quarter cut added
     # to the current default.
-    "quarter": partial(default_with, epoch_gap=0, quarter=True),
-    "quarter+gap": partial(default_with, quarter=True),
+    "quarter": partial(default_with, screen_max=3, epoch_gap=0, quarter=True),
+    "quarter+gap": partial(default_with, screen_max=3, quarter=True),
+    # `halving` with successive halving keeping the top half / quarter per rung (it keeps a third).
+    **{f"halving{n}": partial(halving_with, n) for n in (2, 4)},
     **{name: partial(made, name) for name in pruning.PRUNERS},
 }
+
+
+BREAKDOWN = ("screened", "promoted", "pruned", "tie", "improvement", "hit")
+
+
+def breakdown(run: Run, target: float) -> dict[str, int] | None:
+    """Where a pruned run's fold-epochs went up to its first trial at ``target`` (the hit).
+
+    Completed trials before the hit are ``tie`` (reported exactly the best value so far: in the
+    replay, a learning rate snapped to the incumbent's grid point), ``improvement`` (a new best
+    below the target) or, counted as ``pruned``, worse than the best so far.
+    """
+    cost = run.cost_to_reach(target)
+    if not math.isfinite(cost):
+        return None  # never reached: left out of the means
+    out = dict.fromkeys(BREAKDOWN, 0)
+    hit = int(np.searchsorted(np.cumsum(run.fold_epochs), cost - 1e-9))
+    best = -math.inf
+    for i, (kind, spent, value) in enumerate(
+        zip(run.kinds, run.fold_epochs, run.reported, strict=True)
+    ):
+        if i == hit:
+            out["hit"] += spent
+            break
+        if kind == "completed" and value is not None:
+            kind = "tie" if value == best else "improvement" if value > best else "pruned"
+        out[kind] += spent
+        if value is not None:
+            best = max(best, value)
+    return out
+
+
+def ten_seed_spread(ratios: list[float], rng: np.random.Generator) -> str:
+    """5-95% range of the median of 10 seeds drawn from these (how far a 10-seed figure moves)."""
+    draws = rng.choice(np.minimum(ratios, 1e9), size=(10_000, 10))  # 1e9: not reached
+    medians = np.median(draws, axis=1)
+    lo, hi = (f"{q:.2f}" if q < 1e9 else "inf" for q in np.quantile(medians, [0.05, 0.95]))
+    return f"[{lo}, {hi}], P(<= 0.60) {np.mean(medians <= 0.60):.2f}"
 
 
 def replay_study(table: Table, space: Space, seed: int, variant: str, n_trials: int) -> Run:
@@ -163,6 +218,15 @@ def replay_study(table: Table, space: Space, seed: int, variant: str, n_trials: 
                 pruned = True  # as the coordinator does; prune_fold never stops a last fold
                 break
         true = true_score(table, entry)
+        run.kinds.append(
+            "promoted"
+            if reused
+            else "screened"
+            if trial.user_attrs.get(pruning.SCREENED)
+            else "pruned"
+            if pruned
+            else "completed"
+        )
         if pruned:
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             run.add(steps, seconds, None, true)
@@ -221,11 +285,16 @@ def main() -> None:
     p.add_argument(
         "--variants",
         default="previous,median+fold,5-point,quarter,quarter+gap,screen0,screen2,screen4,gap10,"
-        "gap20,default,halving,fold",
+        "gap20,screen3,beat6,beat8,beat10,default,halving,halving2,halving4,fold",
     )
     p.add_argument("--budget", type=int, default=None, help="default: 15 full trials")
     p.add_argument("--n-trials", type=int, default=60)
     p.add_argument("--pruned-trials", type=int, default=200)
+    p.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also where each pruned run's fold-epochs went before it reached the target",
+    )
     p.add_argument("--kt", action="store_true", help="also the fractions of KerasTuner's budget")
     p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "pruner_sweep")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "pruner_sweep.md")
@@ -256,6 +325,7 @@ def main() -> None:
         f"Command: `python bench/pruner_sweep.py --seeds {args.seeds} --variants {args.variants}"
         f" --budget {args.budget} --n-trials {args.n_trials} --pruned-trials {args.pruned_trials}"
         + (" --kt" if args.kt else "")
+        + (" --breakdown" if args.breakdown else "")
         + "` on the table of docs/search_efficiency.md (in-process replay of our search; "
         "`--check-cli SEED` checks it against the CLI trial by trial).",
         "",
@@ -265,23 +335,40 @@ def main() -> None:
         "before 2026-11-26); `median+fold` = the same with the fold test from the first fold; "
         "`5-point` = bottom quarter per epoch + the fold test without its shrinking mean "
         "gaps, no screen (the default from 2026-11-26 until they came); `screenN` = the default "
-        "screening N trials (`screen0`: none); `gapN` = the default stopping a trial N points "
+        "screening N trials and promoting the best at once (`screen0`: none; `screen3`: the "
+        "default until 2026-11-26, late); `beatN` = the default's screen of 3 in which later "
+        "trials may beat the screen until N are screened (the default: 4); `gapN` = the default stopping a trial N points "
         "behind the best trial inside a fold (15 in the default); `quarter` = the bottom quarter "
         "of the finished trials per epoch instead of the gap (the default of 2026-11-26 "
-        "afternoon, less its exact-repeat rule), `quarter+gap` = both; the others are `--pruner` values as "
-        "they are now.",
+        "afternoon, less its exact-repeat rule), `quarter+gap` = both; `halvingN` = `halving` "
+        "keeping the top 1/N per rung (it keeps 1/3); the others are `--pruner` values as they "
+        "are now. The 5-95% range is that of the median of 10 seeds drawn from these (10,000 "
+        "draws): how far a 10-seed figure such as the published one moves by the luck of its "
+        "seeds."
+        + (
+            " The breakdown: mean fold-epochs per seed before the pruned run's first trial at "
+            "the target (the hit): trials stopped by the screen, the promoted trial, other "
+            "stopped trials (and completed ones below the best so far), completed ties with the "
+            "best so far, completed new bests below the target, the hit."
+            if args.breakdown
+            else ""
+        ),
         "",
         head + ":",
         "",
     ]
+    rng = np.random.default_rng(0)
     for variant in variants:
         best, ratios, per_trial, fracs = [], [], [], {"hyperband": [], "bayesian": []}
+        spent: dict[str, list[int]] = {k: [] for k in BREAKDOWN}
         for s in seeds:
             run, base = replay_study(table, space, s, variant, args.pruned_trials), nopruning[s]
             best.append(run.best_at(args.budget))
             target = base.best_at(math.inf) - 0.01
             reach = capped(run.cost_to_reach(target), float(sum(base.fold_epochs)))
             ratios.append(reach / base.cost_to_reach(target))
+            for kind, n in (breakdown(run, target) or {}).items():
+                spent[kind].append(n)
             per_trial.append(float(np.mean(run.fold_epochs)))
             for kind, runs in kt.get(s, {}).items():
                 fracs[kind].append(run.cost_to_reach(runs.best_at(args.budget)) / args.budget)
@@ -292,9 +379,16 @@ def main() -> None:
             f"(not reached {sum(not math.isfinite(r) for r in ratios)}) | "
             f"fold-epochs per trial {np.mean(per_trial):.1f}"
         )
+        if len(seeds) >= 30:
+            line += f" | median of 10 of these seeds: 5-95% {ten_seed_spread(ratios, rng)}"
         if kt:
             line += " | of KerasTuner's budget: " + ", ".join(
                 f"{k} {np.median(v):.2f}" for k, v in fracs.items()
+            )
+        if args.breakdown:
+            line += (
+                f" | fold-epochs to the hit, mean of the {len(spent['hit'])} seeds that reach it: "
+                + ", ".join(f"{k} {np.mean(v):.1f}" for k, v in spent.items())
             )
         print(line, flush=True)
         lines.append(f"- {line}")

@@ -65,6 +65,7 @@ class Run:
     reported: list[float | None] = field(default_factory=list)  # None: pruned/failed
     true: list[float] = field(default_factory=list)  # full CV score of that configuration
     wall: float = 0.0
+    kinds: list[str] = field(default_factory=list)  # pruner_sweep's replay: what each trial was
 
     def add(self, fold_epochs: int, seconds: float, reported: float | None, true: float) -> None:
         self.fold_epochs.append(fold_epochs)

@@ -151,19 +151,49 @@ def _screened_trial(study: optuna.Study, pruner: FoldEpochPruner, fold0: float) 
 
 def test_screen_stops_the_first_trials_after_one_fold_and_queues_the_best_again() -> None:
     pruner = make_pruner("default", epochs_per_fold=3, n_folds=5, n_trials=20)
-    assert isinstance(pruner, FoldEpochPruner) and pruner.screen == 3
+    assert isinstance(pruner, FoldEpochPruner) and (pruner.screen, pruner.screen_max) == (3, 4)
     study = optuna.create_study(direction="maximize")
     assert [_screened_trial(study, pruner, s) for s in (0.60, 0.80, 0.70)] == [True] * 3
+    assert not study.get_trials(states=(TrialState.WAITING,))  # a 4th may still beat them
+    assert _screened_trial(study, pruner, 0.80)  # a tie does not beat the best: screened
     screened = [t for t in study.trials if t.user_attrs.get(pruning.SCREENED)]
-    assert [t.number for t in screened] == [0, 1, 2]
+    assert [t.number for t in screened] == [0, 1, 2, 3]
     queued = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
-    assert len(queued) == 1 and queued[0].user_attrs[pruning.PROMOTED_FROM] == 1  # best fold 0
+    assert len(queued) == 1 and queued[0].user_attrs[pruning.PROMOTED_FROM] == 1  # best, earliest
     promoted = study.ask()
-    assert promoted.number == 3
+    assert promoted.number == 4
     assert promoted.suggest_float("x", 0, 1) == study.trials[1].params["x"]  # the same point
     assert not pruner.screen_fold(study, promoted, [0.80])  # never screens its promotion
     study.tell(promoted, 0.8)
     assert not _screened_trial(study, pruner, 0.50)  # the screen is over: a trial completed
+
+
+def test_a_trial_that_beats_the_screen_goes_on_and_ends_it_without_a_promotion() -> None:
+    pruner = make_pruner("default", epochs_per_fold=3, n_folds=5, n_trials=20)
+    assert isinstance(pruner, FoldEpochPruner)
+    study = optuna.create_study(direction="maximize")
+    assert [_screened_trial(study, pruner, s) for s in (0.60, 0.80, 0.70)] == [True] * 3
+    winner = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    winner.set_user_attr("fold_scores", [0.81])
+    assert not pruner.screen_fold(study, winner, [0.81])  # beats every screened first fold
+    assert study.trials[3].user_attrs.get(pruning.BEAT_SCREEN) and not study.trials[
+        3
+    ].user_attrs.get(pruning.SCREENED)
+    # While it is still running, later trials are no longer screened, and nothing is queued.
+    assert not _screened_trial(study, pruner, 0.5)
+    assert not study.get_trials(states=(TrialState.WAITING,))
+    # Minimising (a loss), beating means lower; the screen may also wait for more trials.
+    lower = FoldEpochPruner(
+        epochs_per_fold=3, epoch_pruner=None, fold_test=None, screen=2, screen_max=5
+    )
+    study = optuna.create_study(direction="minimize")
+    assert [_screened_trial(study, lower, s) for s in (0.3, 0.2, 0.25, 0.2)] == [True] * 4
+    assert not _screened_trial(study, lower, 0.1)
+    assert not study.get_trials(states=(TrialState.WAITING,))
+    with pytest.raises(ValueError, match="screen_max"):
+        FoldEpochPruner(
+            epochs_per_fold=3, epoch_pruner=None, fold_test=None, screen=3, screen_max=2
+        )
 
 
 def test_screen_is_off_for_short_studies_single_folds_and_minimising_picks_the_lowest() -> None:
@@ -195,7 +225,7 @@ def test_screen_does_not_start_in_a_study_that_already_has_a_result() -> None:
     assert not _screened_trial(study, pruner, 0.71)
 
 
-def test_cli_screens_three_trials_then_finishes_the_best_reusing_its_first_fold(
+def test_cli_screens_the_first_trials_then_finishes_the_best_reusing_its_first_fold(
     tmp_path: Path,
 ) -> None:
     url = f"sqlite:///{tmp_path / 'studies.db'}"
@@ -203,13 +233,18 @@ def test_cli_screens_three_trials_then_finishes_the_best_reusing_its_first_fold(
     assert out.returncode == 0, out.stderr[-3000:]
     trials = load(url, "quick").trials
     screened = [t for t in trials if t.user_attrs.get(pruning.SCREENED)]
-    assert [t.number for t in screened] == [0, 1, 2]
+    # With this seed the 4th trial's first fold does not beat the first three's: screened too.
+    assert [t.number for t in screened] == [0, 1, 2, 3]
+    first = [t.user_attrs["fold_scores"][0] for t in screened]
+    assert first[3] <= max(first[:3]) and not any(
+        pruning.BEAT_SCREEN in t.user_attrs for t in trials
+    )
     for t in screened:
         assert t.state == TrialState.PRUNED and "screening" in t.user_attrs["pruned_at"]
         assert [k for k in t.user_attrs if k.startswith("fold_") and k[5:].isdigit()] == ["fold_0"]
     best = max(screened, key=lambda t: t.user_attrs["fold_scores"][0])
     (promoted,) = [t for t in trials if pruning.PROMOTED_FROM in t.user_attrs]
-    assert promoted.number == 3 and promoted.user_attrs[pruning.PROMOTED_FROM] == best.number
+    assert promoted.number == 4 and promoted.user_attrs[pruning.PROMOTED_FROM] == best.number
     assert promoted.state == TrialState.COMPLETE and promoted.params == best.params
     assert promoted.user_attrs["reused_folds"] == [0]
     assert promoted.user_attrs["fold_0"] == best.user_attrs["fold_0"]  # not trained again
@@ -224,7 +259,7 @@ def test_screen_queues_a_promotion_that_a_stopped_coordinator_never_queued() -> 
     assert isinstance(pruner, FoldEpochPruner)
     study = optuna.create_study(direction="maximize")
     longer = FoldEpochPruner(epochs_per_fold=3, epoch_pruner=None, fold_test=None, screen=5)
-    for fold0 in (0.6, 0.9, 0.7):  # three screened, and no promotion queued (as after a kill)
+    for fold0 in (0.6, 0.9, 0.7, 0.8):  # four screened, and no promotion queued (as after a kill)
         assert _screened_trial(study, longer, fold0)
     assert not study.get_trials(states=(TrialState.WAITING,))
     assert not _screened_trial(study, pruner, 0.95)  # not screened, and the best is queued
@@ -290,7 +325,8 @@ def test_screen_covers_retries_and_a_failed_screened_trial_is_not_rerun() -> Non
     retry.set_user_attr("failure_kind", "interrupted")
     study.tell(retry, state=TrialState.FAIL)
     assert requeue(study) == []
-    assert _screened_trial(study, pruner, 0.5)  # the third: the best first fold is queued
+    assert _screened_trial(study, pruner, 0.5)
+    assert _screened_trial(study, pruner, 0.55)  # the fourth: the best first fold is queued
     (queued,) = study.get_trials(states=(TrialState.WAITING,))
     assert queued.user_attrs[pruning.PROMOTED_FROM] == retry.number
 

@@ -156,8 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="default",
         choices=PRUNERS,
         help="default: stop 15 points behind the best trial inside a fold + paired fold test "
-        "after every fold, after screening the first 3 trials on one fold (studies of 10+ "
-        "trials with 2+ folds); "
+        "after every fold, after screening the first 3 or 4 trials on one fold (studies of "
+        "10+ trials with 2+ folds); "
         "none turns pruning off (README: Pruning)",
     )
     p.add_argument(

@@ -138,7 +138,7 @@ VARIANTS: dict[str, Callable[[Table], pruning.FoldEpochPruner | None]] = {
 }
 
 
-BREAKDOWN = ("screened", "promoted", "pruned", "tie", "improvement", "hit")
+BREAKDOWN = ("screened", "promoted", "pruned", "below", "tie", "improvement", "hit")
 
 
 def breakdown(run: Run, target: float) -> dict[str, int] | None:
@@ -146,7 +146,7 @@ def breakdown(run: Run, target: float) -> dict[str, int] | None:
 
     Completed trials before the hit are ``tie`` (reported exactly the best value so far: in the
     replay, a learning rate snapped to the incumbent's grid point), ``improvement`` (a new best
-    below the target) or, counted as ``pruned``, worse than the best so far.
+    below the target) or ``below`` (worse than the best so far: the fold test let them finish).
     """
     cost = run.cost_to_reach(target)
     if not math.isfinite(cost):
@@ -161,7 +161,7 @@ def breakdown(run: Run, target: float) -> dict[str, int] | None:
             out["hit"] += spent
             break
         if kind == "completed" and value is not None:
-            kind = "tie" if value == best else "improvement" if value > best else "pruned"
+            kind = "tie" if value == best else "improvement" if value > best else "below"
         out[kind] += spent
         if value is not None:
             best = max(best, value)
@@ -348,7 +348,7 @@ def main() -> None:
         + (
             " The breakdown: mean fold-epochs per seed before the pruned run's first trial at "
             "the target (the hit): trials stopped by the screen, the promoted trial, other "
-            "stopped trials (and completed ones below the best so far), completed ties with the "
+            "stopped trials, completed trials below the best so far, completed ties with the "
             "best so far, completed new bests below the target, the hit."
             if args.breakdown
             else ""

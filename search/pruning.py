@@ -182,9 +182,10 @@ class FoldEpochPruner(BasePruner):
         promoting it costs only its remaining folds.
 
         Chosen on seeds 10-59 of bench/pruner_sweep.py's replay (the published seeds held out).
-        Screening 3 trials and promoting the best at once needed 0.49 of the no-pruning run's
-        compute to reach its best, where the fold test alone needed 0.60 (2 trials: 0.59; 4:
-        0.51). Giving a 4th trial the chance to beat the screen instead (``screen_max`` 4) needed
+        Screening 3 trials and promoting the best at once took the compute needed to reach the
+        no-pruning run's best from 0.60 (the fold test alone) to 0.51 of the no-pruning run's (2
+        trials: 0.59; 4: 0.51, but one seed never reached it), and to 0.49 once the 15-point gap
+        inside folds came. Giving a 4th trial the chance to beat the screen instead (``screen_max`` 4) needed
         0.48, with the grid optimum by the budget in as many seeds (31 of 50) and a shorter tail
         (a 10-seed median over 0.55 in 5% of draws, not over 0.60); on the 3-fold table 0.67
         instead of 0.78. Waiting for 6, 8 or 10 screened trials lost the optimum more often.
@@ -194,13 +195,10 @@ class FoldEpochPruner(BasePruner):
         if PROMOTED_FROM in trial.user_attrs:
             return False  # (a retry that re-used its fold 0 never gets here: its first call has 2)
         trials = study.get_trials(deepcopy=False)
-        if any(
-            t.state == TrialState.COMPLETE
-            or PROMOTED_FROM in t.user_attrs
-            or (BEAT_SCREEN in t.user_attrs and t.number != trial.number)
-            for t in trials
-        ):
+        if any(t.state == TrialState.COMPLETE or PROMOTED_FROM in t.user_attrs for t in trials):
             return False  # the screen is over (or a resumed study already has results)
+        if _beat_screen_alive(trials, trial.number):
+            return False  # a trial that beat the screen is still on its way to finishing
         screened = [
             (float(t.user_attrs["fold_scores"][0]), t.number, t.params)
             for t in trials
@@ -230,6 +228,24 @@ class FoldEpochPruner(BasePruner):
             and folds_done >= self.n_folds
             and epochs_done >= self.epochs_per_fold
         )
+
+
+def _beat_screen_alive(trials: list[FrozenTrial], number: int) -> bool:
+    """Whether a trial (other than ``number``) that beat the screen is running, or queued or
+    running again as a retry. One that failed for good or was stopped (``halving`` may stop it
+    mid-fold) does not end the screen: the next trials may beat it in turn, or be screened until
+    the best first fold is promoted."""
+    parent = {t.number: int(t.user_attrs["retry_of"]) for t in trials if "retry_of" in t.user_attrs}
+    live = set()
+    for t in trials:
+        if t.state in (TrialState.RUNNING, TrialState.WAITING):
+            n: int | None = t.number
+            while n is not None and n not in live:
+                live.add(n)
+                n = parent.get(n)  # a retry keeps the trial it retries alive
+    return any(
+        BEAT_SCREEN in t.user_attrs and t.number != number and t.number in live for t in trials
+    )
 
 
 def _promote(study: optuna.Study, screened: list[tuple[float, int, dict]]) -> None:

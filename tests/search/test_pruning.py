@@ -168,6 +168,15 @@ def test_screen_stops_the_first_trials_after_one_fold_and_queues_the_best_again(
     assert not _screened_trial(study, pruner, 0.50)  # the screen is over: a trial completed
 
 
+def _unfinished_screen(study: optuna.Study, pruner: FoldEpochPruner, fold0: float) -> bool:
+    """Like ``_screened_trial``, but a trial the screen lets go on fails (nothing completes)."""
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    trial.set_user_attr("fold_scores", [fold0])
+    stopped = pruner.screen_fold(study, trial, [fold0])
+    study.tell(trial, state=TrialState.PRUNED if stopped else TrialState.FAIL)
+    return stopped
+
+
 def test_a_trial_that_beats_the_screen_goes_on_and_ends_it_without_a_promotion() -> None:
     pruner = make_pruner("default", epochs_per_fold=3, n_folds=5, n_trials=20)
     assert isinstance(pruner, FoldEpochPruner)
@@ -180,8 +189,19 @@ def test_a_trial_that_beats_the_screen_goes_on_and_ends_it_without_a_promotion()
         3
     ].user_attrs.get(pruning.SCREENED)
     # While it is still running, later trials are no longer screened, and nothing is queued.
-    assert not _screened_trial(study, pruner, 0.5)
+    assert not _unfinished_screen(study, pruner, 0.5)
     assert not study.get_trials(states=(TrialState.WAITING,))
+    # If it fails for good (or is stopped), the screen goes on: the next trial is screened, and
+    # as the 4th the best first fold is queued. A queued retry of it keeps the screen over.
+    study.tell(winner, state=TrialState.FAIL)
+    study.enqueue_trial({"x": 0.5}, user_attrs={"retry_of": 3})
+    retry = study.ask()  # running again
+    assert retry.user_attrs.get("retry_of") == 3
+    assert not _unfinished_screen(study, pruner, 0.45)  # not screened: the retry is alive
+    study.tell(retry, state=TrialState.FAIL)
+    assert _screened_trial(study, pruner, 0.5)
+    (queued,) = study.get_trials(states=(TrialState.WAITING,))
+    assert queued.user_attrs[pruning.PROMOTED_FROM] == 1
     # Minimising (a loss), beating means lower; the screen may also wait for more trials.
     lower = FoldEpochPruner(
         epochs_per_fold=3, epoch_pruner=None, fold_test=None, screen=2, screen_max=5

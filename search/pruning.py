@@ -185,10 +185,11 @@ class FoldEpochPruner(BasePruner):
         Screening 3 trials and promoting the best at once took the compute needed to reach the
         no-pruning run's best from 0.60 (the fold test alone) to 0.51 of the no-pruning run's (2
         trials: 0.59; 4: 0.51, but one seed never reached it), and to 0.49 once the 15-point gap
-        inside folds came. Giving a 4th trial the chance to beat the screen instead (``screen_max`` 4) needed
-        0.48, with the grid optimum by the budget in as many seeds (31 of 50) and a shorter tail
-        (a 10-seed median over 0.55 in 5% of draws, not over 0.60); on the 3-fold table 0.67
-        instead of 0.78. Waiting for 6, 8 or 10 screened trials lost the optimum more often.
+        inside folds came. Giving a 4th trial the chance to beat the screen instead
+        (``screen_max`` 4) needed 0.48, with the grid optimum by the budget in as many seeds (31
+        of 50) and a shorter tail (a 10-seed median over 0.55 in 5% of draws, not over 0.60); on
+        the 3-fold table 0.67 instead of 0.78. Waiting for 6, 8 or 10 screened trials lost the
+        optimum more often.
         """
         if self.screen < 2 or len(scores) != 1 or self._finished(1, self.epochs_per_fold):
             return False

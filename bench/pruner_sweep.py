@@ -141,14 +141,14 @@ VARIANTS: dict[str, Callable[[Table], pruning.FoldEpochPruner | None]] = {
 BREAKDOWN = ("screened", "promoted", "pruned", "below", "tie", "improvement", "hit")
 
 
-def breakdown(run: Run, target: float) -> dict[str, int] | None:
-    """Where a pruned run's fold-epochs went up to its first trial at ``target`` (the hit).
+def breakdown(run: Run, cost: float) -> dict[str, int] | None:
+    """Where a pruned run's fold-epochs went up to its first trial at the target (the hit), which
+    it reached after ``cost`` fold-epochs (``Run.cost_to_reach``).
 
     Completed trials before the hit are ``tie`` (reported exactly the best value so far: in the
     replay, a learning rate snapped to the incumbent's grid point), ``improvement`` (a new best
     below the target) or ``below`` (worse than the best so far: the fold test let them finish).
     """
-    cost = run.cost_to_reach(target)
     if not math.isfinite(cost):
         return None  # never reached: left out of the means
     out = dict.fromkeys(BREAKDOWN, 0)
@@ -365,9 +365,10 @@ def main() -> None:
             run, base = replay_study(table, space, s, variant, args.pruned_trials), nopruning[s]
             best.append(run.best_at(args.budget))
             target = base.best_at(math.inf) - 0.01
-            reach = capped(run.cost_to_reach(target), float(sum(base.fold_epochs)))
+            cost = run.cost_to_reach(target)
+            reach = capped(cost, float(sum(base.fold_epochs)))
             ratios.append(reach / base.cost_to_reach(target))
-            for kind, n in (breakdown(run, target) or {}).items():
+            for kind, n in (breakdown(run, cost) or {}).items():
                 spent[kind].append(n)
             per_trial.append(float(np.mean(run.fold_epochs)))
             for kind, runs in kt.get(s, {}).items():

@@ -211,7 +211,7 @@ class FoldEpochPruner(BasePruner):
             # queue it now, and let this trial go on.
             _promote(study, screened)
             return False
-        sign = 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
+        sign = _sign(study)
         if len(screened) >= self.screen and all(
             sign * scores[0] > sign * s for s, _, _ in screened
         ):
@@ -229,6 +229,11 @@ class FoldEpochPruner(BasePruner):
             and folds_done >= self.n_folds
             and epochs_done >= self.epochs_per_fold
         )
+
+
+def _sign(study: optuna.Study) -> float:
+    """1 when the study maximises, -1 when it minimises: ``sign * value`` is higher-is-better."""
+    return 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
 
 
 def _beat_screen_alive(trials: list[FrozenTrial], number: int) -> bool:
@@ -251,7 +256,7 @@ def _beat_screen_alive(trials: list[FrozenTrial], number: int) -> bool:
 
 def _promote(study: optuna.Study, screened: list[tuple[float, int, dict]]) -> None:
     """Queue the screened trial with the best first fold (ties: the earliest) to run in full."""
-    sign = 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
+    sign = _sign(study)
     _, number, params = max(screened, key=lambda c: (sign * c[0], -c[1]))
     study.enqueue_trial(params, user_attrs={PROMOTED_FROM: number}, skip_if_exists=False)
 
@@ -265,8 +270,8 @@ def best_trial(study: optuna.Study) -> FrozenTrial | None:
     ]
     if not done:
         return None
-    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    return max(done, key=lambda t: float(t.value or 0.0) * (1.0 if maximize else -1.0))
+    sign = _sign(study)
+    return max(done, key=lambda t: float(t.value or 0.0) * sign)
 
 
 def best_fold_scores(study: optuna.Study) -> list[float] | None:

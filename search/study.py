@@ -8,12 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import optuna
 
-from trainer.records import Fold
+from storage.folds import decode_folds, encode_folds
 
-FOLD_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
+__all__ = ["StudyPlan", "UsageError", "check_resume", "decode_folds", "encode_folds"]
 
 
 class UsageError(Exception):
@@ -51,22 +50,6 @@ class StudyPlan:
             "weights": self.weights,
             "fold_of": fold_of,
         }
-
-
-def encode_folds(folds: list[Fold], n: int) -> str:
-    """One character per image: the fold it validates in (compact enough for a study attr)."""
-    out = np.zeros(n, dtype=np.int64)
-    for k, fold in enumerate(folds):
-        out[fold.val] = k
-    return "".join(FOLD_DIGITS[k] for k in out)
-
-
-def decode_folds(fold_of: str) -> list[Fold]:
-    codes = np.array([FOLD_DIGITS.index(c) for c in fold_of], dtype=np.int64)
-    return [
-        Fold(train=np.flatnonzero(codes != k), val=np.flatnonzero(codes == k))
-        for k in range(int(codes.max()) + 1)
-    ]
 
 
 def load_existing(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study | None:

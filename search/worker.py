@@ -37,18 +37,14 @@ def _die_with_parent() -> None:
 def _load(data_path: str):
     import numpy as np
 
-    from trainer.records import Dataset, Fold
+    from storage.folds import decode_folds
+    from trainer.records import Dataset
 
     with np.load(data_path, allow_pickle=False) as npz:
         images, labels = npz["images"], npz["labels"]
         names = tuple(str(n) for n in npz["class_names"])
-        fold_of = np.frombuffer(str(npz["fold_of"]).encode(), dtype=np.uint8) - ord("0")
-    n_folds = int(fold_of.max()) + 1
-    folds = [
-        Fold(train=np.flatnonzero(fold_of != k), val=np.flatnonzero(fold_of == k))
-        for k in range(n_folds)
-    ]
-    return Dataset(images, labels, names), folds
+        fold_of = str(npz["fold_of"])
+    return Dataset(images, labels, names), decode_folds(fold_of)
 
 
 def worker_main(

@@ -1,0 +1,44 @@
+"""The fold codec: every reader of a study's ``fold_of`` gets back the folds that were stored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from search.worker import _load
+from storage.folds import MAX_FOLDS, decode_folds, encode_folds
+from trainer.folds import make_folds
+
+
+@pytest.mark.parametrize("k", [2, 10, 11, 23, MAX_FOLDS])
+def test_folds_round_trip_through_the_study_and_the_workers_file(k: int, tmp_path: Path) -> None:
+    labels = np.repeat(np.arange(4), 40)
+    folds = make_folds(labels, k, seed=1)
+    code = encode_folds(folds, len(labels))
+    path = tmp_path / "data.npz"
+    np.savez(
+        path,
+        images=np.zeros((len(labels), 2, 2, 3), np.uint8),
+        labels=labels,
+        class_names=np.array(["a", "b", "c", "d"]),
+        fold_of=np.array(code),
+    )
+    _, from_worker = _load(str(path))
+    for decoded in (decode_folds(code), from_worker):
+        assert len(decoded) == k
+        for got, want in zip(decoded, folds, strict=True):
+            assert np.array_equal(got.val, np.sort(want.val))
+            assert np.array_equal(got.train, np.sort(want.train))
+
+
+def test_more_folds_than_the_codec_holds_is_refused() -> None:
+    labels = np.repeat(np.arange(2), MAX_FOLDS + 1)
+    with pytest.raises(ValueError, match=f"at most {MAX_FOLDS}"):
+        encode_folds(make_folds(labels, MAX_FOLDS + 1, seed=0), len(labels))
+
+
+def test_a_damaged_fold_string_is_an_error_not_a_wrong_split() -> None:
+    with pytest.raises(ValueError, match="name no fold"):
+        decode_folds("01!0")

@@ -25,6 +25,7 @@ from search.data import DataError, load_dataset
 from search.data.folder import IMAGE_SUFFIXES, list_images
 from search.data.images import decode_image, resize_image, to_rgb
 from search.data.npz import read_npz
+from search.text import counted
 
 log = logging.getLogger(__name__)
 
@@ -201,9 +202,9 @@ def _warn_resized(counts: dict[tuple[int, int], int], size: int) -> None:
     if counts:
         found = ", ".join(f"{n} at {w}x{h}" for (w, h), n in sorted(counts.items()))
         log.warning(
-            "warning: resized %d images (%s) to the model's %dx%d (Lanczos, whole frame); "
+            "warning: resized %s (%s) to the model's %dx%d (Lanczos, whole frame); "
             "pass --no-resize to refuse images of another size",
-            sum(counts.values()),
+            counted(sum(counts.values()), "image"),
             found,
             size,
             size,

@@ -36,6 +36,7 @@ import numpy as np
 
 from search.cli import EXIT_FATAL as EXIT_FAILED
 from search.cli import EXIT_OK, setup_logging, usage_error
+from search.text import counted
 
 PREDICT_CHUNK = 512
 
@@ -335,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         inputs = read_inputs(data, names, size, resize=not args.no_resize)
     except DataError as exc:
         return usage_error(str(exc))
-    log.info("read %d images from %s", len(inputs.images), " ".join(data))
+    log.info("read %s from %s", counted(len(inputs.images), "image"), " ".join(data))
 
     import keras
 

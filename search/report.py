@@ -9,14 +9,12 @@ from __future__ import annotations
 import argparse
 import base64
 import html
-import json
 import logging
 import sys
 import tempfile
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -24,7 +22,11 @@ from optuna.trial import TrialState
 from search.atomic import atomic_write_bytes
 from search.cli import EXIT_FATAL as EXIT_FAILED
 from search.cli import EXIT_OK, setup_logging, usage_error
-from search.report_plots import Plot, StudyView, all_plots, fold_mean, param, pruning_rows
+from search.records import failure_kind
+from search.report_budget import pruning_rows
+from search.report_plots import Plot, StudyView, all_plots, fold_mean, param, state_label
+from search.report_summary import lead, number, study_facts
+from search.text import counted
 from storage import DEFAULT_URL, StorageError, open_storage, redact, storage_errors
 
 TOP = 10
@@ -104,10 +106,6 @@ def param_importances(study: optuna.Study, view: StudyView) -> tuple[dict[str, f
     return {k: float(v) for k, v in scores.items()}, ""
 
 
-def _num(value: Any, digits: int = 4) -> str:
-    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
-
-
 def leaderboard_rows(view: StudyView) -> list[list[str]]:
     """Complete trials best first, then pruned ones by folds finished and their mean so far."""
     sign = -1.0 if view.maximize else 1.0
@@ -118,46 +116,19 @@ def leaderboard_rows(view: StudyView) -> list[list[str]]:
     rows = []
     for t in [*view.ranked(), *pruned][:TOP]:
         scores = [float(s) for s in t.user_attrs.get("fold_scores", [])]
-        value = _num(float(t.value or 0.0))
+        value = number(float(t.value or 0.0))
         if t.state != TrialState.COMPLETE:
-            value = f"{_num(fold_mean(t)) if scores else '-'} ({len(scores)}/{view.folds} folds)"
-        state = t.state.name.lower()
+            value = f"{number(fold_mean(t)) if scores else '-'} ({len(scores)}/{view.folds} folds)"
+        state = state_label(t.state)
         if "pruned_at" in t.user_attrs:
             state += f": {t.user_attrs['pruned_at']}"
         lr = param(t, "learning_rate")
         rows.append(
-            [str(t.number), value, ", ".join(_num(s) for s in scores) or "-"]
+            [str(t.number), value, ", ".join(number(s) for s in scores) or "-"]
             + [str(param(t, k)) for k in ("backbone", "augment", "optimizer")]
             + [f"{lr:.3g}" if isinstance(lr, float) else str(lr), state]
         )
     return rows
-
-
-def study_facts(study: optuna.Study, url: str, view: StudyView) -> list[tuple[str, str]]:
-    a = study.user_attrs
-    counts = {s: len(view.of(s)) for s in TrialState}
-    facts = [
-        ("storage", redact(url)),
-        ("space", str(a.get("space", "?"))),
-        ("data", f"{a.get('data', '?')} ({a.get('n_images', '?')} images)"),
-        ("classes", ", ".join(map(str, a.get("class_names", []))) or "?"),
-        ("folds x epochs", f"{view.folds} x {view.epochs} = {view.budget} fold-epochs per trial"),
-        ("image size", f"{a.get('image_size', '?')} px"),
-        ("objective", f"mean fold {view.metric} ({study.direction.name.lower()})"),
-        ("weights", str(a.get("weights", "?"))),
-        ("trials", ", ".join(f"{n} {s.name.lower()}" for s, n in counts.items() if n) or "none"),
-    ]
-    best = view.ranked()
-    if best:
-        facts.append(("best", f"trial {best[0].number}: {_num(float(best[0].value or 0.0))}"))
-    seconds = sum(float(t.user_attrs.get("seconds", 0.0)) for t in view.trials)
-    facts.append(("training time", f"{seconds:.1f} s over all trials"))
-    c = a.get("cleaning")
-    if isinstance(c, dict) and {"n_kept", "n_input"} <= set(c):
-        facts.append(("cleaning", f"{c['n_kept']} of {c['n_input']} images kept"))
-    elif c is not None:
-        facts.append(("cleaning", json.dumps(c)[:300]))
-    return facts
 
 
 def _table(head: Sequence[str], rows: Sequence[Sequence[str]], empty: str) -> str:
@@ -173,7 +144,8 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[str]], empty: str) -> st
 STYLE = """body{font-family:sans-serif;max-width:1150px;margin:2em auto;color:#222;padding:0 1em}
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;
 font-size:13px;text-align:left}th{background:#f0f0f0}figure{margin:1.5em 0}
-img{max-width:100%;height:auto;border:1px solid #eee}figcaption,.note{color:#555;font-size:13px}"""
+img{max-width:100%;height:auto;border:1px solid #eee}figcaption,.note{color:#555;font-size:13px}
+.lead{font-size:16px;margin:1em 0}"""
 SCRIPT = """window.addEventListener("load", function () {
   var imgs = Array.prototype.slice.call(document.images);
   var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; });
@@ -183,8 +155,27 @@ SCRIPT = """window.addEventListener("load", function () {
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
 
 
+def _left_out(plots: Sequence[Plot]) -> str:
+    """The figures with nothing to draw, each with the reason its placeholder PNG gives."""
+    hidden = [p for p in plots if not p.drawn]
+    if not hidden:
+        return ""
+    named = [  # "Parameter importances need ...": the reason already names the figure
+        p.missing if p.missing.lower().startswith(p.title.lower()) else f"{p.title}: {p.missing}"
+        for p in hidden
+    ]
+    items = "".join(f"<li>{html.escape(text)}</li>" for text in named)
+    return (
+        "<p class='note'>Left out, nothing to draw yet (<code>plots/</code> still has each, "
+        f"saying why):</p><ul class='note'>{items}</ul>"
+    )
+
+
 def render_html(name: str, facts: list[tuple[str, str]], view: StudyView, plots: list[Plot]) -> str:
-    """The whole page: no external resource, every figure inline as a data URI."""
+    """The whole page: no external resource, every figure inline as a data URI.
+
+    It opens with what happened; without a complete trial the failed-trials table comes next,
+    and figures with nothing to draw are left out (listed with the reason)."""
     e = html.escape
     board = _table(
         ("trial", "value", "fold scores", "backbone", "augment", "optimizer", "lr", "state"),
@@ -192,35 +183,46 @@ def render_html(name: str, facts: list[tuple[str, str]], view: StudyView, plots:
         "No complete or pruned trials yet.",
     )
     failed = [
-        [str(t.number), str(param(t, "backbone"))]
-        + [str(t.user_attrs.get(k, "?")) for k in ("failure_kind", "failure_reason", "host")]
+        [str(t.number), str(param(t, "backbone")), failure_kind(t)]
+        + [str(t.user_attrs.get(k, "?")) for k in ("failure_reason", "host")]
         for t in view.of(TrialState.FAIL)
     ]
+    failures = "<h2>Failed trials</h2>\n" + _table(
+        ("trial", "backbone", "kind", "reason", "host"), failed, "No trial failed."
+    )
     prune = [
-        [r.state.lower(), str(r.trials), str(r.spent), str(r.saved)] for r in pruning_rows(view)
+        [state_label(r.state), str(r.trials)]
+        + [str(n) for n in (r.budget.trained, r.budget.reused, r.budget.saved)]
+        for r in pruning_rows(view.trials, view.budget)
     ]
-    after = {"pruning": _table(("state", "trials", "fold-epochs trained", "saved"), prune, "")}
+    head = ("state", "trials", "fold-epochs trained", "re-used", "saved")
+    after = {"pruning": _table(head, prune, "")}
     figures = "".join(
         f"<section><h2>{e(p.title)}</h2><figure><img alt='{e(p.title)}' "
         f"src='data:image/png;base64,{base64.b64encode(p.png).decode('ascii')}'>"
         f"<figcaption>{e(p.caption)} (<code>plots/{e(p.name)}.png</code>)</figcaption>"
         f"</figure>{after.get(p.name, '')}</section>"
         for p in plots
+        if p.drawn
     )
+    # Without a complete trial the failures are the story: right after the lead.
+    first, last = (failures, "") if failed and not view.ranked() else ("", failures)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="{CSP}">
 <title>Study {e(name)}: report</title><style>{STYLE}</style></head>
 <body><h1>Study {e(name)}</h1><p class="note">Generated {stamp} by python -m search.report.</p>
+<p class="lead">{e(lead(view))}</p>
+{first}
 {_table(("fact", "value"), facts, "")}
 <h2>Leaderboard</h2>
 <p class="note">Complete trials by mean fold {e(view.metric)}, then pruned trials by folds
 finished (their mean covers only those folds).</p>
 {board}
 {figures}
-<h2>Failed trials</h2>
-{_table(("trial", "backbone", "kind", "reason", "host"), failed, "No trial failed.")}
+{_left_out(plots)}
+{last}
 <script>{SCRIPT}</script>
 </body></html>
 """
@@ -258,7 +260,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"error: cannot write the report ({exc})", file=sys.stderr)
         return EXIT_FAILED
-    log.info("wrote %s (%d figures in %s)", out / "report.html", len(plots), out / "plots")
+    shown = sum(p.drawn for p in plots)
+    log.info(
+        "wrote %s (%s on the page, all %d in %s)",
+        out / "report.html",
+        counted(shown, "figure"),
+        len(plots),
+        out / "plots",
+    )
     return EXIT_OK
 
 

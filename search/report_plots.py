@@ -1,7 +1,8 @@
 """The study report's figures, drawn on matplotlib's Agg canvas (no display, no pyplot).
 
 Each takes a ``StudyView`` and returns a ``Plot`` with PNG bytes; with nothing to draw (no
-complete trials, only failures) the PNG says so in words, so a report always has every file.
+complete trials, only failures) the PNG says so in words, so ``plots/`` always has every file,
+and ``Plot.missing`` carries those words so the page can leave the figure out and say why.
 matplotlib is imported inside the functions, so importing this module stays cheap.
 """
 
@@ -19,6 +20,8 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from search.records import FINISHED, fold_results
+from search.report_budget import PruningRow, pruning_rows, trial_budget
+from search.text import counted
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -33,20 +36,36 @@ STATE_COLOURS = {
     TrialState.FAIL: "#d62728",
     TrialState.RUNNING: "#7f7f7f",
 }
+STATE_LABELS = {
+    TrialState.COMPLETE: "complete",
+    TrialState.PRUNED: "pruned",
+    TrialState.FAIL: "failed",
+    TrialState.RUNNING: "running",
+    TrialState.WAITING: "waiting",
+}
 CURVE_COLOURS = ("#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 BLUE, ORANGE = STATE_COLOURS[TrialState.COMPLETE], STATE_COLOURS[TrialState.PRUNED]
 SAVED = "#d9d9d9"
+REUSED = "#9ecae1"  # folds re-used from the trial a trial continues: trained there, not here
 LABEL_BOX = {"facecolor": "white", "edgecolor": "none", "alpha": 0.7, "pad": 1}
 
 
 @dataclass(frozen=True)
 class Plot:
-    """One figure of the report: file stem, heading, caption and the PNG itself."""
+    """One figure of the report: file stem, heading, caption and the PNG itself.
+
+    ``missing`` says why nothing is drawn (the PNG then shows only that text); empty when the
+    figure has content."""
 
     name: str
     title: str
     caption: str
     png: bytes
+    missing: str = ""
+
+    @property
+    def drawn(self) -> bool:
+        return not self.missing
 
 
 @dataclass(frozen=True)
@@ -74,16 +93,6 @@ class StudyView:
         return sorted(done, key=lambda t: (sign * float(t.value or 0.0), t.number))
 
 
-@dataclass(frozen=True)
-class PruningRow:
-    """Fold-epochs one state's trials trained and saved (a failed trial's rest is no saving)."""
-
-    state: str
-    trials: int
-    spent: int
-    saved: int
-
-
 def param(trial: FrozenTrial, name: str) -> Any:
     """A sampled parameter, else the value in the trial's stored configuration."""
     if name in trial.params:
@@ -97,23 +106,9 @@ def fold_mean(trial: FrozenTrial) -> float | None:
     return sum(scores) / len(scores) if scores else None
 
 
-def fold_epochs(trial: FrozenTrial) -> int:
-    """Fold-epochs a trial trained: one reported step per epoch of every fold it ran, less the
-    folds it re-used from a failed or screened trial (shown again, not trained again)."""
-    reused = set(trial.user_attrs.get("reused_folds", ()))
-    shown = sum(len(r.epochs) for r in fold_results(trial) if r.fold in reused)
-    return len(trial.intermediate_values) - shown
-
-
-def pruning_rows(view: StudyView) -> list[PruningRow]:
-    rows = []
-    for state in STATE_COLOURS:  # complete and pruned always; failed and running when present
-        trials = view.of(state)
-        spent = sum(fold_epochs(t) for t in trials)
-        saved = len(trials) * view.budget - spent if state in FINISHED else 0
-        if trials or state in FINISHED:
-            rows.append(PruningRow(state.name, len(trials), spent, saved))
-    return rows
+def state_label(state: TrialState) -> str:
+    """``failed``, not ``fail``: how the page names a trial state."""
+    return STATE_LABELS.get(state, state.name.lower())
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -125,18 +120,18 @@ def _figure(width: float, height: float) -> Figure:
     return fig
 
 
-def _message(fig: Figure, text: str) -> Figure:
+def _empty(name: str, title: str, caption: str, fig: Figure, text: str) -> Plot:
     """A figure that says in words why there is nothing to draw."""
     ax = fig.add_subplot()
     ax.set_axis_off()
     ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, fontsize=13, color="#555555")
-    return fig
+    return _plot(name, title, caption, fig, missing=text)
 
 
-def _plot(name: str, title: str, caption: str, fig: Figure) -> Plot:
+def _plot(name: str, title: str, caption: str, fig: Figure, missing: str = "") -> Plot:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, facecolor="white", metadata={"Software": None})
-    return Plot(name, title, caption, buf.getvalue())
+    return Plot(name, title, caption, buf.getvalue(), missing)
 
 
 def history(view: StudyView) -> Plot:
@@ -152,7 +147,7 @@ def history(view: StudyView) -> Plot:
     failed = view.of(TrialState.FAIL)
     if not done and not pruned:
         text = f"No trial has a score yet ({len(failed)} failed)."
-        return _plot("history", title, caption, _message(fig, text))
+        return _empty("history", title, caption, fig, text)
     ax = fig.add_subplot()
     for trials, marker, label in ((done, "o", "complete"), (pruned, "x", "pruned, last score")):
         colour = STATE_COLOURS[trials[0].state] if trials else None
@@ -193,7 +188,7 @@ def importances(scores: dict[str, float], note: str) -> Plot:
         "parameter (Optuna's fANOVA evaluator, seed 0); with few trials this is a rough guide."
     )
     if not scores:
-        return _plot("importances", title, caption, _message(fig, note or "No importances."))
+        return _empty("importances", title, caption, fig, note or "No importances.")
     ax = fig.add_subplot()
     names = list(scores)[::-1]
     ax.barh(names, [scores[n] for n in names], color=BLUE)
@@ -234,7 +229,7 @@ def parallel_coordinates(view: StudyView) -> Plot:
     )
     done = view.ranked()
     if not done:
-        return _plot("parallel", title, caption, _message(fig, "No complete trials yet."))
+        return _empty("parallel", title, caption, fig, "No complete trials yet.")
     names: list[str] = []
     for t in done:
         names += [n for n in t.params if n not in names]
@@ -277,7 +272,7 @@ def by_param(view: StudyView, name: str, title: str, order: Sequence[str] = ()) 
     seen = {str(param(t, name)) for t in finished}
     cats = [c for c in order if c in seen] + sorted(seen - set(order))
     if not view.ranked():
-        return _plot(f"by_{name}", title, caption, _message(fig, "No complete trials yet."))
+        return _empty(f"by_{name}", title, caption, fig, "No complete trials yet.")
     ax = fig.add_subplot()
     rng = np.random.default_rng(0)
     groups, labels = [], []
@@ -300,30 +295,41 @@ def by_param(view: StudyView, name: str, title: str, order: Sequence[str] = ()) 
 
 
 def pruning(view: StudyView, rows: list[PruningRow]) -> Plot:
-    """Fold-epochs trained per trial against the full budget, and totals by state."""
+    """Fold-epochs trained, re-used and saved per trial against the full budget, and by state."""
     from matplotlib.patches import Patch
 
     fig = _figure(11, 4.5)
-    budget = sum(r.trials for r in rows if r.state in ("COMPLETE", "PRUNED")) * view.budget
-    saved = sum(r.saved for r in rows)
+    finished = [r for r in rows if r.state in FINISHED]
+    budget = sum(r.trials for r in finished) * view.budget
+    saved = sum(r.budget.saved for r in finished)
+    reused = sum(r.budget.reused for r in finished)
+    and_reused = (
+        f" and re-used {reused} (folds trained by the trial they continue: neither trained "
+        "again nor saved)"
+        if reused
+        else ""
+    )
     caption = (
-        f"Left: fold-epochs each trial trained (its reported steps) against the full budget of "
-        f"{view.folds} folds x {view.epochs} epochs = {view.budget}; grey is what a complete or "
-        "pruned trial did not train (pruned, or its folds stopped early); a failed trial shows "
-        f"only what it trained. Right: totals by state. Finished trials left {saved} of "
-        f"{budget} fold-epochs untrained ({100 * saved / max(1, budget):.0f}%)."
+        f"Left: fold-epochs each trial trained (its reported steps, less re-used folds) against "
+        f"the full budget of {view.folds} folds x {view.epochs} epochs = {view.budget}; light "
+        "blue is a fold a promoted or retried trial re-used from the trial it continues, grey "
+        "what a complete or pruned trial did not train (pruned, or its folds stopped early); a "
+        "failed trial shows only what it trained and re-used. Right: totals by state. Finished "
+        f"trials left {saved} of {budget} fold-epochs untrained "
+        f"({100 * saved / max(1, budget):.0f}%){and_reused}."
     )
     trials = view.of(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-    if not any(map(fold_epochs, trials)):
-        text = f"No fold-epoch trained yet ({len(trials)} finished or failed trials)."
-        return _plot("pruning", "Pruning statistics", caption, _message(fig, text))
+    parts = [trial_budget(t, view.budget) for t in trials]
+    if not any(p.trained or p.reused for p in parts):
+        text = f"No fold-epoch trained yet ({counted(len(trials), 'finished or failed trial')})."
+        return _empty("pruning", "Pruning statistics", caption, fig, text)
     left, right = fig.subplots(1, 2, width_ratios=[2.2, 1])
-    nums, spent = [t.number for t in trials], [fold_epochs(t) for t in trials]
-    left.bar(nums, spent, color=[STATE_COLOURS[t.state] for t in trials])
-    rest = [
-        view.budget - s if t.state in FINISHED else 0 for t, s in zip(trials, spent, strict=True)
-    ]
-    left.bar(nums, rest, bottom=spent, color=SAVED)
+    nums = [t.number for t in trials]
+    trained = np.array([p.trained for p in parts])
+    again = np.array([p.reused for p in parts])
+    left.bar(nums, again, color=REUSED)  # re-used folds are a trial's first folds: at the bottom
+    left.bar(nums, trained, bottom=again, color=[STATE_COLOURS[t.state] for t in trials])
+    left.bar(nums, [p.saved for p in parts], bottom=trained + again, color=SAVED)
     left.axhline(view.budget, color="#444444", linestyle="--", linewidth=0.8)
     failed = [t.number for t in trials if t.state == TrialState.FAIL]
     if failed:
@@ -331,12 +337,16 @@ def pruning(view: StudyView, rows: list[PruningRow]) -> Plot:
     left.set(xlabel="trial", ylabel="fold-epochs")
     _integer_ticks(left)
     states = [s for s in STATE_COLOURS if any(t.state == s for t in trials)]
-    handles = [Patch(color=STATE_COLOURS[s], label=s.name.lower()) for s in states]
+    handles = [Patch(color=STATE_COLOURS[s], label=state_label(s)) for s in states]
+    if again.any():
+        handles.append(Patch(color=REUSED, label="re-used"))
     left.legend(handles=[*handles, Patch(color=SAVED, label="saved")], fontsize=8)
     xs = np.arange(len(rows))
-    right.bar(xs - 0.2, [r.spent for r in rows], 0.4, label="trained", color="#1f77b4")
-    right.bar(xs + 0.2, [r.saved for r in rows], 0.4, label="saved", color="#aaaaaa")
-    right.set_xticks(xs, [f"{r.state.lower()}\n({r.trials})" for r in rows], fontsize=8)
+    right.bar(xs - 0.27, [r.budget.trained for r in rows], 0.27, label="trained", color=BLUE)
+    if any(r.budget.reused for r in rows):
+        right.bar(xs, [r.budget.reused for r in rows], 0.27, label="re-used", color=REUSED)
+    right.bar(xs + 0.27, [r.budget.saved for r in rows], 0.27, label="saved", color="#aaaaaa")
+    right.set_xticks(xs, [f"{state_label(r.state)}\n({r.trials})" for r in rows], fontsize=8)
     right.set_ylabel("fold-epochs")
     right.legend(fontsize=8)
     for ax in (left, right):
@@ -367,7 +377,7 @@ def learning_curves(view: StudyView) -> Plot:
     )
     reported = [t for t in view.trials if t.intermediate_values]
     if not reported:
-        return _plot("curves", "Learning curves", caption, _message(fig, "No scores reported."))
+        return _empty("curves", "Learning curves", caption, fig, "No scores reported.")
     ax = fig.add_subplot()
     top = view.ranked()[:TOP_CURVES]
     for t in reported:
@@ -400,7 +410,7 @@ def top_trials(view: StudyView, n: int = 6) -> Plot:
     )
     best = view.ranked()[:n]
     if not best:
-        return _plot("top_trials", title, caption, _message(_figure(11, 4), "No complete trials."))
+        return _empty("top_trials", title, caption, _figure(11, 4), "No complete trials.")
     cols, rows = min(3, len(best)), math.ceil(len(best) / 3)
     fig = _figure(11, 3.2 * rows)
     grid = fig.subplots(rows, cols, squeeze=False, sharey=True).ravel()
@@ -440,7 +450,7 @@ def all_plots(view: StudyView, scores: dict[str, float], note: str) -> list[Plot
         parallel_coordinates(view),
         by_param(view, "backbone", "By backbone"),
         by_param(view, "augment", "By augmentation level", AUGMENT_ORDER),
-        pruning(view, pruning_rows(view)),
+        pruning(view, pruning_rows(view.trials, view.budget)),
         learning_curves(view),
         top_trials(view),
     ]

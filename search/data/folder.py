@@ -16,6 +16,7 @@ import numpy as np
 
 from search.data.errors import DataError
 from search.data.images import decode_image, resize_image
+from search.text import counted
 from trainer.records import Dataset
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".bmp"})
@@ -25,9 +26,21 @@ log = logging.getLogger(__name__)
 
 
 def read_folder(root: Path, image_size: int | None) -> Dataset:
-    """Decode every image under ``root``'s class folders into one Dataset."""
+    """Decode every image under ``root``'s class folders into one Dataset.
+
+    A single class folder is refused before any image is decoded: nothing can be learnt from it.
+    """
     files = list_images(root)
     class_names = tuple(files)
+    if len(class_names) == 1:
+        (only,) = class_names
+        raise DataError(
+            f"only one class found: the only class folder is '{only}' "
+            f"({counted(len(files[only]), 'image')}), but a classifier needs at least 2 classes",
+            str(root),
+            "check the folder layout: --data must be the folder that holds one sub-folder per "
+            "class (<folder>/<class name>/<image>.png)",
+        )
     images: list[np.ndarray] = []
     labels: list[int] = []
     first_of_shape: dict[tuple[int, ...], Path] = {}
@@ -42,7 +55,12 @@ def read_folder(root: Path, image_size: int | None) -> Dataset:
                     raise _mixed_sizes(root, first_of_shape)
             images.append(image)
             labels.append(index)
-    log.info("read %d images in %d classes from %s", len(images), len(class_names), root)
+    log.info(
+        "read %s in %s from %s",
+        counted(len(images), "image"),
+        counted(len(class_names), "class"),
+        root,
+    )
     return Dataset(np.stack(images), np.asarray(labels, dtype=np.int64), class_names)
 
 

@@ -13,6 +13,7 @@ from search.data.folder import read_folder
 from search.data.images import check_image_size, resize_all
 from search.data.npz import read_npz
 from search.data.validate import validate
+from search.text import counted
 from trainer.records import Dataset
 
 DEMO_N = 1600
@@ -65,6 +66,6 @@ def load_dataset(
 def _checked(ds: Dataset, source: str, size: int | None) -> Dataset:
     ds = validate(ds, source=source)
     if size is not None and ds.images.shape[1:3] != (size, size):
-        log.info("resizing %d images from %s to %dx%d", len(ds), source, size, size)
+        log.info("resizing %s from %s to %dx%d", counted(len(ds), "image"), source, size, size)
         ds = Dataset(resize_all(ds.images, size), ds.labels, ds.class_names)
     return ds

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from search.data.errors import DataError
+from search.text import counted
 from trainer.records import Dataset
 
 _LABELS_HINT = "labels must be class indices 0..C-1, one per image"
@@ -23,11 +24,11 @@ def validate(ds: Dataset, *, n_folds: int | None = None, source: str = "") -> Da
     labels = _check_labels(ds.labels, f"{src} [labels]")
     if labels.shape[0] != images.shape[0]:
         raise DataError(
-            f"{images.shape[0]} images but {labels.shape[0]} labels",
+            f"{counted(images.shape[0], 'image')} but {counted(labels.shape[0], 'label')}",
             src,
             "give exactly one label per image, in the same order",
         )
-    names = _check_names(ds.class_names, labels, f"{src} [class_names]")
+    names = _check_names(ds.class_names, labels, src)
     counts = np.bincount(labels, minlength=len(names))
     if n_folds is not None:
         _check_folds(n_folds, counts, names, src)
@@ -97,9 +98,9 @@ def _check_labels(labels: object, where: str) -> np.ndarray:
     labels = labels.astype(np.int64, copy=False)
     if labels.size and labels.min() < 0:
         bad = np.flatnonzero(labels < 0)
+        more = f" ({bad.size} negative labels in all)" if bad.size > 1 else ""
         raise DataError(
-            f"negative label {int(labels[bad[0]])} at index {int(bad[0])} "
-            f"({bad.size} negative labels in all)",
+            f"negative label {int(labels[bad[0]])} at index {int(bad[0])}{more}",
             where,
             f"{_LABELS_HINT}: drop or relabel those images",
         )
@@ -119,7 +120,8 @@ def _non_integer(labels: np.ndarray) -> tuple[str, str]:
     return problem, f"{_LABELS_HINT}, stored as an integer array"
 
 
-def _check_names(names: object, labels: np.ndarray, where: str) -> tuple[str, ...]:
+def _check_names(names: object, labels: np.ndarray, src: str) -> tuple[str, ...]:
+    where = f"{src} [class_names]"
     if isinstance(names, str) or not isinstance(names, (tuple, list, np.ndarray)):
         raise DataError(
             f"class_names is a {type(names).__name__}; expected a sequence of strings",
@@ -129,12 +131,17 @@ def _check_names(names: object, labels: np.ndarray, where: str) -> tuple[str, ..
     names = tuple(str(n) for n in names)
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise DataError(f"duplicate class names {dupes}", where, "give each class its own name")
+        raise DataError(
+            f"duplicate class name{'s' if len(dupes) > 1 else ''} {_listed(tuple(dupes))}",
+            where,
+            "give each class its own name",
+        )
     top = int(labels.max())
     if top >= len(names):
         i = int(np.flatnonzero(labels == top)[0])
         raise DataError(
-            f"label {top} at index {i}, but only {len(names)} class names {_short(names)}",
+            f"label {top} at index {i}, but only {counted(len(names), 'class name')} "
+            f"{_short(names)}",
             where,
             "labels must be below the number of class names: add the missing names or fix "
             "the labels",
@@ -142,22 +149,34 @@ def _check_names(names: object, labels: np.ndarray, where: str) -> tuple[str, ..
     counts = np.bincount(labels, minlength=len(names))
     present = np.flatnonzero(counts)
     if present.size < 2:
-        only = names[int(present[0])]
-        raise DataError(
-            f"only one class ('{only}', {_images(counts[present[0]])}); "
-            f"{len(names)} class names {_short(names)}",
-            where,
-            "a classifier needs images of at least 2 classes",
-        )
+        raise _one_class(names, int(present[0]), int(counts[present[0]]), f"{src} [labels]")
     empty = [f"'{names[i]}' (index {i})" for i in np.flatnonzero(counts == 0)]
     if empty:
         raise DataError(
-            f"{len(names)} class names but labels use {present.size} classes: "
+            f"{counted(len(names), 'class name')} but labels use "
+            f"{counted(present.size, 'class')}: "
             f"{', '.join(empty)} {'has' if len(empty) == 1 else 'have'} no images",
             where,
             "drop those names from class_names and renumber the labels, or add images of them",
         )
     return names
+
+
+def _one_class(names: tuple[str, ...], only: int, n_images: int, where: str) -> DataError:
+    """Every image has the same label: say which class, how many images, and what to check."""
+    which = f"all {n_images} images are" if n_images != 1 else "the only image is"
+    others = tuple(n for i, n in enumerate(names) if i != only)
+    unused = ""
+    if others:
+        have = "has" if len(others) == 1 else "have"
+        unused = f" (class_names also lists {_listed(others)}, which {have} no images)"
+    return DataError(
+        f"only one class found: {which} '{names[only]}'{unused}, but a classifier needs at "
+        "least 2 classes",
+        where,
+        "check the labels: each image needs its class index 0..C-1, and at least 2 classes "
+        "must have images",
+    )
 
 
 def _check_folds(n_folds: int, counts: np.ndarray, names: tuple[str, ...], where: str) -> None:
@@ -167,24 +186,32 @@ def _check_folds(n_folds: int, counts: np.ndarray, names: tuple[str, ...], where
         )
     small = [int(i) for i in np.argsort(counts, kind="stable") if counts[i] < n_folds]
     if small:
-        listed = ", ".join(f"'{names[i]}' {_images(counts[i])}" for i in small[:5])
+        them = "those classes" if len(small) > 1 else "that class"
         most = int(counts.min())
         if most >= 2:
-            fix = f"use --folds {most} or fewer, or add images of those classes"
+            fix = f"use --folds {most} or fewer, or add images of {them}"
         else:
-            fix = "every class needs at least 2 images for cross-validation: add images of it"
+            fix = f"every class needs at least 2 images for cross-validation: add images of {them}"
+        if len(small) == 1:
+            i = small[0]
+            problem = f"class '{names[i]}' has {counted(counts[i], 'image')}, fewer than the "
+            problem += f"{n_folds} folds"
+        else:
+            listed = ", ".join(f"'{names[i]}' ({counted(counts[i], 'image')})" for i in small[:5])
+            rest = f", and {len(small) - 5} more" if len(small) > 5 else ""
+            problem = f"{len(small)} classes have fewer images than the {n_folds} folds: "
+            problem += f"{listed}{rest}"
         raise DataError(
-            f"class '{names[small[0]]}' has {_images(counts[small[0]])}, fewer than the "
-            f"{n_folds} folds (classes below {n_folds}: {listed})",
+            problem,
             where,
             f"{fix}; stratified k-fold puts images of every class in every fold",
         )
 
 
-def _images(count: int) -> str:
-    return f"{int(count)} image{'' if count == 1 else 's'}"
+def _listed(names: tuple[str, ...], limit: int = 8) -> str:
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return f"{shown}{', ...' if len(names) > limit else ''}"
 
 
 def _short(names: tuple[str, ...], limit: int = 8) -> str:
-    shown = ", ".join(repr(n) for n in names[:limit])
-    return f"({shown}{', ...' if len(names) > limit else ''})"
+    return f"({_listed(names, limit)})"

@@ -8,7 +8,7 @@ from optuna.trial import TrialState
 
 from search import pruning
 from search.pruning import FoldEpochPruner, FoldTest, make_pruner
-from search.report_plots import fold_epochs
+from search.report_budget import fold_epochs
 from tests.search.cli import FAKE_QUICK, load, run_cli
 
 

@@ -15,8 +15,9 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 from PIL import Image
 
-from search.report import main, study_facts
+from search.report import main
 from search.report_plots import StudyView
+from search.report_summary import study_facts
 from tests.conftest import require
 from tests.search.cli import FAKE_QUICK, ROOT, by_state, cli_env, load, run_cli
 
@@ -64,7 +65,7 @@ def study_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = f"sqlite:///{tmp / 'studies.db'}"
     out = run_cli(
         *FAKE_QUICK,
-        "--n-trials", "8", "--storage", url, cwd=tmp, SEARCH_FAULTS="oom@2",
+        "--n-trials", "8", "--storage", url, cwd=tmp, SEARCH_FAULTS="oom@2", SEARCH_FAULTS_ARMED="1",
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     states = by_state(load(url, "quick"))
@@ -194,6 +195,13 @@ def test_edge_cases_still_give_a_full_report(
     assert "&lt;b&gt;width&lt;/b&gt; must be positive" in page  # escaped, not markup
     if complete == 0:
         assert "No complete or pruned trials yet." in page
+        assert (
+            '<p class="lead">1 trial, and it failed. Failures by kind: invalid_config in 1 ' in page
+        )
+        assert (
+            "Pruning statistics: No fold-epoch trained yet (1 finished or failed trial).</li>"
+            in page
+        )
     empty = (tmp_path / "empty" / "report.html").read_text(encoding="utf-8")
     assert "No trial failed." in empty and "No complete or pruned trials yet." in empty
 
@@ -203,3 +211,148 @@ def test_facts_never_show_a_password(study_url: str) -> None:
     view = StudyView(tuple(study.trials), folds=3, epochs=4, metric="accuracy")
     facts = dict(study_facts(study, "postgresql://search:s3cret@db/studies", view))
     assert "s3cret" not in str(facts) and facts["storage"].startswith("postgresql://search:")
+
+
+def _page_and_view(url: str, name: str, out_dir: Path) -> tuple[str, optuna.Study]:
+    assert main(["--study", name, "--storage", url, "--out", str(out_dir)]) == 0
+    return (out_dir / "report.html").read_text(encoding="utf-8"), load(url, name)
+
+
+def _facts(page: str) -> dict[str, str]:
+    return dict(re.findall(r"<tr><td>([^<]*)</td><td>([^<]*)</td></tr>", page))
+
+
+@pytest.fixture(scope="module")
+def all_failed_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Five small_cnn trials (the space's --weights default is imagenet), each failed by a NaN
+    drill, then the study stopped by --max-failures 5."""
+    tmp = tmp_path_factory.mktemp("all_failed")
+    space = tmp / "cnn.json"
+    space.write_text(
+        '{"name": "cnn", "description": "small_cnn only", "backbones": ["small_cnn"], '
+        '"image_size": 32, "folds": 2, "epochs": 2, "n_trials": 5}'
+    )
+    url = f"sqlite:///{tmp / 'studies.db'}"
+    out = run_cli(
+        "--space-file", str(space), "--data", "demo", "--trainer", "fake",
+        "--max-failures", "5", "--storage", url, cwd=tmp,
+        SEARCH_FAULTS="nan@0,nan@1,nan@2,nan@3,nan@4", SEARCH_FAULTS_ARMED="1",
+    )  # fmt: skip
+    study = load(url, "cnn")
+    assert study.user_attrs["weights"] == "imagenet", out.stderr[-3000:]
+    assert [t.state for t in study.trials] == [TrialState.FAIL] * 5, out.stderr[-3000:]
+    return url
+
+
+def test_an_all_failed_study_leads_with_what_happened(all_failed_url: str, tmp_path: Path) -> None:
+    page, study = _page_and_view(all_failed_url, "cnn", tmp_path / "r")
+    body = page.split("<body>", 1)[1]
+    lead = re.search(r"<p class=\"lead\">(.*?)</p>", body, re.S)
+    assert lead, "no lead paragraph"
+    assert lead.group(1) == (
+        "5 trials, all failed. Failures by kind: non_finite_loss in 5 trials (training loss "
+        "became nan in fold 0, epoch 0 (drill))."
+    )
+    # What happened comes first: the lead, then the failed-trials table, before facts.
+    order = [body.index(s) for s in ('class="lead"', "<h2>Failed trials</h2>", "<td>storage</td>")]
+    assert order == sorted(order), order
+    # No figure has anything to draw: none is on the page; the note says why and where.
+    assert "data:image/png" not in page, "empty placeholder figures on the page"
+    left_out = page.split("Left out, nothing to draw yet", 1)[1].split("</ul>", 1)[0]
+    items = re.findall(r"<li>([^<]*)</li>", left_out)
+    assert len(items) == len(PLOTS), items
+    assert items[1] == "Parameter importances need at least 2 complete trials; this study has 0."
+    assert "<li>Optimisation history: No trial has a score yet (5 failed).</li>" in left_out
+    assert {p.stem for p in (tmp_path / "r" / "plots").glob("*.png")} == set(PLOTS)
+    facts = _facts(page)
+    assert facts["trials"] == "5 failed"
+    # Every trial ran small_cnn from scratch, whatever the space's default said.
+    assert {t.user_attrs["weights"] for t in study.trials} == {"none"}
+    assert facts["weights"] == "none (all 5 trials: small_cnn); study --weights imagenet"
+
+
+def test_weights_fact_says_when_trials_differ(tmp_path: Path) -> None:
+    """As search.run records them: small_cnn trials run weights none under --weights imagenet."""
+    url = f"sqlite:///{tmp_path / 'mixed.db'}"
+    study = optuna.create_study(study_name="mixed", storage=url, direction="maximize")
+    for key, value in {
+        "folds": 2,
+        "epochs": 3,
+        "metric": "accuracy",
+        "weights": "imagenet",
+    }.items():
+        study.set_user_attr(key, value)
+    space = {"backbone": CategoricalDistribution(["small_cnn", "MobileNetV3Small"])}
+    for i, backbone in enumerate(["small_cnn", "MobileNetV3Small", "small_cnn", "small_cnn"]):
+        weights = "none" if backbone == "small_cnn" else "imagenet"
+        # The first only in its stored config, as older studies have it.
+        attrs = {"config": {"weights": weights}} if i == 0 else {"weights": weights}
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"backbone": backbone},
+                distributions=space,
+                value=0.5 + 0.1 * i,
+                user_attrs=attrs,
+            )
+        )
+    page, _ = _page_and_view(url, "mixed", tmp_path / "r")
+    assert _facts(page)["weights"] == (
+        "none (3 trials: small_cnn), imagenet (1 trial: MobileNetV3Small); study --weights imagenet"
+    )
+    assert '<p class="lead">4 trials: 4 complete; best trial 3, accuracy 0.8000.</p>' in page
+
+
+@pytest.fixture(scope="module")
+def screened_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """12 trials of the quick space: the first 4 screened, trial 4 promoted re-using fold 0."""
+    tmp = tmp_path_factory.mktemp("screened")
+    url = f"sqlite:///{tmp / 'studies.db'}"
+    out = run_cli(*FAKE_QUICK, "--storage", url, "--n-trials", "12", cwd=tmp)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert [t.user_attrs.get("reused_folds") for t in load(url, "quick").trials][4] == [0]
+    return url
+
+
+def test_reused_folds_are_neither_trained_nor_saved(screened_url: str, tmp_path: Path) -> None:
+    page, study = _page_and_view(screened_url, "quick", tmp_path / "r")
+    folds, epochs = study.user_attrs["folds"], study.user_attrs["epochs"]
+    expect: dict[str, list[int]] = {}
+    for t in study.trials:
+        reused = set(t.user_attrs.get("reused_folds", ()))
+        again = sum(step // epochs in reused for step in t.intermediate_values)
+        trained = len(t.intermediate_values) - again
+        saved = folds * epochs - trained - again
+        row = expect.setdefault(t.state.name, [0, 0, 0, 0])
+        for i, v in enumerate((1, trained, again, saved)):
+            row[i] += v
+    assert expect["COMPLETE"][2] > 0, "no re-used fold-epochs in this study"
+    table = page.split("<h2>Pruning statistics</h2>", 1)[1].split("</table>", 1)[0]
+    head = re.findall(r"<th>([^<]*)</th>", table)
+    assert head == ["state", "trials", "fold-epochs trained", "re-used", "saved"], head
+    rows = {r[0]: [int(v) for v in r[1:]] for r in re.findall(
+        r"<tr><td>(\w+)</td><td>(\d+)</td><td>(\d+)</td><td>(\d+)</td><td>(\d+)</td></tr>", table
+    )}  # fmt: skip
+    assert rows == {"complete": expect["COMPLETE"], "pruned": expect["PRUNED"]}, rows
+    saved = expect["COMPLETE"][3] + expect["PRUNED"][3]
+    budget = (expect["COMPLETE"][0] + expect["PRUNED"][0]) * folds * epochs
+    again = expect["COMPLETE"][2] + expect["PRUNED"][2]
+    assert f"Finished trials left {saved} of {budget} fold-epochs untrained" in page
+    assert f"and re-used {again} (folds trained by the trial they continue" in page
+
+
+def test_the_pruning_figure_draws_reused_folds_in_their_own_colour(
+    screened_url: str, tmp_path: Path
+) -> None:
+    from search.report_plots import REUSED
+
+    rgb = tuple(int(REUSED[i : i + 2], 16) for i in (1, 3, 5))
+
+    def colours(url: str, name: str) -> set[tuple[int, ...]]:
+        assert main(["--study", name, "--storage", url, "--out", str(tmp_path / name)]) == 0
+        with Image.open(tmp_path / name / "plots" / "pruning.png") as im:
+            return {c for _, c in im.convert("RGB").getcolors(1 << 20) or []}
+
+    assert rgb in colours(screened_url, "quick")
+    url = f"sqlite:///{tmp_path / 'edge.db'}"
+    _edge_study(url, "edge", 2)  # nothing re-used: the colour is not drawn by chance
+    assert rgb not in colours(url, "edge")

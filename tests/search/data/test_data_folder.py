@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -76,9 +77,24 @@ def test_class_folder_without_images(tree: Path) -> None:
     assert str(tree / "monocyte") in str(info.value)
 
 
-def test_single_class_folder_is_refused(tmp_path: Path) -> None:
-    save(tmp_path / "only" / "a.png")
-    save(tmp_path / "only" / "b.png")
-    with pytest.raises(DataError, match="only one class") as info:
+def test_single_class_folder_is_refused_before_decoding(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    save(tmp_path / "neutrophil" / "a.png")
+    save(tmp_path / "neutrophil" / "b.png")
+    (tmp_path / "neutrophil" / "c.png").write_bytes(b"never decoded")
+    caplog.set_level(logging.INFO, logger="search.data")
+    with pytest.raises(DataError) as info:
         load_dataset(tmp_path)
-    assert str(tmp_path) in str(info.value)
+    assert str(info.value) == (
+        f"{tmp_path}: only one class found: the only class folder is 'neutrophil' (3 images), "
+        "but a classifier needs at least 2 classes. Check the folder layout: --data must be the "
+        "folder that holds one sub-folder per class (<folder>/<class name>/<image>.png)."
+    )
+    assert "1 classes" not in caplog.text and "read " not in caplog.text
+
+
+def test_read_log_counts_images_and_classes(tree: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="search.data")
+    load_dataset(tree)
+    assert f"read 5 images in 2 classes from {tree}" in caplog.text

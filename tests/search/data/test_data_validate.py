@@ -77,15 +77,37 @@ def test_labels_of_wrong_rank() -> None:
     fails(make(labels=(np.arange(12) % 3).reshape(12, 1)), "[labels]", "(12, 1)", "reshape(-1)")
 
 
-def test_single_class() -> None:
-    fails(make(labels=np.zeros(12, np.int64), classes=1), "only one class ('c0', 12 images)")
+def test_single_class_says_which_how_many_and_what_to_do() -> None:
+    err = fails(make(labels=np.zeros(12, np.int64), classes=1))
+    assert str(err) == (
+        f"{SRC} [labels]: only one class found: all 12 images are 'c0', but a classifier needs "
+        "at least 2 classes. Check the labels: each image needs its class index 0..C-1, and at "
+        "least 2 classes must have images."
+    )
+
+
+def test_single_class_among_several_names_lists_the_empty_ones_once() -> None:
+    err = fails(make(labels=np.zeros(12, np.int64), classes=3))
+    assert err.problem == (
+        "only one class found: all 12 images are 'c0' (class_names also lists 'c1', 'c2', "
+        "which have no images), but a classifier needs at least 2 classes"
+    )
+    one = fails(make(n=1, labels=np.zeros(1, np.int64), classes=1))
+    assert one.problem.startswith("only one class found: the only image is 'c0', but ")
 
 
 def test_class_with_fewer_images_than_folds() -> None:
     labels = np.array([0] * 6 + [1] * 4 + [2] * 2)
-    err = fails(make(labels=labels), "class 'c2' has 2 images", "fewer than the 5 folds", n_folds=5)
-    assert "'c1' 4" in str(err)
-    assert "--folds 2" in str(err)
+    err = fails(make(labels=labels), n_folds=5)
+    assert err.problem == (
+        "2 classes have fewer images than the 5 folds: 'c2' (2 images), 'c1' (4 images)"
+    )
+    assert err.fix.startswith("use --folds 2 or fewer, or add images of those classes; ")
+    labels = np.array([0] * 6 + [1] * 6 + [2] * 1)
+    err = fails(make(n=13, labels=labels), n_folds=5)
+    assert err.problem == "class 'c2' has 1 image, fewer than the 5 folds"  # named once
+    assert err.fix.startswith("every class needs at least 2 images for cross-validation: add ")
+    assert "images of that class;" in err.fix
 
 
 def test_label_beyond_class_names() -> None:
@@ -110,3 +132,22 @@ def test_error_survives_pickling_with_its_parts() -> None:
     assert str(back) == str(err) == "file.npz: bad thing. Do this."
     assert (back.problem, back.where, back.fix) == ("bad thing", "file.npz", "do this")
     assert isinstance(back, ValueError)
+
+
+def test_counts_in_messages_are_singular_for_one() -> None:
+    labels = np.arange(12) % 3
+    labels[5] = -1
+    err = fails(make(labels=labels))
+    assert err.problem == "negative label -1 at index 5"  # no "(1 negative labels in all)"
+    labels[6] = -2
+    assert "(2 negative labels in all)" in fails(make(labels=labels)).problem
+    err = fails(make(n=2, labels=np.array([0]), classes=2))
+    assert err.problem == "2 images but 1 label"
+    err = fails(make(n=4, labels=np.array([0, 1, 0, 1]), class_names=("a",)))
+    assert err.problem == "label 1 at index 1, but only 1 class name ('a')"
+    err = fails(make(class_names=("a", "b", "a")))
+    assert err.problem == "duplicate class name 'a'"
+    err = fails(make(class_names=("a", "b", "a", "b")))
+    assert err.problem == "duplicate class names 'a', 'b'"
+    err = fails(make(n=8, labels=np.array([0, 1] * 4), class_names=("a", "b", "c")))
+    assert err.problem == "3 class names but labels use 2 classes: 'c' (index 2) has no images"

@@ -1,0 +1,125 @@
+"""What a study did, in words, for the top of its report: the lead sentence and the facts."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from search.records import failure_kind
+from search.report_plots import STATE_LABELS, StudyView, param, state_label
+from search.text import counted
+from storage import redact
+
+FAILURE_KINDS_SHOWN = 3
+REASON_CHARS = 200
+
+
+def number(value: Any, digits: int = 4) -> str:
+    """A float with ``digits`` decimals; anything else as it is."""
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def lead(view: StudyView) -> str:
+    """What happened, in a sentence or two: trial counts, the best trial, why trials failed."""
+    n = len(view.trials)
+    if not n:
+        return "No trials yet."
+    failed = view.of(TrialState.FAIL)
+    counts = ", ".join(
+        f"{len(view.of(s))} {label}" for s, label in STATE_LABELS.items() if view.of(s)
+    )
+    best = view.ranked()
+    if len(failed) == n:
+        text = f"{counted(n, 'trial')}, all failed." if n > 1 else "1 trial, and it failed."
+    elif not best:
+        text = f"{counted(n, 'trial')}, none complete: {counts}."
+    else:
+        value = number(float(best[0].value or 0.0))
+        text = (
+            f"{counted(n, 'trial')}: {counts}; best trial {best[0].number}, {view.metric} {value}."
+        )
+    if failed:
+        text += f" Failures by kind: {_failure_kinds(failed)}."
+    return text
+
+
+def _failure_kinds(failed: Sequence[FrozenTrial]) -> str:
+    """The most common failure kinds, each with its trial count and most common reason."""
+    by_kind = Counter(failure_kind(t) for t in failed)
+    parts = []
+    for kind, n in by_kind.most_common(FAILURE_KINDS_SHOWN):
+        reasons = Counter(
+            str(t.user_attrs["failure_reason"])
+            for t in failed
+            if failure_kind(t) == kind and t.user_attrs.get("failure_reason")
+        )
+        why = ""
+        if reasons:
+            reason = reasons.most_common(1)[0][0]
+            if len(reason) > REASON_CHARS:
+                reason = reason[: REASON_CHARS - 1] + "…"
+            why = f" ({'e.g. ' if len(reasons) > 1 else ''}{reason})"
+        parts.append(f"{kind} in {counted(n, 'trial')}{why}")
+    rest = by_kind.most_common()[FAILURE_KINDS_SHOWN:]
+    if rest:
+        others = sum(n for _, n in rest)
+        parts.append(f"and {counted(others, 'trial')} of {counted(len(rest), 'other kind')}")
+    return "; ".join(parts)
+
+
+def weights_fact(study_weights: Any, view: StudyView) -> str:
+    """The weights the trials ran (their stored config), with their backbones; the study's
+    ``--weights`` is added when the trials did not all run it (a small CNN trains from scratch)."""
+    ran: dict[str, Counter[str]] = {}
+    for t in view.trials:
+        weights = t.user_attrs.get("weights", t.user_attrs.get("config", {}).get("weights"))
+        if weights is not None:
+            ran.setdefault(str(weights), Counter())[str(param(t, "backbone"))] += 1
+    setting = str(study_weights) if study_weights is not None else "?"
+    if not ran:
+        return f"{setting} (the study's --weights; no trial recorded the weights it ran)"
+    if set(ran) == {setting}:
+        return setting
+    n = {w: sum(c.values()) for w, c in ran.items()}
+    parts = []
+    for w in sorted(ran, key=lambda w: -n[w]):
+        backbones = ", ".join(sorted(ran[w]))
+        howmany = counted(n[w], "trial")
+        if len(ran) == 1 and n[w] > 1:
+            howmany = f"all {howmany}"
+        parts.append(f"{w} ({howmany}: {backbones})")
+    return f"{', '.join(parts)}; study --weights {setting}"
+
+
+def study_facts(study: optuna.Study, url: str, view: StudyView) -> list[tuple[str, str]]:
+    """The facts table: where the study lives (password redacted), what it searched, what its
+    trials ran and how they ended."""
+    a = study.user_attrs
+    counts = {s: len(view.of(s)) for s in TrialState}
+    facts = [
+        ("storage", redact(url)),
+        ("space", str(a.get("space", "?"))),
+        ("data", f"{a.get('data', '?')} ({a.get('n_images', '?')} images)"),
+        ("classes", ", ".join(map(str, a.get("class_names", []))) or "?"),
+        ("folds x epochs", f"{view.folds} x {view.epochs} = {view.budget} fold-epochs per trial"),
+        ("image size", f"{a.get('image_size', '?')} px"),
+        ("objective", f"mean fold {view.metric} ({study.direction.name.lower()})"),
+        ("weights", weights_fact(a.get("weights"), view)),
+        ("trials", ", ".join(f"{n} {state_label(s)}" for s, n in counts.items() if n) or "none"),
+    ]
+    best = view.ranked()
+    if best:
+        facts.append(("best", f"trial {best[0].number}: {number(float(best[0].value or 0.0))}"))
+    seconds = sum(float(t.user_attrs.get("seconds", 0.0)) for t in view.trials)
+    facts.append(("training time", f"{seconds:.1f} s over all trials"))
+    c = a.get("cleaning")
+    if isinstance(c, dict) and {"n_kept", "n_input"} <= set(c):
+        facts.append(("cleaning", f"{c['n_kept']} of {c['n_input']} images kept"))
+    elif c is not None:
+        facts.append(("cleaning", json.dumps(c)[:300]))
+    return facts

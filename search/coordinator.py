@@ -29,6 +29,7 @@ from search.progress import Progress
 from search.pruning import PROMOTED_FROM, FoldEpochPruner
 from search.records import FINISHED, fold_results
 from search.recovery import recover, requeue
+from search.sampling import LeaveOutSampler
 from spaces.base import Space, StudySettings
 from trainer.config import Decision, TrialConfig
 from trainer.errors import FatalError, TrialFailed
@@ -60,6 +61,7 @@ class _Running:
     started: float
     scores: dict[int, float] = field(default_factory=dict)
     pruned_at: str = ""
+    screened: bool = False
     last_beat: float = 0.0
 
 
@@ -93,6 +95,10 @@ class Coordinator:
         self.told: dict[str, int] = {"complete": 0, "pruned": 0, "failed": 0}
         self._stop_signal: str | None = None
         self._last_maintenance = time.monotonic()
+        # Backbones whose pretrained weights failed to load in this run (-> the trial that
+        # found out): the sampler no longer draws them.
+        self.unavailable: dict[str, int] = {}
+        self.study.sampler = LeaveOutSampler(study.sampler, "backbone", self.unavailable)
 
     # ---------------------------------------------------------------- lifecycle
     def run(self) -> dict[str, int]:
@@ -177,12 +183,24 @@ class Coordinator:
             trial = self.study.ask()
         if self._surplus(trial):
             return
+        enqueued = self.study._storage.get_trial_system_attrs(trial._trial_id).get(
+            "fixed_params", {}
+        )
+        left_out = self.unavailable.get(str(enqueued.get("backbone")))
+        if left_out is not None:
+            self._fail(
+                trial,
+                "weights_unavailable",
+                f"queued with backbone {enqueued['backbone']}, whose weights could not be "
+                f"loaded in trial {left_out}; left out of this run",
+            )
+            return
         try:
             config = self.space.sample(trial, self.settings)
         except TrialFailed as exc:
             self._fail(trial, "invalid_config", str(exc))
             return
-        completed = self._inherit(trial)
+        completed, origin = self._inherit(trial)
         attrs = {
             "config": config.to_dict(),
             "worker": worker.index,
@@ -200,7 +218,7 @@ class Coordinator:
             running.scores[result.fold] = result.score(self.run_settings.metric)
         worker.trial = running
         self._beat(trial._trial_id)
-        self.progress.trial_started(trial.number, config, worker.device, len(completed))
+        self.progress.trial_started(trial.number, config, worker.device, origin)
         self._send(
             worker,
             {
@@ -232,12 +250,15 @@ class Coordinator:
         self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         return True
 
-    def _inherit(self, trial: optuna.Trial) -> list[FoldResult]:
+    def _inherit(self, trial: optuna.Trial) -> tuple[list[FoldResult], str]:
         """A retry re-uses the folds its failed predecessor finished (and shows them again), and
-        a trial promoted by the screen re-uses its screened trial's first fold."""
-        source = trial.user_attrs.get("retry_of", trial.user_attrs.get(PROMOTED_FROM))
+        a trial promoted by the screen re-uses its screened trial's first fold.
+
+        Returns those folds and a phrase for the log saying where they come from."""
+        retry_of = trial.user_attrs.get("retry_of")
+        source = retry_of if retry_of is not None else trial.user_attrs.get(PROMOTED_FROM)
         if source is None:
-            return []
+            return [], ""
         previous = self.study.get_trials(deepcopy=False)[int(source)]
         completed = fold_results(previous)
         epochs = self.settings.epochs
@@ -250,7 +271,16 @@ class Coordinator:
                 "fold_scores", [r.score(self.run_settings.metric) for r in completed]
             )
             trial.set_user_attr("reused_folds", [r.fold for r in completed])
-        return completed
+        how = (
+            f"retry of trial {source}" if retry_of is not None else f"promoted from trial {source}"
+        )
+        if not completed:
+            return completed, how
+        folds = [str(r.fold) for r in completed]
+        which = ("its finished fold " if len(folds) == 1 else "its finished folds ") + ", ".join(
+            folds
+        )
+        return completed, f"{how}, re-using {which}"
 
     def _beat(self, trial_id: int) -> None:
         storage = self.study._storage
@@ -340,6 +370,8 @@ class Coordinator:
             self._finish(running, TrialResult.from_dict(message["result"]))
         elif kind == "failed":
             worker.trial = None
+            if message["kind"] == "weights_unavailable":
+                self._leave_out(running)
             self._fail(running.trial, message["kind"], message["reason"], running)
 
     def _on_epoch(self, running: _Running, message: dict[str, Any]) -> str:
@@ -364,6 +396,7 @@ class Coordinator:
         self.progress.fold(trial.number, result.fold, scores[-1])
         if self.pruner is not None and self.pruner.screen_fold(self.study, trial, scores):
             running.pruned_at = f"after fold {result.fold} (screening)"
+            running.screened = True
             return Decision.STOP.value
         if self.pruner is not None and self.pruner.prune_fold(self.study, scores):
             running.pruned_at = f"after fold {result.fold} (fold-level)"
@@ -381,7 +414,12 @@ class Coordinator:
             trial.set_user_attr("pruned_at", running.pruned_at or result.stop_reason)
             self.study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
             self.told["pruned"] += 1
-            self.progress.trial_finished(trial.number, "pruned", None, running.pruned_at)
+            self.progress.trial_finished(
+                trial.number,
+                "screened" if running.screened else "pruned",
+                None,
+                _stop_detail(running, result, self.run_settings.metric),
+            )
             return
         value = result.mean_score(self.run_settings.metric)
         self.study.tell(trial, value, skip_if_finished=True)
@@ -413,6 +451,29 @@ class Coordinator:
                 f"{kind}: {reason[:300]}); stopping the study. Fix the cause and re-run the same "
                 "command to resume"
             )
+
+    def _leave_out(self, running: _Running) -> None:
+        """Stop sampling a backbone whose pretrained weights could not be loaded."""
+        backbone = running.config.backbone
+        if backbone in self.unavailable:
+            return
+        self.unavailable[backbone] = running.trial.number
+        left = [b for b in self.space.backbones if b not in self.unavailable]
+        if not left:
+            raise FatalError(
+                f"the weights of every backbone of this space failed to load (last: {backbone} in "
+                f"trial {running.trial.number}); pass --weights-dir DIR with the files, or "
+                "--weights none, and re-run the same command"
+            )
+        log.warning(
+            "trial %d could not load the %s weights of %s: %s is left out of sampling for the "
+            "rest of this run (still sampled: %s)",
+            running.trial.number,
+            running.config.weights,
+            backbone,
+            backbone,
+            ", ".join(left),
+        )
 
     def _send(self, worker: Worker, message: dict[str, Any]) -> None:
         if not self.pool.send(worker, message):
@@ -446,3 +507,21 @@ class Coordinator:
                     self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
                 except Exception as exc:  # storage gone: heartbeat expiry will fail it later
                     log.warning("could not mark trial %d failed: %s", trial.number, exc)
+
+
+def _stop_detail(running: _Running, result: TrialResult, metric: str) -> str:
+    """Why a trial stopped early, with the scores it had, for the log."""
+    if running.screened:
+        fold = max(running.scores)
+        return (
+            f"stopped after fold {fold} with {running.scores[fold]:.4f}; the screened trial with "
+            "the best first fold is promoted to finish its other folds"
+        )
+    scores = ", ".join(f"{running.scores[k]:.4f}" for k in sorted(running.scores))
+    done = f"fold scores {scores}" if scores else "no fold finished"
+    stopped = [f for f in result.folds if f.stopped]
+    if stopped and stopped[-1].epochs:
+        cut = stopped[-1]
+        best = max(getattr(e, metric) for e in cut.epochs)
+        done += f"; fold {cut.fold} stopped at epoch {cut.epochs[-1].epoch} with best {best:.4f}"
+    return f"{running.pruned_at or result.stop_reason}; {done}"

@@ -90,9 +90,11 @@ class DashboardWriter:
         png = confusion_png(
             total, self.class_names, f"trial {trial.number}: confusion over {n_folds} folds"
         )
-        fd, path = tempfile.mkstemp(prefix=f"confusion_trial{trial.number}_", suffix=".png")
-        try:
-            with os.fdopen(fd, "wb") as fh:
+        # The dashboard names an artifact after the uploaded file: a private folder keeps the
+        # plain name without colliding with another worker's upload.
+        with tempfile.TemporaryDirectory(prefix="search-artifact-") as folder:
+            path = os.path.join(folder, f"confusion_trial{trial.number}.png")
+            with open(path, "wb") as fh:
                 fh.write(png)
             upload_artifact(
                 artifact_store=self.store,
@@ -100,8 +102,6 @@ class DashboardWriter:
                 study_or_trial=trial,
                 mimetype="image/png",
             )
-        finally:
-            os.unlink(path)
 
     def study_changed(self) -> None:
         """Refresh the study's note: the current leaderboard."""

@@ -6,7 +6,8 @@ epoch of the fold (default 0) of trial number TRIAL the worker:
   nan   raises NonFiniteLoss, as a diverging loss would
   hang  sleeps forever (the coordinator's --trial-timeout must end it)
   exit  kills its own process with SIGKILL, as the kernel's OOM killer would
-Never set in normal use; the variable is read only by workers.
+Drills run only when armed as well (``SEARCH_FAULTS_ARMED=1``), so a value left behind in a
+shell cannot hurt a real study; ``search.run`` says at start-up whether a drill is armed.
 """
 
 from __future__ import annotations
@@ -18,6 +19,13 @@ import time
 from collections.abc import Callable
 
 FAULT_KINDS = ("oom", "nan", "hang", "exit")
+FAULTS_ENV = "SEARCH_FAULTS"
+ARMED_ENV = "SEARCH_FAULTS_ARMED"
+
+
+def drills_armed(environ: dict[str, str] | os._Environ[str] | None = None) -> bool:
+    """Whether ``SEARCH_FAULTS_ARMED=1`` allows the drills in ``SEARCH_FAULTS`` to run."""
+    return (environ if environ is not None else os.environ).get(ARMED_ENV, "") == "1"
 
 
 def parse(spec: str) -> dict[int, tuple[str, int]]:
@@ -39,7 +47,10 @@ def hook_for(
     trial: int, environ: dict[str, str] | None = None
 ) -> Callable[[int, int], None] | None:
     """A ``before_epoch(fold, epoch)`` hook that injects this trial's fault, if one is set."""
-    faults = parse((environ if environ is not None else os.environ).get("SEARCH_FAULTS", ""))
+    env = environ if environ is not None else os.environ
+    if not drills_armed(env):
+        return None
+    faults = parse(env.get(FAULTS_ENV, ""))
     if trial not in faults:
         return None
     kind, at_fold = faults[trial]

@@ -16,13 +16,19 @@ class Progress:
     """Tracks trial / fold / epoch and the best value so far; renders or logs it."""
 
     def __init__(
-        self, total: int, *, interactive: bool, stream: TextIO | None = None, done: int = 0
+        self,
+        total: int,
+        *,
+        interactive: bool,
+        stream: TextIO | None = None,
+        done: int = 0,
+        best: tuple[int, float] | None = None,
     ) -> None:
         self.total = total
         self.done = done
         self.interactive = interactive
         self.stream = stream or sys.stderr
-        self.best: tuple[int, float] | None = None
+        self.best = best  # (trial number, value): a resumed study starts from its best
         self.state: dict[int, str] = {}
         self.started = time.monotonic()
         self._width = 0
@@ -46,11 +52,11 @@ class Progress:
         log.info(message, *args)
         self._render()
 
-    def trial_started(self, number: int, config: TrialConfig, device: str, reused: int) -> None:
+    def trial_started(self, number: int, config: TrialConfig, device: str, origin: str) -> None:
+        """``origin`` says where re-used folds come from ("" for a fresh trial)."""
         self.state[number] = "starting"
-        extra = f", reusing {reused} finished folds" if reused else ""
         self._log(
-            "trial %d on %s: %s %s, %s lr=%.2g, augment %s, batch %d%s",
+            "trial %d on %s: %s weights %s, %s lr=%.2g, augment %s, batch %d%s",
             number,
             device,
             config.backbone,
@@ -59,7 +65,7 @@ class Progress:
             config.learning_rate,
             config.augment,
             config.batch_size,
-            extra,
+            f"; {origin}" if origin else "",
         )
 
     def epoch(self, number: int, fold: int, epoch: int, value: float) -> None:
@@ -71,13 +77,14 @@ class Progress:
         self._log("trial %d fold %d done: %.4f", number, fold, score)
 
     def trial_finished(self, number: int, state: str, value: float | None, detail: str) -> None:
+        """``state``: complete, pruned, screened or failed; ``detail`` says why, with scores."""
         self.state.pop(number, None)
-        if state in ("complete", "pruned"):
+        if state in ("complete", "pruned", "screened"):
             self.done += 1
         if value is not None and (self.best is None or value > self.best[1]):
             self.best = (number, value)
-        shown = f"{value:.4f}" if value is not None else "-"
-        self._log("trial %d %s: %s %s", number, state, shown, detail)
+        shown = f" {value:.4f}" if value is not None else ""
+        self._log("trial %d %s%s%s", number, state, shown, f": {detail}" if detail else "")
 
     def close(self) -> None:
         if self.interactive and self._width:

@@ -89,3 +89,9 @@ def leaderboard(study: optuna.Study, top: int = 10) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def best_so_far(study: optuna.Study) -> tuple[int, float] | None:
+    """(number, value) of the study's best complete trial, or None before the first."""
+    rows = leaderboard(study, top=1)
+    return (int(rows[0]["trial"]), float(rows[0]["value"])) if rows else None

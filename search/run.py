@@ -14,6 +14,7 @@ from search.cli import setup_logging, usage_error
 from search.trainers import parse_trainer
 from spaces import SPACES
 from storage import DEFAULT_URL
+from storage.folds import MAX_FOLDS
 from trainer.config import MONITORS
 
 log = logging.getLogger("search.run")
@@ -29,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Search backbones, unfreeze depth, augmentation and optimizers for an image "
         "classifier, scored by stratified k-fold cross-validation. Re-run the same command to "
         "resume a stopped study.",
+        epilog="Exit codes: 0 done, 1 the study stopped on repeated failures or a storage error, "
+        "2 bad usage or input (nothing is written: no database, artifacts folder or temporary "
+        "folder), 130 interrupted (re-run the same command to resume).",
     )
     p.add_argument(
         "--study",
@@ -93,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         metavar="K",
-        help="cross-validation folds (default: the space's)",
+        help=f"cross-validation folds, 2 to {MAX_FOLDS} (default: the space's)",
     )
     p.add_argument(
         "--epochs",
@@ -150,7 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="XLA-compile the training step (auto: on with GPUs; falls back to plain graph "
         "mode if a model cannot be compiled)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed for folds, sampler and trials")
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed for folds, sampler and trials (default 0)"
+    )
     p.add_argument(
         "--pruner",
         default="default",
@@ -176,13 +182,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--weights-dir",
         default=None,
         metavar="DIR",
-        help="folder of pre-downloaded Keras ImageNet weight files (offline clusters)",
+        help="folder of pre-downloaded Keras ImageNet weight files (offline clusters); missing "
+        "files are found before the first trial",
     )
     p.add_argument(
         "--metric",
-        default="accuracy",
+        default=None,
         choices=MONITORS,
-        help="objective: mean over folds of each fold's best epoch (default accuracy); "
+        help="objective: mean over folds of each fold's best epoch (default: accuracy, or the "
+        "resumed study's); "
         "robust_accuracy also validates under seeded corruptions (blur, noise, JPEG, "
         "brightness/contrast, stain shift, rotation) and scores the mean of clean and corrupted",
     )
@@ -262,6 +270,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"--{flag.replace('_', '-')} must be at least "
                 f"{2 if flag == 'folds' else 1}, got {value}"
             )
+    if args.folds is not None and args.folds > MAX_FOLDS:
+        return usage_error(
+            f"--folds must be at most {MAX_FOLDS} (a study stores one character per image for "
+            f"its fold), got {args.folds}"
+        )
     for flag in ("timeout", "trial_timeout", "heartbeat"):
         value = getattr(args, flag)
         if value is not None and value <= 0:

@@ -14,6 +14,7 @@ import shutil
 import sys
 import tempfile
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +24,11 @@ import sqlalchemy
 from search.coordinator import Coordinator, RunSettings
 from search.dashboard import default_artifact_dir
 from search.data import DataError, fingerprint, load_dataset, validate
+from search.faults import ARMED_ENV, FAULTS_ENV, drills_armed, parse
 from search.gpu import DeviceError, auto_precision, discover, select, worker_envs
 from search.progress import Progress
 from search.pruning import make_pruner
-from search.records import count_states, leaderboard
+from search.records import best_so_far, count_states, leaderboard
 from search.study import (
     StudyPlan,
     UsageError,
@@ -35,9 +37,11 @@ from search.study import (
     encode_folds,
     load_existing,
 )
+from search.text import counted
 from search.trainers import BUILT_IN, resolve_trainer
+from search.weights import download_host, find_missing, reachable
 from spaces.base import Space, StudySettings
-from storage import StorageError, open_storage, redact, storage_errors
+from storage import StorageError, find_storage, open_storage, redact, sqlite_file, storage_errors
 from trainer.errors import FatalError, TrialFailed
 from trainer.folds import make_folds
 
@@ -77,11 +81,13 @@ def _stored_or(stored: dict, key: str, given, default):
 def run_study(args: argparse.Namespace, space: Space) -> int:
     """Check, write the worker data, create or resume the study, search; return the exit code."""
     name = args.name or space.name
-    workdir = None
+    made = _Created()
     try:
         if args.trainer not in BUILT_IN:
             resolve_trainer(args.trainer)  # import errors now, before anything is written
-        storage, existing, plan, data, folds, cleaning = _prepare(args, space, name)
+        _fault_drills(args)
+        found, existing, plan, data, folds, cleaning = _prepare(args, space, name)
+        _check_weights(space, plan.weights, args.weights_dir)
         n_trials = args.n_trials or space.n_trials
         sampler = _sampler(args.sampler, args.seed, n_trials)
         gpus = select(discover(), args.gpus)
@@ -96,17 +102,18 @@ def run_study(args: argparse.Namespace, space: Space) -> int:
             n_folds=plan.folds,
             n_trials=n_trials - len(envs) + 1,
         )
-        artifact_dir = _artifact_dir(args)
-        workdir, data_path = _write_worker_data(data, folds)
+        # Everything was checked: the first writes, each undone if a later one fails.
+        made.workdir, data_path = _write_worker_data(data, folds)
+        artifact_dir = _artifact_dir(args, made)
         with storage_errors(args.storage):
+            storage = found or _create_storage(args, made)
             study = _open_study(
                 storage, name, existing, plan, sampler, pruner, folds, space, args.seed
             )
             if cleaning is not None:
                 study.set_user_attr("cleaning", cleaning)
     except (UsageError, DataError, StorageError, TrialFailed, DeviceError, ValueError) as exc:
-        if workdir:
-            shutil.rmtree(workdir, ignore_errors=True)
+        made.undo()
         print(f"error: {exc}", file=sys.stderr)
         return 2
     settings = StudySettings(
@@ -123,27 +130,38 @@ def run_study(args: argparse.Namespace, space: Space) -> int:
     counts = count_states(study)
     finished = counts[optuna.trial.TrialState.COMPLETE] + counts[optuna.trial.TrialState.PRUNED]
     devices = sorted({e["CUDA_VISIBLE_DEVICES"] for e in envs})
-    log.info(
-        "study %r in %s: %d of %d trials finished; %d worker(s) on %s; %d folds x %d epochs at "
-        "%dpx on %d images",
-        name,
-        redact(args.storage),
-        finished,
-        n_trials,
-        len(envs),
-        "CPU" if devices == ["-1"] else "GPU " + ", ".join(devices),
-        plan.folds,
-        plan.epochs,
-        plan.image_size,
-        plan.n_images,
-    )
+    where = "CPU" if devices == ["-1"] else "GPU " + ", ".join(devices)
+    if finished >= n_trials:
+        log.info(
+            "study %r in %s already holds %s (--n-trials %d): no new trial to run; "
+            "pass a larger --n-trials to search further",
+            name,
+            redact(args.storage),
+            counted(finished, "finished trial"),
+            n_trials,
+        )
+    else:
+        log.info(
+            "study %r in %s: %d of %d trials finished; %s on %s; %d folds x %d epochs at "
+            "%dpx on %d images",
+            name,
+            redact(args.storage),
+            finished,
+            n_trials,
+            counted(len(envs), "worker"),
+            where,
+            plan.folds,
+            plan.epochs,
+            plan.image_size,
+            plan.n_images,
+        )
     coordinator = Coordinator(
         study,
         space,
         settings,
         RunSettings(
             n_trials=n_trials,
-            metric=args.metric,
+            metric=plan.metric,
             timeout=args.timeout,
             max_consecutive_failures=args.max_failures,
             trainer=args.trainer,
@@ -156,7 +174,10 @@ def run_study(args: argparse.Namespace, space: Space) -> int:
         pruner=pruner,
         class_names=list(plan.class_names),
         progress=Progress(
-            n_trials, interactive=sys.stderr.isatty() and not args.quiet, done=finished
+            n_trials,
+            interactive=sys.stderr.isatty() and not args.quiet,
+            done=finished,
+            best=best_so_far(study),
         ),
     )
     code = 0
@@ -181,26 +202,102 @@ def run_study(args: argparse.Namespace, space: Space) -> int:
         )
         code = 1
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(made.workdir or "", ignore_errors=True)
     with contextlib.suppress(Exception):  # the summary must not hide the real exit status
-        _summary(study, args, name, n_trials, artifact_dir)
+        _summary(study, args, name, n_trials, artifact_dir, plan.metric)
     return code
+
+
+@dataclass
+class _Created:
+    """What this run has created so far, so that a refused run can remove it again."""
+
+    workdir: str | None = None
+    folders: list[Path] = field(default_factory=list)
+    database: Path | None = None
+
+    def undo(self) -> None:
+        if self.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        for folder in reversed(self.folders):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if still empty
+        if self.database is not None:
+            for suffix in ("", "-journal", "-wal", "-shm"):
+                with contextlib.suppress(OSError):
+                    Path(str(self.database) + suffix).unlink()
+
+
+def _fault_drills(args: argparse.Namespace) -> None:
+    """``SEARCH_FAULTS`` hurts trials on purpose: honoured only when armed, and said loudly."""
+    spec = os.environ.get(FAULTS_ENV, "").strip()
+    if not spec:
+        return
+    if not drills_armed():
+        log.warning(
+            "warning: %s=%r is set in the environment but not armed (%s=1), so it is ignored: "
+            "no trial is failed on purpose. Unset it to silence this warning",
+            FAULTS_ENV,
+            spec,
+            ARMED_ENV,
+        )
+        del os.environ[FAULTS_ENV]  # the workers inherit this environment
+        return
+    try:
+        faults = parse(spec)
+    except ValueError as exc:
+        raise UsageError(f"{FAULTS_ENV}: {exc}") from None
+    if args.trial_timeout is None and any(kind == "hang" for kind, _ in faults.values()):
+        raise UsageError(
+            f"{FAULTS_ENV}={spec!r} makes a trial hang forever; add --trial-timeout SECONDS "
+            "so the drill can end"
+        )
+    log.warning(
+        "warning: fault drill armed (%s=%r): %s %s will fail on purpose; unset %s and %s "
+        "for a real study",
+        FAULTS_ENV,
+        spec,
+        "trial" if len(faults) == 1 else "trials",
+        ", ".join(str(n) for n in sorted(faults)),
+        FAULTS_ENV,
+        ARMED_ENV,
+    )
+
+
+def _check_weights(space: Space, weights: str, weights_dir: str | None) -> None:
+    """Refuse a study whose ImageNet files are missing here and cannot be downloaded."""
+    missing = find_missing(space, weights, weights_dir)
+    if missing is None:
+        return
+    host = download_host()
+    if not reachable(host):
+        raise UsageError(missing.message(f"{host[0]}:{host[1]}"))
+    log.info(
+        "ImageNet weights for %s will be downloaded by the first trial that needs them",
+        ", ".join(b.name for b in missing.backbones),
+    )
+
+
+def _storage_options(args: argparse.Namespace) -> dict[str, int]:
+    return {
+        "heartbeat_interval": max(1, round(args.heartbeat)),
+        "grace_period": max(2, round(3 * args.heartbeat)),
+    }
 
 
 def _prepare(args: argparse.Namespace, space: Space, name: str):
     """Every check that can refuse the run, in order; nothing is written here."""
-    storage = open_storage(
-        args.storage,
-        heartbeat_interval=max(1, round(args.heartbeat)),
-        grace_period=max(2, round(3 * args.heartbeat)),
-    )
-    with storage_errors(args.storage):
-        existing = load_existing(storage, name)
+    found = find_storage(args.storage, **_storage_options(args))
+    existing = None
+    if found is not None:
+        with storage_errors(args.storage):
+            existing = load_existing(found, name)
     stored = dict(existing.user_attrs) if existing is not None else {}
     folds_k = _stored_or(stored, "folds", args.folds, space.folds)
     epochs = _stored_or(stored, "epochs", args.epochs, space.epochs)
     image_size = _stored_or(stored, "image_size", args.image_size, space.image_size)
     weights = _stored_or(stored, "weights", args.weights, space.weights)
+    metric = _stored_or(stored, "metric", args.metric, "accuracy")
     if args.weights_dir:
         if not Path(args.weights_dir).is_dir():
             raise UsageError(f"--weights-dir {args.weights_dir} is not a folder")
@@ -226,7 +323,7 @@ def _prepare(args: argparse.Namespace, space: Space, name: str):
         fold_seed=args.seed,
         epochs=epochs,
         image_size=image_size,
-        metric=args.metric,
+        metric=metric,
         weights=weights,
     )
     if existing is not None:
@@ -235,14 +332,27 @@ def _prepare(args: argparse.Namespace, space: Space, name: str):
         folds = decode_folds(stored["fold_of"])
     else:
         folds = make_folds(data.labels, folds_k, args.seed)
-    return storage, existing, plan, data, folds, cleaning
+    return found, existing, plan, data, folds, cleaning
 
 
-def _artifact_dir(args: argparse.Namespace) -> str:
-    """The dashboard's artifact folder, created and checked writable before anything else."""
-    folder = Path(args.artifacts or default_artifact_dir(args.storage))
+def _create_storage(args: argparse.Namespace, made: _Created) -> optuna.storages.RDBStorage:
+    """Open the storage, creating its database (a new SQLite file is recorded in ``made``)."""
+    database = sqlite_file(args.storage)
+    new_file = database is not None and not database.exists()
+    storage = open_storage(args.storage, **_storage_options(args))
+    if new_file:
+        made.database = database
+    return storage
+
+
+def _artifact_dir(args: argparse.Namespace, made: _Created) -> str:
+    """The dashboard's artifact folder, created (recorded in ``made``) and checked writable."""
+    folder = Path(args.artifacts or default_artifact_dir(args.storage)).expanduser().resolve()
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        for parent in reversed(missing):
+            parent.mkdir()
+            made.folders.append(parent)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-"):
             pass
     except OSError as exc:
@@ -291,8 +401,11 @@ def _open_study(storage, name, existing, plan, sampler, pruner, folds, space, se
     )
     if existing is not None and "fold_of" in existing.user_attrs:
         study.set_user_attr("runs", int(existing.user_attrs.get("runs", 1)) + 1)  # probes writes
+        if study.metric_names is None:
+            study.set_metric_names([plan.metric])
         return study
     try:
+        study.set_metric_names([plan.metric])  # the dashboard's name for the objective
         for key, value in plan.attrs(encode_folds(folds, plan.n_images)).items():
             study.set_user_attr(key, value)
         study.set_user_attr("runs", 1)
@@ -311,7 +424,12 @@ def _open_study(storage, name, existing, plan, sampler, pruner, folds, space, se
 
 
 def _summary(
-    study: optuna.Study, args: argparse.Namespace, name: str, n_trials: int, artifacts: str
+    study: optuna.Study,
+    args: argparse.Namespace,
+    name: str,
+    n_trials: int,
+    artifacts: str,
+    metric: str,
 ) -> None:
     counts = count_states(study)
     states = optuna.trial.TrialState
@@ -324,9 +442,7 @@ def _summary(
     )
     rows = leaderboard(study, top=5)
     if rows:
-        print(
-            f"{'trial':>5}  {args.metric:>9}  backbone            augment   optimizer  lr", file=out
-        )
+        print(f"{'trial':>5}  {metric:>9}  backbone            augment   optimizer  lr", file=out)
         for r in rows:
             print(
                 f"{r['trial']:>5}  {r['value']:9.4f}  {r['backbone']:<18}  {r['augment']:<8}  "

@@ -98,3 +98,40 @@ def open_storage(
             heartbeat_interval=heartbeat_interval,
             grace_period=grace_period,
         )
+
+
+def find_storage(
+    url: str = DEFAULT_URL,
+    *,
+    heartbeat_interval: int | None = HEARTBEAT_SECONDS,
+    grace_period: int | None = GRACE_SECONDS,
+) -> optuna.storages.RDBStorage | None:
+    """The storage at ``url`` if its database already holds Optuna's tables, else None.
+
+    Creates nothing: no SQLite file, no schema. A run that may still be refused looks its study
+    up through this, and calls ``open_storage`` only once it is sure to go ahead.
+    """
+    with storage_errors(url):
+        _check_sqlite_path(url)
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite":
+            if not parsed.database or not Path(parsed.database).expanduser().is_file():
+                return None
+        engine = sqlalchemy.create_engine(url)
+        try:
+            with engine.connect() as connection:
+                has_schema = sqlalchemy.inspect(connection).has_table("studies")
+        finally:
+            engine.dispose()
+        if not has_schema:
+            return None
+        return open_storage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file behind a SQLite URL (None for other databases)."""
+    with storage_errors(url):
+        parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    return Path(parsed.database).expanduser().resolve()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import keras
 
-from trainer.config import BackboneInfo, TrialConfig
+from trainer.config import BackboneInfo, TrialConfig, keras_cache_dir
 from trainer.errors import WeightsUnavailable
 
 # Layer name -> block index, per family; None when the layer is outside every block.
@@ -83,10 +83,6 @@ def _small_cnn(size: int) -> keras.Model:
             x = keras.layers.MaxPooling2D(name=f"cnn_block{block}_pool")(x)
     x = keras.layers.GlobalAveragePooling2D(name="cnn_gap")(x)
     return keras.Model(inputs, x, name="small_cnn")
-
-
-def keras_cache_dir() -> Path:
-    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser() / "models"
 
 
 def _construct(info: BackboneInfo, cfg: TrialConfig) -> keras.Model:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from trainer.errors import InvalidConfig
@@ -98,6 +100,11 @@ def backbone_info(name: str) -> BackboneInfo:
         raise InvalidConfig(
             f"unknown backbone {name!r}; valid backbones: {', '.join(BACKBONES)}"
         ) from None
+
+
+def keras_cache_dir() -> Path:
+    """Where Keras caches downloaded application weights (``$KERAS_HOME/models``)."""
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser() / "models"
 
 
 def is_pretrained(weights: str) -> bool:

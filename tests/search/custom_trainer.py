@@ -16,3 +16,12 @@ def train_trial(config, data, folds, report, **kwargs):
 
 
 not_callable = 3
+
+
+def no_large_weights(config, data, folds, report, **kwargs):
+    """The fake trainer on a machine where MobileNetV3Large's ImageNet file cannot be had."""
+    from trainer.errors import WeightsUnavailable
+
+    if config.backbone == "MobileNetV3Large" and config.weights == "imagenet":
+        raise WeightsUnavailable("could not load ImageNet weights for MobileNetV3Large (test)")
+    return fake_train_trial(config, data, folds, report, **kwargs)

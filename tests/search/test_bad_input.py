@@ -108,9 +108,8 @@ def test_full_disk_for_the_workers_data(tmp_path: Path) -> None:
         out = run_cli(*FAKE, "--data", "demo", "--storage", url, cwd=tmp_path, TMPDIR=str(tiny))
         assert out.returncode == 2, out.stderr[-2000:]
         assert "TMPDIR" in out.stderr and "Traceback" not in out.stderr
-        from tests.search.test_cli import load_or_none
-
-        assert load_or_none(url, "quick") is None  # no half-written study
+        # No half-written study: not even the database file or the artifacts folder.
+        assert not (tmp_path / "studies.db").exists() and not (tmp_path / "artifacts").exists()
     finally:
         subprocess.run(["umount", "-l", str(tiny)], capture_output=True)
 
@@ -140,3 +139,72 @@ def test_read_only_artifacts_folder(study_db, tmp_path: Path) -> None:
     assert out.returncode == 2, out.stderr[-2000:]
     assert "artifacts folder" in out.stderr and "--artifacts" in out.stderr
     assert snapshot(url, "quick") == before
+
+
+def _one_class_folder(root: Path) -> Path:
+    from PIL import Image
+
+    folder = root / "cells" / "neutrophil"
+    folder.mkdir(parents=True)
+    for i in range(20):
+        Image.new("RGB", (32, 32), (i * 10, 80, 120)).save(folder / f"{i}.png")
+    return root / "cells"
+
+
+def _text_as_png(root: Path) -> Path:
+    data = _one_class_folder(root)
+    (data / "basophil").mkdir()
+    (data / "basophil" / "0.png").write_text("not an image")
+    return data
+
+
+def _empty_folder(root: Path) -> Path:
+    (root / "empty").mkdir()
+    return root / "empty"
+
+
+def _unwritable_artifacts(root: Path) -> tuple[str, ...]:
+    ro = root / "ro"
+    ro.mkdir()
+    immutable = subprocess.run(["chattr", "+i", str(ro)], capture_output=True)
+    require(immutable.returncode == 0, "chattr +i is not permitted here")
+    return ("--data", "demo", "--artifacts", str(ro / "sub" / "dir"))
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["missing data", "one class", "text named .png", "empty folder", "unwritable artifacts"],
+)
+def test_exit_2_creates_nothing(case: str, tmp_path: Path) -> None:
+    """No database, no artifacts folder, no temporary folder: exit 2 leaves the disk as it was."""
+    work, tmp = tmp_path / "work", tmp_path / "tmp"
+    work.mkdir()
+    tmp.mkdir()
+    if case == "missing data":
+        args: tuple[str, ...] = ("--data", str(tmp_path / "nope.npz"))
+    elif case == "one class":
+        args = ("--data", str(_one_class_folder(tmp_path)))
+    elif case == "text named .png":
+        args = ("--data", str(_text_as_png(tmp_path)))
+    elif case == "empty folder":
+        args = ("--data", str(_empty_folder(tmp_path)))
+    else:
+        args = _unwritable_artifacts(tmp_path)
+    try:
+        out = run_cli(*FAKE, *args, cwd=work, TMPDIR=str(tmp))
+    finally:
+        if case == "unwritable artifacts":
+            subprocess.run(["chattr", "-i", str(tmp_path / "ro")], check=True)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.stderr.count("error:") == 1 and "Traceback" not in out.stderr
+    assert sorted(p.name for p in work.iterdir()) == []  # no studies.db, no artifacts/
+    assert list(tmp.iterdir()) == []  # no search-data-* folder
+    if case == "unwritable artifacts":
+        assert list((tmp_path / "ro").iterdir()) == []
+
+
+def test_too_many_folds_is_refused_up_front(tmp_path: Path) -> None:
+    out = run_cli(*FAKE, "--data", "demo", "--folds", "40", cwd=tmp_path, TMPDIR=str(tmp_path))
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "--folds must be at most 36" in out.stderr and "Traceback" not in out.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from optuna.trial import TrialState
 
+from storage.folds import decode_folds
 from tests.conftest import stratified_subset
-from tests.search.cli import ROOT, by_state, cli_env, load, run_cli, snapshot
+from tests.search.cli import FAKE_QUICK, ROOT, by_state, cli_env, load, run_cli, snapshot
 
 
 def test_help_is_fast_because_it_imports_no_tensorflow() -> None:
@@ -147,3 +148,65 @@ def test_quick_study_end_to_end_on_real_images(real_npz: Path, tmp_path: Path) -
     )
     assert again.returncode == 2 and "different data" in again.stderr
     assert snapshot(url, "quick") == before
+
+
+def test_eleven_folds_train_exactly_those_folds(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    out = run_cli(
+        *FAKE_QUICK, "--storage", url, "--n-trials", "2", "--folds", "11", "--pruner", "none",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    study = load(url, "quick")
+    stored = decode_folds(study.user_attrs["fold_of"])
+    assert len(stored) == 11
+    for t in study.trials:
+        assert t.state == TrialState.COMPLETE
+        assert len(t.user_attrs["fold_scores"]) == 11
+        stored_folds = {k for k in t.user_attrs if k.startswith("fold_") and k[5:].isdigit()}
+        assert stored_folds == {f"fold_{k}" for k in range(11)}
+        assert max(t.intermediate_values) == 11 * 4 - 1  # 11 folds x 4 epochs, no more
+        # Each fold validated on exactly the images the study stored for it.
+        for k, fold in enumerate(stored):
+            confusion = np.array(t.user_attrs[f"fold_{k}"]["confusion"])
+            assert confusion.sum() == len(fold.val)
+
+
+def test_resume_without_metric_keeps_the_studys_metric(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    first = run_cli(
+        *FAKE_QUICK, "--storage", url, "--n-trials", "2", "--metric", "macro_f1", cwd=tmp_path
+    )
+    assert first.returncode == 0, first.stderr[-2000:]
+    again = run_cli(*FAKE_QUICK, "--storage", url, "--n-trials", "3", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    study = load(url, "quick")
+    assert study.user_attrs["metric"] == "macro_f1" and len(study.trials) == 3
+    assert "macro_f1" in again.stdout  # the leaderboard's column
+    other = run_cli(
+        *FAKE_QUICK, "--storage", url, "--n-trials", "4", "--metric", "accuracy", cwd=tmp_path
+    )
+    assert other.returncode == 2 and "--metric macro_f1" in other.stderr
+
+
+def test_log_lines_say_what_happened(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    out = run_cli(*FAKE_QUICK, "--storage", url, "--n-trials", "12", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    log = out.stderr
+    assert "pruned: -" not in log and ": -" not in log
+    assert "small_cnn weights none, " in log
+    screened = [line for line in log.splitlines() if " screened" in line]
+    assert screened and all("promoted" in line for line in screened)
+    study = load(url, "quick")
+    promoted = [t for t in study.trials if "promoted_from" in t.user_attrs]
+    assert promoted
+    source = promoted[0].user_attrs["promoted_from"]
+    assert f"promoted from trial {source}, re-using its finished fold 0" in log
+    assert "finished folds" not in log.replace("its finished fold 0", "")
+    pruned = [line for line in log.splitlines() if " pruned: " in line]
+    assert all("fold scores 0." in line for line in pruned)
+    full = run_cli(*FAKE_QUICK, "--storage", url, "--n-trials", "10", cwd=tmp_path)
+    assert full.returncode == 0
+    assert "12 of 10" not in full.stderr
+    assert "already holds 12 finished trials (--n-trials 10)" in full.stderr

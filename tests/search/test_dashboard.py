@@ -31,6 +31,8 @@ def test_dashboard_shows_curves_and_notes(tmp_path: Path) -> None:
         "3",
         "--pruner",
         "none",
+        "--metric",
+        "macro_f1",
         cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr[-2000:]
@@ -46,7 +48,11 @@ def test_dashboard_shows_curves_and_notes(tmp_path: Path) -> None:
         assert steps == list(range(12))  # 3 folds x 4 epochs, one step scheme
         assert "## Trial" in trial["note"]["body"] and "| fold |" in trial["note"]["body"]
         assert trial["artifacts"] and trial["artifacts"][0]["mimetype"] == "image/png"
+        # The artifact is named after its trial, without a temporary file's random suffix.
+        assert trial["artifacts"][0]["filename"] == f"confusion_trial{trial['number']}.png"
     assert "## Leaderboard" in detail["note"]["body"]
+    # The objective is named after --metric, not "Objective 0".
+    assert detail["objective_names"] == ["macro_f1"]
     study = load(url, "quick")
     for trial in study.trials:
         per_class = trial.user_attrs["per_class"]

@@ -15,7 +15,45 @@ def test_fault_spec_parsing() -> None:
     assert parse("oom@3, nan@5:1,hang@7") == {3: ("oom", 0), 5: ("nan", 1), 7: ("hang", 0)}
     with pytest.raises(ValueError, match="KIND@TRIAL"):
         parse("melt@3")
-    assert hook_for(2, {"SEARCH_FAULTS": "oom@3"}) is None
+    armed = {"SEARCH_FAULTS": "oom@3", "SEARCH_FAULTS_ARMED": "1"}
+    assert hook_for(2, armed) is None and hook_for(3, armed) is not None
+    assert hook_for(3, {"SEARCH_FAULTS": "oom@3"}) is None  # not armed: no drill
+
+
+def test_unarmed_drills_are_ignored_and_said_so(tmp_path: Path) -> None:
+    """A SEARCH_FAULTS left in a shell cannot hurt a real study."""
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    out = run_cli(
+        *FAKE_QUICK, "--storage", url, "--n-trials", "3", "--pruner", "none", cwd=tmp_path,
+        SEARCH_FAULTS="oom@0,exit@1",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "SEARCH_FAULTS='oom@0,exit@1' is set" in out.stderr and "ignored" in out.stderr
+    states = by_state(load(url, "quick"))
+    assert len(states[TrialState.COMPLETE]) == 3 and not states[TrialState.FAIL]
+
+
+def test_armed_drills_are_announced_and_bad_ones_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    hang = run_cli(
+        *FAKE_QUICK, "--storage", url, "--n-trials", "2", cwd=tmp_path,
+        SEARCH_FAULTS="hang@0", SEARCH_FAULTS_ARMED="1",
+    )  # fmt: skip
+    assert hang.returncode == 2 and "--trial-timeout" in hang.stderr
+    bad = run_cli(
+        *FAKE_QUICK, "--storage", url, "--n-trials", "2", cwd=tmp_path,
+        SEARCH_FAULTS="melt@0", SEARCH_FAULTS_ARMED="1",
+    )  # fmt: skip
+    assert bad.returncode == 2 and "KIND@TRIAL" in bad.stderr
+    assert not (tmp_path / "studies.db").exists()
+    armed = run_cli(
+        *FAKE_QUICK, "--storage", url, "--n-trials", "2", "--pruner", "none", cwd=tmp_path,
+        SEARCH_FAULTS="nan@1", SEARCH_FAULTS_ARMED="1",
+    )  # fmt: skip
+    assert armed.returncode == 0, armed.stderr[-3000:]
+    assert "fault drill armed" in armed.stderr and "trial 1 will fail" in armed.stderr
+    failed = by_state(load(url, "quick"))[TrialState.FAIL]
+    assert [t.number for t in failed] == [1]
 
 
 def test_oom_nan_hang_and_killed_worker_each_fail_only_their_trial(tmp_path: Path) -> None:
@@ -33,6 +71,7 @@ def test_oom_nan_hang_and_killed_worker_each_fail_only_their_trial(tmp_path: Pat
         cwd=tmp_path,
         timeout=300,
         SEARCH_FAULTS="oom@1,nan@2:1,hang@3,exit@4:1",
+        SEARCH_FAULTS_ARMED="1",
         FAKE_EPOCH_SECONDS="0.05",
     )
     assert out.returncode == 0, out.stderr[-3000:]

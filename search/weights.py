@@ -1,0 +1,85 @@
+"""Pretrained weights, checked before the first trial: which files a space needs, and whether
+this machine has them or can download them.
+
+Keras caches each ``keras.applications`` no-top ImageNet file in ``$KERAS_HOME/models`` and
+downloads it on first use; ``--weights-dir`` names a folder of such files for offline machines.
+A study whose backbones need a file that is in neither place, on a machine that cannot reach
+Keras' download host, is refused before anything is written instead of failing trial after trial.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from spaces.base import Space
+from trainer.config import BACKBONES, BackboneInfo, keras_cache_dir
+
+# Where keras.applications downloads its weight files from.
+DOWNLOAD_HOST = ("storage.googleapis.com", 443)
+PROBE_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class MissingWeights:
+    """The backbones whose ImageNet files are on neither path Keras and we look in."""
+
+    backbones: tuple[BackboneInfo, ...]
+    looked_in: tuple[Path, ...]
+
+    def message(self, host: str) -> str:
+        files = ", ".join(f"{b.weights_file} ({b.name})" for b in self.backbones)
+        where = " and ".join(str(p) for p in self.looked_in)
+        return (
+            f"ImageNet weights are missing and cannot be downloaded ({host} is unreachable): "
+            f"{files}; looked in {where}. Download the files on a machine with internet access "
+            "and put them in a folder passed as --weights-dir DIR (or in "
+            f"{keras_cache_dir()}), or train from scratch with --weights none"
+        )
+
+
+def needed(space: Space, weights: str) -> list[BackboneInfo]:
+    """The space's backbones that would load Keras' ImageNet file under ``--weights``."""
+    if weights != "imagenet":
+        return []
+    return [BACKBONES[b] for b in space.backbones if BACKBONES[b].weights_file]
+
+
+def find_missing(space: Space, weights: str, weights_dir: str | None) -> MissingWeights | None:
+    """The needed files found in neither the Keras cache nor ``weights_dir``; None if all are."""
+    folders = [keras_cache_dir()] + ([Path(weights_dir)] if weights_dir else [])
+    missing = tuple(
+        b
+        for b in needed(space, weights)
+        if not any((f / b.weights_file).is_file() for f in folders)
+    )
+    return MissingWeights(missing, tuple(folders)) if missing else None
+
+
+def download_host() -> tuple[str, int]:
+    """Keras' download host; ``SEARCH_WEIGHTS_HOST=host:port`` points the probe elsewhere."""
+    override = os.environ.get("SEARCH_WEIGHTS_HOST")
+    if override:
+        host, _, port = override.rpartition(":")
+        return host, int(port)
+    return DOWNLOAD_HOST
+
+
+def reachable(host: tuple[str, int], seconds: float = PROBE_SECONDS) -> bool:
+    """Whether a TCP connection to ``host`` opens within ``seconds`` (name lookup included)."""
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection(host, timeout=seconds):
+                result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    return bool(result and result[0])

@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +52,9 @@ class RunSettings:
     trial_timeout: float | None = None
     save_notes: bool = True
     artifact_dir: str | None = None
+    # With --budget: seconds the search may still run (<= 0: start nothing, stop running trials
+    # once a trial has completed).
+    search_left: Callable[[], float] | None = None
 
 
 @dataclass
@@ -163,7 +167,21 @@ class Coordinator:
 
     def _time_left(self) -> bool:
         timeout = self.run_settings.timeout
-        return timeout is None or time.monotonic() - self.started < timeout
+        if timeout is not None and time.monotonic() - self.started >= timeout:
+            return False
+        search_left = self.run_settings.search_left
+        return search_left is None or search_left() > 0
+
+    def _budget_spent(self) -> bool:
+        """The search's share of --budget is over and some trial has finished a fold (the final
+        model can train on its configuration)."""
+        search_left = self.run_settings.search_left
+        if search_left is None or search_left() > 0:
+            return False
+        return any(
+            t.state in FINISHED and "fold_scores" in t.user_attrs
+            for t in self.study.get_trials(deepcopy=False)
+        )
 
     def _want_more(self) -> bool:
         if not self._time_left():
@@ -381,6 +399,11 @@ class Coordinator:
         if math.isfinite(value):
             trial.report(value, fold * self.settings.epochs + epoch)
         self.progress.epoch(trial.number, fold, epoch, value)
+        if self._budget_spent():
+            running.pruned_at = (
+                f"fold {fold} epoch {epoch} (the search's share of --budget ran out)"
+            )
+            return Decision.STOP.value
         if self.pruner is not None and trial.should_prune():
             running.pruned_at = f"fold {fold} epoch {epoch} (epoch-level)"
             return Decision.STOP.value

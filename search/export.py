@@ -102,6 +102,8 @@ class Plan:
     ensemble: bool
     epochs: list[int]  # one entry (all data) or one per fold
     schedules: list[list[float]]
+    image_size: int  # the model's input size
+    how: str = ""  # how the epochs and rates were chosen, for the report
 
 
 def _open_study(name: str, url: str):
@@ -220,6 +222,14 @@ def _plan(args: argparse.Namespace):
         ensemble=args.ensemble,
         epochs=epochs,
         schedules=schedules,
+        image_size=int(attrs["image_size"]),
+        how=(
+            "that fold's best epoch + 1"
+            if args.ensemble
+            else f"round(median(best epoch + 1)) over folds: {[r.best_epoch + 1 for r in done]}"
+        )
+        if args.epochs is None
+        else f"--epochs {args.epochs}",
     )
     return plan, config, data, decode_folds(str(attrs["fold_of"]))
 
@@ -250,7 +260,7 @@ def _config_json(plan: Plan, n_images: int) -> dict[str, Any]:
         "params": plan.params,
         "config": plan.config,
         "data": {"spec": plan.spec, "fingerprint": plan.fingerprint, "n_images": n_images},
-        "image_size": int(attrs["image_size"]),
+        "image_size": plan.image_size,
         "class_names": list(attrs["class_names"]),
         "input": "float32 RGB, values 0..255, N x S x S x 3 (the model rescales itself)",
         "mode": "ensemble" if plan.ensemble else "all_data",
@@ -264,11 +274,10 @@ def _report(plan: Plan, cfg: dict[str, Any], runs: list[Any], seconds: float) ->
     metric = cfg["metric"]
     mode = (
         f"ensemble of {len(runs)} fold models (mean of their softmax outputs), each retrained on "
-        f"its fold's training split for {plan.epochs} epochs (that fold's best epoch + 1)"
+        f"its fold's training split for {plan.epochs} epochs ({plan.how})"
         if plan.ensemble
-        else f"retrained on all {cfg['data']['n_images']} images for {plan.epochs[0]} epochs "
-        f"(round(median(best epoch + 1)) over folds: "
-        f"{[r.best_epoch + 1 for r in plan.folds if not r.stopped]})"
+        else f"retrained on all {cfg['data']['n_images']} images at {plan.image_size} px for "
+        f"{plan.epochs[0]} epochs ({plan.how})"
     )
     lines = [
         f"# Export of trial {plan.trial} from study '{plan.study}'",
@@ -341,6 +350,24 @@ def _write(out: Path, model: Any, plan: Plan, n_images: int, runs: list[Any], se
         atomic_write_bytes(out / name, (text + "\n").encode())
 
 
+def export_model(plan: Plan, config: Any, data: Any, folds: list[Any], out: Path) -> None:
+    """Train what ``plan`` says and write the export folder; raises TrialFailed or OSError."""
+    from trainer.final import ensemble_model, fit_all, fit_folds
+
+    start = time.perf_counter()
+    if plan.ensemble:
+        runs = fit_folds(
+            config, data, folds, plan.epochs, lr_schedules=plan.schedules, progress=_progress
+        )
+        model = ensemble_model([r.model for r in runs])
+    else:
+        runs = [
+            fit_all(config, data, plan.epochs[0], lr_schedule=plan.schedules[0], progress=_progress)
+        ]
+        model = runs[0].model
+    _write(out, model, plan, len(data), runs, time.perf_counter() - start)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(quiet=args.quiet)
@@ -377,23 +404,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         what,
         plan.epochs if plan.ensemble else plan.epochs[0],
     )
-    from trainer.final import ensemble_model, fit_all, fit_folds
-
-    start = time.perf_counter()
     try:
-        if plan.ensemble:
-            runs = fit_folds(
-                config, data, folds, plan.epochs, lr_schedules=plan.schedules, progress=_progress
-            )
-            model = ensemble_model([r.model for r in runs])
-        else:
-            runs = [
-                fit_all(
-                    config, data, plan.epochs[0], lr_schedule=plan.schedules[0], progress=_progress
-                )
-            ]
-            model = runs[0].model
-        _write(out, model, plan, len(data), runs, time.perf_counter() - start)
+        export_model(plan, config, data, folds, out)
     except TrialFailed as exc:
         print(f"error: training failed ({type(exc).__name__}): {exc}", file=sys.stderr)
         return EXIT_FAILED

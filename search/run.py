@@ -22,6 +22,15 @@ log = logging.getLogger("search.run")
 SAMPLERS = ("tpe", "random", "gp")
 
 
+def _duration(text: str) -> float:
+    from search.budget import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     from search.pruning import PRUNERS
 
@@ -84,6 +93,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="finished (complete or pruned) trials the study should hold in total; "
         "a resumed run only does the remainder (default: the space's)",
+    )
+    p.add_argument(
+        "--budget",
+        type=_duration,
+        default=None,
+        metavar="DURATION",
+        help="the whole job's wall-clock budget (s, m, h or plain seconds, e.g. 30m): search, "
+        "then train the best trial at full fidelity on all images and export it to --export; "
+        "a resumed study counts the time it already spent",
+    )
+    p.add_argument(
+        "--export",
+        default=None,
+        metavar="DIR",
+        help="with --budget: where the final model goes (default models/<study name>; the "
+        "files search.export writes, replaced by each --budget run)",
     )
     p.add_argument(
         "--timeout",
@@ -279,6 +304,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         value = getattr(args, flag)
         if value is not None and value <= 0:
             return usage_error(f"--{flag.replace('_', '-')} must be positive, got {value}")
+    if args.export is not None and args.budget is None:
+        return usage_error(
+            "--export DIR needs --budget (it names where the --budget run's final model goes); "
+            "to export a study by hand run python -m search.export --study NAME --out DIR"
+        )
     from search.session import run_study
 
     return run_study(args, space)

@@ -21,10 +21,12 @@ import numpy as np
 import optuna
 import sqlalchemy
 
+from search.budget import PRIOR_FINAL_SHARE
 from search.coordinator import Coordinator, RunSettings
 from search.dashboard import default_artifact_dir
 from search.data import DataError, fingerprint, load_dataset, validate
 from search.faults import ARMED_ENV, FAULTS_ENV, drills_armed, parse
+from search.finish import BudgetClock, final_setup, minutes, run_final
 from search.gpu import DeviceError, auto_precision, discover, select, worker_envs
 from search.progress import Progress
 from search.pruning import make_pruner
@@ -46,6 +48,8 @@ from trainer.errors import FatalError, TrialFailed
 from trainer.folds import make_folds
 
 log = logging.getLogger("search.run")
+# --n-trials under --budget when not given: the budget, not a count, ends the search.
+BUDGET_TRIALS = 10_000
 # Heartbeats, fail_stale_trials and TPE's group option are stable enough for us; say it once here.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
@@ -86,9 +90,14 @@ def run_study(args: argparse.Namespace, space: Space) -> int:
         if args.trainer not in BUILT_IN:
             resolve_trainer(args.trainer)  # import errors now, before anything is written
         _fault_drills(args)
-        found, existing, plan, data, folds, cleaning = _prepare(args, space, name)
+        found, existing, plan, data, folds, cleaning, kept = _prepare(args, space, name)
         _check_weights(space, plan.weights, args.weights_dir)
-        n_trials = args.n_trials or space.n_trials
+        final = (
+            final_setup(args, name, plan, data, folds, kept, plan.image_size_fixed)
+            if args.budget
+            else None
+        )
+        n_trials = args.n_trials or (BUDGET_TRIALS if final else space.n_trials)
         sampler = _sampler(args.sampler, args.seed, n_trials)
         gpus = select(discover(), args.gpus)
         envs = worker_envs(
@@ -155,6 +164,21 @@ def run_study(args: argparse.Namespace, space: Space) -> int:
             plan.image_size,
             plan.n_images,
         )
+    clock = None
+    if final is not None:
+        clock = BudgetClock(study, args.budget, final.fidelity)
+        log.info(
+            "budget %s: %.1f min spent before this run; the search runs until only the final "
+            "model's reserve is left (%.0f%% of the budget until a trial completes, then the "
+            "best trial's measured cost), then the best trial trains on all %d images at %dpx "
+            "and is exported to %s",
+            minutes(args.budget),
+            clock.spent_before / 60,
+            100 * PRIOR_FINAL_SHARE,
+            final.fidelity.all_images,
+            final.fidelity.final_size,
+            final.out,
+        )
     coordinator = Coordinator(
         study,
         space,
@@ -168,6 +192,7 @@ def run_study(args: argparse.Namespace, space: Space) -> int:
             heartbeat_seconds=args.heartbeat,
             trial_timeout=args.trial_timeout,
             artifact_dir=artifact_dir,
+            search_left=clock.search_left if clock else None,
         ),
         data_path=data_path,
         worker_envs=envs,
@@ -205,6 +230,8 @@ def run_study(args: argparse.Namespace, space: Space) -> int:
         shutil.rmtree(made.workdir or "", ignore_errors=True)
     with contextlib.suppress(Exception):  # the summary must not hide the real exit status
         _summary(study, args, name, n_trials, artifact_dir, plan.metric)
+    if code == 0 and final is not None and clock is not None:
+        code = run_final(study, final, clock, args)
     return code
 
 
@@ -306,11 +333,12 @@ def _prepare(args: argparse.Namespace, space: Space, name: str):
         raise UsageError(f"--weights {weights!r} is neither imagenet, none nor a file")
     data = load_dataset(args.data, image_size=image_size)
     cleaning: dict | None = None
+    kept = None
     if getattr(args, "clean", False):
         from search.cleaning import CleanOptions, clean  # scikit-learn only when asked
 
         result = clean(data, CleanOptions())
-        data, cleaning = result.dataset, result.summary
+        data, cleaning, kept = result.dataset, result.summary, result.kept
         log.info("cleaning kept %d of %d images", cleaning["n_kept"], cleaning["n_input"])
     data = validate(data, n_folds=folds_k, source=args.data)
     plan = StudyPlan(
@@ -325,6 +353,7 @@ def _prepare(args: argparse.Namespace, space: Space, name: str):
         image_size=image_size,
         metric=metric,
         weights=weights,
+        image_size_fixed=args.image_size is not None or bool(stored.get("image_size_fixed")),
     )
     if existing is not None:
         check_resume(stored, plan, name)
@@ -332,7 +361,7 @@ def _prepare(args: argparse.Namespace, space: Space, name: str):
         folds = decode_folds(stored["fold_of"])
     else:
         folds = make_folds(data.labels, folds_k, args.seed)
-    return found, existing, plan, data, folds, cleaning
+    return found, existing, plan, data, folds, cleaning, kept
 
 
 def _create_storage(args: argparse.Namespace, made: _Created) -> optuna.storages.RDBStorage:

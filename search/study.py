@@ -34,6 +34,7 @@ class StudyPlan:
     image_size: int
     metric: str
     weights: str
+    image_size_fixed: bool = False  # --image-size given: the final model keeps that size too
 
     def attrs(self, fold_of: str) -> dict[str, Any]:
         return {
@@ -48,6 +49,7 @@ class StudyPlan:
             "image_size": self.image_size,
             "metric": self.metric,
             "weights": self.weights,
+            "image_size_fixed": self.image_size_fixed,
             "fold_of": fold_of,
         }
 

@@ -112,6 +112,26 @@ def replay_schedule(folds: Sequence[FoldResult], epochs: int) -> list[float]:
     return rates
 
 
+def cosine_schedule(config: TrialConfig, epochs: int, *, floor: float = 0.01) -> list[float]:
+    """Learning rate per epoch for a final model: a cosine decay to ``floor`` x the start.
+
+    With a pretrained, unfrozen backbone the head-only warm-up epochs keep the configured rate
+    and the decay starts from the fine-tuning rate (``finetune_lr_scale`` x it), as the trial's
+    phases do.
+    """
+    if epochs < 1:
+        raise InvalidConfig(f"epochs must be >= 1, got {epochs}")
+    finetune = config.pretrained and config.unfreeze_depth > 0
+    warmup = min(config.warmup_epochs, epochs - 1) if finetune else 0
+    start = config.learning_rate * (config.finetune_lr_scale if finetune else 1.0)
+    decay = epochs - warmup
+    rates = [config.learning_rate] * warmup
+    for k in range(decay):
+        progress = k / max(1, decay - 1)
+        rates.append(start * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))))
+    return rates
+
+
 class _Trainer:
     """One built model, its optimizer phases and its BatchNorm refresher, set up once."""
 

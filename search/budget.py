@@ -1,0 +1,165 @@
+"""One wall-clock budget for the whole job: the search, then the final model.
+
+``--budget 30m`` is split by measurement, not by a fixed ratio. The final model is the best
+trial's configuration trained on all images at full fidelity (the data's own resolution unless
+``--image-size`` fixed one) for as many epochs as its learning curves say it needs. Its cost is
+estimated from the seconds per image-pixel that trial's own epochs took, so the reserve follows
+the incumbent as the search goes; the search gets the rest. Before any trial has finished, a
+prior share (``PRIOR_FINAL_SHARE``) stands in.
+
+Everything here is arithmetic on records: no Optuna, no Keras, no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from trainer.records import FoldResult
+
+# Before the first complete trial, reserve this share of the budget for the final model.
+PRIOR_FINAL_SHARE = 0.35
+# The reserve never takes less or more than these shares of the budget.
+MIN_FINAL_SHARE, MAX_FINAL_SHARE = 0.15, 0.6
+# Fixed cost of the final phase: building and tracing the model, the BatchNorm refresh, saving.
+FINAL_OVERHEAD_SECONDS = 20.0
+# The estimate is raised by this factor: an overrun costs the user, an underrun only epochs.
+SAFETY = 1.15
+# A learning curve has converged when the fitted remaining gain is below this (score units).
+CONVERGED_GAIN = 0.005
+# The final model trains at least this many times the epochs its best fold needed, at most
+# MAX_EPOCH_FACTOR times the search's epochs per fold.
+MIN_EPOCH_FACTOR, MAX_EPOCH_FACTOR = 1.5, 6
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """``"30m"`` -> 1800.0; ``s``, ``m``, ``h`` or plain seconds; raises ValueError."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([smh]?)\s*", str(text).lower())
+    if match is None:
+        raise ValueError(
+            f"{text!r} is not a duration; write seconds (1800) or a number with s, m or h "
+            "(90s, 30m, 1.5h)"
+        )
+    seconds = float(match.group(1)) * _UNITS.get(match.group(2) or "s", 1.0)
+    if seconds <= 0:
+        raise ValueError(f"{text!r} is not a positive duration")
+    return seconds
+
+
+def saturating_fit(curve: Sequence[float]) -> tuple[float, float, float]:
+    """Least-squares ``y(e) = a - b * exp(-(e + 1) / tau)`` over epochs e = 0, 1, ...
+
+    Returns (a, b, tau). ``tau`` is searched on a log grid (0.3 to 60 epochs), (a, b) solved
+    linearly for each; with fewer than 3 points the curve is taken as still rising by its last
+    step, with tau the number of epochs seen.
+    """
+    y = np.asarray(curve, dtype=np.float64)
+    e = np.arange(1, len(y) + 1, dtype=np.float64)
+    if len(y) < 3:
+        gain = float(y[-1] - y[0]) if len(y) > 1 else 0.1
+        return float(y[-1]) + max(gain, 0.0), max(gain, 0.0) + 1e-9, float(len(y))
+    best = (math.inf, float(y[-1]), 0.0, 1.0)
+    for tau in np.geomspace(0.3, 60.0, 80):
+        basis = np.stack([np.ones_like(e), -np.exp(-e / tau)], axis=1)
+        (a, b), *_ = np.linalg.lstsq(basis, y, rcond=None)
+        sse = float(np.sum((basis @ np.array([a, b]) - y) ** 2))
+        if b >= 0 and sse < best[0]:
+            best = (sse, float(a), float(b), float(tau))
+    return best[1], best[2], best[3]
+
+
+def epochs_to_converge(
+    folds: Sequence[FoldResult], metric: str, search_epochs: int
+) -> tuple[int, str]:
+    """Epochs the final model should train, from the trial's validation curves, and why.
+
+    The fold curves (the running best, so a noisy epoch does not count as a drop) are averaged
+    and fitted with ``saturating_fit``; the answer is the epoch where the fitted remaining gain
+    falls under ``CONVERGED_GAIN``, at least ``MIN_EPOCH_FACTOR`` x the epochs the folds needed
+    (the full data set and a decaying schedule), at most ``MAX_EPOCH_FACTOR`` x the search's.
+    """
+    curves = [np.maximum.accumulate([getattr(e, metric) for e in f.epochs]) for f in folds]
+    curves = [c for c in curves if len(c)]
+    if not curves:
+        return search_epochs, "no learning curve recorded: the search's epochs per fold"
+    n = min(len(c) for c in curves)
+    mean = np.mean([c[:n] for c in curves], axis=0)
+    a, b, tau = saturating_fit(mean)
+    needed_by_fit = tau * math.log(b / CONVERGED_GAIN) if b > CONVERGED_GAIN else 1.0
+    best_epochs = float(np.median([f.best_epoch + 1 for f in folds]))
+    low = MIN_EPOCH_FACTOR * best_epochs
+    high = MAX_EPOCH_FACTOR * search_epochs
+    epochs = int(min(high, max(low, math.ceil(needed_by_fit))))
+    reason = (
+        f"its curves fit {a:.3f} - {b:.3f} exp(-epoch / {tau:.1f}): within "
+        f"{CONVERGED_GAIN:g} of the plateau after {needed_by_fit:.0f} epochs; folds kept "
+        f"epoch {best_epochs:g} of {search_epochs}"
+    )
+    return max(1, epochs), reason
+
+
+@dataclass(frozen=True)
+class FinalPlan:
+    """How the final model will be trained and what it is expected to cost."""
+
+    image_size: int
+    epochs: int
+    seconds_per_epoch: float
+    seconds: float  # expected, with the fixed overhead and the safety factor
+    reason: str
+
+    def describe(self) -> str:
+        return (
+            f"{self.epochs} epochs at {self.image_size}px, about {self.seconds_per_epoch:.0f} s "
+            f"an epoch, {self.seconds / 60:.1f} min in all ({self.reason})"
+        )
+
+
+def seconds_per_image_pixel(folds: Sequence[FoldResult], train_images: int, size: int) -> float:
+    """Training seconds per image per pixel that these folds' epochs took (first epochs, which
+    trace the graph, left out when a fold has more)."""
+    rates = []
+    for f in folds:
+        n = len(f.epochs)
+        if n == 0 or f.seconds <= 0:
+            continue
+        seconds = (f.seconds - f.first_epoch_seconds) / (n - 1) if n > 1 else f.seconds
+        rates.append(seconds / max(1, train_images) / (size * size))
+    return float(np.median(rates)) if rates else math.nan
+
+
+def plan_final(
+    folds: Sequence[FoldResult],
+    *,
+    metric: str,
+    search_epochs: int,
+    search_size: int,
+    final_size: int,
+    train_images_per_fold: int,
+    all_images: int,
+    max_seconds: float | None = None,
+) -> FinalPlan:
+    """The final model's epochs and cost; with ``max_seconds``, epochs are cut to fit it."""
+    epochs, reason = epochs_to_converge(folds, metric, search_epochs)
+    rate = seconds_per_image_pixel(folds, train_images_per_fold, search_size)
+    per_epoch = rate * all_images * final_size * final_size if math.isfinite(rate) else math.nan
+    if max_seconds is not None and math.isfinite(per_epoch) and per_epoch > 0:
+        affordable = int((max_seconds / SAFETY - FINAL_OVERHEAD_SECONDS) // per_epoch)
+        if affordable < epochs:
+            reason += f"; cut from {epochs} to {max(1, affordable)} epochs to fit the budget"
+            epochs = max(1, affordable)
+    seconds = SAFETY * (FINAL_OVERHEAD_SECONDS + epochs * per_epoch)
+    return FinalPlan(final_size, epochs, per_epoch, seconds, reason)
+
+
+def final_reserve(budget: float, plan: FinalPlan | None) -> float:
+    """Seconds of ``budget`` kept for the final model: its planned cost, within the shares."""
+    if plan is None or not math.isfinite(plan.seconds):
+        return PRIOR_FINAL_SHARE * budget
+    return min(MAX_FINAL_SHARE * budget, max(MIN_FINAL_SHARE * budget, plan.seconds))

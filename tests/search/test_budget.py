@@ -1,0 +1,162 @@
+"""The --budget arithmetic: durations, convergence from learning curves, the final model's plan."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import optuna
+import pytest
+
+from search.budget import (
+    MAX_EPOCH_FACTOR,
+    MAX_FINAL_SHARE,
+    MIN_FINAL_SHARE,
+    PRIOR_FINAL_SHARE,
+    epochs_to_converge,
+    final_reserve,
+    parse_duration,
+    plan_final,
+    saturating_fit,
+)
+from search.finish import SPENT, BudgetClock, Fidelity
+from trainer.records import EpochMetrics, FoldResult
+
+
+@pytest.mark.parametrize(
+    "text, seconds", [("30m", 1800), ("90s", 90), ("1.5h", 5400), ("600", 600), (" 2M ", 120)]
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "soon", "-5m", "0", "3d", "1m30"])
+def test_bad_durations_say_how_to_write_one(text: str) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(text)
+
+
+def _fold(curve, *, seconds_per_epoch=2.0, first=10.0, k=0) -> FoldResult:
+    epochs = tuple(
+        EpochMetrics(e, a, a, a, a, a, 1 - a, 1 - a, 1e-3, seconds_per_epoch)
+        for e, a in enumerate(curve)
+    )
+    best = int(np.argmax(curve))
+    n = len(curve)
+    return FoldResult(k, epochs, best, False, False, first + (n - 1) * seconds_per_epoch, first)
+
+
+def test_the_fit_recovers_a_saturating_curve() -> None:
+    e = np.arange(1, 9)
+    curve = 0.95 - 0.4 * np.exp(-e / 3.0)
+    a, b, tau = saturating_fit(curve)
+    assert a == pytest.approx(0.95, abs=0.01) and tau == pytest.approx(3.0, rel=0.1)
+
+
+def test_a_curve_still_rising_gets_more_epochs_than_the_search_gave() -> None:
+    e = np.arange(1, 5)
+    rising = [_fold(0.95 - 0.4 * np.exp(-e / 4.0), k=k) for k in range(3)]
+    epochs, reason = epochs_to_converge(rising, "accuracy", search_epochs=4)
+    assert epochs > 4 and "plateau" in reason
+    assert epochs <= MAX_EPOCH_FACTOR * 4
+
+
+def test_a_curve_that_plateaued_early_gets_few_epochs() -> None:
+    flat = [_fold([0.80, 0.90, 0.91, 0.91, 0.91, 0.905, 0.91, 0.91], k=k) for k in range(3)]
+    epochs, _ = epochs_to_converge(flat, "accuracy", search_epochs=8)
+    rising = [_fold(list(0.95 - 0.5 * np.exp(-np.arange(1, 9) / 6.0)), k=k) for k in range(3)]
+    longer, _ = epochs_to_converge(rising, "accuracy", search_epochs=8)
+    assert epochs < longer
+
+
+def test_the_plan_prices_epochs_by_pixels_and_images_and_cuts_to_fit() -> None:
+    folds = [_fold(list(0.95 - 0.4 * np.exp(-np.arange(1, 5) / 4.0)), seconds_per_epoch=2.0)]
+    free = plan_final(
+        folds, metric="accuracy", search_epochs=4, search_size=64, final_size=96,
+        train_images_per_fold=1000, all_images=1500,
+    )  # fmt: skip
+    # 2 s an epoch for 1,000 images at 64 px -> 1,500 images at 96 px: 2 * 1.5 * 2.25.
+    assert free.seconds_per_epoch == pytest.approx(2 * 1.5 * (96 / 64) ** 2)
+    tight = plan_final(
+        folds, metric="accuracy", search_epochs=4, search_size=64, final_size=96,
+        train_images_per_fold=1000, all_images=1500, max_seconds=free.seconds / 2,
+    )  # fmt: skip
+    assert tight.epochs < free.epochs and tight.seconds <= free.seconds / 2 + 1e-6
+    assert "cut from" in tight.reason
+
+
+def test_the_reserve_stays_within_its_shares() -> None:
+    assert final_reserve(1000, None) == PRIOR_FINAL_SHARE * 1000
+    folds = [_fold([0.5, 0.6, 0.7, 0.8], seconds_per_epoch=0.001)]
+    cheap = plan_final(
+        folds, metric="accuracy", search_epochs=4, search_size=64, final_size=64,
+        train_images_per_fold=100, all_images=100,
+    )  # fmt: skip
+    assert final_reserve(10_000, cheap) == MIN_FINAL_SHARE * 10_000
+    dear = plan_final(
+        [_fold([0.5, 0.6, 0.7, 0.8], seconds_per_epoch=500)], metric="accuracy",
+        search_epochs=4, search_size=64, final_size=96, train_images_per_fold=100,
+        all_images=150,
+    )  # fmt: skip
+    assert final_reserve(1000, dear) == MAX_FINAL_SHARE * 1000
+
+
+def test_the_clock_counts_earlier_runs_and_replans_for_a_new_best() -> None:
+    study = optuna.create_study(direction="maximize")
+    study.set_user_attr(SPENT, 100.0)
+    now = [0.0]
+    fidelity = Fidelity(64, 96, 4, 1000, 1500, "accuracy")
+    clock = BudgetClock(study, 1000.0, fidelity, clock=lambda: now[0])
+    assert clock.left() == pytest.approx(900.0)
+    assert clock.search_left() == pytest.approx(900 - PRIOR_FINAL_SHARE * 1000)
+    now[0] = 50.0
+    trial = study.ask()
+    fold = _fold(list(0.95 - 0.4 * np.exp(-np.arange(1, 5) / 4.0)), seconds_per_epoch=20.0)
+    trial.set_user_attr("fold_0", fold.to_dict())
+    trial.set_user_attr("config", {})
+    study.tell(trial, 0.9)
+    left = clock.search_left()
+    assert clock.plan is not None and clock.plan.seconds > 0
+    assert left == pytest.approx(850 - final_reserve(1000, clock.plan))
+    assert math.isclose(study.user_attrs[SPENT], 150.0)  # recorded at the 15 s mark
+
+
+def test_one_budget_command_searches_then_exports_the_final_model(tmp_path) -> None:
+    """Through the real CLI: the fake trainer searches, the final model trains for real."""
+    import json
+
+    from tests.search.cli import FAKE_QUICK, load, run_cli
+
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    args = (*FAKE_QUICK, "--storage", url, "--n-trials", "6", "--epochs", "2", "--budget", "5m")
+    out = run_cli(*args, cwd=tmp_path, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    folder = tmp_path / "models" / "quick"
+    from search.export import FILES
+
+    assert all((folder / name).is_file() for name in FILES)
+    config = json.loads((folder / "config.json").read_text())
+    study = load(url, "quick")
+    assert config["trial"] == study.best_trial.number and config["image_size"] == 32
+    rates = config["learning_rates"]
+    assert len(rates) == config["epochs"] and rates == sorted(rates, reverse=True)  # cosine
+    assert "chosen by --budget" in (folder / "report.md").read_text()
+    assert f"model: {folder.relative_to(tmp_path)}" in out.stdout
+    spent = study.user_attrs[SPENT]
+    assert spent > 0
+    # Resuming counts what was spent: the study is full, so it only trains the model again.
+    again = run_cli(*args, "--export", str(tmp_path / "again"), cwd=tmp_path, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert load(url, "quick").user_attrs[SPENT] > spent
+    assert (tmp_path / "again" / "config.json").is_file()
+    assert len(load(url, "quick").trials) == len(study.trials)
+
+
+def test_export_without_budget_is_a_usage_error(tmp_path) -> None:
+    from tests.search.cli import FAKE_QUICK, run_cli
+
+    out = run_cli(*FAKE_QUICK, "--export", "m", cwd=tmp_path)
+    assert out.returncode == 2 and "--export DIR needs --budget" in out.stderr
+    bad = run_cli(*FAKE_QUICK, "--budget", "soon", cwd=tmp_path)
+    assert bad.returncode == 2 and "not a duration" in bad.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
         "(otherwise they are only listed for review). The input is never changed.",
         epilog="The report folder gets report.json (every removed index with its reason), "
         "summary.md (readable) and removed.png (contact sheet of the removed images). "
-        "Defaults and measured precision/recall: docs/cleaning.md.",
+        "Defaults and measured precision/recall: docs/cleaning.md. Exit codes: 0 written, "
+        "1 the output could not be written, 2 bad usage or input (nothing is written).",
     )
     p.add_argument(
         "--data",

@@ -102,7 +102,9 @@ class Coordinator:
         # Backbones whose pretrained weights failed to load in this run (-> the trial that
         # found out): the sampler no longer draws them.
         self.unavailable: dict[str, int] = {}
-        self.study.sampler = LeaveOutSampler(study.sampler, "backbone", self.unavailable)
+        self.study.sampler = LeaveOutSampler(
+            study.sampler, "backbone", self.unavailable, seed=settings.seed
+        )
 
     # ---------------------------------------------------------------- lifecycle
     def run(self) -> dict[str, int]:
@@ -110,7 +112,8 @@ class Coordinator:
         recover(self.study, self.host)
         requeue(self.study)
         self._last_maintenance = time.monotonic()
-        self.pool.start()
+        if self._want_more():  # a full study starts no worker (nor TensorFlow in one)
+            self.pool.start()
         restore = self._catch_stop_signals()
         try:
             while True:
@@ -388,9 +391,9 @@ class Coordinator:
             self._finish(running, TrialResult.from_dict(message["result"]))
         elif kind == "failed":
             worker.trial = None
+            self._fail(running.trial, message["kind"], message["reason"], running)
             if message["kind"] == "weights_unavailable":
                 self._leave_out(running)
-            self._fail(running.trial, message["kind"], message["reason"], running)
 
     def _on_epoch(self, running: _Running, message: dict[str, Any]) -> str:
         fold, epoch = int(message["fold"]), int(message["epoch"])
@@ -485,8 +488,9 @@ class Coordinator:
         if not left:
             raise FatalError(
                 f"the weights of every backbone of this space failed to load (last: {backbone} in "
-                f"trial {running.trial.number}); pass --weights-dir DIR with the files, or "
-                "--weights none, and re-run the same command"
+                f"trial {running.trial.number}); put the files in a folder and re-run the same "
+                "command with --weights-dir DIR, or train from scratch under a new --name with "
+                "--weights none"
             )
         log.warning(
             "trial %d could not load the %s weights of %s: %s is left out of sampling for the "
@@ -537,8 +541,8 @@ def _stop_detail(running: _Running, result: TrialResult, metric: str) -> str:
     if running.screened:
         fold = max(running.scores)
         return (
-            f"stopped after fold {fold} with {running.scores[fold]:.4f}; the screened trial with "
-            "the best first fold is promoted to finish its other folds"
+            f"stopped after fold {fold} with {running.scores[fold]:.4f}; once the screen is "
+            "full, the screened trial with the best first fold is promoted to finish its folds"
         )
     scores = ", ".join(f"{running.scores[k]:.4f}" for k in sorted(running.scores))
     done = f"fold scores {scores}" if scores else "no fold finished"

@@ -17,6 +17,7 @@ import numpy as np
 import optuna
 
 from search.records import leaderboard, trial_note
+from search.text import counted
 from trainer.records import FoldResult
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,9 @@ class DashboardWriter:
         from search.imageio_util import confusion_png
 
         png = confusion_png(
-            total, self.class_names, f"trial {trial.number}: confusion over {n_folds} folds"
+            total,
+            self.class_names,
+            f"trial {trial.number}: confusion over {counted(n_folds, 'fold')}",
         )
         # The dashboard names an artifact after the uploaded file: a private folder keeps the
         # plain name without colliding with another worker's upload.

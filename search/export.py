@@ -155,7 +155,7 @@ def _pick_trial(study: Any, number: int | None):
         )
     if found[0].state != TrialState.COMPLETE:
         raise UsageError(
-            f"trial {number} is {found[0].state.name}, not COMPLETE; export a complete trial "
+            f"trial {number} is {found[0].state.name.lower()}, not complete; export a complete trial "
             f"({numbers})"
         )
     return found[0]

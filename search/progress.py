@@ -39,7 +39,8 @@ class Progress:
         best = f"best {self.best[1]:.4f} (#{self.best[0]})" if self.best else "best -"
         running = " | ".join(f"#{n} {s}" for n, s in sorted(self.state.items()))
         elapsed = time.monotonic() - self.started
-        line = f"[{elapsed:6.0f}s] {self.done}/{self.total} finished, {best} | {running}"[:160]
+        line = f"[{elapsed:6.0f}s] {self.done}/{self.total} finished, {best}"
+        line = (f"{line} | {running}" if running else line)[:160]
         pad = max(0, self._width - len(line))
         self.stream.write("\r" + line + " " * pad)
         self.stream.flush()

@@ -110,7 +110,8 @@ def requeue(study: optuna.Study, numbers: list[int] | None = None) -> list[int]:
         retries = _retries(t, kind)
         if retries >= RETRY_LIMITS[kind]:
             log.warning(
-                "trial %d failed (%s) %d times; not re-running it again",
+                "trial %d failed (%s); its configuration has now failed that way %d times, "
+                "so it is not re-run again",
                 t.number,
                 kind,
                 retries + 1,
@@ -123,7 +124,12 @@ def requeue(study: optuna.Study, numbers: list[int] | None = None) -> list[int]:
         )
         queued.append(t.number)
     if queued:
-        log.info("re-queued the configurations of failed trials %s", queued)
+        log.info(
+            "re-queued the %s of failed %s %s",
+            "configuration" if len(queued) == 1 else "configurations",
+            "trial" if len(queued) == 1 else "trials",
+            ", ".join(str(n) for n in queued),
+        )
     return queued
 
 

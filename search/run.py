@@ -14,8 +14,8 @@ from search.cli import setup_logging, usage_error
 from search.trainers import parse_trainer
 from spaces import SPACES
 from storage import DEFAULT_URL
-from storage.folds import MAX_FOLDS
 from trainer.config import MONITORS
+from trainer.folds import MAX_FOLDS
 
 log = logging.getLogger("search.run")
 
@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Search backbones, unfreeze depth, augmentation and optimizers for an image "
         "classifier, scored by stratified k-fold cross-validation. Re-run the same command to "
         "resume a stopped study.",
-        epilog="Exit codes: 0 done, 1 the study stopped on repeated failures or a storage error, "
+        epilog="Exit codes: 0 done, 1 the study stopped (repeated failures, every backbone's "
+        "weights failing to load, a storage error) or the --budget final model failed, "
         "2 bad usage or input (nothing is written: no database, artifacts folder or temporary "
         "folder), 130 interrupted (re-run the same command to resume).",
     )

@@ -1,9 +1,10 @@
 """A sampler wrapper that stops drawing some values of one categorical parameter.
 
 Optuna refuses a categorical parameter whose choices change during a study, so a backbone whose
-weights cannot be loaded is not removed from the space; instead the wrapped sampler's draw is
-replaced, when it lands on a left-out value, by a seeded uniform draw among the values left.
-Everything else (TPE's model, constant liar, start-up trials) is the wrapped sampler's own.
+weights cannot be loaded is not removed from the space. Instead, when the wrapped sampler's
+draw lands on a left-out value, a joint (relative) draw is made again without that parameter,
+and the parameter itself is drawn uniformly among the values left, seeded. With nothing left
+out every call goes straight to the wrapped sampler, so a study samples exactly as without it.
 """
 
 from __future__ import annotations
@@ -46,14 +47,13 @@ class LeaveOutSampler(BaseSampler):
         trial: FrozenTrial,
         search_space: dict[str, BaseDistribution],
     ) -> dict[str, Any]:
-        params = dict(self.base.sample_relative(study, trial, search_space))
-        if self.param in params:
-            kept = self._keep(params[self.param], search_space[self.param])
-            if kept != params[self.param]:
-                # The other relative draws were made for the left-out value: let them be drawn
-                # again, independently, for the value kept.
-                params = {self.param: kept}
-        return params
+        params = self.base.sample_relative(study, trial, search_space)
+        if params.get(self.param) not in self.left_out:
+            return params
+        # The joint draw landed on a left-out value: draw the other parameters jointly again
+        # without it (TPE's groups skip a missing name), and the value itself independently.
+        without = {k: v for k, v in search_space.items() if k != self.param}
+        return self.base.sample_relative(study, trial, without) if without else {}
 
     def sample_independent(
         self,

@@ -91,7 +91,7 @@ def run_study(args: argparse.Namespace, space: Space) -> int:
             resolve_trainer(args.trainer)  # import errors now, before anything is written
         _fault_drills(args)
         found, existing, plan, data, folds, cleaning, kept = _prepare(args, space, name)
-        _check_weights(space, plan.weights, args.weights_dir)
+        _check_weights(space, plan.weights, args.weights_dir, resuming=existing is not None)
         final = (
             final_setup(args, name, plan, data, folds, kept, plan.image_size_fixed)
             if args.budget
@@ -103,6 +103,11 @@ def run_study(args: argparse.Namespace, space: Space) -> int:
         envs = worker_envs(
             args.workers, gpus, workers_per_gpu=args.workers_per_gpu, memory_mb=args.gpu_memory_mb
         )
+        if not gpus and (args.workers_per_gpu != 1 or args.gpu_memory_mb is not None):
+            log.warning(
+                "warning: no GPU is visible, so --workers-per-gpu and --gpu-memory-mb do "
+                "nothing; use --workers N to run N CPU workers"
+            )
         # With k workers, k - 1 trials are already running when the first one finishes: the
         # screen needs room after them for its promotion (pruning.SCREEN_MIN_TRIALS).
         pruner = make_pruner(
@@ -249,10 +254,22 @@ class _Created:
         for folder in reversed(self.folders):
             with contextlib.suppress(OSError):
                 folder.rmdir()  # only if still empty
-        if self.database is not None:
+        if self.database is not None and not _holds_a_study(self.database):
             for suffix in ("", "-journal", "-wal", "-shm"):
                 with contextlib.suppress(OSError):
                     Path(str(self.database) + suffix).unlink()
+
+
+def _holds_a_study(database: Path) -> bool:
+    """Whether a SQLite file holds any study (another coordinator may have made one in a file
+    this run created: then it is not this run's to remove)."""
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+            return bool(db.execute("SELECT count(*) FROM studies").fetchone()[0])
+    except sqlite3.Error:
+        return False  # no schema (or no file): nothing of anyone's in it
 
 
 def _fault_drills(args: argparse.Namespace) -> None:
@@ -291,14 +308,14 @@ def _fault_drills(args: argparse.Namespace) -> None:
     )
 
 
-def _check_weights(space: Space, weights: str, weights_dir: str | None) -> None:
+def _check_weights(space: Space, weights: str, weights_dir: str | None, *, resuming: bool) -> None:
     """Refuse a study whose ImageNet files are missing here and cannot be downloaded."""
     missing = find_missing(space, weights, weights_dir)
     if missing is None:
         return
     host = download_host()
     if not reachable(host):
-        raise UsageError(missing.message(f"{host[0]}:{host[1]}"))
+        raise UsageError(missing.message(f"{host[0]}:{host[1]}", resuming=resuming))
     log.info(
         "ImageNet weights for %s will be downloaded by the first trial that needs them",
         ", ".join(b.name for b in missing.backbones),
@@ -452,6 +469,14 @@ def _open_study(storage, name, existing, plan, sampler, pruner, folds, space, se
     return study
 
 
+def _finished_of(finished: int, n_trials: int) -> str:
+    if n_trials >= BUDGET_TRIALS:  # --budget without --n-trials: no count to reach
+        return f"{finished} finished"
+    if finished > n_trials:
+        return f"{finished} finished (more than --n-trials {n_trials})"
+    return f"{finished}/{n_trials} finished"
+
+
 def _summary(
     study: optuna.Study,
     args: argparse.Namespace,
@@ -465,7 +490,7 @@ def _summary(
     finished = counts[states.COMPLETE] + counts[states.PRUNED]
     out = sys.stdout
     print(
-        f"\nstudy {name!r}: {finished}/{n_trials} finished ({counts[states.COMPLETE]} complete,"
+        f"\nstudy {name!r}: {_finished_of(finished, n_trials)} ({counts[states.COMPLETE]} complete,"
         f" {counts[states.PRUNED]} pruned), {counts[states.FAIL]} failed",
         file=out,
     )

@@ -10,7 +10,7 @@ from typing import Any
 
 import optuna
 
-from storage.folds import decode_folds, encode_folds
+from trainer.folds import decode_folds, encode_folds
 
 __all__ = ["StudyPlan", "UsageError", "check_resume", "decode_folds", "encode_folds"]
 
@@ -62,7 +62,23 @@ def load_existing(storage: optuna.storages.BaseStorage, name: str) -> optuna.Stu
 
 
 def check_resume(stored: dict[str, Any], plan: StudyPlan, name: str) -> None:
-    """Refuse a resume whose data or fixed settings differ from the study's."""
+    """Refuse a resume whose fixed settings or data differ from the study's.
+
+    Settings first: a different --image-size also changes the resized data's fingerprint, and
+    the flag is what the user has to change back."""
+    for key in ("space", "folds", "epochs", "image_size", "metric", "weights"):
+        value = getattr(plan, key)
+        if key in stored and stored[key] != value:
+            if key == "space":
+                raise UsageError(
+                    f"study {name!r} was created with --study {stored[key]}, not {value}; "
+                    f"resume it with --study {stored[key]}, or name a new study with --name"
+                )
+            flag = {"image_size": "image-size"}.get(key, key)
+            raise UsageError(
+                f"study {name!r} was created with --{flag} {stored[key]}, not {value}; "
+                f"resume with the same value (or leave the flag out), or use a new --name"
+            )
     if stored.get("data_fingerprint") not in (None, plan.fingerprint):
         raise UsageError(
             f"study {name!r} was created with different data ({stored.get('data')!r}, "
@@ -70,11 +86,3 @@ def check_resume(stored: dict[str, Any], plan: StudyPlan, name: str) -> None:
             f"--data {plan.data!r} has {plan.n_images} images, fingerprint {plan.fingerprint[:12]}. "
             "Pass the same data to resume, or use a new --name for a new study"
         )
-    for key in ("space", "folds", "epochs", "image_size", "metric", "weights"):
-        value = getattr(plan, key)
-        if key in stored and stored[key] != value:
-            flag = {"space": "study", "image_size": "image-size"}.get(key, key)
-            raise UsageError(
-                f"study {name!r} was created with --{flag} {stored[key]}, not {value}; "
-                f"resume with the same value (or leave the flag out), or use a new --name"
-            )

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,14 +32,19 @@ class MissingWeights:
     backbones: tuple[BackboneInfo, ...]
     looked_in: tuple[Path, ...]
 
-    def message(self, host: str) -> str:
+    def message(self, host: str, *, resuming: bool) -> str:
         files = ", ".join(f"{b.weights_file} ({b.name})" for b in self.backbones)
         where = " and ".join(str(p) for p in self.looked_in)
+        scratch = (
+            "or train from scratch in a new study: --name NEW --weights none"
+            if resuming
+            else "or train from scratch with --weights none"
+        )
         return (
             f"ImageNet weights are missing and cannot be downloaded ({host} is unreachable): "
             f"{files}; looked in {where}. Download the files on a machine with internet access "
             "and put them in a folder passed as --weights-dir DIR (or in "
-            f"{keras_cache_dir()}), or train from scratch with --weights none"
+            f"{keras_cache_dir()}), {scratch}"
         )
 
 
@@ -60,11 +67,18 @@ def find_missing(space: Space, weights: str, weights_dir: str | None) -> Missing
 
 
 def download_host() -> tuple[str, int]:
-    """Keras' download host; ``SEARCH_WEIGHTS_HOST=host:port`` points the probe elsewhere."""
+    """Where a download would connect first: the HTTPS proxy when one is configured (Keras
+    downloads through urllib, which honours it), else Keras' host.
+    ``SEARCH_WEIGHTS_HOST=host:port`` overrides both."""
     override = os.environ.get("SEARCH_WEIGHTS_HOST")
     if override:
         host, _, port = override.rpartition(":")
         return host, int(port)
+    proxy = urllib.request.getproxies().get("https")
+    if proxy and not urllib.request.proxy_bypass(DOWNLOAD_HOST[0]):
+        parsed = urllib.parse.urlsplit(proxy if "//" in proxy else f"http://{proxy}")
+        if parsed.hostname:
+            return parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80)
     return DOWNLOAD_HOST
 
 

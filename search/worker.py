@@ -37,7 +37,7 @@ def _die_with_parent() -> None:
 def _load(data_path: str):
     import numpy as np
 
-    from storage.folds import decode_folds
+    from trainer.folds import decode_folds
     from trainer.records import Dataset
 
     with np.load(data_path, allow_pickle=False) as npz:

@@ -20,7 +20,7 @@ from typing import Any, TypeGuard
 from spaces.base import Space, StudySettings
 from trainer.config import AUGMENT_LEVELS, BACKBONES, OPTIMIZERS, InvalidConfig
 
-# storage/folds.py stores one character per image for its fold, so a study holds at most 36
+# trainer/folds.py stores one character per image for its fold, so a study holds at most 36
 # folds; spaces import only trainer.config, so the limit is restated here (a test ties the two).
 _MAX_FOLDS = 36
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")

@@ -63,9 +63,9 @@ def storage_errors(url: str) -> Iterator[None]:
 
 def _check_sqlite_path(url: str) -> None:
     parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+    if parsed.get_backend_name() != "sqlite":
         return
-    if parsed.database == ":memory:":
+    if not parsed.database or parsed.database == ":memory:":
         raise StorageError(
             "sqlite in-memory storage cannot be shared with workers or resumed; "
             f"use a file, e.g. {DEFAULT_URL}"

@@ -104,8 +104,15 @@ def _construct(info: BackboneInfo, cfg: TrialConfig) -> keras.Model:
         cached = keras_cache_dir() / info.weights_file
         local = os.environ.get("SEARCH_WEIGHTS_DIR")
         if local and (Path(local) / info.weights_file).is_file():
+            path = Path(local) / info.weights_file
             model = ctor(weights=None, **kwargs)
-            model.load_weights(str(Path(local) / info.weights_file))
+            try:
+                model.load_weights(str(path))
+            except Exception as exc:  # a truncated or foreign file: fail this trial, typed
+                raise WeightsUnavailable(
+                    f"could not load {path} (from --weights-dir) into {info.name}: {exc}; "
+                    f"replace it with Keras' {info.weights_file}, or use --weights none"
+                ) from exc
             return model
         try:
             return ctor(weights="imagenet", **kwargs)

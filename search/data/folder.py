@@ -86,6 +86,15 @@ def list_images(root: Path) -> dict[str, list[Path]]:
             if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
         )
         if not found:
+            nested = [p for p in class_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
+            if nested:
+                raise DataError(
+                    f"class folder holds folders ({', '.join(sorted(p.name for p in nested)[:3])}"
+                    f"{', ...' if len(nested) > 3 else ''}), not images: --data looks one level "
+                    "too high",
+                    str(class_dir),
+                    f"pass --data {class_dir} if its sub-folders are the classes ({_LAYOUT})",
+                )
             raise DataError(
                 "class folder has no images (.png, .jpg, .jpeg or .bmp)",
                 str(class_dir),

@@ -25,3 +25,10 @@ def no_large_weights(config, data, folds, report, **kwargs):
     if config.backbone == "MobileNetV3Large" and config.weights == "imagenet":
         raise WeightsUnavailable("could not load ImageNet weights for MobileNetV3Large (test)")
     return fake_train_trial(config, data, folds, report, **kwargs)
+
+
+def no_weights_at_all(config, data, folds, report, **kwargs):
+    """A machine where no ImageNet file can be loaded."""
+    from trainer.errors import WeightsUnavailable
+
+    raise WeightsUnavailable(f"could not load ImageNet weights for {config.backbone} (test)")

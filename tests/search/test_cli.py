@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from optuna.trial import TrialState
 
-from storage.folds import decode_folds
 from tests.conftest import stratified_subset
 from tests.search.cli import FAKE_QUICK, ROOT, by_state, cli_env, load, run_cli, snapshot
+from trainer.folds import decode_folds
 
 
 def test_help_is_fast_because_it_imports_no_tensorflow() -> None:
@@ -210,3 +210,31 @@ def test_log_lines_say_what_happened(tmp_path: Path) -> None:
     assert full.returncode == 0
     assert "12 of 10" not in full.stderr
     assert "already holds 12 finished trials (--n-trials 10)" in full.stderr
+
+
+def test_a_full_study_says_so_and_starts_no_worker(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    assert run_cli(*FAKE_QUICK, "--storage", url, "--n-trials", "3", cwd=tmp_path).returncode == 0
+    out = run_cli(*FAKE_QUICK, "--storage", url, "--n-trials", "2", "-v", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "3 finished (more than --n-trials 2)" in out.stdout and "3/2" not in out.stdout
+    assert "worker 0 ready" not in out.stderr
+
+
+def test_a_changed_image_size_is_named_as_the_flag_not_as_other_data(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    assert run_cli(*FAKE_QUICK, "--storage", url, "--n-trials", "2", cwd=tmp_path).returncode == 0
+    out = run_cli(
+        "--study", "quick", "--data", "demo", "--image-size", "48", "--trainer", "fake",
+        "--storage", url, cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 2 and "--image-size 32, not 48" in out.stderr
+    other = run_cli(*FAKE_QUICK[2:], "--study", "mobilenet", "--name", "quick", "--storage", url,
+                    cwd=tmp_path)  # fmt: skip
+    assert other.returncode == 2 and "resume it with --study quick" in other.stderr
+
+
+def test_in_memory_sqlite_is_refused_in_both_spellings(tmp_path: Path) -> None:
+    for url in ("sqlite://", "sqlite:///:memory:"):
+        out = run_cli(*FAKE_QUICK, "--storage", url, cwd=tmp_path)
+        assert out.returncode == 2 and "in-memory" in out.stderr, url

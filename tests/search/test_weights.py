@@ -89,3 +89,52 @@ def test_a_backbone_whose_weights_fail_mid_study_is_left_out(
     later = [t for t in study.trials if t.number > failed[0].number]
     assert len(later) >= 7 and all(t.params["backbone"] == "MobileNetV3Small" for t in later)
     assert "MobileNetV3Large is left out of sampling" in out.stderr
+
+
+def test_when_every_backbones_weights_fail_no_trial_is_left_running(
+    tmp_path: Path, open_port: str
+) -> None:
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    out = run_cli(
+        *MOBILENET, "--trainer", "tests.search.custom_trainer:no_weights_at_all",
+        "--n-trials", "6", "--storage", url, cwd=tmp_path,
+        KERAS_HOME=str(tmp_path / "keras"), SEARCH_WEIGHTS_HOST=open_port,
+    )  # fmt: skip
+    assert out.returncode == 1, out.stderr[-3000:]
+    assert "every backbone of this space failed to load" in out.stderr
+    assert "--name" in out.stderr  # --weights none needs a new study
+    states = by_state(load(url, "mobilenet"))
+    assert not states[TrialState.RUNNING]
+    assert all(
+        t.user_attrs["failure_kind"] == "weights_unavailable" for t in states[TrialState.FAIL]
+    )
+
+
+def test_offline_resume_names_a_new_study_for_training_from_scratch(
+    tmp_path: Path, closed_port: str, open_port: str
+) -> None:
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    for name in FILES:
+        (folder / name).write_bytes(b"stand-in")
+    first = run_cli(
+        *MOBILENET, "--trainer", "fake", "--n-trials", "2", "--weights-dir", str(folder),
+        cwd=tmp_path, KERAS_HOME=str(tmp_path / "keras"), SEARCH_WEIGHTS_HOST=closed_port,
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr[-2000:]
+    again = run_cli(
+        *MOBILENET, "--trainer", "fake", "--n-trials", "3",
+        cwd=tmp_path, KERAS_HOME=str(tmp_path / "keras"), SEARCH_WEIGHTS_HOST=closed_port,
+    )  # fmt: skip
+    assert again.returncode == 2 and "--name NEW --weights none" in again.stderr
+
+
+def test_the_probe_goes_through_an_https_proxy(monkeypatch) -> None:
+    from search.weights import DOWNLOAD_HOST, download_host
+
+    monkeypatch.delenv("SEARCH_WEIGHTS_HOST", raising=False)
+    for name in ("https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    assert download_host() == DOWNLOAD_HOST
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.lab.example:3128")
+    assert download_host() == ("proxy.lab.example", 3128)

@@ -10,9 +10,9 @@ import pytest
 
 from spaces import SPACES, FakeSuggester, Space, StudySettings
 from spaces.file import SpaceFileError, load_space_file
-from storage.folds import MAX_FOLDS
 from tests.search.cli import run_cli
 from trainer.config import TrialConfig
+from trainer.folds import MAX_FOLDS
 
 BASE = {"name": "mine", "description": "ranges", "backbones": ["small_cnn"]}
 RANGES = ("learning_rate", "weight_decay", "l2", "dropout", "label_smoothing")

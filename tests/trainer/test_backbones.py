@@ -8,6 +8,7 @@ import pytest
 
 from trainer import TrialConfig, WeightsUnavailable
 from trainer.backbones import auto_bn_momentum, build_model, set_trainable
+from trainer.config import BACKBONES
 
 
 def _trainable_names(built) -> set[str]:
@@ -110,3 +111,16 @@ def test_weights_file_and_weights_dir_are_loaded(tmp_path: Path, monkeypatch) ->
     assert (a == b).all()
     with pytest.raises(WeightsUnavailable, match="does not exist"):
         build_model(cfg.replace(weights=str(tmp_path / "missing.h5")), 8, steps_per_epoch=10)
+
+
+def test_a_corrupt_file_in_the_weights_dir_fails_the_trial_as_weights_unavailable(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """So the coordinator leaves the backbone out of sampling instead of failing on."""
+    (tmp_path / BACKBONES["MobileNetV3Small"].weights_file).write_bytes(b"truncated")
+    monkeypatch.setenv("SEARCH_WEIGHTS_DIR", str(tmp_path))
+    cfg = TrialConfig(
+        backbone="MobileNetV3Small", weights="imagenet", unfreeze_depth=1, image_size=64
+    )
+    with pytest.raises(WeightsUnavailable, match="from --weights-dir"):
+        build_model(cfg, 8, steps_per_epoch=10)

@@ -98,3 +98,15 @@ def test_read_log_counts_images_and_classes(tree: Path, caplog: pytest.LogCaptur
     caplog.set_level(logging.INFO, logger="search.data")
     load_dataset(tree)
     assert f"read 5 images in 2 classes from {tree}" in caplog.text
+
+
+def test_data_one_level_too_high_says_which_folder_to_pass(tmp_path: Path) -> None:
+    from PIL import Image
+
+    inner = tmp_path / "export" / "cells"
+    for name in ("basophil", "neutrophil"):
+        (inner / name).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(inner / name / "0.png")
+    with pytest.raises(DataError, match="one level too high") as caught:
+        load_dataset(tmp_path / "export")
+    assert f"--data {inner}" in str(caught.value)

@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
         "history, parameter importances, parallel coordinates, per-backbone and "
         "per-augmentation comparison, pruning statistics and learning curves (figures also "
         "as PNG). The storage is only read.",
+        epilog="Exit codes: 0 written, 1 the files could not be written, 2 unknown study, "
+        "unusable --storage or an --out that is not a writable folder.",
     )
     p.add_argument("--study", required=True, metavar="NAME", help="the study's name in storage")
     p.add_argument(
@@ -192,10 +194,10 @@ def render_html(name: str, facts: list[tuple[str, str]], view: StudyView, plots:
     )
     prune = [
         [state_label(r.state), str(r.trials)]
-        + [str(n) for n in (r.budget.trained, r.budget.reused, r.budget.saved)]
-        for r in pruning_rows(view.trials, view.budget)
+        + [str(n) for n in (r.budget.trained, r.budget.reused, r.budget.continued, r.budget.saved)]
+        for r in pruning_rows(view.trials, folds=view.folds, epochs=view.epochs)
     ]
-    head = ("state", "trials", "fold-epochs trained", "re-used", "saved")
+    head = ("state", "trials", "fold-epochs trained", "re-used", "continued", "saved")
     after = {"pruning": _table(head, prune, "")}
     figures = "".join(
         f"<section><h2>{e(p.title)}</h2><figure><img alt='{e(p.title)}' "

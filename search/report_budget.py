@@ -1,8 +1,12 @@
-"""Where each trial's fold-epoch budget went, for the report: trained, re-used or saved.
+"""Where each trial's fold-epoch budget went, for the report: trained, re-used, continued or
+saved.
 
 A trial promoted by the screen re-uses its screened trial's first fold, and a retry re-uses the
 folds its failed predecessor finished (``reused_folds``): those epochs are shown again in its
-record but were trained by the other trial, so they are neither trained again nor saved.
+record but were trained by the other trial, so they are neither trained again nor saved. The
+other way round, the folds a screened trial left untrained and its promoted trial (or a retry of
+that one) went on to train are *continued*: trained, once, in the promoted trial's record, so
+not saved either. Saved is what no trial trained.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from dataclasses import dataclass
 
 from optuna.trial import FrozenTrial, TrialState
 
+from search.pruning import PROMOTED_FROM
 from search.records import FINISHED, fold_results
 
 ROW_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
@@ -19,22 +24,30 @@ ROW_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialStat
 
 @dataclass(frozen=True)
 class Budget:
-    """Fold-epochs of one trial, or summed over several: ``trained + reused + saved`` is the
-    full budget of every finished trial; a trial that did not finish saves nothing."""
+    """Fold-epochs of one trial, or summed over several: ``trained + reused + continued +
+    saved`` is the full budget of every finished trial; a trial that did not finish continues
+    and saves nothing."""
 
     trained: int
     reused: int
+    continued: int
     saved: int
 
     def __add__(self, other: Budget) -> Budget:
         return Budget(
-            self.trained + other.trained, self.reused + other.reused, self.saved + other.saved
+            self.trained + other.trained,
+            self.reused + other.reused,
+            self.continued + other.continued,
+            self.saved + other.saved,
         )
+
+
+NOTHING = Budget(0, 0, 0, 0)
 
 
 @dataclass(frozen=True)
 class PruningRow:
-    """The fold-epochs one state's trials trained, re-used and saved."""
+    """The fold-epochs one state's trials trained, re-used, had continued and saved."""
 
     state: TrialState
     trials: int
@@ -53,26 +66,60 @@ def fold_epochs(trial: FrozenTrial) -> int:
     return len(trial.intermediate_values) - reused_epochs(trial)
 
 
-def trial_budget(trial: FrozenTrial, budget: int) -> Budget:
-    """Split a trial's ``budget`` (folds x epochs) into trained, re-used and saved."""
-    trained, reused = fold_epochs(trial), reused_epochs(trial)
-    saved = max(0, budget - trained - reused) if trial.state in FINISHED else 0
-    return Budget(trained, reused, saved)
+def trained_steps(trial: FrozenTrial, epochs: int) -> set[int]:
+    """The steps (``fold * epochs + epoch``) a trial trained itself: not those of re-used folds."""
+    reused = set(trial.user_attrs.get("reused_folds", ()))
+    return {s for s in trial.intermediate_values if s // epochs not in reused}
 
 
-def total(trials: Iterable[FrozenTrial], budget: int) -> Budget:
-    out = Budget(0, 0, 0)
+def continued_epochs(trials: Iterable[FrozenTrial], epochs: int) -> dict[int, int]:
+    """Per screened trial number: the fold-epochs it did not train that the trial promoted from
+    it, or a retry of that trial, did (each step once, however often it was tried)."""
+    trials = list(trials)
+    retries: dict[int, list[FrozenTrial]] = {}
     for t in trials:
-        out += trial_budget(t, budget)
+        if "retry_of" in t.user_attrs:
+            retries.setdefault(int(t.user_attrs["retry_of"]), []).append(t)
+    steps: dict[int, set[int]] = {}
+    for t in trials:
+        if PROMOTED_FROM in t.user_attrs:
+            line, seen = [t], steps.setdefault(int(t.user_attrs[PROMOTED_FROM]), set())
+            while line:
+                heir = line.pop()
+                seen |= trained_steps(heir, epochs)
+                line += retries.get(heir.number, [])
+    return {
+        t.number: len(steps[t.number] - set(t.intermediate_values))
+        for t in trials
+        if t.number in steps
+    }
+
+
+def trial_budgets(trials: Iterable[FrozenTrial], *, folds: int, epochs: int) -> dict[int, Budget]:
+    """Per trial number: its ``folds x epochs`` budget split into trained, re-used, continued
+    (by the trial promoted from it) and saved."""
+    trials = list(trials)
+    continued = continued_epochs(trials, epochs)
+    out = {}
+    for t in trials:
+        trained, reused = fold_epochs(t), reused_epochs(t)
+        if t.state in FINISHED:
+            rest = max(0, folds * epochs - trained - reused)
+            later = min(rest, continued.get(t.number, 0))
+            out[t.number] = Budget(trained, reused, later, rest - later)
+        else:
+            out[t.number] = Budget(trained, reused, 0, 0)
     return out
 
 
-def pruning_rows(trials: Iterable[FrozenTrial], budget: int) -> list[PruningRow]:
+def pruning_rows(trials: Iterable[FrozenTrial], *, folds: int, epochs: int) -> list[PruningRow]:
     """One row per state: complete and pruned always, failed and running when present."""
     trials = list(trials)
+    budgets = trial_budgets(trials, folds=folds, epochs=epochs)
     rows = []
     for state in ROW_STATES:
         of = [t for t in trials if t.state == state]
         if of or state in FINISHED:
-            rows.append(PruningRow(state, len(of), total(of, budget)))
+            total = sum((budgets[t.number] for t in of), NOTHING)
+            rows.append(PruningRow(state, len(of), total))
     return rows

@@ -20,7 +20,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from search.records import FINISHED, fold_results
-from search.report_budget import PruningRow, pruning_rows, trial_budget
+from search.report_budget import PruningRow, pruning_rows, trial_budgets
 from search.text import counted
 
 if TYPE_CHECKING:
@@ -47,6 +47,7 @@ CURVE_COLOURS = ("#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf
 BLUE, ORANGE = STATE_COLOURS[TrialState.COMPLETE], STATE_COLOURS[TrialState.PRUNED]
 SAVED = "#d9d9d9"
 REUSED = "#9ecae1"  # folds re-used from the trial a trial continues: trained there, not here
+CONTINUED = "#c7e9c0"  # a screened trial's folds its promoted trial trained: counted there
 LABEL_BOX = {"facecolor": "white", "edgecolor": "none", "alpha": 0.7, "pad": 1}
 
 
@@ -295,7 +296,8 @@ def by_param(view: StudyView, name: str, title: str, order: Sequence[str] = ()) 
 
 
 def pruning(view: StudyView, rows: list[PruningRow]) -> Plot:
-    """Fold-epochs trained, re-used and saved per trial against the full budget, and by state."""
+    """Fold-epochs trained, re-used, continued and saved per trial against the full budget, and
+    by state."""
     from matplotlib.patches import Patch
 
     fig = _figure(11, 4.5)
@@ -303,33 +305,46 @@ def pruning(view: StudyView, rows: list[PruningRow]) -> Plot:
     budget = sum(r.trials for r in finished) * view.budget
     saved = sum(r.budget.saved for r in finished)
     reused = sum(r.budget.reused for r in finished)
+    continued = sum(r.budget.continued for r in finished)
     and_reused = (
         f" and re-used {reused} (folds trained by the trial they continue: neither trained "
         "again nor saved)"
         if reused
         else ""
     )
+    and_continued = (
+        f"; {continued} more were continued (a screened trial's folds, trained by the trial "
+        "promoted from it)"
+        if continued
+        else ""
+    )
     caption = (
-        f"Left: fold-epochs each trial trained (its reported steps, less re-used folds) against "
-        f"the full budget of {view.folds} folds x {view.epochs} epochs = {view.budget}; light "
-        "blue is a fold a promoted or retried trial re-used from the trial it continues, grey "
-        "what a complete or pruned trial did not train (pruned, or its folds stopped early); a "
-        "failed trial shows only what it trained and re-used. Right: totals by state. Finished "
-        f"trials left {saved} of {budget} fold-epochs untrained "
-        f"({100 * saved / max(1, budget):.0f}%){and_reused}."
+        f"Left: each trial's budget of {view.folds} folds x {view.epochs} epochs = "
+        f"{view.budget} fold-epochs (dashed line), split into trained (in the colour of the "
+        "trial's state: its reported steps, less re-used folds), re-used (light blue: folds a "
+        "promoted or retried trial took from the trial it continues, trained there), continued "
+        "(light green: folds a screened trial left that the trial promoted from it went on to "
+        "train, counted as trained there) and saved (grey: what no trial trained, because the "
+        "trial was pruned or its folds stopped early); a failed trial shows only what it "
+        "trained and re-used. Each finished trial's four parts add up to its budget. Right: "
+        f"totals by state. Finished trials left {saved} of {budget} fold-epochs untrained "
+        f"({100 * saved / max(1, budget):.0f}%){and_reused}{and_continued}."
     )
     trials = view.of(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-    parts = [trial_budget(t, view.budget) for t in trials]
+    split = trial_budgets(view.trials, folds=view.folds, epochs=view.epochs)
+    parts = [split[t.number] for t in trials]
     if not any(p.trained or p.reused for p in parts):
         text = f"No fold-epoch trained yet ({counted(len(trials), 'finished or failed trial')})."
         return _empty("pruning", "Pruning statistics", caption, fig, text)
     left, right = fig.subplots(1, 2, width_ratios=[2.2, 1])
     nums = [t.number for t in trials]
-    trained = np.array([p.trained for p in parts])
     again = np.array([p.reused for p in parts])
+    trained = np.array([p.trained for p in parts])
+    later = np.array([p.continued for p in parts])
     left.bar(nums, again, color=REUSED)  # re-used folds are a trial's first folds: at the bottom
     left.bar(nums, trained, bottom=again, color=[STATE_COLOURS[t.state] for t in trials])
-    left.bar(nums, [p.saved for p in parts], bottom=trained + again, color=SAVED)
+    left.bar(nums, later, bottom=again + trained, color=CONTINUED)
+    left.bar(nums, [p.saved for p in parts], bottom=again + trained + later, color=SAVED)
     left.axhline(view.budget, color="#444444", linestyle="--", linewidth=0.8)
     failed = [t.number for t in trials if t.state == TrialState.FAIL]
     if failed:
@@ -340,12 +355,19 @@ def pruning(view: StudyView, rows: list[PruningRow]) -> Plot:
     handles = [Patch(color=STATE_COLOURS[s], label=state_label(s)) for s in states]
     if again.any():
         handles.append(Patch(color=REUSED, label="re-used"))
+    if later.any():
+        handles.append(Patch(color=CONTINUED, label="continued"))
     left.legend(handles=[*handles, Patch(color=SAVED, label="saved")], fontsize=8)
-    xs = np.arange(len(rows))
-    right.bar(xs - 0.27, [r.budget.trained for r in rows], 0.27, label="trained", color=BLUE)
+    series = [("trained", [r.budget.trained for r in rows], BLUE)]
     if any(r.budget.reused for r in rows):
-        right.bar(xs, [r.budget.reused for r in rows], 0.27, label="re-used", color=REUSED)
-    right.bar(xs + 0.27, [r.budget.saved for r in rows], 0.27, label="saved", color="#aaaaaa")
+        series.append(("re-used", [r.budget.reused for r in rows], REUSED))
+    if any(r.budget.continued for r in rows):
+        series.append(("continued", [r.budget.continued for r in rows], CONTINUED))
+    series.append(("saved", [r.budget.saved for r in rows], "#aaaaaa"))
+    xs, width = np.arange(len(rows)), 0.8 / len(series)
+    for i, (label, heights, colour) in enumerate(series):
+        offset = (i - (len(series) - 1) / 2) * width
+        right.bar(xs + offset, heights, width, label=label, color=colour)
     right.set_xticks(xs, [f"{state_label(r.state)}\n({r.trials})" for r in rows], fontsize=8)
     right.set_ylabel("fold-epochs")
     right.legend(fontsize=8)
@@ -450,7 +472,7 @@ def all_plots(view: StudyView, scores: dict[str, float], note: str) -> list[Plot
         parallel_coordinates(view),
         by_param(view, "backbone", "By backbone"),
         by_param(view, "augment", "By augmentation level", AUGMENT_ORDER),
-        pruning(view, pruning_rows(view.trials, view.budget)),
+        pruning(view, pruning_rows(view.trials, folds=view.folds, epochs=view.epochs)),
         learning_curves(view),
         top_trials(view),
     ]

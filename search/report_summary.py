@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import optuna
@@ -24,15 +24,34 @@ def number(value: Any, digits: int = 4) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def state_counts(trials: Iterable[FrozenTrial]) -> str:
+    """``3 complete, 1 failed, 1 running``: the trials of each state there are, always in the
+    order of ``STATE_LABELS`` (complete, pruned, failed, running, waiting); empty for none."""
+    counts = Counter(t.state for t in trials)
+    order = [*STATE_LABELS, *sorted(set(counts) - set(STATE_LABELS), key=lambda s: s.value)]
+    return ", ".join(f"{counts[s]} {state_label(s)}" for s in order if counts[s])
+
+
+def training_time(trials: Sequence[FrozenTrial]) -> str:
+    """The ``seconds`` finished trials recorded, summed, and how many trials that covers: a
+    failed or running trial records none, so its time is unknown, not zero."""
+    timed = [float(t.user_attrs["seconds"]) for t in trials if "seconds" in t.user_attrs]
+    untimed = state_counts(t for t in trials if "seconds" not in t.user_attrs)
+    if not timed:
+        return f"not recorded ({untimed})" if untimed else "not recorded"
+    total, n = f"{sum(timed):.1f} s", len(trials)
+    if untimed:
+        return f"{total} over {len(timed)} of {counted(n, 'trial')} (not recorded by {untimed})"
+    return f"{total} over all {counted(n, 'trial')}" if n > 1 else f"{total} over 1 trial"
+
+
 def lead(view: StudyView) -> str:
     """What happened, in a sentence or two: trial counts, the best trial, why trials failed."""
     n = len(view.trials)
     if not n:
         return "No trials yet."
     failed = view.of(TrialState.FAIL)
-    counts = ", ".join(
-        f"{len(view.of(s))} {label}" for s, label in STATE_LABELS.items() if view.of(s)
-    )
+    counts = state_counts(view.trials)
     best = view.ranked()
     if len(failed) == n:
         text = f"{counted(n, 'trial')}, all failed." if n > 1 else "1 trial, and it failed."
@@ -100,7 +119,6 @@ def study_facts(study: optuna.Study, url: str, view: StudyView) -> list[tuple[st
     """The facts table: where the study lives (password redacted), what it searched, what its
     trials ran and how they ended."""
     a = study.user_attrs
-    counts = {s: len(view.of(s)) for s in TrialState}
     facts = [
         ("storage", redact(url)),
         ("space", str(a.get("space", "?"))),
@@ -110,13 +128,12 @@ def study_facts(study: optuna.Study, url: str, view: StudyView) -> list[tuple[st
         ("image size", f"{a.get('image_size', '?')} px"),
         ("objective", f"mean fold {view.metric} ({study.direction.name.lower()})"),
         ("weights", weights_fact(a.get("weights"), view)),
-        ("trials", ", ".join(f"{n} {state_label(s)}" for s, n in counts.items() if n) or "none"),
+        ("trials", state_counts(view.trials) or "none"),
     ]
     best = view.ranked()
     if best:
         facts.append(("best", f"trial {best[0].number}: {number(float(best[0].value or 0.0))}"))
-    seconds = sum(float(t.user_attrs.get("seconds", 0.0)) for t in view.trials)
-    facts.append(("training time", f"{seconds:.1f} s over all trials"))
+    facts.append(("training time", training_time(view.trials)))
     c = a.get("cleaning")
     if isinstance(c, dict) and {"n_kept", "n_input"} <= set(c):
         facts.append(("cleaning", f"{c['n_kept']} of {c['n_input']} images kept"))

@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 from PIL import Image
 
 from search.report import main
-from search.report_plots import StudyView
+from search.report_plots import StudyView, state_label
 from search.report_summary import study_facts
 from tests.conftest import require
 from tests.search.cli import FAKE_QUICK, ROOT, by_state, cli_env, load, run_cli
@@ -31,6 +31,7 @@ PLOTS = (
     "curves",
     "top_trials",
 )
+ROW_HEAD = ("state", "trials", "fold-epochs trained", "re-used", "continued", "saved")
 CHROMIUM_FLAGS = (
     "--headless",
     "--no-sandbox",
@@ -313,29 +314,53 @@ def screened_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return url
 
 
+def _expected_pruning_rows(study: optuna.Study) -> dict[str, dict[str, int]]:
+    """The pruning table as the trials' records give it: per state, fold-epochs trained (less
+    re-used folds), re-used, continued (a screened trial's folds its promoted trial trained,
+    beyond those it re-used) and saved (the rest of the budget)."""
+    folds, epochs = study.user_attrs["folds"], study.user_attrs["epochs"]
+    heirs = {
+        t.user_attrs["promoted_from"]: t for t in study.trials if "promoted_from" in t.user_attrs
+    }
+    expect: dict[str, dict[str, int]] = {}
+    for t in study.trials:
+        reused = set(t.user_attrs.get("reused_folds", ()))
+        steps = set(t.intermediate_values)
+        again = sum(step // epochs in reused for step in steps)
+        heir = heirs.get(t.number)
+        continued = 0
+        if heir is not None:
+            heir_reused = set(heir.user_attrs["reused_folds"])
+            continued = sum(s // epochs not in heir_reused for s in heir.intermediate_values)
+        row = expect.setdefault(state_label(t.state), dict.fromkeys(ROW_HEAD[1:], 0))
+        row["trials"] += 1
+        row["fold-epochs trained"] += len(steps) - again
+        row["re-used"] += again
+        row["continued"] += continued
+        row["saved"] += folds * epochs - len(steps) - continued
+    return expect
+
+
+def _pruning_table(page: str) -> tuple[list[str], dict[str, dict[str, int]]]:
+    """The pruning table's head and its rows by state, each cell by its column's name."""
+    table = page.split("<h2>Pruning statistics</h2>", 1)[1].split("</table>", 1)[0]
+    head = re.findall(r"<th>([^<]*)</th>", table)
+    cells = [re.findall(r"<td>([^<]*)</td>", r) for r in re.findall(r"<tr>(<td>.*?)</tr>", table)]
+    return head, {r[0]: {h: int(v) for h, v in zip(head[1:], r[1:], strict=True)} for r in cells}
+
+
 def test_reused_folds_are_neither_trained_nor_saved(screened_url: str, tmp_path: Path) -> None:
     page, study = _page_and_view(screened_url, "quick", tmp_path / "r")
     folds, epochs = study.user_attrs["folds"], study.user_attrs["epochs"]
-    expect: dict[str, list[int]] = {}
-    for t in study.trials:
-        reused = set(t.user_attrs.get("reused_folds", ()))
-        again = sum(step // epochs in reused for step in t.intermediate_values)
-        trained = len(t.intermediate_values) - again
-        saved = folds * epochs - trained - again
-        row = expect.setdefault(t.state.name, [0, 0, 0, 0])
-        for i, v in enumerate((1, trained, again, saved)):
-            row[i] += v
-    assert expect["COMPLETE"][2] > 0, "no re-used fold-epochs in this study"
-    table = page.split("<h2>Pruning statistics</h2>", 1)[1].split("</table>", 1)[0]
-    head = re.findall(r"<th>([^<]*)</th>", table)
-    assert head == ["state", "trials", "fold-epochs trained", "re-used", "saved"], head
-    rows = {r[0]: [int(v) for v in r[1:]] for r in re.findall(
-        r"<tr><td>(\w+)</td><td>(\d+)</td><td>(\d+)</td><td>(\d+)</td><td>(\d+)</td></tr>", table
-    )}  # fmt: skip
-    assert rows == {"complete": expect["COMPLETE"], "pruned": expect["PRUNED"]}, rows
-    saved = expect["COMPLETE"][3] + expect["PRUNED"][3]
-    budget = (expect["COMPLETE"][0] + expect["PRUNED"][0]) * folds * epochs
-    again = expect["COMPLETE"][2] + expect["PRUNED"][2]
+    expect = _expected_pruning_rows(study)
+    assert expect["complete"]["re-used"] > 0, "no re-used fold-epochs in this study"
+    head, rows = _pruning_table(page)
+    assert head == list(ROW_HEAD), head
+    assert rows == {k: expect[k] for k in ("complete", "pruned")}, rows
+    finished = [expect[k] for k in ("complete", "pruned")]
+    saved = sum(r["saved"] for r in finished)
+    budget = sum(r["trials"] for r in finished) * folds * epochs
+    again = sum(r["re-used"] for r in finished)
     assert f"Finished trials left {saved} of {budget} fold-epochs untrained" in page
     assert f"and re-used {again} (folds trained by the trial they continue" in page
 
@@ -356,3 +381,57 @@ def test_the_pruning_figure_draws_reused_folds_in_their_own_colour(
     url = f"sqlite:///{tmp_path / 'edge.db'}"
     _edge_study(url, "edge", 2)  # nothing re-used: the colour is not drawn by chance
     assert rgb not in colours(url, "edge")
+
+
+def _lead(page: str) -> str:
+    found = re.search(r"<p class=\"lead\">(.*?)</p>", page, re.S)
+    assert found, "no lead paragraph"
+    return found.group(1)
+
+
+def test_lead_and_facts_count_states_in_one_order(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'states.db'}"
+    _edge_study(url, "edge", 1)  # trial 0 complete, trial 1 failed
+    load(url, "edge").ask()  # trial 2 running (asked, never told)
+    page, _ = _page_and_view(url, "edge", tmp_path / "r")
+    counts = "1 complete, 1 failed, 1 running"
+    assert _facts(page)["trials"] == counts
+    assert _lead(page).startswith(f"3 trials: {counts}; best trial 0"), _lead(page)
+
+
+def test_training_time_counts_only_the_trials_that_recorded_it(
+    study_url: str, report_dir: Path, all_failed_url: str, tmp_path: Path
+) -> None:
+    trials = load(study_url, "quick").trials
+    timed = [float(t.user_attrs["seconds"]) for t in trials if "seconds" in t.user_attrs]
+    assert 0 < len(timed) < len(trials), "the study should mix timed and failed trials"
+    facts = _facts((report_dir / "report.html").read_text(encoding="utf-8"))
+    assert facts["training time"] == (
+        f"{sum(timed):.1f} s over {len(timed)} of {len(trials)} trials (not recorded by 1 failed)"
+    )
+    page, _ = _page_and_view(all_failed_url, "cnn", tmp_path / "r")
+    assert _facts(page)["training time"] == "not recorded (5 failed)"
+
+
+def test_a_promoted_trial_continues_its_screened_trial_nothing_saved_twice(
+    screened_url: str, tmp_path: Path
+) -> None:
+    """Trial 4 is promoted from screened trial 0 and trains its folds 1 and 2: for trial 0 those
+    fold-epochs are "continued", not "saved", and every finished trial still adds up to its
+    full budget."""
+    page, study = _page_and_view(screened_url, "quick", tmp_path / "r")
+    budget = study.user_attrs["folds"] * study.user_attrs["epochs"]
+    heirs = [t.user_attrs["promoted_from"] for t in study.trials if "promoted_from" in t.user_attrs]
+    assert heirs and all(study.trials[n].user_attrs["screened"] for n in heirs), heirs
+    expect = _expected_pruning_rows(study)
+    assert expect["pruned"]["continued"] > 0, "no continued fold-epochs in this study"
+    head, rows = _pruning_table(page)
+    assert rows["pruned"]["saved"] == expect["pruned"]["saved"], rows
+    assert head == list(ROW_HEAD), head
+    assert rows == expect, rows
+    for row in rows.values():  # every finished trial's budget, each fold-epoch counted once
+        assert sum(v for k, v in row.items() if k != "trials") == row["trials"] * budget, row
+    caption = page.split("<h2>Pruning statistics</h2>", 1)[1].split("</figcaption>", 1)[0]
+    for word in ("trained", "re-used", "continued", "saved"):
+        assert word in caption, word
+    assert f"{expect['pruned']['continued']} more were continued (a screened" in caption

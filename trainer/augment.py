@@ -52,6 +52,18 @@ def _dihedral_matrices(draws: tf.Tensor, square: bool) -> tf.Tensor:
     return tf.matmul(rotate, mirror)
 
 
+def _rotation_matrices(draws: tf.Tensor) -> tf.Tensor:
+    """N x 2 x 2: rotation by a uniform angle in [0, 360) degrees, then a left-right flip with
+    probability 1/2 (cells under a microscope lie at any angle, either side up)."""
+    angle = 2.0 * math.pi * draws[:, 0]
+    cos, sin = tf.cos(angle), tf.sin(angle)
+    rotate = tf.reshape(tf.stack([cos, -sin, sin, cos], axis=1), (-1, 2, 2))
+    flip = tf.where(draws[:, 1] < 0.5, -1.0, 1.0)
+    zero, one = tf.zeros_like(flip), tf.ones_like(flip)
+    mirror = tf.reshape(tf.stack([flip, zero, zero, one], axis=1), (-1, 2, 2))
+    return tf.matmul(rotate, mirror)
+
+
 class _Geometry(keras.layers.Layer):
     """Random rotation by a multiple of 90 degrees and flip, zoom and shift: one warp per image.
 
@@ -61,16 +73,20 @@ class _Geometry(keras.layers.Layer):
     ``zoom = shift = 0`` it only moves pixels: every output is one of the 8 dihedral images.
     """
 
-    def __init__(self, zoom: float, shift: float) -> None:
+    def __init__(self, zoom: float, shift: float, any_angle: bool = False) -> None:
         super().__init__(name="geometry", dtype="float32")
         self.zoom = zoom
         self.shift = shift
+        self.any_angle = any_angle
 
     def call(self, images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         n = tf.shape(images)[0]
         h, w = images.shape[1], images.shape[2]
         draws = _draws(seed, tf.stack([n, 5]), salt=1)
-        d = _dihedral_matrices(draws[:, :2], square=h == w)
+        if self.any_angle:
+            d = _rotation_matrices(draws[:, :2])
+        else:
+            d = _dihedral_matrices(draws[:, :2], square=h == w)
         z = 1.0 + self.zoom * (2.0 * draws[:, 2] - 1.0)
         tx = self.shift * w * (2.0 * draws[:, 3] - 1.0)
         ty = self.shift * h * (2.0 * draws[:, 4] - 1.0)
@@ -107,16 +123,21 @@ class _Colour(keras.layers.Layer):
         contrast: float = 0.2,
         saturation: tuple[float, float] = (0.35, 0.65),
         hue: float = 0.04,
+        p: float = 1.0,
     ) -> None:
         super().__init__(name="colour", dtype="float32")
         self.brightness = brightness
         self.contrast = contrast
         self.saturation = saturation
         self.hue = hue
+        self.p = p  # the share of images changed; the others keep their colours
 
     def call(self, images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         n = tf.shape(images)[0]
         d = _draws(seed, tf.stack([n, 4]), salt=2)
+        if self.p < 1.0:  # a draw of 0.5 is the middle of every range: no change
+            keep = _draws(seed, tf.stack([n]), salt=17) >= self.p
+            d = tf.where(keep[:, None], 0.5, d)
         bright = self.brightness * 255.0 * (2.0 * d[:, 0] - 1.0)
         scale = 1.0 + self.contrast * (2.0 * d[:, 1] - 1.0)
         lo, hi = self.saturation
@@ -211,10 +232,92 @@ class _Noise(keras.layers.Layer):
         return images + self.half_width * (2.0 * _draws(seed, tf.shape(images), salt=7) - 1.0)
 
 
+class _Defocus(keras.layers.Layer):
+    """Out-of-focus blur: with probability ``p`` an image is blurred by a 7-tap separable
+    Gaussian whose sigma is drawn per batch in [0.3, ``max_sigma``] pixels at 96 px (scaled with
+    the image size), borders reflected."""
+
+    def __init__(self, p: float = 0.25, max_sigma: float = 2.0) -> None:
+        super().__init__(name="defocus", dtype="float32")
+        self.p = p
+        self.max_sigma = max_sigma
+
+    def call(self, images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        n = tf.shape(images)[0]
+        chosen = tf.where(_draws(seed, tf.stack([n]), salt=11) < self.p)
+        scale = min(images.shape[1], images.shape[2]) / 96.0
+        sigma = scale * (0.3 + (self.max_sigma - 0.3) * _draws(seed, (), salt=12))
+        taps = tf.range(-3.0, 4.0)
+        k = tf.exp(-0.5 * (taps / sigma) ** 2)
+        k = k / tf.reduce_sum(k)
+
+        def blur() -> tf.Tensor:
+            x = tf.gather_nd(images, chosen)
+            x = tf.pad(x, ((0, 0), (3, 3), (3, 3), (0, 0)), mode="REFLECT")
+            x = sum(k[i] * x[:, :, i : i + x.shape[2] - 6] for i in range(7))
+            x = sum(k[i] * x[:, i : i + x.shape[1] - 6] for i in range(7))
+            return tf.tensor_scatter_nd_update(images, chosen, x)
+
+        return tf.cond(tf.shape(chosen)[0] > 0, blur, lambda: tf.identity(images))
+
+
+class _SensorNoise(keras.layers.Layer):
+    """With probability ``p`` an image gets zero-mean noise of a standard deviation drawn per
+    image in [0, ``max_std``] grey levels (uniform draws of that deviation, as ``_Noise``)."""
+
+    def __init__(self, p: float = 0.3, max_std: float = 20.0) -> None:
+        super().__init__(name="sensor_noise", dtype="float32")
+        self.p = p
+        self.max_std = max_std
+
+    def call(self, images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        n = tf.shape(images)[0]
+        d = _draws(seed, tf.stack([n, 2]), salt=13)
+        std = tf.where(d[:, 0] < self.p, self.max_std * d[:, 1], 0.0)
+        unit = 2.0 * _draws(seed, tf.shape(images), salt=14) - 1.0
+        return images + (std * math.sqrt(3.0))[:, None, None, None] * unit
+
+
+class _Jpeg(keras.layers.Layer):
+    """JPEG re-compression: with probability ``p`` an image is encoded and decoded at a quality
+    drawn per batch in ``quality`` (TensorFlow's own codec, on the chosen images only)."""
+
+    def __init__(self, p: float = 0.25, quality: tuple[int, int] = (15, 60)) -> None:
+        super().__init__(name="jpeg", dtype="float32")
+        self.p = p
+        self.quality = quality
+
+    def call(self, images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        n = tf.shape(images)[0]
+        chosen = tf.where(_draws(seed, tf.stack([n]), salt=15) < self.p)
+        lo, hi = self.quality
+        quality = tf.cast(lo + (hi - lo + 1) * _draws(seed, (), salt=16), tf.int32)
+
+        def compress() -> tf.Tensor:
+            x = tf.clip_by_value(tf.gather_nd(images, chosen), 0.0, 255.0) / 255.0
+            x = tf.map_fn(
+                lambda im: tf.image.adjust_jpeg_quality(im, quality),
+                x,
+                fn_output_signature=tf.float32,
+            )
+            return tf.tensor_scatter_nd_update(images, chosen, x * 255.0)
+
+        return tf.cond(tf.shape(chosen)[0] > 0, compress, lambda: tf.identity(images))
+
+
 def _layers(level: str) -> list[keras.layers.Layer]:
     """Image-only layers of a level after the geometry (each level adds to the one before)."""
     if level in ("moderate", "heavy"):
         return [_Colour(), _Blur(factor=0.3, sigma=1.0), _Noise(0.015)]  # noise: 4 grey levels
+    if level == "robust":
+        # What a second microscope, scanner or lab changes: exposure and stain colour (hue up
+        # to +-18 degrees), focus, sensor noise and compression, each on part of the batch.
+        return [
+            _Colour(brightness=0.12, contrast=0.3, saturation=(0.4, 0.6), hue=0.1, p=0.6),
+            _Defocus(),
+            _SensorNoise(),
+            _Jpeg(),
+        ]
     return []
 
 
@@ -243,7 +346,11 @@ class Augment:
         self.level = level
         self.seed = seed
         self.calls = 0
-        self.geometry = _Geometry(zoom=0.1, shift=0.08 if level in ("moderate", "heavy") else 0.0)
+        self.geometry = _Geometry(
+            zoom=0.1,
+            shift=0.08 if level in ("moderate", "heavy", "robust") else 0.0,
+            any_angle=level == "robust",
+        )
         self.layers = _layers(level)
         self.one_op = (
             _OneOp(

@@ -15,7 +15,7 @@ from typing import Any
 
 from trainer.errors import InvalidConfig
 
-AUGMENT_LEVELS: tuple[str, ...] = ("none", "light", "moderate", "heavy")
+AUGMENT_LEVELS: tuple[str, ...] = ("none", "light", "moderate", "heavy", "robust")
 OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "lion", "ranger")
 PRECISIONS: tuple[str, ...] = ("float32", "mixed_float16", "mixed_bfloat16")
 # Objectives a trial can be scored and early-stopped on (all maximised).

@@ -21,7 +21,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
-__all__ = ["CORRUPTIONS", "corrupt"]
+__all__ = ["CORRUPTIONS", "corrupt", "corrupt_each"]
 
 Corruption = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
@@ -194,3 +194,22 @@ def corrupt(images: np.ndarray, name: str, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng((int(seed), list(CORRUPTIONS).index(name)))
     out = fn(batch, rng)
     return out[0] if single else out
+
+
+def corrupt_each(images: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Every image under one corruption, the kinds dealt out evenly in a seeded order.
+
+    Returns the corrupted copy and each image's corruption index into ``CORRUPTIONS``. One
+    copy of the set instead of one per corruption: a robustness score for a sixth of the cost,
+    with every kind still weighing equally (up to one image).
+    """
+    array = np.asarray(images)
+    names = list(CORRUPTIONS)
+    rng = np.random.default_rng((int(seed), len(names)))
+    kinds = rng.permutation(np.arange(len(array)) % len(names))
+    out = np.empty_like(array)
+    for k, name in enumerate(names):
+        chosen = np.flatnonzero(kinds == k)
+        if chosen.size:
+            out[chosen] = corrupt(array[chosen], name, seed=seed)
+    return out, kinds

@@ -203,11 +203,10 @@ def restore(variables: Sequence[keras.Variable], values: Sequence[tf.Tensor]) ->
 
 
 def _corrupted_sets(data: Dataset, index: np.ndarray, fold: int) -> list[np.ndarray]:
-    """The fold's validation images under each seeded corruption, made once per fold."""
-    from trainer.corruptions import CORRUPTIONS, corrupt
+    """The fold's validation images, each under one seeded corruption, made once per fold."""
+    from trainer.corruptions import corrupt_each
 
-    images = data.images[index]
-    return [corrupt(images, name, seed=fold) for name in CORRUPTIONS]
+    return [corrupt_each(data.images[index], seed=fold)[0]]
 
 
 def _predict_all(predict, images: np.ndarray, index: np.ndarray) -> np.ndarray:

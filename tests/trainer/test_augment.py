@@ -185,3 +185,72 @@ def test_every_level_runs_in_float32_under_a_mixed_precision_policy(policy, batc
             assert out[0].dtype == tf.float32 and np.isfinite(out[0].numpy()).all()
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
+
+
+def test_robust_rotates_by_any_angle_not_only_the_dihedral_eight() -> None:
+    asym = np.zeros((33, 33, 3), np.float32)
+    asym[4:10, 16:29] = 255.0  # an off-centre bar: every rotation moves it somewhere else
+    out = _Geometry(zoom=0.0, shift=0.0, any_angle=True)(
+        tf.constant(np.stack([asym] * 64)), tf.constant([5, 0])
+    ).numpy()
+    variants = [np.rot90(asym, k) for k in range(4)] + [np.rot90(asym[::-1], k) for k in range(4)]
+    nearest = [min(np.abs(o - v).mean() for v in variants) for o in out]
+    assert np.median(nearest) > 5  # most are far from all eight dihedral images
+    # The bar's direction (principal axis of its bright pixels) spreads over the half-circle.
+    angles = []
+    for o in out[..., 0]:
+        ys, xs = np.nonzero(o > 127)
+        cov = np.cov(np.stack([xs - xs.mean(), ys - ys.mean()]))
+        angles.append(np.degrees(np.arctan2(*np.linalg.eigh(cov)[1][:, -1][::-1])) % 180)
+    assert np.histogram(angles, bins=6, range=(0, 180))[0].min() >= 3
+
+
+def test_robust_layers_blur_add_noise_and_compress_part_of_a_batch(batch) -> None:
+    from trainer.augment import _Defocus, _Jpeg, _SensorNoise
+
+    images, _ = batch
+    x = images.numpy()
+    seed = tf.constant([7, 1])
+    rough = lambda a: np.abs(np.diff(a, axis=2)).mean()  # noqa: E731
+    for layer, sign in ((_Defocus(p=0.5), -1), (_SensorNoise(p=0.5), 1)):
+        out = layer(images, seed).numpy()
+        changed = np.abs(out - x).mean(axis=(1, 2, 3)) > 0.05
+        assert 0 < changed.sum() < len(x), layer.name
+        assert all(
+            sign * (rough(o) - rough(a)) > 0 for o, a, c in zip(out, x, changed, strict=True) if c
+        ), layer.name
+    out = _Jpeg(p=0.5, quality=(15, 15))(images, seed).numpy()
+    changed = np.abs(out - x).mean(axis=(1, 2, 3)) > 0.05
+    assert 0 < changed.sum() < len(x)
+    k = int(np.flatnonzero(changed)[0])
+    want = tf.image.adjust_jpeg_quality(images[k] / 255.0, 15).numpy() * 255.0
+    np.testing.assert_allclose(out[k], want, atol=1e-3)
+
+
+def test_robust_reaches_the_sharpness_of_blurred_and_noisy_images_and_light_does_not(
+    batch,
+) -> None:
+    """Per image, roughness (mean absolute neighbour difference) relative to the original: the
+    blur corruption lowers it, the noise corruption raises it; robust training batches cover
+    both, light ones (flips, rotations, zoom) neither."""
+    from trainer.corruptions import corrupt
+
+    images, onehot = batch
+    x = images.numpy().astype(np.uint8)
+
+    def rough(a):
+        return np.abs(np.diff(a.astype(np.float32), axis=2)).mean(axis=(1, 2, 3))
+
+    base = rough(x)
+    blurred = np.median(rough(corrupt(x, "gaussian_blur")) / base)
+    noisy = np.median(rough(corrupt(x, "gaussian_noise")) / base)
+    seeds = [tf.constant([0, s], tf.int64) for s in range(4)]
+
+    def ratios(level):
+        augment = make_augment(level)
+        return np.concatenate([rough(augment(images, onehot, s)[0].numpy()) / base for s in seeds])
+
+    robust, light = ratios("robust"), ratios("light")
+    assert blurred < 0.9 < 1.1 < noisy
+    assert (robust <= blurred).mean() > 0.015 and (robust >= noisy).mean() > 0.015
+    assert (light <= blurred).mean() == 0 and (light >= noisy).mean() == 0

@@ -96,3 +96,19 @@ def test_imports_no_tensorflow() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=root
     )
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_corrupt_each_deals_every_kind_evenly_and_changes_every_image(cells) -> None:
+    from trainer.corruptions import corrupt_each
+
+    out, kinds = corrupt_each(cells, seed=2)
+    counts = np.bincount(kinds, minlength=len(CORRUPTIONS))
+    assert counts.max() - counts.min() <= 1 and len(counts) == len(CORRUPTIONS)
+    for k, name in enumerate(CORRUPTIONS):
+        chosen = np.flatnonzero(kinds == k)
+        assert np.array_equal(out[chosen], corrupt(cells[chosen], name, seed=2))
+    changed = np.abs(out.astype(np.int16) - cells.astype(np.int16)).reshape(len(cells), -1)
+    assert (changed.max(axis=1) > 0).all()
+    again, same = corrupt_each(cells, seed=2)
+    assert np.array_equal(again, out) and np.array_equal(same, kinds)
+    assert not np.array_equal(corrupt_each(cells, seed=3)[1], kinds)

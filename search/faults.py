@@ -12,11 +12,14 @@ shell cannot hurt a real study; ``search.run`` says at start-up whether a drill 
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
 import time
 from collections.abc import Callable
+
+log = logging.getLogger("search.run")
 
 FAULT_KINDS = ("oom", "nan", "hang", "exit")
 FAULTS_ENV = "SEARCH_FAULTS"
@@ -76,3 +79,41 @@ def hook_for(
         os.kill(os.getpid(), signal.SIGKILL)
 
     return inject
+
+
+def check_drills(*, trial_timeout: float | None) -> None:
+    from search.study import UsageError
+
+    """``SEARCH_FAULTS`` hurts trials on purpose: honoured only when armed, and said loudly."""
+    spec = os.environ.get(FAULTS_ENV, "").strip()
+    if not spec:
+        return
+    if not drills_armed():
+        log.warning(
+            "warning: %s=%r is set in the environment but not armed (%s=1), so it is ignored: "
+            "no trial is failed on purpose. Unset it to silence this warning",
+            FAULTS_ENV,
+            spec,
+            ARMED_ENV,
+        )
+        del os.environ[FAULTS_ENV]  # the workers inherit this environment
+        return
+    try:
+        faults = parse(spec)
+    except ValueError as exc:
+        raise UsageError(f"{FAULTS_ENV}: {exc}") from None
+    if trial_timeout is None and any(kind == "hang" for kind, _ in faults.values()):
+        raise UsageError(
+            f"{FAULTS_ENV}={spec!r} makes a trial hang forever; add --trial-timeout SECONDS "
+            "so the drill can end"
+        )
+    log.warning(
+        "warning: fault drill armed (%s=%r): %s %s will fail on purpose; unset %s and %s "
+        "for a real study",
+        FAULTS_ENV,
+        spec,
+        "trial" if len(faults) == 1 else "trials",
+        ", ".join(str(n) for n in sorted(faults)),
+        FAULTS_ENV,
+        ARMED_ENV,
+    )

@@ -10,6 +10,8 @@ from typing import TextIO
 from trainer.config import TrialConfig
 
 log = logging.getLogger("search.progress")
+# A total this large means no count ends the study (--budget does): show no "/total".
+UNCOUNTED = 10_000
 
 
 class Progress:
@@ -39,7 +41,8 @@ class Progress:
         best = f"best {self.best[1]:.4f} (#{self.best[0]})" if self.best else "best -"
         running = " | ".join(f"#{n} {s}" for n, s in sorted(self.state.items()))
         elapsed = time.monotonic() - self.started
-        line = f"[{elapsed:6.0f}s] {self.done}/{self.total} finished, {best}"
+        count = f"{self.done}/{self.total}" if self.total < UNCOUNTED else str(self.done)
+        line = f"[{elapsed:6.0f}s] {count} finished, {best}"
         line = (f"{line} | {running}" if running else line)[:160]
         pad = max(0, self._width - len(line))
         self.stream.write("\r" + line + " " * pad)

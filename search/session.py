@@ -25,10 +25,10 @@ from search.budget import PRIOR_FINAL_SHARE
 from search.coordinator import Coordinator, RunSettings
 from search.dashboard import default_artifact_dir
 from search.data import DataError, fingerprint, load_dataset, validate
-from search.faults import ARMED_ENV, FAULTS_ENV, drills_armed, parse
+from search.faults import check_drills
 from search.finish import BudgetClock, final_setup, minutes, run_final
 from search.gpu import DeviceError, auto_precision, discover, select, worker_envs
-from search.progress import Progress
+from search.progress import UNCOUNTED, Progress
 from search.pruning import make_pruner
 from search.records import best_so_far, count_states, leaderboard
 from search.study import (
@@ -41,7 +41,7 @@ from search.study import (
 )
 from search.text import counted
 from search.trainers import BUILT_IN, resolve_trainer
-from search.weights import download_host, find_missing, reachable
+from search.weights import check_weights
 from spaces.base import Space, StudySettings
 from storage import StorageError, find_storage, open_storage, redact, sqlite_file, storage_errors
 from trainer.errors import FatalError, TrialFailed
@@ -49,7 +49,7 @@ from trainer.folds import make_folds
 
 log = logging.getLogger("search.run")
 # --n-trials under --budget when not given: the budget, not a count, ends the search.
-BUDGET_TRIALS = 10_000
+BUDGET_TRIALS = UNCOUNTED
 # Heartbeats, fail_stale_trials and TPE's group option are stable enough for us; say it once here.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
@@ -89,9 +89,9 @@ def run_study(args: argparse.Namespace, space: Space) -> int:
     try:
         if args.trainer not in BUILT_IN:
             resolve_trainer(args.trainer)  # import errors now, before anything is written
-        _fault_drills(args)
+        check_drills(trial_timeout=args.trial_timeout)
         found, existing, plan, data, folds, cleaning, kept = _prepare(args, space, name)
-        _check_weights(space, plan.weights, args.weights_dir, resuming=existing is not None)
+        check_weights(space, plan.weights, args.weights_dir, resuming=existing is not None)
         final = (
             final_setup(args, name, plan, data, folds, kept, plan.image_size_fixed)
             if args.budget
@@ -270,56 +270,6 @@ def _holds_a_study(database: Path) -> bool:
             return bool(db.execute("SELECT count(*) FROM studies").fetchone()[0])
     except sqlite3.Error:
         return False  # no schema (or no file): nothing of anyone's in it
-
-
-def _fault_drills(args: argparse.Namespace) -> None:
-    """``SEARCH_FAULTS`` hurts trials on purpose: honoured only when armed, and said loudly."""
-    spec = os.environ.get(FAULTS_ENV, "").strip()
-    if not spec:
-        return
-    if not drills_armed():
-        log.warning(
-            "warning: %s=%r is set in the environment but not armed (%s=1), so it is ignored: "
-            "no trial is failed on purpose. Unset it to silence this warning",
-            FAULTS_ENV,
-            spec,
-            ARMED_ENV,
-        )
-        del os.environ[FAULTS_ENV]  # the workers inherit this environment
-        return
-    try:
-        faults = parse(spec)
-    except ValueError as exc:
-        raise UsageError(f"{FAULTS_ENV}: {exc}") from None
-    if args.trial_timeout is None and any(kind == "hang" for kind, _ in faults.values()):
-        raise UsageError(
-            f"{FAULTS_ENV}={spec!r} makes a trial hang forever; add --trial-timeout SECONDS "
-            "so the drill can end"
-        )
-    log.warning(
-        "warning: fault drill armed (%s=%r): %s %s will fail on purpose; unset %s and %s "
-        "for a real study",
-        FAULTS_ENV,
-        spec,
-        "trial" if len(faults) == 1 else "trials",
-        ", ".join(str(n) for n in sorted(faults)),
-        FAULTS_ENV,
-        ARMED_ENV,
-    )
-
-
-def _check_weights(space: Space, weights: str, weights_dir: str | None, *, resuming: bool) -> None:
-    """Refuse a study whose ImageNet files are missing here and cannot be downloaded."""
-    missing = find_missing(space, weights, weights_dir)
-    if missing is None:
-        return
-    host = download_host()
-    if not reachable(host):
-        raise UsageError(missing.message(f"{host[0]}:{host[1]}", resuming=resuming))
-    log.info(
-        "ImageNet weights for %s will be downloaded by the first trial that needs them",
-        ", ".join(b.name for b in missing.backbones),
-    )
 
 
 def _storage_options(args: argparse.Namespace) -> dict[str, int]:

@@ -9,6 +9,7 @@ Keras' download host, is refused before anything is written instead of failing t
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -17,8 +18,11 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from search.study import UsageError
 from spaces.base import Space
 from trainer.config import BACKBONES, BackboneInfo, keras_cache_dir
+
+log = logging.getLogger("search.run")
 
 # Where keras.applications downloads its weight files from.
 DOWNLOAD_HOST = ("storage.googleapis.com", 443)
@@ -97,3 +101,17 @@ def reachable(host: tuple[str, int], seconds: float = PROBE_SECONDS) -> bool:
     thread.start()
     thread.join(seconds)
     return bool(result and result[0])
+
+
+def check_weights(space: Space, weights: str, weights_dir: str | None, *, resuming: bool) -> None:
+    """Refuse a study whose ImageNet files are missing here and cannot be downloaded."""
+    missing = find_missing(space, weights, weights_dir)
+    if missing is None:
+        return
+    host = download_host()
+    if not reachable(host):
+        raise UsageError(missing.message(f"{host[0]}:{host[1]}", resuming=resuming))
+    log.info(
+        "ImageNet weights for %s will be downloaded by the first trial that needs them",
+        ", ".join(b.name for b in missing.backbones),
+    )

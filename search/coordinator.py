@@ -204,8 +204,10 @@ class Coordinator:
             trial = self.study.ask()
         if self._surplus(trial):
             return
-        enqueued = self.study._storage.get_trial_system_attrs(trial._trial_id).get(
-            "fixed_params", {}
+        enqueued: dict[str, Any] = (
+            self.study._storage.get_trial_system_attrs(trial._trial_id).get("fixed_params", {})
+            if self.unavailable  # one storage read per trial only once a backbone is left out
+            else {}
         )
         left_out = self.unavailable.get(str(enqueued.get("backbone")))
         if left_out is not None:

@@ -132,9 +132,9 @@ def _open_study(name: str, url: str):
 
 
 def _pick_trial(study: Any, number: int | None):
-    from optuna.study import StudyDirection
     from optuna.trial import TrialState
 
+    from search.records import best_complete
     from search.study import UsageError
 
     complete = [
@@ -144,10 +144,10 @@ def _pick_trial(study: Any, number: int | None):
     ]
     numbers = ", ".join(str(t.number) for t in complete[:20]) or "none"
     if number is None:
-        if not complete:
+        best = best_complete(study)
+        if best is None:
             raise UsageError(f"study {study.study_name!r} has no complete trial to export yet")
-        sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
-        return max(complete, key=lambda t: (sign * float(t.value), -t.number))
+        return best
     found = [t for t in study.get_trials(deepcopy=False) if t.number == number]
     if not found:
         raise UsageError(

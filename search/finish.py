@@ -24,7 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.budget import MAX_FINAL_SHARE, FinalPlan, final_reserve, plan_final
 from search.data import DataError, load_dataset
-from search.records import fold_results
+from search.records import FINISHED, best_complete, fold_results
 from search.study import UsageError
 from storage import redact
 from trainer.errors import TrialFailed
@@ -60,13 +60,9 @@ def final_candidate(study: optuna.Study, metric: str) -> FrozenTrial | None:
     """The trial the final model trains: the best complete one; before any, the trial (pruned or
     screened) whose finished folds score best, since the final model needs learning curves, not
     a full cross-validation score. None while no fold has finished."""
-    done = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.value is not None
-    ]
-    if done:
-        return max(done, key=lambda t: (float(t.value or 0.0), -t.number))
+    best = best_complete(study)
+    if best is not None:
+        return best
     scored = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)):
         folds = [f for f in fold_results(t) if not f.stopped]
@@ -106,6 +102,7 @@ class BudgetClock:
         self.started = clock()
         self.spent_before = float(study.user_attrs.get(SPENT, 0.0))
         self._planned_for: int | None = None
+        self._finished = -1  # finished trials when the candidate was last looked for
         self.plan: FinalPlan | None = None
         self._recorded = self.started
 
@@ -118,6 +115,12 @@ class BudgetClock:
         return self.budget - self.elapsed()
 
     def reserve(self) -> float:
+        # The candidate depends on finished trials only: look again when their number changes,
+        # not on every call (the coordinator asks every loop and every epoch).
+        finished = len(self.study.get_trials(deepcopy=False, states=FINISHED))
+        if finished == self._finished:
+            return final_reserve(self.budget, self.plan)
+        self._finished = finished
         best = final_candidate(self.study, self.fidelity.metric)
         if best is not None and best.number != self._planned_for:
             self._planned_for = best.number

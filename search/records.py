@@ -91,7 +91,20 @@ def leaderboard(study: optuna.Study, top: int = 10) -> list[dict[str, Any]]:
     return rows
 
 
+def best_complete(study: optuna.Study) -> FrozenTrial | None:
+    """The study's best complete trial (the lower number on a tie), or None before the first."""
+    done = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.value is not None
+    ]
+    if not done:
+        return None
+    sign = 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
+    return max(done, key=lambda t: (sign * float(t.value or 0.0), -t.number))
+
+
 def best_so_far(study: optuna.Study) -> tuple[int, float] | None:
     """(number, value) of the study's best complete trial, or None before the first."""
-    rows = leaderboard(study, top=1)
-    return (int(rows[0]["trial"]), float(rows[0]["value"])) if rows else None
+    best = best_complete(study)
+    return (best.number, float(best.value or 0.0)) if best is not None else None

@@ -19,6 +19,7 @@ saturation and hue one 3x3 colour matrix per image, and only the chosen images a
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import keras
 import numpy as np
@@ -167,6 +168,28 @@ class _Colour(keras.layers.Layer):
         return out + offset[:, None, None, :]
 
 
+def _on_chosen(
+    images: tf.Tensor, chosen: tf.Tensor, fn: Callable[[tf.Tensor], tf.Tensor]
+) -> tf.Tensor:
+    """``fn`` computed on the images at ``chosen`` (K x 1 indices) only and scattered back; with
+    none chosen the batch is returned as it is (MirrorPad and map_fn reject an empty batch)."""
+
+    def apply() -> tf.Tensor:
+        return tf.tensor_scatter_nd_update(images, chosen, fn(tf.gather_nd(images, chosen)))
+
+    return tf.cond(tf.shape(chosen)[0] > 0, apply, lambda: tf.identity(images))
+
+
+def _separable_blur(x: tf.Tensor, k: tf.Tensor) -> tf.Tensor:
+    """``x`` convolved with the odd-length kernel ``k`` along width, then height, borders
+    reflected."""
+    taps = int(k.shape[0])
+    r = taps // 2
+    x = tf.pad(x, ((0, 0), (r, r), (r, r), (0, 0)), mode="REFLECT")
+    x = sum(k[i] * x[:, :, i : i + x.shape[2] - 2 * r] for i in range(taps))
+    return sum(k[i] * x[:, i : i + x.shape[1] - 2 * r] for i in range(taps))
+
+
 class _Blur(keras.layers.Layer):
     """``RandomGaussianBlur(factor, kernel_size=3, sigma)``'s draws, computed on the chosen images.
 
@@ -189,15 +212,8 @@ class _Blur(keras.layers.Layer):
         side = tf.exp(-1.0 / (2.0 * sigma**2))
         k = tf.stack([side, 1.0, side]) / (1.0 + 2.0 * side)
 
-        def blur() -> tf.Tensor:
-            x = tf.gather_nd(images, chosen)
-            x = tf.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="REFLECT")
-            x = k[0] * x[:, :, :-2] + k[1] * x[:, :, 1:-1] + k[2] * x[:, :, 2:]
-            x = k[0] * x[:, :-2] + k[1] * x[:, 1:-1] + k[2] * x[:, 2:]
-            return tf.tensor_scatter_nd_update(images, chosen, x)
-
-        # MirrorPad rejects an empty batch: with none chosen (0.5% of batches of 32) skip it
-        return tf.cond(tf.shape(chosen)[0] > 0, blur, lambda: tf.identity(images))
+        # None chosen in 0.5% of batches of 32: _on_chosen then leaves the batch as it is.
+        return _on_chosen(images, chosen, lambda x: _separable_blur(x, k))
 
 
 class _OneOp(keras.layers.Layer):
@@ -251,14 +267,7 @@ class _Defocus(keras.layers.Layer):
         k = tf.exp(-0.5 * (taps / sigma) ** 2)
         k = k / tf.reduce_sum(k)
 
-        def blur() -> tf.Tensor:
-            x = tf.gather_nd(images, chosen)
-            x = tf.pad(x, ((0, 0), (3, 3), (3, 3), (0, 0)), mode="REFLECT")
-            x = sum(k[i] * x[:, :, i : i + x.shape[2] - 6] for i in range(7))
-            x = sum(k[i] * x[:, i : i + x.shape[1] - 6] for i in range(7))
-            return tf.tensor_scatter_nd_update(images, chosen, x)
-
-        return tf.cond(tf.shape(chosen)[0] > 0, blur, lambda: tf.identity(images))
+        return _on_chosen(images, chosen, lambda x: _separable_blur(x, k))
 
 
 class _SensorNoise(keras.layers.Layer):
@@ -293,16 +302,15 @@ class _Jpeg(keras.layers.Layer):
         lo, hi = self.quality
         quality = tf.cast(lo + (hi - lo + 1) * _draws(seed, (), salt=16), tf.int32)
 
-        def compress() -> tf.Tensor:
-            x = tf.clip_by_value(tf.gather_nd(images, chosen), 0.0, 255.0) / 255.0
+        def compress(x: tf.Tensor) -> tf.Tensor:
             x = tf.map_fn(
                 lambda im: tf.image.adjust_jpeg_quality(im, quality),
-                x,
+                tf.clip_by_value(x, 0.0, 255.0) / 255.0,
                 fn_output_signature=tf.float32,
             )
-            return tf.tensor_scatter_nd_update(images, chosen, x * 255.0)
+            return x * 255.0
 
-        return tf.cond(tf.shape(chosen)[0] > 0, compress, lambda: tf.identity(images))
+        return _on_chosen(images, chosen, compress)
 
 
 def _layers(level: str) -> list[keras.layers.Layer]:

@@ -19,6 +19,15 @@ MOBILENET = (
 FILES = [BACKBONES[b].weights_file for b in ("MobileNetV3Small", "MobileNetV3Large")]
 
 
+def stand_in_weights(root: Path) -> Path:
+    """A --weights-dir holding both MobileNetV3 file names (the fake trainer never opens them)."""
+    folder = root / "weights"
+    folder.mkdir()
+    for name in FILES:
+        (folder / name).write_bytes(b"stand-in")
+    return folder
+
+
 @pytest.fixture
 def closed_port() -> str:
     """host:port where nothing listens: Keras' download host as an offline machine sees it."""
@@ -56,10 +65,7 @@ def test_offline_without_the_files_is_refused_before_anything_is_written(
 def test_a_weights_dir_with_the_files_lets_the_offline_study_run(
     tmp_path: Path, closed_port: str
 ) -> None:
-    folder = tmp_path / "weights"
-    folder.mkdir()
-    for name in FILES:
-        (folder / name).write_bytes(b"stand-in")  # the fake trainer never opens them
+    folder = stand_in_weights(tmp_path)
     out = run_cli(
         *MOBILENET, "--trainer", "fake", "--n-trials", "2", "--weights-dir", str(folder),
         cwd=tmp_path, KERAS_HOME=str(tmp_path / "keras"), SEARCH_WEIGHTS_HOST=closed_port,
@@ -113,10 +119,7 @@ def test_when_every_backbones_weights_fail_no_trial_is_left_running(
 def test_offline_resume_names_a_new_study_for_training_from_scratch(
     tmp_path: Path, closed_port: str, open_port: str
 ) -> None:
-    folder = tmp_path / "weights"
-    folder.mkdir()
-    for name in FILES:
-        (folder / name).write_bytes(b"stand-in")
+    folder = stand_in_weights(tmp_path)
     first = run_cli(
         *MOBILENET, "--trainer", "fake", "--n-trials", "2", "--weights-dir", str(folder),
         cwd=tmp_path, KERAS_HOME=str(tmp_path / "keras"), SEARCH_WEIGHTS_HOST=closed_port,

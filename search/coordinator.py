@@ -50,7 +50,6 @@ class RunSettings:
     trainer: str = "keras"  # "fake" (search/fake.py) or "module:function" (search/trainers.py)
     heartbeat_seconds: float = 20.0
     trial_timeout: float | None = None
-    save_notes: bool = True
     artifact_dir: str | None = None
     # With --budget: seconds the search may still run (<= 0: start nothing, stop running trials
     # once a trial has completed).
@@ -435,8 +434,7 @@ class Coordinator:
         trial = running.trial
         trial.set_user_attr("seconds", round(time.monotonic() - running.started, 3))
         trial.set_user_attr("timings", {k: round(v, 3) for k, v in result.timings.items()})
-        if self.run_settings.save_notes:
-            self.dashboard.trial_done(trial, [f for f in result.folds if not f.stopped])
+        self.dashboard.trial_done(trial, [f for f in result.folds if not f.stopped])
         self.consecutive_failures = 0
         if running.pruned_at or result.stopped:
             trial.set_user_attr("pruned_at", running.pruned_at or result.stop_reason)
@@ -453,8 +451,7 @@ class Coordinator:
         self.study.tell(trial, value, skip_if_finished=True)
         self.told["complete"] += 1
         self.progress.trial_finished(trial.number, "complete", value, "")
-        if self.run_settings.save_notes:
-            self.dashboard.study_changed()
+        self.dashboard.study_changed()
 
     def _fail(
         self, trial: optuna.Trial, kind: str, reason: str, running: _Running | None = None

@@ -73,11 +73,6 @@ def discover(
     return [by_index.get(i, Gpu(i)) for i in ids]
 
 
-def visible_gpus(environ: dict[str, str] | None = None) -> list[str]:
-    """Ids of the GPUs this process may use (see ``discover``)."""
-    return [g.index for g in discover(environ)]
-
-
 def select(gpus: list[Gpu], requested: str | None) -> list[Gpu]:
     """``--gpus 0,2``: a subset of the visible GPUs, in the order given."""
     if requested is None:

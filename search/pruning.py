@@ -51,10 +51,8 @@ class FoldTest:
       (possible from 4 folds) and the mean gap is at least ``min_effect`` (near-ties finish).
 
     From the first fold by default: fold-end scores do not penalise slow starters the way early
-    epochs do. bench/pruner_sweep.py chose these on seeds 10-59 of the replay table (the
-    published seeds 0-9 held out): judging from the first fold needed 0.73 of the no-pruning
-    run's compute where waiting for two folds needed 0.82 (3-fold table), and the shrinking
-    mean gaps 0.58 where the 5-point rule alone needed 0.61 (5-fold table).
+    epochs do. The thresholds were chosen with bench/pruner_sweep.py; docs/pruning.md gives
+    the figures.
     """
 
     p_threshold: float = 0.1
@@ -179,17 +177,8 @@ class FoldEpochPruner(BasePruner):
         (the fold test has nothing to compare it with yet). A trial that does not beat them is
         screened too, until ``screen_max`` are; then the screened trial with the best first fold
         is queued again (``promoted_from``), and the coordinator re-uses its finished fold, so
-        promoting it costs only its remaining folds.
-
-        Chosen on seeds 10-59 of bench/pruner_sweep.py's replay (the published seeds held out).
-        Screening 3 trials and promoting the best at once took the compute needed to reach the
-        no-pruning run's best from 0.60 (the fold test alone) to 0.51 of the no-pruning run's (2
-        trials: 0.59; 4: 0.51, but one seed never reached it), and to 0.49 once the 15-point gap
-        inside folds came. Giving a 4th trial the chance to beat the screen instead
-        (``screen_max`` 4) needed 0.48, with the grid optimum by the budget in as many seeds (31
-        of 50) and a shorter tail (a 10-seed median over 0.55 in 5% of draws, not over 0.60); on
-        the 3-fold table 0.67 instead of 0.78. Waiting for 6, 8 or 10 screened trials lost the
-        optimum more often.
+        promoting it costs only its remaining folds. The screen's size (3, up to 4) was chosen
+        with bench/pruner_sweep.py; docs/pruning.md gives the figures.
         """
         if self.screen < 2 or len(scores) != 1 or self._finished(1, self.epochs_per_fold):
             return False
@@ -304,19 +293,12 @@ def make_pruner(
     fold = FoldTest() if name in ("default", "halving", "fold") and n_folds > 1 else None
     long_enough = n_trials is None or n_trials >= SCREEN_MIN_TRIALS
     # The first half of every fold is never judged: slow starters (Ranger's rectified warm-up,
-    # large learning rates) trail for an epoch or two and then win; bench/search_efficiency.py
-    # measured a one-epoch warm-up keeping the best configuration from completing in 10 of 10 seeds.
-    # Inside a fold the default then stops only a trial 15 points behind the best trial's best in
-    # the same fold so far. In the replay table (bench/pruner_sweep.py) that margin, after half a
-    # fold, stopped a configuration within 1 point of (or better than) the one it trailed in 4 of
-    # 1,218 pairs (10 points: 29; from the second epoch: 16). It replaced a quantile cut (bottom
-    # quarter of the finished trials at each step): late in a study the finished trials are the
-    # incumbent and its neighbours, so their bottom quarter sits just under the incumbent's
-    # curve, and a slow starter 3 points behind it mid-fold was stopped (the replay's optimum,
-    # three times in one seed), then avoided by TPE, which ranks pruned trials last. On seeds
-    # 10-59 the gap alone needed the same compute to reach the no-pruning run's best as the gap
-    # with the quarter cut (0.49 of the no-pruning run's; 0.51 with the cut alone), and had the
-    # grid optimum by the benchmark's budget in 31 of 50 seeds, not 28.
+    # large learning rates) trail for an epoch or two and then win. Inside a fold the default
+    # then stops only a trial 15 points behind the best trial's best in the same fold so far,
+    # with no quantile cut: late in a study the finished trials are the incumbent and its
+    # neighbours, so a quantile of them sits just under the incumbent's curve and would stop
+    # slow starters, which TPE then avoids (it ranks pruned trials last). docs/pruning.md gives
+    # the figures behind each choice.
     return FoldEpochPruner(
         epochs_per_fold=epochs_per_fold,
         epoch_pruner=epoch,

@@ -44,17 +44,12 @@ class BackboneInfo:
     keras_name: str  # attribute of keras.applications ("" for the built-in small CNN)
     family: str  # mobilenet | efficientnet | convnext | cnn
     n_blocks: int  # units of "unfreeze depth": blocks or stages, top first
-    default_size: int
     min_size: int = 32
     weights_file: str = ""  # the file Keras caches for include_top=False ImageNet weights
 
 
-def _info(
-    name: str, family: str, n_blocks: int, size: int, min_size: int, file: str
-) -> BackboneInfo:
-    return BackboneInfo(
-        name, name if family != "cnn" else "", family, n_blocks, size, min_size, file
-    )
+def _info(name: str, family: str, n_blocks: int, min_size: int, file: str) -> BackboneInfo:
+    return BackboneInfo(name, name if family != "cnn" else "", family, n_blocks, min_size, file)
 
 
 # One row per backbone. Block counts: MobileNetV3 expanded-conv blocks, EfficientNetV2 stages,
@@ -63,12 +58,11 @@ def _info(
 BACKBONES: dict[str, BackboneInfo] = {
     b.name: b
     for b in (
-        _info("small_cnn", "cnn", 4, 96, 32, ""),
+        _info("small_cnn", "cnn", 4, 32, ""),
         _info(
             "MobileNetV3Small",
             "mobilenet",
             11,
-            96,
             32,
             "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5",
         ),
@@ -76,19 +70,18 @@ BACKBONES: dict[str, BackboneInfo] = {
             "MobileNetV3Large",
             "mobilenet",
             15,
-            96,
             32,
             "weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5",
         ),
-        _info("EfficientNetV2B0", "efficientnet", 6, 96, 32, "efficientnetv2-b0_notop.h5"),
-        _info("EfficientNetV2B1", "efficientnet", 6, 96, 32, "efficientnetv2-b1_notop.h5"),
-        _info("EfficientNetV2B2", "efficientnet", 6, 96, 32, "efficientnetv2-b2_notop.h5"),
-        _info("EfficientNetV2B3", "efficientnet", 6, 96, 32, "efficientnetv2-b3_notop.h5"),
-        _info("ConvNeXtTiny", "convnext", 4, 96, 32, "convnext_tiny_notop.h5"),
-        _info("ConvNeXtSmall", "convnext", 4, 96, 32, "convnext_small_notop.h5"),
-        _info("ConvNeXtBase", "convnext", 4, 96, 32, "convnext_base_notop.h5"),
-        _info("ConvNeXtLarge", "convnext", 4, 96, 32, "convnext_large_notop.h5"),
-        _info("ConvNeXtXLarge", "convnext", 4, 96, 32, "convnext_xlarge_notop.h5"),
+        _info("EfficientNetV2B0", "efficientnet", 6, 32, "efficientnetv2-b0_notop.h5"),
+        _info("EfficientNetV2B1", "efficientnet", 6, 32, "efficientnetv2-b1_notop.h5"),
+        _info("EfficientNetV2B2", "efficientnet", 6, 32, "efficientnetv2-b2_notop.h5"),
+        _info("EfficientNetV2B3", "efficientnet", 6, 32, "efficientnetv2-b3_notop.h5"),
+        _info("ConvNeXtTiny", "convnext", 4, 32, "convnext_tiny_notop.h5"),
+        _info("ConvNeXtSmall", "convnext", 4, 32, "convnext_small_notop.h5"),
+        _info("ConvNeXtBase", "convnext", 4, 32, "convnext_base_notop.h5"),
+        _info("ConvNeXtLarge", "convnext", 4, 32, "convnext_large_notop.h5"),
+        _info("ConvNeXtXLarge", "convnext", 4, 32, "convnext_xlarge_notop.h5"),
     )
 }
 

@@ -19,7 +19,7 @@ import tensorflow as tf
 from trainer.backbones import BuiltModel, build_model, head_variables
 from trainer.batches import TrainBatches, cast_and_resize, image_batches, image_spec
 from trainer.config import MONITORS, Decision, TrialConfig
-from trainer.errors import InvalidConfig, NonFiniteLoss, OutOfMemory, TrialFailed
+from trainer.errors import InvalidConfig, NonFiniteLoss, OutOfMemory
 from trainer.hooks import TrainHooks
 from trainer.metrics import class_weights, classification_metrics
 from trainer.optimizers import make_optimizer, reset_optimizer
@@ -304,8 +304,6 @@ def train_trial(
             f"out of memory training {config.backbone} at batch {config.batch_size}, "
             f"size {config.image_size}: {str(exc).splitlines()[0][:300]}"
         ) from exc
-    except TrialFailed:
-        raise
     results.sort(key=lambda r: r.fold)
     timings["trial"] = time.perf_counter() - started
     return TrialResult(

@@ -13,7 +13,6 @@ from search.gpu import (
     discover,
     parse_smi,
     select,
-    visible_gpus,
     worker_envs,
 )
 
@@ -73,11 +72,6 @@ def test_precision_suits_the_card() -> None:
     assert auto_precision(parse_smi(SMI)) == "mixed_bfloat16"
     assert auto_precision([Gpu("0", "V100", 16000, 7.0)]) == "mixed_float16"
     assert auto_precision([Gpu("0", "P100", 16000, 6.0)]) == "float32"
-
-
-def test_visible_gpus_honours_cuda_visible_devices() -> None:
-    assert visible_gpus({"CUDA_VISIBLE_DEVICES": "1,3"}) == ["1", "3"]
-    assert visible_gpus({"CUDA_VISIBLE_DEVICES": "-1"}) == []
 
 
 def test_cli_refuses_gpus_that_are_not_there(tmp_path) -> None:

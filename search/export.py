@@ -25,6 +25,7 @@ trial's fold scores). Every file is written atomically. Exit codes: 0 done, 1 tr
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import logging
@@ -350,8 +351,14 @@ def _write(out: Path, model: Any, plan: Plan, n_images: int, runs: list[Any], se
         atomic_write_bytes(out / name, (text + "\n").encode())
 
 
-def export_model(plan: Plan, config: Any, data: Any, folds: list[Any], out: Path) -> None:
-    """Train what ``plan`` says and write the export folder; raises TrialFailed or OSError."""
+def export_model(
+    plan: Plan, config: Any, data: Any, folds: list[Any], out: Path, *, deadline: Any = None
+) -> Plan:
+    """Train what ``plan`` says, write the export folder and return the plan as trained; raises
+    TrialFailed or OSError.
+
+    With a ``trainer.final.Deadline`` (one model on all data) the epochs and their cosine rates
+    follow the run's own epoch times, and the folder records the ones it trained."""
     from trainer.final import ensemble_model, fit_all, fit_folds
 
     start = time.perf_counter()
@@ -361,11 +368,25 @@ def export_model(plan: Plan, config: Any, data: Any, folds: list[Any], out: Path
         )
         model = ensemble_model([r.model for r in runs])
     else:
+        schedule = None if deadline is not None else plan.schedules[0]
         runs = [
-            fit_all(config, data, plan.epochs[0], lr_schedule=plan.schedules[0], progress=_progress)
+            fit_all(
+                config,
+                data,
+                plan.epochs[0],
+                lr_schedule=schedule,
+                progress=_progress,
+                deadline=deadline,
+            )
         ]
         model = runs[0].model
+        trained = runs[0].epochs
+        if deadline is not None:
+            plan = dataclasses.replace(
+                plan, epochs=[len(trained)], schedules=[[e.learning_rate for e in trained]]
+            )
     _write(out, model, plan, len(data), runs, time.perf_counter() - start)
+    return plan
 
 
 def main(argv: Sequence[str] | None = None) -> int:

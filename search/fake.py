@@ -20,7 +20,7 @@ from trainer.errors import NonFiniteLoss, OutOfMemory
 from trainer.hooks import TrainHooks
 from trainer.records import Dataset, EpochMetrics, Fold, FoldFn, FoldResult, ReportFn, TrialResult
 
-AUGMENT_BONUS = {"none": -0.04, "light": 0.02, "moderate": 0.0, "heavy": -0.02}
+AUGMENT_BONUS = {"none": -0.04, "light": 0.02, "moderate": 0.0, "heavy": -0.02, "robust": -0.03}
 
 
 def fake_quality(config: TrialConfig) -> float:

@@ -9,6 +9,7 @@ configuration at full fidelity on all images and writes the same folder ``search
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -22,7 +23,15 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.budget import MAX_FINAL_SHARE, FinalPlan, final_reserve, plan_final
+from search.budget import (
+    FINAL_OVERHEAD_SECONDS,
+    MAX_FINAL_SHARE,
+    OTHER_AUGMENT_EPOCH_FACTOR,
+    FinalPlan,
+    final_reserve,
+    plan_final,
+)
+from search.cli import EXIT_FATAL, EXIT_OK
 from search.data import DataError, load_dataset
 from search.records import FINISHED, best_complete, fold_results
 from search.study import UsageError
@@ -33,6 +42,7 @@ log = logging.getLogger("search.run")
 
 SPENT = "seconds_spent"  # study user attribute: wall seconds of every --budget run so far
 RECORD_EVERY = 15.0  # seconds between two writes of SPENT
+SEARCHED = "searched"  # --final-augment: keep the trial's augmentation level
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,10 @@ class Fidelity:
     train_images_per_fold: int
     all_images: int
     metric: str
+    augment: str = SEARCHED  # the final model's augmentation level, or the trial's own
+
+    def final_augment(self, trial_augment: str) -> str:
+        return trial_augment if self.augment == SEARCHED else self.augment
 
 
 def final_candidate(study: optuna.Study, metric: str) -> FrozenTrial | None:
@@ -72,7 +86,11 @@ def final_candidate(study: optuna.Study, metric: str) -> FrozenTrial | None:
 
 
 def plan_for(trial: FrozenTrial, fidelity: Fidelity, max_seconds: float | None) -> FinalPlan:
+    """The final model of ``trial``: as many epochs as ``max_seconds`` affords (``plan_final``'s
+    ``fill``), from its curves' count up to the cap."""
     folds = [f for f in fold_results(trial) if not f.stopped]
+    searched = dict(trial.user_attrs.get("config", {})).get("augment", trial.params.get("augment"))
+    other = fidelity.final_augment(str(searched)) != searched
     return plan_final(
         folds,
         metric=fidelity.metric,
@@ -82,6 +100,8 @@ def plan_for(trial: FrozenTrial, fidelity: Fidelity, max_seconds: float | None) 
         train_images_per_fold=fidelity.train_images_per_fold,
         all_images=fidelity.all_images,
         max_seconds=max_seconds,
+        epoch_factor=OTHER_AUGMENT_EPOCH_FACTOR if other else 1.0,
+        fill=max_seconds is not None,
     )
 
 
@@ -169,7 +189,7 @@ def train_final(
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from trainer.config import TrialConfig
-    from trainer.final import cosine_schedule
+    from trainer.final import Deadline, cosine_schedule
 
     best = final_candidate(study, fidelity.metric)
     if best is None:
@@ -184,7 +204,11 @@ def train_final(
             best.number,
             best.user_attrs.get("pruned_at", "pruned"),
         )
+    started = time.monotonic()
     plan = plan_for(best, fidelity, max(60.0, seconds_left))
+    # Epochs follow the final model's own epoch times to end with FINAL_OVERHEAD_SECONDS left
+    # for saving and the report.
+    deadline = Deadline(started + max(60.0, seconds_left) - FINAL_OVERHEAD_SECONDS, plan.most)
     finished = [f for f in fold_results(best) if not f.stopped]
     score = (
         float(best.value)
@@ -193,9 +217,19 @@ def train_final(
     )
     stored = TrialConfig.from_dict(dict(best.user_attrs["config"]))
     config = TrialConfig.from_dict(
-        {**stored.to_dict(), "image_size": fidelity.final_size, "epochs": plan.epochs}
+        {
+            **stored.to_dict(),
+            "image_size": fidelity.final_size,
+            "epochs": plan.epochs,
+            "augment": fidelity.final_augment(stored.augment),
+        }
     )
     schedule = cosine_schedule(config, plan.epochs)
+    augment = (
+        config.augment
+        if config.augment == stored.augment
+        else f"{config.augment} (--final-augment; the trial searched {stored.augment})"
+    )
     log.info(
         "final model: trial %d (%s %.4f, %s %s, augment %s) on all %d images, %s",
         best.number,
@@ -203,7 +237,7 @@ def train_final(
         score,
         config.backbone,
         config.optimizer,
-        config.augment,
+        augment,
         len(data),
         plan.describe(),
     )
@@ -222,10 +256,13 @@ def train_final(
         epochs=[plan.epochs],
         schedules=[schedule],
         image_size=fidelity.final_size,
-        how=f"chosen by --budget: {plan.reason}; cosine decay from {schedule[0]:.3g}",
+        how=(
+            f"chosen by --budget: {plan.reason}; cosine decay from {schedule[0]:.3g}; "
+            f"augment {augment}"
+        ),
     )
-    export_model(export, config, data, folds, out)
-    return best, plan
+    trained = export_model(export, config, data, folds, out, deadline=deadline)
+    return best, dataclasses.replace(plan, epochs=trained.epochs[0])
 
 
 def minutes(seconds: float) -> str:
@@ -252,6 +289,7 @@ def final_setup(args, name, plan, data, folds, kept, size_fixed: bool) -> FinalS
         train_images_per_fold=train_per_fold,
         all_images=len(final_data),
         metric=plan.metric,
+        augment=args.final_augment,
     )
     return FinalSetup(out=out, data=final_data, fidelity=fidelity)
 
@@ -289,14 +327,14 @@ def run_final(study: optuna.Study, final: FinalSetup, clock: BudgetClock, args) 
         )
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FATAL
     except (TrialFailed, OSError) as exc:
         print(
             f"error: the final model failed ({type(exc).__name__}: {exc}); the study is kept: "
             f"export by hand with python -m search.export --study {study.study_name} --out DIR",
             file=sys.stderr,
         )
-        return 1
+        return EXIT_FATAL
     finally:
         clock.record()
     print(
@@ -304,4 +342,4 @@ def run_final(study: optuna.Study, final: FinalSetup, clock: BudgetClock, args) 
         f"{final.fidelity.final_size}px in {minutes(time.monotonic() - start)}; "
         f"{minutes(clock.elapsed())} of the {minutes(args.budget)} budget used)"
     )
-    return 0
+    return EXIT_OK

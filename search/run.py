@@ -14,7 +14,7 @@ from search.cli import setup_logging, usage_error
 from search.trainers import parse_trainer
 from spaces import SPACES
 from storage import DEFAULT_URL
-from trainer.config import MONITORS
+from trainer.config import AUGMENT_LEVELS, MONITORS
 from trainer.folds import MAX_FOLDS
 
 log = logging.getLogger("search.run")
@@ -112,6 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
         "files search.export writes, replaced by each --budget run)",
     )
     p.add_argument(
+        "--final-augment",
+        default=None,
+        choices=(*AUGMENT_LEVELS, "searched"),
+        help="with --budget: the final model's augmentation level (default robust: rotation "
+        "by any angle, exposure and stain colour, defocus, sensor noise and JPEG, so the model "
+        "holds up on another microscope; 'searched' keeps the best trial's own level)",
+    )
+    p.add_argument(
         "--timeout",
         type=float,
         default=None,
@@ -190,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="default: stop 15 points behind the best trial inside a fold + paired fold test "
         "after every fold, after screening the first 3 or 4 trials on one fold (studies of "
         "10+ trials with 2+ folds); "
-        "none turns pruning off (README: Pruning)",
+        "none turns pruning off (docs/pruning.md)",
     )
     p.add_argument(
         "--sampler",
@@ -305,6 +313,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         value = getattr(args, flag)
         if value is not None and value <= 0:
             return usage_error(f"--{flag.replace('_', '-')} must be positive, got {value}")
+    if args.final_augment is not None and args.budget is None:
+        return usage_error(
+            "--final-augment needs --budget (it sets the augmentation of the --budget run's "
+            "final model); search.export --study NAME --out DIR exports with the trial's own"
+        )
+    if args.final_augment is None:
+        args.final_augment = "robust"
     if args.export is not None and args.budget is None:
         return usage_error(
             "--export DIR needs --budget (it names where the --budget run's final model goes); "

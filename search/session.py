@@ -22,6 +22,7 @@ import optuna
 import sqlalchemy
 
 from search.budget import PRIOR_FINAL_SHARE
+from search.cli import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from search.coordinator import Coordinator, RunSettings
 from search.dashboard import default_artifact_dir
 from search.data import DataError, fingerprint, load_dataset, validate
@@ -129,7 +130,7 @@ def run_study(args: argparse.Namespace, space: Space) -> int:
     except (UsageError, DataError, StorageError, TrialFailed, DeviceError, ValueError) as exc:
         made.undo()
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     settings = StudySettings(
         epochs=plan.epochs,
         weights=plan.weights,
@@ -176,12 +177,13 @@ def run_study(args: argparse.Namespace, space: Space) -> int:
             "budget %s: %.1f min spent before this run; the search runs until only the final "
             "model's reserve is left (%.0f%% of the budget until a trial completes, then the "
             "best trial's measured cost), then the best trial trains on all %d images at %dpx "
-            "and is exported to %s",
+            "with augmentation %s and is exported to %s",
             minutes(args.budget),
             clock.spent_before / 60,
             100 * PRIOR_FINAL_SHARE,
             final.fidelity.all_images,
             final.fidelity.final_size,
+            "as it searched" if final.fidelity.augment == "searched" else final.fidelity.augment,
             final.out,
         )
     coordinator = Coordinator(
@@ -210,7 +212,7 @@ def run_study(args: argparse.Namespace, space: Space) -> int:
             best=best_so_far(study),
         ),
     )
-    code = 0
+    code = EXIT_OK
     try:
         coordinator.run()
     except KeyboardInterrupt:
@@ -219,10 +221,10 @@ def run_study(args: argparse.Namespace, space: Space) -> int:
             "run the same command again",
             file=sys.stderr,
         )
-        code = 130
+        code = EXIT_INTERRUPTED
     except FatalError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        code = 1
+        code = EXIT_FATAL
     except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError) as exc:
         print(
             f"error: the storage {redact(args.storage)} failed while searching "
@@ -230,12 +232,12 @@ def run_study(args: argparse.Namespace, space: Space) -> int:
             "same command to resume",
             file=sys.stderr,
         )
-        code = 1
+        code = EXIT_FATAL
     finally:
         shutil.rmtree(made.workdir or "", ignore_errors=True)
     with contextlib.suppress(Exception):  # the summary must not hide the real exit status
         _summary(study, args, name, n_trials, artifact_dir, plan.metric)
-    if code == 0 and final is not None and clock is not None:
+    if code == EXIT_OK and final is not None and clock is not None:
         code = run_final(study, final, clock, args)
     return code
 

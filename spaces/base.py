@@ -49,7 +49,7 @@ class Space:
     epochs: int = 15
     n_trials: int = 40
     weights: str = "imagenet"  # default --weights for this space
-    augment_levels: tuple[str, ...] = ("none", "light", "moderate", "heavy")
+    augment_levels: tuple[str, ...] = ("none", "light", "moderate", "heavy", "robust")
     optimizers: tuple[str, ...] = ("adam", "adamw", "lion", "ranger")
     learning_rate: tuple[float, float] = (1e-4, 3e-3)
     weight_decay: tuple[float, float] = (1e-6, 1e-2)

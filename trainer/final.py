@@ -1,10 +1,12 @@
 """Train a chosen configuration for keeps: on all the data, or once per cross-validation fold.
 
 This is the training loop of ``trainer/train.py`` without validation: the same model builder,
-optimizer phases (head-only warm-up, then fine-tuning), tf.data pipelines, augmentation and
-class weights. With no validation there is no early stopping and no ReduceLROnPlateau; instead
-the caller passes how many epochs to run and, optionally, the learning rate of every epoch
-(``replay_schedule`` takes it from the trial's folds, which recorded the rate each epoch used).
+optimizer phases (head-only warm-up, then fine-tuning), batches (``trainer.batches``),
+augmentation and class weights. With no validation there is no early stopping and no
+ReduceLROnPlateau; instead the caller passes how many epochs to run and, optionally, the
+learning rate of every epoch (``replay_schedule`` takes it from the trial's folds, which
+recorded the rate each epoch used), or a ``Deadline`` that re-plans the epochs of a cosine
+decay from the run's own epoch times.
 After the last epoch the BatchNorm statistics are re-estimated on clean (unaugmented) training
 batches, as ``_BatchNormRefresh`` does before each validation, so the saved model's inference
 mode matches what the folds were scored with.
@@ -132,6 +134,33 @@ def cosine_schedule(config: TrialConfig, epochs: int, *, floor: float = 0.01) ->
     return rates
 
 
+@dataclass
+class Deadline:
+    """Epochs of a cosine-scheduled run re-planned from its own epoch times to end by a time.
+
+    ``at`` is a ``clock()`` reading. After every epoch the run's total is set to the epochs done
+    plus those that fit before ``at`` at the median epoch time so far (the first epoch, which
+    traces the graph, left out once there are others), with half an epoch kept back for the
+    BatchNorm refresh; within ``[1, most]``. The total only grows while under half of it is done
+    (the decay's shape is settled by then) and shrinks whenever time runs short; the cosine
+    decay is re-drawn over the new total, so its rate never jumps by more than the change.
+    """
+
+    at: float
+    most: int
+    clock: Callable[[], float] = time.monotonic
+
+    def total(self, done: int, planned: int, seconds: Sequence[float]) -> int:
+        per_epoch = statistics.median(seconds[1:] if len(seconds) > 1 else seconds)
+        if per_epoch <= 0:
+            return planned
+        fits = done + int(max(0.0, self.at - self.clock() - 0.5 * per_epoch) // per_epoch)
+        fits = max(done, min(self.most, fits), 1)
+        if fits > planned and 2 * done >= planned:
+            return planned
+        return fits
+
+
 class _Trainer:
     """One built model, its optimizer phases and its BatchNorm refresher, set up once."""
 
@@ -156,8 +185,11 @@ class _Trainer:
         schedule: Sequence[float] | None,
         seed: int,
         progress: ProgressFn | None,
+        deadline: Deadline | None = None,
     ) -> tuple[FitEpoch, ...]:
         cfg, data = self.config, self.data
+        if deadline is not None:
+            schedule = cosine_schedule(cfg, epochs)
         if schedule is not None and len(schedule) < epochs:
             raise InvalidConfig(f"{len(schedule)} learning rates given for {epochs} epochs")
         for phase in self.phases.values():
@@ -168,7 +200,8 @@ class _Trainer:
             else np.ones(data.n_classes, np.float32)
         )
         history: list[FitEpoch] = []
-        for epoch in range(epochs):
+        epoch = 0
+        while epoch < epochs:
             phase_name = (
                 "warmup" if "warmup" in self.phases and epoch < cfg.warmup_epochs else "train"
             )
@@ -186,6 +219,15 @@ class _Trainer:
                 )
             record = FitEpoch(epoch, phase_name, loss, phase.lr, time.perf_counter() - start)
             history.append(record)
+            epoch += 1
+            if deadline is not None:
+                total = deadline.total(epoch, epochs, [h.seconds for h in history])
+                if total != epochs:
+                    log.info(
+                        "%s: %d epochs instead of %d to end by the deadline", name, total, epochs
+                    )
+                    epochs = total
+                    schedule = cosine_schedule(cfg, epochs)
             if progress is not None:
                 progress(name, record, epochs)
         self.refresh(index, (seed, epochs))
@@ -220,19 +262,24 @@ def fit_all(
     *,
     lr_schedule: Sequence[float] | None = None,
     progress: ProgressFn | None = None,
+    deadline: Deadline | None = None,
 ) -> FitResult:
     """Train ``config`` on every image of ``data`` for ``epochs`` epochs; return the model.
 
     ``lr_schedule`` (one rate per epoch) overrides the configured rate; without it the rate is
-    constant (the configuration's, a tenth of it after warm-up when fine-tuning).
+    constant (the configuration's, a tenth of it after warm-up when fine-tuning). With a
+    ``deadline`` the rates are a cosine decay (``cosine_schedule``) over an epoch count that
+    ``Deadline`` re-plans after every epoch, starting from ``epochs``.
     """
+    if deadline is not None and lr_schedule is not None:
+        raise InvalidConfig("a deadline draws its own cosine schedule; pass no lr_schedule")
     _check(config, data, [epochs])
     start = time.perf_counter()
     index = np.arange(len(data))
     with _oom_as_trial_failure(config):
         trainer = _Trainer(config, data, max(1, len(index) // config.batch_size))
         seed = config.seed * 1009 + ALL_DATA_SEED_OFFSET
-        history = trainer.fit("all", index, epochs, lr_schedule, seed, progress)
+        history = trainer.fit("all", index, epochs, lr_schedule, seed, progress, deadline)
     return FitResult("all", trainer.built.model, history, len(index), time.perf_counter() - start)
 
 

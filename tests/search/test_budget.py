@@ -61,6 +61,18 @@ def test_a_curve_still_rising_gets_more_epochs_than_the_search_gave() -> None:
     assert epochs <= MAX_EPOCH_FACTOR * 4
 
 
+def test_a_stronger_final_augmentation_gets_more_epochs_and_says_why() -> None:
+    e = np.arange(1, 5)
+    rising = [_fold(0.95 - 0.4 * np.exp(-e / 4.0), k=k) for k in range(3)]
+    same, why_same = epochs_to_converge(rising, "accuracy", search_epochs=4)
+    other, why = epochs_to_converge(rising, "accuracy", search_epochs=4, factor=2.0)
+    assert other == 2 * same and "x2 for the stronger final augmentation" in why
+    assert "augmentation" not in why_same
+    empty = FoldResult(0, (), 0, False, False, 0.0, 0.0)
+    no_curve, _ = epochs_to_converge([empty], "accuracy", search_epochs=4, factor=2.0)
+    assert no_curve == 8
+
+
 def test_a_curve_that_plateaued_early_gets_few_epochs() -> None:
     flat = [_fold([0.80, 0.90, 0.91, 0.91, 0.91, 0.905, 0.91, 0.91], k=k) for k in range(3)]
     epochs, _ = epochs_to_converge(flat, "accuracy", search_epochs=8)
@@ -83,6 +95,22 @@ def test_the_plan_prices_epochs_by_pixels_and_images_and_cuts_to_fit() -> None:
     )  # fmt: skip
     assert tight.epochs < free.epochs and tight.seconds <= free.seconds / 2 + 1e-6
     assert "cut from" in tight.reason
+
+
+def test_filling_the_time_grows_epochs_up_to_the_cap_never_below_the_curves() -> None:
+    folds = [_fold(list(0.95 - 0.4 * np.exp(-np.arange(1, 5) / 4.0)), seconds_per_epoch=2.0)]
+    common = dict(
+        metric="accuracy", search_epochs=4, search_size=64, final_size=64,
+        train_images_per_fold=1000, all_images=1000,
+    )  # fmt: skip
+    needed = plan_final(folds, **common)
+    roomy = plan_final(folds, **common, max_seconds=4 * needed.seconds, fill=True)
+    assert needed.epochs < roomy.epochs <= roomy.most == MAX_EPOCH_FACTOR * 4
+    assert roomy.seconds <= 4 * needed.seconds + 1e-6 and "to use the time kept" in roomy.reason
+    huge = plan_final(folds, **common, max_seconds=1e6, fill=True, epoch_factor=2.0)
+    assert huge.epochs == huge.most == 2 * MAX_EPOCH_FACTOR * 4
+    unfilled = plan_final(folds, **common, max_seconds=1e6)
+    assert unfilled.epochs == needed.epochs
 
 
 def test_the_reserve_stays_within_its_shares() -> None:
@@ -128,7 +156,7 @@ def test_one_budget_command_searches_then_exports_the_final_model(tmp_path) -> N
     from tests.search.cli import FAKE_QUICK, load, run_cli
 
     url = f"sqlite:///{tmp_path / 'studies.db'}"
-    args = (*FAKE_QUICK, "--storage", url, "--n-trials", "6", "--epochs", "2", "--budget", "5m")
+    args = (*FAKE_QUICK, "--storage", url, "--n-trials", "6", "--epochs", "2", "--budget", "90s")
     out = run_cli(*args, cwd=tmp_path, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     folder = tmp_path / "models" / "quick"
@@ -138,6 +166,10 @@ def test_one_budget_command_searches_then_exports_the_final_model(tmp_path) -> N
     config = json.loads((folder / "config.json").read_text())
     study = load(url, "quick")
     assert config["trial"] == study.best_trial.number and config["image_size"] == 32
+    searched = study.best_trial.user_attrs["config"]["augment"]
+    assert config["config"]["augment"] == "robust"  # the default --final-augment
+    if searched != "robust":
+        assert f"the trial searched {searched}" in (folder / "report.md").read_text()
     rates = config["learning_rates"]
     assert len(rates) == config["epochs"] and rates == sorted(rates, reverse=True)  # cosine
     assert "chosen by --budget" in (folder / "report.md").read_text()
@@ -145,8 +177,13 @@ def test_one_budget_command_searches_then_exports_the_final_model(tmp_path) -> N
     spent = study.user_attrs[SPENT]
     assert spent > 0
     # Resuming counts what was spent: the study is full, so it only trains the model again.
-    again = run_cli(*args, "--export", str(tmp_path / "again"), cwd=tmp_path, timeout=600)
+    again = run_cli(
+        *args, "--export", str(tmp_path / "again"), "--final-augment", "searched",
+        cwd=tmp_path, timeout=600,
+    )  # fmt: skip
     assert again.returncode == 0, again.stderr[-3000:]
+    kept = json.loads((tmp_path / "again" / "config.json").read_text())["config"]["augment"]
+    assert kept == searched
     assert load(url, "quick").user_attrs[SPENT] > spent
     assert (tmp_path / "again" / "config.json").is_file()
     assert len(load(url, "quick").trials) == len(study.trials)
@@ -157,6 +194,31 @@ def test_export_without_budget_is_a_usage_error(tmp_path) -> None:
 
     out = run_cli(*FAKE_QUICK, "--export", "m", cwd=tmp_path)
     assert out.returncode == 2 and "--export DIR needs --budget" in out.stderr
+    out = run_cli(*FAKE_QUICK, "--final-augment", "light", cwd=tmp_path)
+    assert out.returncode == 2 and "--final-augment needs --budget" in out.stderr
+    out = run_cli(*FAKE_QUICK, "--budget", "5m", "--final-augment", "wild", cwd=tmp_path)
+    assert out.returncode == 2 and "invalid choice: 'wild'" in out.stderr
     bad = run_cli(*FAKE_QUICK, "--budget", "soon", cwd=tmp_path)
     assert bad.returncode == 2 and "not a duration" in bad.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_a_gpu_space_gets_the_same_budget_planning_and_final_training(tmp_path) -> None:
+    """efficientnet (a GPU space) through --budget: planned from its trials, trained for real."""
+    import json
+
+    from tests.search.cli import run_cli
+
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    out = run_cli(
+        "--study", "efficientnet", "--data", "demo", "--image-size", "32", "--weights", "none",
+        "--trainer", "fake", "--folds", "2", "--epochs", "2", "--n-trials", "3",
+        "--storage", url, "--budget", "90s", cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "budget: the final model of trial" in out.stderr
+    config = json.loads((tmp_path / "models" / "efficientnet" / "config.json").read_text())
+    assert config["config"]["backbone"].startswith("EfficientNetV2")
+    assert config["config"]["augment"] == "robust" and config["epochs"] >= 1
+    assert "chosen by --budget" in (tmp_path / "models" / "efficientnet" / "report.md").read_text()

@@ -54,3 +54,11 @@ def test_a_bad_trainer_is_one_clear_error_before_anything_is_written(
     assert message in out.stderr
     assert "Traceback" not in out.stderr
     assert not db.exists() and not (tmp_path / "artifacts").exists()
+
+
+def test_the_fake_trainer_scores_every_augmentation_level() -> None:
+    from search.fake import fake_quality
+    from trainer.config import AUGMENT_LEVELS, TrialConfig
+
+    scores = {level: fake_quality(TrialConfig(augment=level)) for level in AUGMENT_LEVELS}
+    assert all(0.0 < s < 1.0 for s in scores.values()) and len(set(scores.values())) > 1

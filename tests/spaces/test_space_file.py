@@ -163,7 +163,7 @@ BAD = [
         {"augment_levels": ["extreme"]},
         "augment_levels",
         'got ["extreme"]',
-        'e.g. ["none", "light", "moderate", "heavy"]',
+        'e.g. ["none", "light", "moderate", "heavy", "robust"]',
         id="augment-unknown",
     ),
     case({"optimizers": ["Adam"]}, "optimizers", 'got ["Adam"]', 'e.g. ["adam"]', id="opt-case"),

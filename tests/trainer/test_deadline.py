@@ -1,0 +1,54 @@
+"""A final model's epochs follow its own epoch times to end by a deadline (``trainer.final``)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from trainer.final import Deadline, cosine_schedule
+
+
+def test_epochs_grow_early_to_fill_the_time_and_never_past_the_cap() -> None:
+    now = [100.0]
+    deadline = Deadline(at=400.0, most=40, clock=lambda: now[0])
+    # 2 epochs done (the first traced: 25 s, then 10 s), 300 s left, 5 kept back: 2 + 29 fit
+    assert deadline.total(2, 10, [25.0, 10.0]) == 31
+    assert Deadline(at=400.0, most=20, clock=lambda: now[0]).total(2, 10, [25.0, 10.0]) == 20
+
+
+def test_epochs_grow_only_in_the_first_half_but_shrink_whenever_time_is_short() -> None:
+    now = [100.0]
+    deadline = Deadline(at=400.0, most=100, clock=lambda: now[0])
+    assert deadline.total(6, 10, [10.0] * 6) == 10  # past half: the decay's shape is kept
+    now[0] = 370.0  # 30 s left at 10 s an epoch: 2 more, half an epoch kept for the refresh
+    assert deadline.total(6, 10, [10.0] * 6) == 8
+    now[0] = 401.0
+    assert deadline.total(6, 10, [10.0] * 6) == 6  # out of time: stop now
+
+
+def test_the_first_epochs_tracing_is_left_out_once_there_are_others() -> None:
+    now = [0.0]
+    deadline = Deadline(at=100.0, most=100, clock=lambda: now[0])
+    assert deadline.total(2, 10, [60.0, 5.0]) == 2 + int((100 - 2.5) // 5)
+
+
+def test_fit_all_with_a_deadline_trains_what_fits_on_a_cosine_decay(real_small) -> None:
+    from trainer.config import TrialConfig
+    from trainer.final import fit_all
+    from trainer.records import Dataset
+
+    data = Dataset(real_small.images[:64], real_small.labels[:64], real_small.class_names)
+    config = TrialConfig(backbone="small_cnn", image_size=int(data.images.shape[1]), batch_size=32)
+    seen: list[int] = []
+    # A deadline already passed: one epoch (the minimum), whatever was planned.
+    result = fit_all(
+        config, data, 5, deadline=Deadline(at=time.monotonic(), most=5),
+        progress=lambda name, epoch, total: seen.append(total),
+    )  # fmt: skip
+    assert len(result.epochs) == 1 and seen == [1]
+    # A far deadline grows the planned 3 epochs to the cap of 4 after the first, re-drawing the
+    # cosine decay over 4 (its first rate is the same for any length).
+    far = fit_all(config, data, 3, deadline=Deadline(at=time.monotonic() + 3600, most=4))
+    rates = [e.learning_rate for e in far.epochs]
+    assert np.allclose(rates, cosine_schedule(config, 4), rtol=1e-5)

@@ -178,16 +178,16 @@ def goal_line(rows: list[dict]) -> str:
         return "Goal (ours at least 97.5% clean and 90% corrupted, ahead of every other row): no held-out row of ours yet."
     ours = held["ours"]
     others = {k: v for k, v in held.items() if k != "ours"}
-    ahead = all(
-        ours["clean"] > v["clean"] and ours["corrupted"] > v["corrupted"] for v in others.values()
-    )
-    met = ours["clean"] >= GOAL_CLEAN and ours["corrupted"] >= GOAL_CORRUPTED and ahead
+    behind = sorted(
+        k for k, v in others.items()
+        if not (ours["clean"] > v["clean"] and ours["corrupted"] > v["corrupted"])
+    )  # fmt: skip
+    met = ours["clean"] >= GOAL_CLEAN and ours["corrupted"] >= GOAL_CORRUPTED and not behind
     return (
         f"Goal: ours at least {GOAL_CLEAN:.1%} clean and {GOAL_CORRUPTED:.0%} corrupted, ahead "
         f"of every other held-out row on both: **{'met' if met else 'not met'}** (ours "
         f"{ours['clean']:.1%} clean, {ours['corrupted']:.1%} corrupted; "
-        f"{'ahead of' if ahead else 'not ahead of'} {', '.join(sorted(others)) or 'no other row'} "
-        "on both)."
+        + (f"not ahead of {', '.join(behind)} on both)." if behind else "ahead of every row).")
     )
 
 

@@ -2,10 +2,13 @@
 
 ``--budget 30m`` is split by measurement, not by a fixed ratio. The final model is the best
 trial's configuration trained on all images at full fidelity (the data's own resolution unless
-``--image-size`` fixed one) for as many epochs as its learning curves say it needs. Its cost is
-estimated from the seconds per image-pixel that trial's own epochs took, so the reserve follows
-the incumbent as the search goes; the search gets the rest. Before any trial has finished, a
-prior share (``PRIOR_FINAL_SHARE``) stands in.
+``--image-size`` fixed one) for as many epochs as fit in the time kept for it, from what its
+learning curves say it needs up to ``MAX_EPOCH_FACTOR`` x the search's epochs (both x
+``OTHER_AUGMENT_EPOCH_FACTOR`` under another augmentation level). Its cost is estimated from the
+seconds per image-pixel that trial's own epochs took, so the reserve (within
+``MIN_FINAL_SHARE``..``MAX_FINAL_SHARE`` of the budget) follows the incumbent as the search
+goes; the search gets the rest. Before any trial has finished, a prior share
+(``PRIOR_FINAL_SHARE``) stands in.
 
 Everything here is arithmetic on records: no Optuna, no Keras, no I/O.
 """

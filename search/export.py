@@ -109,19 +109,13 @@ class Plan:
 
 def _open_study(name: str, url: str):
     import optuna
-    from sqlalchemy.engine import make_url
 
     from search.study import UsageError
-    from storage import StorageError, open_storage, redact, storage_errors
+    from storage import find_storage, redact, storage_errors
 
-    try:
-        parsed = make_url(url)
-    except Exception as exc:
-        raise StorageError(f"--storage {redact(url)} is not a SQLAlchemy URL ({exc})") from exc
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        if not Path(parsed.database).expanduser().is_file():
-            raise UsageError(f"no study database at {parsed.database} (--storage {redact(url)})")
-    storage = open_storage(url, heartbeat_interval=None, grace_period=None)
+    storage = find_storage(url, heartbeat_interval=None, grace_period=None)
+    if storage is None:  # nothing there: creating a database here would hide the typo
+        raise UsageError(f"no study database at --storage {redact(url)}; check the URL")
     with storage_errors(url):
         try:
             return optuna.load_study(study_name=name, storage=storage)

@@ -27,7 +27,7 @@ from search.report_budget import pruning_rows
 from search.report_plots import Plot, StudyView, all_plots, fold_mean, param, state_label
 from search.report_summary import lead, number, study_facts
 from search.text import counted
-from storage import DEFAULT_URL, StorageError, open_storage, redact, storage_errors
+from storage import DEFAULT_URL, StorageError, find_storage, redact, storage_errors
 
 TOP = 10
 
@@ -61,16 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_study(url: str, name: str) -> optuna.Study:
-    """The named study, read-only; a missing SQLite file is an error, not a new database."""
-    from sqlalchemy.engine import make_url
-
+    """The named study, read-only; a missing database (a SQLite file, or one without Optuna's
+    tables) is an error, not a new database."""
+    storage = find_storage(url, heartbeat_interval=None, grace_period=None)
+    if storage is None:
+        raise StorageError(f"no SQLite database or study tables at {redact(url)}; check --storage")
     with storage_errors(url):
-        parsed = make_url(url)
-        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-            path = Path(parsed.database).expanduser()
-            if not path.is_file():
-                raise StorageError(f"no SQLite database at {str(path)!r}; check --storage")
-        storage = open_storage(url, heartbeat_interval=None, grace_period=None)
         names = sorted(s.study_name for s in storage.get_all_studies())
         if name not in names:
             raise UnknownStudy(

@@ -151,6 +151,10 @@ def test_bad_storage_and_unwritable_out_are_exit_2(
     missing = tmp_path / "missing.db"
     assert main(["--study", "quick", "--storage", f"sqlite:///{missing}", "--out", "r"]) == 2
     assert "no SQLite database" in capsys.readouterr().err and not missing.exists()
+    empty = tmp_path / "empty.db"  # a file without Optuna's tables: read, never given a schema
+    empty.touch()
+    assert main(["--study", "quick", "--storage", f"sqlite:///{empty}", "--out", "r"]) == 2
+    assert "study tables" in capsys.readouterr().err and empty.stat().st_size == 0
     assert main(["--study", "quick", "--storage", "not a url", "--out", str(tmp_path)]) == 2
     assert "not a usable SQLAlchemy URL" in capsys.readouterr().err
     blocker = tmp_path / "file.txt"

@@ -96,11 +96,10 @@ def epochs_to_converge(
     """
     curves = [np.maximum.accumulate([getattr(e, metric) for e in f.epochs]) for f in folds]
     curves = [c for c in curves if len(c)]
+    stronger = f"; x{factor:g} for the stronger final augmentation" if factor != 1.0 else ""
     if not curves:
         epochs = max(1, math.ceil(factor * search_epochs))
-        return epochs, "no learning curve recorded: the search's epochs per fold" + (
-            f", x{factor:g} for the stronger final augmentation" if factor != 1.0 else ""
-        )
+        return epochs, "no learning curve recorded: the search's epochs per fold" + stronger
     n = min(len(c) for c in curves)
     mean = np.mean([c[:n] for c in curves], axis=0)
     a, b, tau = saturating_fit(mean)
@@ -112,10 +111,8 @@ def epochs_to_converge(
     reason = (
         f"its curves fit {a:.3f} - {b:.3f} exp(-epoch / {tau:.1f}): within "
         f"{CONVERGED_GAIN:g} of the plateau after {needed_by_fit:.0f} epochs; folds kept "
-        f"epoch {best_epochs:g} of {search_epochs}"
+        f"epoch {best_epochs:g} of {search_epochs}{stronger}"
     )
-    if factor != 1.0:
-        reason += f"; x{factor:g} for the stronger final augmentation"
     return max(1, epochs), reason
 
 
@@ -128,7 +125,7 @@ class FinalPlan:
     seconds_per_epoch: float
     seconds: float  # expected, with the fixed overhead and the safety factor
     reason: str
-    most: int = 0  # the epochs a final model may grow to (``Deadline``); 0: ``epochs``
+    most: int  # the epochs a final model may grow to (``Deadline``): ``epochs`` unless filling
 
     def describe(self) -> str:
         return (

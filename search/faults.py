@@ -82,9 +82,9 @@ def hook_for(
 
 
 def check_drills(*, trial_timeout: float | None) -> None:
+    """``SEARCH_FAULTS`` hurts trials on purpose: honoured only when armed, and said loudly."""
     from search.study import UsageError
 
-    """``SEARCH_FAULTS`` hurts trials on purpose: honoured only when armed, and said loudly."""
     spec = os.environ.get(FAULTS_ENV, "").strip()
     if not spec:
         return

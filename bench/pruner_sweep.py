@@ -57,7 +57,7 @@ from search_efficiency import (
 
 from search import pruning
 from search.atomic import atomic_write_bytes
-from search.session import _sampler
+from search.samplers import make_sampler
 from spaces.base import Space, StudySettings
 from spaces.file import load_space_file
 
@@ -181,7 +181,7 @@ def replay_study(table: Table, space: Space, seed: int, variant: str, n_trials: 
     pruner = VARIANTS[variant](table)
     study = optuna.create_study(
         direction="maximize",
-        sampler=_sampler("tpe", seed, n_trials),
+        sampler=make_sampler("tpe", seed, n_trials),
         pruner=pruner or optuna.pruners.NopPruner(),
     )
     settings = StudySettings(

@@ -95,6 +95,7 @@ class Coordinator:
         # SEARCH_HOST names this coordinator where hostnames collide (containers, tests).
         self.host = os.environ.get("SEARCH_HOST") or socket.gethostname()
         self.started = time.monotonic()
+        self._said_timeout = False
         self.told: dict[str, int] = {"complete": 0, "pruned": 0, "failed": 0}
         self._stop_signal: str | None = None
         self._last_maintenance = time.monotonic()
@@ -170,6 +171,13 @@ class Coordinator:
     def _time_left(self) -> bool:
         timeout = self.run_settings.timeout
         if timeout is not None and time.monotonic() - self.started >= timeout:
+            if not self._said_timeout:
+                self._said_timeout = True
+                log.info(
+                    "--timeout %g s reached: no new trial starts (running ones finish); re-run "
+                    "the same command to go on",
+                    timeout,
+                )
             return False
         search_left = self.run_settings.search_left
         return search_left is None or search_left() > 0

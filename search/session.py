@@ -32,6 +32,7 @@ from search.gpu import DeviceError, auto_precision, discover, select, worker_env
 from search.progress import UNCOUNTED, Progress
 from search.pruning import make_pruner
 from search.records import best_so_far, count_states, leaderboard
+from search.samplers import make_sampler
 from search.study import (
     StudyPlan,
     UsageError,
@@ -53,28 +54,6 @@ log = logging.getLogger("search.run")
 BUDGET_TRIALS = UNCOUNTED
 # Heartbeats, fail_stale_trials and TPE's group option are stable enough for us; say it once here.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-
-
-def _sampler(name: str, seed: int, n_trials: int) -> optuna.samplers.BaseSampler:
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "gp":
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            raise UsageError("--sampler gp needs PyTorch (pip install torch); use tpe") from None
-        return optuna.samplers.GPSampler(seed=seed)
-    return optuna.samplers.TPESampler(
-        seed=seed,
-        multivariate=True,
-        group=True,
-        constant_liar=True,
-        # Random start-up trials: 4 for short studies, at most 6. On seeds 10-59 of the replay
-        # benchmark (bench/pruner_sweep.py, 5-fold table) 5-7 reached KerasTuner's best with
-        # 0.37-0.39 of its budget where 8 and 10 needed 0.53-0.57 (pruning savings unchanged):
-        # with pruning, random trials are cheap but TPE's guided ones find the top sooner.
-        n_startup_trials=min(6, max(4, n_trials // 4)),
-    )
 
 
 def _stored_or(stored: dict, key: str, given, default):
@@ -99,7 +78,7 @@ def run_study(args: argparse.Namespace, space: Space) -> int:
             else None
         )
         n_trials = args.n_trials or (BUDGET_TRIALS if final else space.n_trials)
-        sampler = _sampler(args.sampler, args.seed, n_trials)
+        sampler = make_sampler(args.sampler, args.seed, n_trials)
         gpus = select(discover(), args.gpus)
         envs = worker_envs(
             args.workers, gpus, workers_per_gpu=args.workers_per_gpu, memory_mb=args.gpu_memory_mb

@@ -92,3 +92,23 @@ def test_oom_nan_hang_and_killed_worker_each_fail_only_their_trial(tmp_path: Pat
     assert len(retries) == 1 and retries[0].user_attrs["reused_folds"] == [0]
     # Deterministic failures are not retried.
     assert not any(t.user_attrs.get("retry_of") in (1, 2, 3) for t in load(url, "quick").trials)
+
+
+def test_a_configuration_whose_worker_dies_twice_is_not_run_a_third_time(tmp_path: Path) -> None:
+    """worker_died is retried once (a kill may come from outside: the kernel's OOM killer, a
+    user); a configuration that kills its worker again is left out."""
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    out = run_cli(
+        *FAKE_QUICK, "--storage", url, "--n-trials", "5", "--pruner", "none", "--workers", "1",
+        cwd=tmp_path, timeout=300,
+        SEARCH_FAULTS="exit@1,exit@2", SEARCH_FAULTS_ARMED="1",  # trial 2 is trial 1's retry
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    trials = load(url, "quick").trials
+    assert [t.state for t in trials[1:3]] == [TrialState.FAIL] * 2
+    assert {t.user_attrs["failure_kind"] for t in trials[1:3]} == {"worker_died"}
+    assert trials[2].user_attrs["retry_of"] == 1 and trials[2].params == trials[1].params
+    assert not any(t.user_attrs.get("retry_of") == 2 for t in trials)
+    assert "has now failed that way 2 times, so it is not re-run again" in out.stderr
+    states = by_state(load(url, "quick"))
+    assert len(states[TrialState.COMPLETE]) == 5 and len(states[TrialState.FAIL]) == 2

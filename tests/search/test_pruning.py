@@ -249,7 +249,11 @@ def test_cli_screens_the_first_trials_then_finishes_the_best_reusing_its_first_f
     tmp_path: Path,
 ) -> None:
     url = f"sqlite:///{tmp_path / 'studies.db'}"
-    out = run_cli(*FAKE_QUICK, "--storage", url, "--n-trials", "12", cwd=tmp_path, timeout=300)
+    log = tmp_path / "trained.txt"
+    out = run_cli(
+        *FAKE_QUICK, "--storage", url, "--n-trials", "12", cwd=tmp_path, timeout=300,
+        FAKE_TRAINED_LOG=str(log),
+    )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     trials = load(url, "quick").trials
     screened = [t for t in trials if t.user_attrs.get(pruning.SCREENED)]
@@ -267,7 +271,12 @@ def test_cli_screens_the_first_trials_then_finishes_the_best_reusing_its_first_f
     assert promoted.number == 4 and promoted.user_attrs[pruning.PROMOTED_FROM] == best.number
     assert promoted.state == TrialState.COMPLETE and promoted.params == best.params
     assert promoted.user_attrs["reused_folds"] == [0]
-    assert promoted.user_attrs["fold_0"] == best.user_attrs["fold_0"]  # not trained again
+    assert promoted.user_attrs["fold_0"] == best.user_attrs["fold_0"]
+    # Not trained again: its configuration's fold 0 was trained once (when screened), and the
+    # promotion trained folds 1 and 2 only.
+    lr = repr(best.params["learning_rate"])
+    trained = [line.split() for line in log.read_text().splitlines()]
+    assert sorted(int(fold) for rate, fold in trained if rate == lr) == [0, 1, 2]
     assert len(promoted.user_attrs["fold_scores"]) == 3
     # Its record shows all 3 folds x 4 epochs; the report counts the 8 fold-epochs it trained.
     assert len(promoted.intermediate_values) == 12 and fold_epochs(promoted) == 8

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from optuna.trial import TrialState
 
 from storage import StorageError, open_storage, redact
 
@@ -34,28 +35,50 @@ def test_unreachable_postgres_names_the_url_without_its_password() -> None:
     assert "s3cret" not in str(info.value) and "127.0.0.1" in str(info.value)
 
 
-def test_sqlite_storage_has_heartbeats(tmp_path: Path) -> None:
-    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}")
+def _age_heartbeat(storage: optuna.storages.RDBStorage, trial_id: int, seconds: float) -> None:
+    """Move a trial's last heartbeat into the past, as if its worker had stopped beating then."""
+    import datetime
+
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    with _create_scoped_session(storage.scoped_session) as session:
+        row = models.TrialHeartbeatModel.where_trial_id(trial_id, session)
+        row.heartbeat = row.heartbeat - datetime.timedelta(seconds=seconds)
+
+
+def _stale_heartbeat_fails_only_the_silent_trial(url: str, name: str) -> None:
+    """A trial whose heartbeat is older than the grace period is failed (and can be retried);
+    one that beats on keeps running. Both the heartbeat and the staleness are the storage's."""
+    from storage import GRACE_SECONDS
+
+    storage = open_storage(url)
     assert storage.get_heartbeat_interval() is not None
-    study = optuna.create_study(storage=storage, study_name="x")
-    trial = study.ask()
-    storage.record_heartbeat(trial._trial_id)
-    study.tell(trial, 1.0)
-    assert study.best_value == 1.0
+    study = optuna.create_study(storage=storage, study_name=name, direction="maximize")
+    silent, beating = study.ask(), study.ask()
+    for trial in (silent, beating):
+        storage.record_heartbeat(trial._trial_id)
+    optuna.storages.fail_stale_trials(study)
+    assert [t.state for t in study.trials] == [TrialState.RUNNING] * 2  # both fresh
+    _age_heartbeat(storage, silent._trial_id, GRACE_SECONDS + 5)
+    _age_heartbeat(storage, beating._trial_id, GRACE_SECONDS - 5)
+    optuna.storages.fail_stale_trials(study)
+    again = optuna.load_study(study_name=name, storage=open_storage(url))
+    assert [t.state for t in again.trials] == [TrialState.FAIL, TrialState.RUNNING]
+    study.tell(beating, 0.5)
+    assert again.best_value == 0.5
+    optuna.delete_study(study_name=name, storage=storage)
 
 
-def test_postgres_storage_works(tmp_path: Path) -> None:
+def test_sqlite_heartbeats_fail_a_stale_trial(tmp_path: Path) -> None:
+    _stale_heartbeat_fails_only_the_silent_trial(f"sqlite:///{tmp_path / 's.db'}", "x")
+
+
+def test_postgres_heartbeats_fail_a_stale_trial(tmp_path: Path) -> None:
     import os
 
     from tests.conftest import require
 
     url = os.environ.get("SEARCH_TEST_POSTGRES_URL", "")
     require(bool(url), "SEARCH_TEST_POSTGRES_URL is not set (.ci/run starts PostgreSQL)")
-    storage = open_storage(url)
-    name = f"pg-{os.getpid()}-{tmp_path.name}"
-    study = optuna.create_study(storage=storage, study_name=name, direction="maximize")
-    trial = study.ask()
-    storage.record_heartbeat(trial._trial_id)
-    study.tell(trial, 0.5)
-    assert optuna.load_study(study_name=name, storage=open_storage(url)).best_value == 0.5
-    optuna.delete_study(study_name=name, storage=storage)
+    _stale_heartbeat_fails_only_the_silent_trial(url, f"pg-{os.getpid()}-{tmp_path.name}")

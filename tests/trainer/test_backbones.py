@@ -113,6 +113,44 @@ def test_weights_file_and_weights_dir_are_loaded(tmp_path: Path, monkeypatch) ->
         build_model(cfg.replace(weights=str(tmp_path / "missing.h5")), 8, steps_per_epoch=10)
 
 
+def test_weights_dir_supplies_the_imagenet_file_without_a_download(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """--weights-dir (SEARCH_WEIGHTS_DIR in the worker): a folder holding Keras's own file name,
+    here a small no-top file saved in Keras's legacy .h5 layout, is loaded for weights='imagenet'
+    with no cache and no network."""
+    import h5py
+    from keras.src.legacy.saving import legacy_h5_format
+
+    source = build_model(
+        TrialConfig(backbone="MobileNetV3Small", image_size=64), 8, steps_per_epoch=10
+    ).backbone
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    with h5py.File(folder / BACKBONES["MobileNetV3Small"].weights_file, "w") as fh:
+        legacy_h5_format.save_weights_to_hdf5_group(fh, source)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty_cache"))
+    monkeypatch.setenv("SEARCH_WEIGHTS_DIR", str(folder))
+
+    def offline(*args, **kwargs):
+        raise AssertionError("the weights were fetched, not read from the weights folder")
+
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    monkeypatch.setattr("keras.src.utils.file_utils.get_file", offline)
+    cfg = TrialConfig(
+        backbone="MobileNetV3Small", weights="imagenet", unfreeze_depth=2, image_size=64
+    )
+    built = build_model(cfg, 8, steps_per_epoch=10)
+    loaded = built.backbone.get_weights()
+    expected = source.get_weights()
+    assert len(loaded) == len(expected) > 100
+    assert all((a == b).all() for a, b in zip(loaded, expected, strict=True))
+    # Without the folder the same config goes for the download (and fails offline).
+    monkeypatch.delenv("SEARCH_WEIGHTS_DIR")
+    with pytest.raises(WeightsUnavailable, match="could not load ImageNet weights"):
+        build_model(cfg, 8, steps_per_epoch=10)
+
+
 def test_a_corrupt_file_in_the_weights_dir_fails_the_trial_as_weights_unavailable(
     tmp_path: Path, monkeypatch
 ) -> None:

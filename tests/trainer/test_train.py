@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -166,6 +167,59 @@ def test_pretrained_two_phase_warms_up_the_head_then_fine_tunes(real_small, tmp_
     assert epochs[1].learning_rate == pytest.approx(1e-4)
 
 
+def test_each_phase_trains_exactly_its_variables_and_frozen_batchnorm_stays(tmp_path: Path):
+    """Warm-up moves the head only; fine-tuning moves the head and the unfrozen top blocks
+    (their BatchNorm excluded); nothing else changes, BatchNorm statistics included."""
+    from trainer.backbones import head_variables
+    from trainer.train import _make_phases
+
+    base = build_model(
+        TrialConfig(backbone="MobileNetV3Small", image_size=32), 8, steps_per_epoch=10
+    ).backbone
+    path = tmp_path / "mnv3.weights.h5"
+    base.save_weights(path)
+    cfg = TrialConfig(
+        backbone="MobileNetV3Small",
+        image_size=32,
+        weights=str(path),
+        unfreeze_depth=2,
+        warmup_epochs=1,
+        learning_rate=1e-2,
+        augment="none",
+    )
+    built = build_model(cfg, 8, steps_per_epoch=10)
+    phases = _make_phases(built, cfg)
+    head = {v.path for v in head_variables(built)}
+    top = ("expanded_conv_9_", "expanded_conv_10_", "conv_1")  # the top 2 blocks
+    unfrozen = {
+        v.path
+        for layer in built.backbone.layers
+        if layer.name.startswith(top) and not isinstance(layer, keras.layers.BatchNormalization)
+        for v in layer.weights
+    }
+    statistics = {
+        v.path
+        for layer in built.backbone.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+        for v in (layer.moving_mean, layer.moving_variance)
+    }
+    assert unfrozen and statistics and not (unfrozen & statistics)
+    assert {v.path for v in phases["warmup"].variables} == head
+    assert {v.path for v in phases["train"].variables} == head | unfrozen
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.uniform(0, 255, (16, 32, 32, 3)), tf.float32)
+    y = tf.one_hot(rng.integers(0, 8, 16), 8)
+    for name, trained in (("warmup", head), ("train", head | unfrozen)):
+        before = {v.path: v.numpy().copy() for v in built.model.weights}
+        phases[name].step(x, y, tf.ones(16))
+        moved = {
+            v.path for v in built.model.weights if not np.array_equal(v.numpy(), before[v.path])
+        }
+        assert moved <= trained, (name, sorted(moved - trained)[:5])
+        assert len(moved) >= 0.9 * len(trained), (name, len(moved), len(trained))
+        assert not moved & statistics
+
+
 @pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])
 def test_mixed_precision_with_xla_trains_and_keeps_a_float32_softmax(real_small, precision):
     folds = make_folds(real_small.labels, 2, seed=0)
@@ -184,14 +238,35 @@ def test_mixed_precision_with_xla_trains_and_keeps_a_float32_softmax(real_small,
     assert built.model.get_layer("head_softmax").compute_dtype == "float32"
 
 
-def test_robust_accuracy_validates_under_corruptions(real_small) -> None:
+def test_robust_accuracy_validates_under_corruptions(real_small, monkeypatch) -> None:
+    import trainer.train as train_module
+    from trainer.corruptions import corrupt_each
+
     folds = make_folds(real_small.labels, 2, seed=0)
     cfg = TrialConfig(backbone="small_cnn", image_size=32, epochs=1, augment="none")
+    made = []
+    real_sets = train_module._corrupted_sets
+
+    def spy(data, index, fold):
+        made.append((index, real_sets(data, index, fold)))
+        return made[-1][1]
+
+    monkeypatch.setattr(train_module, "_corrupted_sets", spy)
     result = train_trial(cfg, real_small, folds[:1], _go, monitor="robust_accuracy")
     best = result.folds[0].best
-    assert 0 <= best.corrupted_accuracy <= 1
+    # One corrupted copy of the fold's validation images, every image changed, made once.
+    ((index, (corrupted,)),) = made
+    clean = real_small.images[folds[0].val]
+    assert np.array_equal(index, folds[0].val)
+    assert np.array_equal(corrupted, corrupt_each(clean, seed=0)[0])
+    assert all((c != x).any() for c, x in zip(corrupted, clean, strict=True))
     assert best.robust_accuracy == pytest.approx((best.accuracy + best.corrupted_accuracy) / 2)
     assert result.mean_score("robust_accuracy") == pytest.approx(best.robust_accuracy)
+    # The score is taken on that copy: handed the clean images instead, it equals the accuracy.
+    monkeypatch.setattr(train_module, "_corrupted_sets", lambda data, index, fold: [clean])
+    same = train_trial(cfg, real_small, folds[:1], _go, monitor="robust_accuracy").folds[0].best
+    assert same.corrupted_accuracy == same.accuracy
+    monkeypatch.setattr(train_module, "_corrupted_sets", real_sets)
     plain = train_trial(cfg, real_small, folds[:1], _go)
     assert np.isnan(plain.folds[0].best.robust_accuracy)  # only computed when asked for
 

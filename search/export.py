@@ -10,7 +10,9 @@ cross-validation keeps no weights:
   epoch + 1 at that fold's recorded rates, saved as a single Keras model that averages the fold
   models' softmax outputs.
 
-BatchNorm statistics are re-estimated on clean training batches before saving. The data is the
+BatchNorm statistics are re-estimated on clean training batches before saving. A model trained
+under an augmentation level averages its softmax over the 8 dihedral views of each image
+(``trainer.views``; ``--no-tta`` saves the single-view model). The data is the
 study's ``data`` spec unless ``--data`` is given, and must have the study's fingerprint.
 
 ``DIR`` gets ``model.keras`` (input: float32 0..255 RGB at the study's image size; output:
@@ -81,6 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="train E epochs (default: round(median(best epoch + 1)) over the folds; with "
         "--ensemble each fold's own best epoch + 1)",
     )
+    p.add_argument(
+        "--tta",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="build test-time views into the model: it averages its softmax over the 8 "
+        "dihedral views of each image (default: on when the trial trained under an augmentation "
+        "level, all of which include those views; 8x the inference cost)",
+    )
     p.add_argument("--force", action="store_true", help="replace an existing export in DIR")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and the summary")
     return p
@@ -104,6 +114,7 @@ class Plan:
     epochs: list[int]  # one entry (all data) or one per fold
     schedules: list[list[float]]
     image_size: int  # the model's input size
+    views: str  # test-time views built into the model: trainer.views.VIEWS
     how: str = ""  # how the epochs and rates were chosen, for the report
 
 
@@ -218,6 +229,7 @@ def _plan(args: argparse.Namespace):
         epochs=epochs,
         schedules=schedules,
         image_size=int(attrs["image_size"]),
+        views=views_chosen(args.tta, config.augment),
         how=(
             "that fold's best epoch + 1"
             if args.ensemble
@@ -229,13 +241,23 @@ def _plan(args: argparse.Namespace):
     return plan, config, data, decode_folds(str(attrs["fold_of"]))
 
 
+def views_chosen(tta: bool | None, augment: str) -> str:
+    """--tta/--no-tta, or by default the views the augmentation level trained on."""
+    from trainer.views import views_for
+
+    if tta is None:
+        return views_for(augment)
+    return "dihedral" if tta else "none"
+
+
 def _progress(name: str, epoch: Any, total: int) -> None:
     log.info(
-        "[%s] epoch %d/%d (%s): train loss %.4f, lr %.3g, %.1fs",
+        "[%s] epoch %d/%d (%s, augment %s): train loss %.4f, lr %.3g, %.1fs",
         name,
         epoch.epoch + 1,
         total,
         epoch.phase,
+        epoch.augment,
         epoch.train_loss,
         epoch.learning_rate,
         epoch.seconds,
@@ -259,10 +281,18 @@ def _config_json(plan: Plan, n_images: int) -> dict[str, Any]:
         "class_names": list(attrs["class_names"]),
         "input": "float32 RGB, values 0..255, N x S x S x 3 (the model rescales itself)",
         "mode": "ensemble" if plan.ensemble else "all_data",
+        "tta": plan.views,
         "epochs": plan.epochs if plan.ensemble else plan.epochs[0],
         "learning_rates": plan.schedules if plan.ensemble else plan.schedules[0],
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+_VIEWS_TEXT = {
+    "dihedral": "the model averages its softmax over the 8 dihedral views of each image "
+    "(rotations by multiples of 90 degrees, plain and mirrored; 8x the inference cost)",
+    "none": "none (one view per image)",
+}
 
 
 def _report(plan: Plan, cfg: dict[str, Any], runs: list[Any], seconds: float) -> str:
@@ -280,6 +310,7 @@ def _report(plan: Plan, cfg: dict[str, Any], runs: list[Any], seconds: float) ->
         f"- storage: `{plan.storage}`",
         f"- cross-validated {metric}: **{plan.value:.4f}** (mean over folds)",
         f"- model: {mode}",
+        f"- test-time views: {_VIEWS_TEXT[plan.views]}",
         f"- data: `{plan.spec}`, {cfg['data']['n_images']} images at {cfg['image_size']} px, "
         f"fingerprint `{plan.fingerprint[:16]}`",
         f"- exported {cfg['date']} in {seconds:.0f} s",
@@ -311,12 +342,12 @@ def _report(plan: Plan, cfg: dict[str, Any], runs: list[Any], seconds: float) ->
         lines += [
             f"### {run.name} ({run.n_images} images, {run.seconds:.0f} s)",
             "",
-            "| epoch | phase | train loss | learning rate | seconds |",
-            "|---:|---|---:|---:|---:|",
+            "| epoch | phase | augment | train loss | learning rate | seconds |",
+            "|---:|---|---|---:|---:|---:|",
         ]
         lines += [
-            f"| {e.epoch} | {e.phase} | {e.train_loss:.4f} | {e.learning_rate:.3g} | "
-            f"{e.seconds:.1f} |"
+            f"| {e.epoch} | {e.phase} | {e.augment} | {e.train_loss:.4f} | "
+            f"{e.learning_rate:.3g} | {e.seconds:.1f} |"
             for e in run.epochs
         ]
         lines.append("")
@@ -346,14 +377,23 @@ def _write(out: Path, model: Any, plan: Plan, n_images: int, runs: list[Any], se
 
 
 def export_model(
-    plan: Plan, config: Any, data: Any, folds: list[Any], out: Path, *, deadline: Any = None
+    plan: Plan,
+    config: Any,
+    data: Any,
+    folds: list[Any],
+    out: Path,
+    *,
+    deadline: Any = None,
+    tail: Any = None,
 ) -> Plan:
     """Train what ``plan`` says, write the export folder and return the plan as trained; raises
     TrialFailed or OSError.
 
     With a ``trainer.final.Deadline`` (one model on all data) the epochs and their cosine rates
-    follow the run's own epoch times, and the folder records the ones it trained."""
+    follow the run's own epoch times, and the folder records the ones it trained; a
+    ``trainer.final.Tail`` trains the last epochs under its augmentation level."""
     from trainer.final import ensemble_model, fit_all, fit_folds
+    from trainer.views import with_views
 
     start = time.perf_counter()
     if plan.ensemble:
@@ -371,6 +411,7 @@ def export_model(
                 lr_schedule=schedule,
                 progress=_progress,
                 deadline=deadline,
+                tail=tail,
             )
         ]
         model = runs[0].model
@@ -379,6 +420,7 @@ def export_model(
             plan = dataclasses.replace(
                 plan, epochs=[len(trained)], schedules=[[e.learning_rate for e in trained]]
             )
+    model = with_views(model, plan.views)
     _write(out, model, plan, len(data), runs, time.perf_counter() - start)
     return plan
 

@@ -43,6 +43,10 @@ log = logging.getLogger("search.run")
 SPENT = "seconds_spent"  # study user attribute: wall seconds of every --budget run so far
 RECORD_EVERY = 15.0  # seconds between two writes of SPENT
 SEARCHED = "searched"  # --final-augment: keep the trial's augmentation level
+# The final model's last sixth of epochs under light augmentation when it trains under a stronger
+# level (trainer.final.Tail; chosen on the dev split, see there).
+TAIL_LEVEL, TAIL_SHARE = "light", 1 / 6
+STRONGER_THAN_TAIL = ("moderate", "heavy", "robust")
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class FinalSetup:
     out: Path
     data: Any
     fidelity: Fidelity
+    tta: bool | None = None  # --tta/--no-tta; None: the views the final augmentation trained on
 
 
 @dataclass(frozen=True)
@@ -179,17 +184,18 @@ def train_final(
     out: Path,
     spec: str,
     storage: str,
+    tta: bool | None = None,
 ) -> tuple[FrozenTrial, FinalPlan]:
     """Train the best trial at full fidelity in the time left and write the export to ``out``.
 
     Raises UsageError when the study has no complete trial, TrialFailed or OSError as
     ``search.export`` does."""
     from search.data import fingerprint
-    from search.export import Plan, export_model
+    from search.export import Plan, export_model, views_chosen
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from trainer.config import TrialConfig
-    from trainer.final import Deadline, cosine_schedule
+    from trainer.final import Deadline, Tail, cosine_schedule
 
     best = final_candidate(study, fidelity.metric)
     if best is None:
@@ -225,11 +231,14 @@ def train_final(
         }
     )
     schedule = cosine_schedule(config, plan.epochs)
+    tail = Tail(TAIL_LEVEL, TAIL_SHARE) if config.augment in STRONGER_THAN_TAIL else None
     augment = (
         config.augment
         if config.augment == stored.augment
         else f"{config.augment} (--final-augment; the trial searched {stored.augment})"
     )
+    if tail is not None:
+        augment += f", the last {tail.share:.0%} of the epochs {tail.level}"
     log.info(
         "final model: trial %d (%s %.4f, %s %s, augment %s) on all %d images, %s",
         best.number,
@@ -256,12 +265,13 @@ def train_final(
         epochs=[plan.epochs],
         schedules=[schedule],
         image_size=fidelity.final_size,
+        views=views_chosen(tta, config.augment),
         how=(
             f"chosen by --budget: {plan.reason}; cosine decay from {schedule[0]:.3g}; "
             f"augment {augment}"
         ),
     )
-    trained = export_model(export, config, data, folds, out, deadline=deadline)
+    trained = export_model(export, config, data, folds, out, deadline=deadline, tail=tail)
     return best, dataclasses.replace(plan, epochs=trained.epochs[0])
 
 
@@ -291,7 +301,7 @@ def final_setup(args, name, plan, data, folds, kept, size_fixed: bool) -> FinalS
         metric=plan.metric,
         augment=args.final_augment,
     )
-    return FinalSetup(out=out, data=final_data, fidelity=fidelity)
+    return FinalSetup(out=out, data=final_data, fidelity=fidelity, tta=args.tta)
 
 
 def _native(spec: str, data, search_size: int, kept):
@@ -324,6 +334,7 @@ def run_final(study: optuna.Study, final: FinalSetup, clock: BudgetClock, args) 
             out=final.out,
             spec=args.data,
             storage=redact(args.storage),
+            tta=final.tta,
         )
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -12,7 +12,8 @@ scikit-learn on the predicted classes:
 - ``confusion``: the full class x class matrix (rows true, columns predicted), also as a PNG.
 
 ``--tta`` averages the softmax over the 8 dihedral transforms (rot90 k=0..3, each also
-mirrored; label-safe for cells) and reports how accuracy changed. ``--corruptions`` repeats the
+mirrored; label-safe for cells) and reports how accuracy changed; a model exported with test-time
+views (config.json ``tta: dihedral``, the default) does this itself, and ``--tta`` is ignored. ``--corruptions`` repeats the
 prediction under each corruption of ``trainer/corruptions.py`` (seeded, ``--corruption-seed``)
 in the same mode (TTA or not), reporting per-corruption accuracy, their mean and how many
 predictions stayed the same; the corruptions act on the images as the model sees them (after
@@ -350,6 +351,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{folder}: the model takes {model.input_shape[1:]} and gives {model.output_shape[-1]} "
             f"classes, but config.json/classes.json say {expected} and {len(names)}"
         )
+    built_in = config.get("tta", "none")
+    if args.tta and built_in == "dihedral":
+        log.warning(
+            "%s averages its 8 dihedral views itself (config.json: tta dihedral); --tta adds "
+            "nothing and is ignored",
+            folder,
+        )
+        args.tta = False
     labels = inputs.labels
     plain = predict_probs(model, inputs.images, tta=False, batch=args.batch_size)
     probs = (
@@ -364,6 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         data=list(data),
         resized=inputs.resized,
         tta_used=bool(args.tta),
+        model_views=built_in,
         predicted_counts={n: int(np.sum(pred == i)) for i, n in enumerate(names)},
     )
     if args.tta:

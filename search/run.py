@@ -120,6 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
         "holds up on another microscope; 'searched' keeps the best trial's own level)",
     )
     p.add_argument(
+        "--tta",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="with --budget: build test-time views into the final model, which then averages "
+        "its softmax over the 8 dihedral views of each image (default: on, since every "
+        "augmentation level trains on those views; off for --final-augment none)",
+    )
+    p.add_argument(
         "--timeout",
         type=float,
         default=None,
@@ -317,6 +325,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return usage_error(
             "--final-augment needs --budget (it sets the augmentation of the --budget run's "
             "final model); search.export --study NAME --out DIR exports with the trial's own"
+        )
+    if args.tta is not None and args.budget is None:
+        return usage_error(
+            f"--{'' if args.tta else 'no-'}tta needs --budget (it sets the views of the --budget "
+            "run's final model); search.export takes --tta/--no-tta for an export by hand"
         )
     if args.final_augment is None:
         args.final_augment = "robust"

@@ -168,6 +168,13 @@ def test_one_budget_command_searches_then_exports_the_final_model(tmp_path) -> N
     assert config["trial"] == study.best_trial.number and config["image_size"] == 32
     searched = study.best_trial.user_attrs["config"]["augment"]
     assert config["config"]["augment"] == "robust"  # the default --final-augment
+    assert config["tta"] == "dihedral"  # robust trains on the 8 dihedral views: averaged
+    # The last sixth of the epochs (at least one) is trained under light augmentation.
+    levels = [
+        e["augment"] for e in json.loads((folder / "history.json").read_text())["runs"][0]["epochs"]
+    ]
+    tail = max(1, round(len(levels) / 6))
+    assert levels == ["robust"] * (len(levels) - tail) + ["light"] * tail
     if searched != "robust":
         assert f"the trial searched {searched}" in (folder / "report.md").read_text()
     rates = config["learning_rates"]
@@ -178,12 +185,12 @@ def test_one_budget_command_searches_then_exports_the_final_model(tmp_path) -> N
     assert spent > 0
     # Resuming counts what was spent: the study is full, so it only trains the model again.
     again = run_cli(
-        *args, "--export", str(tmp_path / "again"), "--final-augment", "searched",
+        *args, "--export", str(tmp_path / "again"), "--final-augment", "searched", "--no-tta",
         cwd=tmp_path, timeout=600,
     )  # fmt: skip
     assert again.returncode == 0, again.stderr[-3000:]
-    kept = json.loads((tmp_path / "again" / "config.json").read_text())["config"]["augment"]
-    assert kept == searched
+    kept = json.loads((tmp_path / "again" / "config.json").read_text())
+    assert kept["config"]["augment"] == searched and kept["tta"] == "none"
     assert load(url, "quick").user_attrs[SPENT] > spent
     assert (tmp_path / "again" / "config.json").is_file()
     assert len(load(url, "quick").trials) == len(study.trials)
@@ -196,6 +203,8 @@ def test_export_without_budget_is_a_usage_error(tmp_path) -> None:
     assert out.returncode == 2 and "--export DIR needs --budget" in out.stderr
     out = run_cli(*FAKE_QUICK, "--final-augment", "light", cwd=tmp_path)
     assert out.returncode == 2 and "--final-augment needs --budget" in out.stderr
+    out = run_cli(*FAKE_QUICK, "--no-tta", cwd=tmp_path)
+    assert out.returncode == 2 and "--no-tta needs --budget" in out.stderr
     out = run_cli(*FAKE_QUICK, "--budget", "5m", "--final-augment", "wild", cwd=tmp_path)
     assert out.returncode == 2 and "invalid choice: 'wild'" in out.stderr
     bad = run_cli(*FAKE_QUICK, "--budget", "soon", cwd=tmp_path)

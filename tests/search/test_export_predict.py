@@ -110,6 +110,18 @@ def test_export_writes_the_documented_folder(exported: Path, study) -> None:
     assert len(history["cv"]["folds"]) == 2
     report = (exported / "report.md").read_text()
     assert "train loss" in report and "Cross-validation" in report
+    # The trial trained under an augmentation level, so by default the model averages its
+    # softmax over the 8 dihedral views of each image.
+    assert config["tta"] == "dihedral" and "test-time views: the model averages" in report
+    import keras
+
+    model = keras.models.load_model(exported / "model.keras")
+    (inner,) = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    x = resize_all(study["held_images"][:6], SIZE).astype(np.float32)
+    views = [np.rot90(v, k, axes=(1, 2)) for v in (x, x[:, :, ::-1]) for k in range(4)]
+    mean = np.mean([inner.predict(np.ascontiguousarray(v), verbose=0) for v in views], axis=0)
+    assert np.allclose(model.predict(x, verbose=0), mean, atol=1e-6)
+    assert not np.allclose(inner.predict(x, verbose=0), mean, atol=1e-6)
 
 
 def test_predict_metrics_match_sklearn_on_held_out_images(exported: Path, study) -> None:
@@ -145,9 +157,9 @@ def test_predict_metrics_match_sklearn_on_held_out_images(exported: Path, study)
     for i in present:
         assert metrics["per_class"][names[i]]["support"] == int(np.sum(y_true == i))
     assert metrics["accuracy"] > 0.3  # 8 classes, the largest 22%: it learned something
-    tta = metrics["tta"]
-    assert tta["views"] == 8 and tta["accuracy_with"] == metrics["accuracy"]
-    assert tta["accuracy_change"] == pytest.approx(tta["accuracy_with"] - tta["accuracy_without"])
+    # The model has the dihedral views built in: --tta would only repeat them.
+    assert "averages its 8 dihedral views itself" in out.stderr and "tta" not in metrics
+    assert metrics["model_views"] == "dihedral" and metrics["tta_used"] is False
     rob = metrics["corruptions"]
     assert set(rob["per_corruption"]) == {
         "gaussian_blur",
@@ -162,7 +174,7 @@ def test_predict_metrics_match_sklearn_on_held_out_images(exported: Path, study)
     assert rob["clean_accuracy"] == metrics["accuracy"]
     with Image.open(root / "pred_confusion.png") as png:
         assert png.format == "PNG" and png.width > 200
-    assert "TTA (8 views)" in out.stdout and "mean accuracy" in out.stdout
+    assert "mean accuracy" in out.stdout
 
 
 def test_ensemble_export_loads_and_predicts(study, tmp_path: Path) -> None:
@@ -170,11 +182,13 @@ def test_ensemble_export_loads_and_predicts(study, tmp_path: Path) -> None:
     done = run_module(
         "search.export",
         *("--study", "quick", "--storage", study["url"], "--out", str(out), "--ensemble"),
+        "--no-tta",
         cwd=study["root"],
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "[fold_0] epoch 1/1" in done.stderr and "[fold_1] epoch 1/1" in done.stderr
-    assert json.loads((out / "config.json").read_text())["mode"] == "ensemble"
+    config = json.loads((out / "config.json").read_text())
+    assert config["mode"] == "ensemble" and config["tta"] == "none"
     # Single image files at the model's size, predicted in a fresh process (no custom objects).
     small = resize_all(study["held_images"][:3], SIZE)
     files = []
@@ -202,6 +216,21 @@ def test_ensemble_export_loads_and_predicts(study, tmp_path: Path) -> None:
     assert np.allclose(probs, mean, atol=1e-6) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
     csv_probs = np.array([[float(r[f"p_{c}"]) for c in study["names"]] for r in rows])
     assert np.allclose(csv_probs, probs, atol=1e-6)
+    # A single-view model: search.predict --tta averages the 8 views and reports the change.
+    metrics_out = tmp_path / "m.json"
+    held = ["--data", str(study["held"]), "--out", str(tmp_path / "h.csv")]
+    assert (
+        predict.main(["--model", str(out), *held, "--tta", "--metrics-out", str(metrics_out)]) == 0
+    )
+    metrics = json.loads(metrics_out.read_text())
+    tta = metrics["tta"]
+    assert metrics["tta_used"] is True and metrics["model_views"] == "none"
+    assert tta["views"] == 8 and tta["accuracy_with"] == metrics["accuracy"]
+    assert tta["accuracy_change"] == pytest.approx(tta["accuracy_with"] - tta["accuracy_without"])
+    x = resize_all(study["held_images"], SIZE).astype(np.float32)
+    views = [np.rot90(v, k, axes=(1, 2)) for v in (x, x[:, :, ::-1]) for k in range(4)]
+    mean = np.mean([model.predict(np.ascontiguousarray(v), verbose=0) for v in views], axis=0)
+    assert tta["accuracy_with"] == float(np.mean(mean.argmax(1) == study["held_labels"]))
 
 
 def test_wrong_size_is_resized_with_a_warning_or_refused(

@@ -1,0 +1,39 @@
+"""The model ``search.export`` saves: BatchNorm statistics re-estimated on clean images."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from search.data.images import resize_all
+from trainer.config import TrialConfig
+from trainer.final import Tail, fit_all
+from trainer.records import Dataset
+
+
+def test_fit_all_trains_a_tail_and_leaves_batchnorm_statistics_of_clean_images(real_small):
+    """Training batches are augmented (robust: exposure, stain colour, noise...), so the moving
+    means describe augmented images; before saving they are re-estimated on clean ones. Here the
+    96 images make exactly 3 clean batches of 32, so the first BatchNorm's mean is their mean.
+    The last third of the epochs is trained under the tail's level."""
+    data = Dataset(
+        resize_all(real_small.images[:96], 32), real_small.labels[:96], real_small.class_names
+    )
+    config = TrialConfig(
+        backbone="small_cnn", image_size=32, augment="robust", batch_size=32, learning_rate=2e-3
+    )
+    result = fit_all(config, data, 3, tail=Tail("light", 1 / 3))
+    assert [e.augment for e in result.epochs] == ["robust", "robust", "light"]
+    assert result.epochs[2].train_loss < result.epochs[1].train_loss  # an easier task
+    (backbone,) = [layer for layer in result.model.layers if layer.name == "small_cnn"]
+    conv = keras.Model(backbone.input, backbone.get_layer("cnn_block0_conv0").output)
+    clean_mean = conv.predict(data.images.astype(np.float32), verbose=0).mean(axis=(0, 1, 2))
+    stored = keras.ops.convert_to_numpy(backbone.get_layer("cnn_block0_bn0").moving_mean)
+    scale = float(np.abs(clean_mean).mean())
+    assert np.abs(stored - clean_mean).max() < 1e-3 * scale + 1e-5
+
+
+def test_a_tail_is_at_least_one_epoch_and_at_most_all() -> None:
+    tail = Tail("light", 1 / 6)
+    assert [tail.epochs(n) for n in (1, 3, 6, 30, 33)] == [1, 1, 1, 5, 6]
+    assert Tail("light", 1.0).epochs(4) == 4

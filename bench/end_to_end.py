@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 from common import REAL, ROOT, machine, save_npz  # noqa: I001
 
-from search.budget import parse_duration
+from search.policy.budget import parse_duration
 from trainer.records import Dataset
 
 DOCS = ROOT / "docs"

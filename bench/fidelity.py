@@ -6,7 +6,7 @@ twice on real blood cells, and prints the rank correlation (Spearman) between th
 - search fidelity: the quick space's 3-fold cross-validation at 64 px, 4 epochs per fold, on the
   training images (what ``python -m search.run --study quick`` ranks by);
 - final fidelity: what ``--budget`` trains for the final model: all training images at their own
-  96 px, the epochs ``search.budget.epochs_to_converge`` takes from the trial's curves, a cosine
+  96 px, the epochs ``search.policy.budget.epochs_to_converge`` takes from the trial's curves, a cosine
   schedule; scored on test images no configuration saw.
 
 The images are the ``--dev`` split of ``bench/end_to_end.py`` (half to train, a sixth to test),
@@ -25,7 +25,7 @@ from common import ROOT, machine  # noqa: I001
 from end_to_end import load_split
 from scipy.stats import spearmanr
 
-from search.budget import epochs_to_converge
+from search.policy.budget import epochs_to_converge
 from spaces import SPACES, StudySettings
 from trainer import Decision
 from trainer.config import TrialConfig

@@ -18,10 +18,10 @@ import numpy as np
 import tensorflow as tf
 from common import ROOT, machine  # noqa: I001
 
-from search.gpu import auto_precision, discover
+from search.engine.devices import auto_precision, discover
 from trainer.backbones import build_model
 from trainer.config import TrialConfig
-from trainer.train import _Phase
+from trainer.loop import Phase
 
 BACKBONES = ("MobileNetV3Small", "EfficientNetV2B3", "ConvNeXtTiny")
 
@@ -33,7 +33,7 @@ def measure(backbone: str, precision: str, xla: bool, size: int, batch: int, ste
         backbone=backbone, image_size=size, precision=precision, jit_compile=xla, batch_size=batch
     )
     built = build_model(cfg, 8, steps_per_epoch=50)
-    phase = _Phase("train", built, cfg, built.model.trainable_variables, 1e-3)
+    phase = Phase("train", built, cfg, built.model.trainable_variables, 1e-3)
     rng = np.random.default_rng(0)
     x = tf.constant(rng.integers(0, 256, (batch, size, size, 3)).astype("float32"))
     y = tf.one_hot(rng.integers(0, 8, batch), 8)

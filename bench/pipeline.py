@@ -35,8 +35,8 @@ from search.atomic import atomic_write_bytes
 from trainer import TrialConfig
 from trainer.backbones import build_model
 from trainer.batches import TrainBatches
+from trainer.loop import BatchNormRefresh, Phase
 from trainer.optimizers import make_optimizer
-from trainer.train import _BatchNormRefresh, _Phase
 
 
 def config(args, augment: str) -> TrialConfig:
@@ -84,8 +84,8 @@ def ours(args, data, augment: str) -> tuple[float, float]:
     cfg = config(args, augment)
     index = np.arange(len(data.labels))
     built = build_model(cfg, data.n_classes, steps_per_epoch=len(index) // cfg.batch_size)
-    phase = _Phase("train", built, cfg, built.model.trainable_variables, cfg.learning_rate)
-    refresh = _BatchNormRefresh(built, cfg, len(index) // cfg.batch_size, data.images)
+    phase = Phase("train", built, cfg, built.model.trainable_variables, cfg.learning_rate)
+    refresh = BatchNormRefresh(built, cfg, len(index) // cfg.batch_size, data.images)
     batches = TrainBatches(cfg, data.images, data.labels, data.n_classes)
     ones = np.ones(data.n_classes, np.float32)
     step_times, refresh_times, images = [], [], 0

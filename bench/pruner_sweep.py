@@ -2,9 +2,9 @@
 
 bench/search_efficiency.py runs our search through the real CLI (20-60 s per run); choosing a
 default pruner needs many more seeds than that allows. This script replays the same table with
-the same sampler (``search.session``'s TPE), the same space (every knob but the four of the grid
-fixed), the same step scheme and the same pruners (``search.pruning``), in one process with an
-in-memory study, about 1 s per run. ``--check-cli SEED`` runs one seed both ways and fails
+the same sampler (``search.policy.samplers.make_sampler``'s TPE), the same space (every knob but
+the four of the grid fixed), the same step scheme and the same pruners (``search.policy.pruning``,
+with the coordinator's ``act_on_screen``), in one process with an in-memory study, about 1 s per run. ``--check-cli SEED`` runs one seed both ways and fails
 unless every trial matches (configuration, fold-epochs, reported value).
 
 Per variant and seed it runs the pruned study (``--pruned-trials``) and the same sampler with no
@@ -55,9 +55,10 @@ from search_efficiency import (
     true_score,
 )
 
-from search import pruning
 from search.atomic import atomic_write_bytes
-from search.samplers import make_sampler
+from search.engine.coordinator import act_on_screen
+from search.policy import pruning
+from search.policy.samplers import make_sampler
 from spaces.base import Space, StudySettings
 from spaces.file import load_space_file
 
@@ -211,7 +212,8 @@ def replay_study(table: Table, space: Space, seed: int, variant: str, n_trials: 
             trial.set_user_attr("fold_scores", scores)
             if fold < reused:
                 continue
-            if pruner is not None and pruner.screen_fold(study, trial, scores):
+            screen = pruner.screen_fold(study, trial, scores) if pruner is not None else None
+            if screen is not None and act_on_screen(study, trial, screen):
                 pruned = True
                 break
             if pruner is not None and pruner.prune_fold(study, scores):

@@ -18,3 +18,7 @@ def setup_logging(*, quiet: bool = False, verbose: bool = False) -> None:
     """Plain messages on stderr: INFO by default, DEBUG with -v, WARNING with -q."""
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+
+
+class UsageError(Exception):
+    """Bad input from the command line: printed as one line, exit code 2."""

@@ -27,22 +27,16 @@ trial's fold scores). Every file is written atomically. Exit codes: 0 done, 1 tr
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import datetime
-import json
 import logging
-import statistics
 import sys
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from search.cli import EXIT_FATAL as EXIT_FAILED
 from search.cli import EXIT_OK, setup_logging, usage_error
+from search.engine.model_folder import FILES, Plan, export_model, views_chosen
 
-FILES = ("model.keras", "config.json", "classes.json", "report.md", "history.json")
 _STUDY_KEYS = ("data", "data_fingerprint", "image_size", "class_names", "fold_of", "folds")
 
 log = logging.getLogger("search.export")
@@ -96,32 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-@dataclass(frozen=True)
-class Plan:
-    """What will be exported and how, settled before any training starts."""
-
-    study: str
-    storage: str  # redacted
-    trial: int
-    value: float
-    params: dict[str, Any]
-    config: dict[str, Any]
-    attrs: dict[str, Any]  # the study's user attrs
-    spec: str
-    fingerprint: str
-    folds: list[Any]  # FoldResult, fold order
-    ensemble: bool
-    epochs: list[int]  # one entry (all data) or one per fold
-    schedules: list[list[float]]
-    image_size: int  # the model's input size
-    views: str  # test-time views built into the model: trainer.views.VIEWS
-    how: str = ""  # how the epochs and rates were chosen, for the report
-
-
 def _open_study(name: str, url: str):
     import optuna
 
-    from search.study import UsageError
+    from search.cli import UsageError
     from storage import find_storage, redact, storage_errors
 
     storage = find_storage(url, heartbeat_interval=None, grace_period=None)
@@ -140,8 +112,8 @@ def _open_study(name: str, url: str):
 def _pick_trial(study: Any, number: int | None):
     from optuna.trial import TrialState
 
-    from search.records import best_complete
-    from search.study import UsageError
+    from search.cli import UsageError
+    from storage.records import best_complete
 
     complete = [
         t
@@ -169,10 +141,11 @@ def _pick_trial(study: Any, number: int | None):
 
 def _plan(args: argparse.Namespace):
     """Read the study, pick the trial, load and check the data: everything that can refuse."""
+    from search.cli import UsageError
     from search.data import fingerprint, load_dataset
-    from search.records import fold_results
-    from search.study import UsageError, decode_folds
     from storage import redact
+    from storage.records import fold_results
+    from storage.study import decode_folds
     from trainer.config import TrialConfig
     from trainer.records import Dataset
 
@@ -241,190 +214,6 @@ def _plan(args: argparse.Namespace):
     return plan, config, data, decode_folds(str(attrs["fold_of"]))
 
 
-def views_chosen(tta: bool | None, augment: str) -> str:
-    """--tta/--no-tta, or by default the views the augmentation level trained on."""
-    from trainer.views import views_for
-
-    if tta is None:
-        return views_for(augment)
-    return "dihedral" if tta else "none"
-
-
-def _progress(name: str, epoch: Any, total: int) -> None:
-    log.info(
-        "[%s] epoch %d/%d (%s, augment %s): train loss %.4f, lr %.3g, %.1fs",
-        name,
-        epoch.epoch + 1,
-        total,
-        epoch.phase,
-        epoch.augment,
-        epoch.train_loss,
-        epoch.learning_rate,
-        epoch.seconds,
-    )
-
-
-def _config_json(plan: Plan, n_images: int) -> dict[str, Any]:
-    attrs = plan.attrs
-    return {
-        "format": "bloodcell-search export v1",
-        "study": plan.study,
-        "storage": plan.storage,
-        "trial": plan.trial,
-        "value": plan.value,
-        "metric": attrs.get("metric", "accuracy"),
-        "fold_scores": [r.score(attrs.get("metric", "accuracy")) for r in plan.folds],
-        "params": plan.params,
-        "config": plan.config,
-        "data": {"spec": plan.spec, "fingerprint": plan.fingerprint, "n_images": n_images},
-        "image_size": plan.image_size,
-        "class_names": list(attrs["class_names"]),
-        "input": "float32 RGB, values 0..255, N x S x S x 3 (the model rescales itself)",
-        "mode": "ensemble" if plan.ensemble else "all_data",
-        "tta": plan.views,
-        "epochs": plan.epochs if plan.ensemble else plan.epochs[0],
-        "learning_rates": plan.schedules if plan.ensemble else plan.schedules[0],
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
-_VIEWS_TEXT = {
-    "dihedral": "the model averages its softmax over the 8 dihedral views of each image "
-    "(rotations by multiples of 90 degrees, plain and mirrored; 8x the inference cost)",
-    "none": "none (one view per image)",
-}
-
-
-def _report(plan: Plan, cfg: dict[str, Any], runs: list[Any], seconds: float) -> str:
-    metric = cfg["metric"]
-    mode = (
-        f"ensemble of {len(runs)} fold models (mean of their softmax outputs), each retrained on "
-        f"its fold's training split for {plan.epochs} epochs ({plan.how})"
-        if plan.ensemble
-        else f"retrained on all {cfg['data']['n_images']} images at {plan.image_size} px for "
-        f"{plan.epochs[0]} epochs ({plan.how})"
-    )
-    lines = [
-        f"# Export of trial {plan.trial} from study '{plan.study}'",
-        "",
-        f"- storage: `{plan.storage}`",
-        f"- cross-validated {metric}: **{plan.value:.4f}** (mean over folds)",
-        f"- model: {mode}",
-        f"- test-time views: {_VIEWS_TEXT[plan.views]}",
-        f"- data: `{plan.spec}`, {cfg['data']['n_images']} images at {cfg['image_size']} px, "
-        f"fingerprint `{plan.fingerprint[:16]}`",
-        f"- exported {cfg['date']} in {seconds:.0f} s",
-        "",
-        "## Configuration",
-        "",
-        "| parameter | value |",
-        "|---|---|",
-    ]
-    lines += [f"| {k} | {v} |" for k, v in sorted(plan.config.items())]
-    lines += [
-        "",
-        "## Cross-validation (from the study)",
-        "",
-        f"| fold | best epoch | {metric} | balanced accuracy | macro F1 | loss |",
-        "|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in plan.folds:
-        b = r.best
-        lines.append(
-            f"| {r.fold} | {r.best_epoch} | {r.score(metric):.4f} | {b.balanced_accuracy:.4f} | "
-            f"{b.macro_f1:.4f} | {b.loss:.4f} |"
-        )
-    scores = [r.score(metric) for r in plan.folds if not r.stopped]
-    if len(scores) > 1:
-        lines += ["", f"mean {statistics.mean(scores):.4f}, sd {statistics.pstdev(scores):.4f}"]
-    lines += ["", "## Training of this export", ""]
-    for run in runs:
-        lines += [
-            f"### {run.name} ({run.n_images} images, {run.seconds:.0f} s)",
-            "",
-            "| epoch | phase | augment | train loss | learning rate | seconds |",
-            "|---:|---|---|---:|---:|---:|",
-        ]
-        lines += [
-            f"| {e.epoch} | {e.phase} | {e.augment} | {e.train_loss:.4f} | "
-            f"{e.learning_rate:.3g} | {e.seconds:.1f} |"
-            for e in run.epochs
-        ]
-        lines.append("")
-    return "\n".join(lines)
-
-
-def _write(out: Path, model: Any, plan: Plan, n_images: int, runs: list[Any], seconds: float):
-    from search.atomic import atomic_write_bytes
-    from trainer.final import save_model
-
-    out.mkdir(parents=True, exist_ok=True)
-    cfg = _config_json(plan, n_images)
-    history = {
-        "mode": cfg["mode"],
-        "runs": [r.history() for r in runs],
-        "cv": {"metric": cfg["metric"], "folds": [r.to_dict() for r in plan.folds]},
-    }
-    save_model(model, out / "model.keras")
-    texts = {
-        "classes.json": json.dumps(cfg["class_names"], indent=2),
-        "history.json": json.dumps(history, indent=2),
-        "report.md": _report(plan, cfg, runs, seconds),
-        "config.json": json.dumps(cfg, indent=2),  # last: its presence marks a complete export
-    }
-    for name, text in texts.items():
-        atomic_write_bytes(out / name, (text + "\n").encode())
-
-
-def export_model(
-    plan: Plan,
-    config: Any,
-    data: Any,
-    folds: list[Any],
-    out: Path,
-    *,
-    deadline: Any = None,
-    tail: Any = None,
-) -> Plan:
-    """Train what ``plan`` says, write the export folder and return the plan as trained; raises
-    TrialFailed or OSError.
-
-    With a ``trainer.final.Deadline`` (one model on all data) the epochs and their cosine rates
-    follow the run's own epoch times, and the folder records the ones it trained; a
-    ``trainer.final.Tail`` trains the last epochs under its augmentation level."""
-    from trainer.final import ensemble_model, fit_all, fit_folds
-    from trainer.views import with_views
-
-    start = time.perf_counter()
-    if plan.ensemble:
-        runs = fit_folds(
-            config, data, folds, plan.epochs, lr_schedules=plan.schedules, progress=_progress
-        )
-        model = ensemble_model([r.model for r in runs])
-    else:
-        schedule = None if deadline is not None else plan.schedules[0]
-        runs = [
-            fit_all(
-                config,
-                data,
-                plan.epochs[0],
-                lr_schedule=schedule,
-                progress=_progress,
-                deadline=deadline,
-                tail=tail,
-            )
-        ]
-        model = runs[0].model
-        trained = runs[0].epochs
-        if deadline is not None:
-            plan = dataclasses.replace(
-                plan, epochs=[len(trained)], schedules=[[e.learning_rate for e in trained]]
-            )
-    model = with_views(model, plan.views)
-    _write(out, model, plan, len(data), runs, time.perf_counter() - start)
-    return plan
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(quiet=args.quiet)
@@ -439,8 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return usage_error(f"--epochs must be at least 1, got {args.epochs}")
     if args.trial is not None and args.trial < 0:
         return usage_error(f"--trial must be a trial number (>= 0), got {args.trial}")
+    from search.cli import UsageError
     from search.data import DataError
-    from search.study import UsageError
     from storage import StorageError
     from trainer.errors import TrialFailed
 

@@ -12,12 +12,13 @@ scikit-learn on the predicted classes:
 - ``confusion``: the full class x class matrix (rows true, columns predicted), also as a PNG.
 
 ``--tta`` averages the softmax over the 8 dihedral transforms (rot90 k=0..3, each also
-mirrored; label-safe for cells) and reports how accuracy changed; a model exported with test-time
-views (config.json ``tta: dihedral``, the default) does this itself, and ``--tta`` is ignored. ``--corruptions`` repeats the
-prediction under each corruption of ``trainer/corruptions.py`` (seeded, ``--corruption-seed``)
-in the same mode (TTA or not), reporting per-corruption accuracy, their mean and how many
-predictions stayed the same; the corruptions act on the images as the model sees them (after
-any resize), as a training-time robustness metric would. Exit codes: 0 done, 1 an output could not be written, 2 bad input.
+mirrored; label-safe for cells) and reports how accuracy changed; a model exported with
+test-time views (config.json ``tta: dihedral``, the default) does this itself, and ``--tta`` is
+ignored. ``--corruptions`` repeats the prediction under each corruption of
+``trainer/corruptions.py`` (seeded, ``--corruption-seed``) in the same mode (TTA or not),
+reporting per-corruption accuracy, their mean and how many predictions stayed the same; the
+corruptions act on the images as the model sees them (after any resize), as a training-time
+robustness metric would. Exit codes: 0 done, 1 an output could not be written, 2 bad input.
 """
 
 from __future__ import annotations
@@ -306,7 +307,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from search.atomic import atomic_write_bytes
     from search.data import DataError
-    from search.imageio_util import confusion_png, read_inputs
+    from search.data.inputs import read_inputs
+    from search.reporting.confusion import confusion_png
 
     if args.batch_size < 1:
         return usage_error(f"--batch-size must be at least 1, got {args.batch_size}")

@@ -22,12 +22,12 @@ from optuna.trial import TrialState
 from search.atomic import atomic_write_bytes
 from search.cli import EXIT_FATAL as EXIT_FAILED
 from search.cli import EXIT_OK, setup_logging, usage_error
-from search.records import failure_kind
-from search.report_budget import pruning_rows
-from search.report_plots import Plot, StudyView, all_plots, fold_mean, param, state_label
-from search.report_summary import lead, number, study_facts
+from search.reporting.fold_epochs import pruning_rows
+from search.reporting.plots import Plot, StudyView, all_plots, fold_mean, param, state_label
+from search.reporting.summary import lead, number, study_facts
 from search.text import counted
 from storage import DEFAULT_URL, StorageError, find_storage, redact, storage_errors
+from storage.records import failure_kind
 
 TOP = 10
 

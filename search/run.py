@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from search.cli import setup_logging, usage_error
-from search.trainers import parse_trainer
+from search.engine.plugins import parse_trainer
 from spaces import SPACES
 from storage import DEFAULT_URL
 from trainer.config import AUGMENT_LEVELS, MONITORS
@@ -23,7 +23,7 @@ SAMPLERS = ("tpe", "random", "gp")
 
 
 def _duration(text: str) -> float:
-    from search.budget import parse_duration
+    from search.policy.budget import parse_duration
 
     try:
         return parse_duration(text)
@@ -32,7 +32,7 @@ def _duration(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from search.pruning import PRUNERS
+    from search.policy.pruning import PRUNERS
 
     p = argparse.ArgumentParser(
         prog="python -m search.run",
@@ -338,7 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "--export DIR needs --budget (it names where the --budget run's final model goes); "
             "to export a study by hand run python -m search.export --study NAME --out DIR"
         )
-    from search.session import run_study
+    from search.engine.session import run_study
 
     return run_study(args, space)
 

@@ -35,6 +35,7 @@ class StudySettings:
     image_size: int
     precision: str = "float32"
     jit_compile: bool = False
+    weights_dir: str = ""  # --weights-dir, resolved; travels in every trial's configuration
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ class Space:
         """Draw one configuration; unfreeze depth is conditional on the chosen backbone."""
         backbone = s.suggest_categorical("backbone", self.backbones)
         info = BACKBONES[backbone]
-        weights = settings.weights if info.family != "cnn" else "none"
+        weights = settings.weights if info.has_pretrained_weights else "none"
         if is_pretrained(weights):
             depth = s.suggest_int(f"unfreeze_{backbone}", 0, info.n_blocks)
         else:
@@ -80,6 +81,7 @@ class Space:
             backbone=backbone,
             image_size=settings.image_size,
             weights=weights,
+            weights_dir=settings.weights_dir if weights == "imagenet" else "",
             unfreeze_depth=depth,
             augment=s.suggest_categorical("augment", self.augment_levels),
             optimizer=s.suggest_categorical("optimizer", self.optimizers),
@@ -106,7 +108,9 @@ class Space:
             if backbone not in self.backbones:
                 continue
             params = dict(point)
-            pretrained = is_pretrained(settings.weights) and BACKBONES[backbone].family != "cnn"
+            pretrained = (
+                is_pretrained(settings.weights) and BACKBONES[backbone].has_pretrained_weights
+            )
             depth_key = f"unfreeze_{backbone}"
             if not pretrained:
                 params.pop(depth_key, None)

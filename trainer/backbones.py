@@ -1,15 +1,13 @@
 """The Keras side of the backbone table: constructors, block boundaries and BatchNorm policy.
 
-``trainer.config.BACKBONES`` holds the plain facts; here each family gets the pattern that maps a
-layer name to its block, so "unfreeze depth N" means: the top N blocks become trainable, with
-their BatchNorm layers kept frozen (and the backbone run in inference mode) when fine-tuning.
+``trainer.config.BACKBONES`` holds each backbone's facts, its block patterns included; here they
+become layers: "unfreeze depth N" means the top N blocks become trainable, with their BatchNorm
+layers kept frozen (and the backbone run in inference mode) when fine-tuning.
 """
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,38 +16,14 @@ import keras
 from trainer.config import BackboneInfo, TrialConfig, keras_cache_dir
 from trainer.errors import WeightsUnavailable
 
-# Layer name -> block index, per family; None when the layer is outside every block.
-_BLOCK_PATTERNS: dict[str, Callable[[str], int | None]] = {}
 
-
-def _pattern(regex: str, offset: int = 0) -> Callable[[str], int | None]:
-    compiled = re.compile(regex)
-
-    def block_of(name: str) -> int | None:
-        match = compiled.search(name)
-        if match is None:
-            return None
-        return int(match.group(1) or 0) + offset
-
-    return block_of
-
-
-def _convnext_block(name: str) -> int | None:
-    stage = re.search(r"_stage_(\d+)_", name)
-    if stage:
-        return int(stage.group(1))
-    down = re.search(r"_downsampling_block_(\d+)", name)
-    return int(down.group(1)) + 1 if down else None
-
-
-_BLOCK_PATTERNS.update(
-    {
-        "mobilenet": _pattern(r"^expanded_conv(?:_(\d+))?_"),
-        "efficientnet": _pattern(r"^block(\d+)[a-z]_", offset=-1),
-        "convnext": _convnext_block,
-        "cnn": _pattern(r"^cnn_block(\d+)_"),
-    }
-)
+def block_of(info: BackboneInfo, layer_name: str) -> int | None:
+    """The block of ``layer_name`` by the backbone's own patterns; None outside every block."""
+    for regex, offset in info.blocks:
+        match = re.search(regex, layer_name)
+        if match is not None:
+            return int(match.group(1) or 0) + offset
+    return None
 
 
 def auto_bn_momentum(steps_per_epoch: int) -> float:
@@ -102,7 +76,7 @@ def _construct(info: BackboneInfo, cfg: TrialConfig) -> keras.Model:
     }
     if cfg.weights == "imagenet":
         cached = keras_cache_dir() / info.weights_file
-        local = os.environ.get("SEARCH_WEIGHTS_DIR")
+        local = cfg.weights_dir
         if local and (Path(local) / info.weights_file).is_file():
             path = Path(local) / info.weights_file
             model = ctor(weights=None, **kwargs)
@@ -153,13 +127,12 @@ class BuiltModel:
 
 def layer_blocks(backbone: keras.Model, info: BackboneInfo) -> dict[str, int]:
     """Map every weighted backbone layer to a block; stem joins block 0, the top the last one."""
-    block_of = _BLOCK_PATTERNS[info.family]
     blocks: dict[str, int] = {}
     seen_block = False
     for layer in backbone.layers:
         if not layer.weights:
             continue
-        block = block_of(layer.name)
+        block = block_of(info, layer.name)
         if block is None:
             block = info.n_blocks - 1 if seen_block else 0
         else:

@@ -38,18 +38,40 @@ class Decision(str, enum.Enum):
 
 @dataclass(frozen=True)
 class BackboneInfo:
-    """One backbone's needs: the Keras constructor name, its family, blocks and sizes."""
+    """One backbone's facts: the Keras constructor, family, blocks, sizes, weights.
+
+    ``blocks`` maps a layer name to the block it belongs to, for "unfreeze depth": each
+    ``(regex, offset)`` is tried in turn, and the first that matches gives block = its first
+    group (0 when the group did not take part) + offset; a layer no pattern matches belongs to no
+    block (stem layers join the first block, the final convolution the last, in
+    ``trainer.backbones``)."""
 
     name: str
     keras_name: str  # attribute of keras.applications ("" for the built-in small CNN)
     family: str  # mobilenet | efficientnet | convnext | cnn
     n_blocks: int  # units of "unfreeze depth": blocks or stages, top first
+    blocks: tuple[tuple[str, int], ...]
     min_size: int = 32
     weights_file: str = ""  # the file Keras caches for include_top=False ImageNet weights
 
+    @property
+    def has_pretrained_weights(self) -> bool:
+        return bool(self.weights_file)
+
+
+# Per family: the layer-name patterns of its blocks (MobileNetV3 expanded-conv blocks,
+# EfficientNetV2 stages numbered from 1, ConvNeXt stages and the downsampling before each).
+_BLOCKS: dict[str, tuple[tuple[str, int], ...]] = {
+    "mobilenet": ((r"^expanded_conv(?:_(\d+))?_", 0),),
+    "efficientnet": ((r"^block(\d+)[a-z]_", -1),),
+    "convnext": ((r"_stage_(\d+)_", 0), (r"_downsampling_block_(\d+)", 1)),
+    "cnn": ((r"^cnn_block(\d+)_", 0),),
+}
+
 
 def _info(name: str, family: str, n_blocks: int, min_size: int, file: str) -> BackboneInfo:
-    return BackboneInfo(name, name if family != "cnn" else "", family, n_blocks, min_size, file)
+    keras_name = name if family != "cnn" else ""
+    return BackboneInfo(name, keras_name, family, n_blocks, _BLOCKS[family], min_size, file)
 
 
 # One row per backbone. Block counts: MobileNetV3 expanded-conv blocks, EfficientNetV2 stages,
@@ -112,6 +134,9 @@ class TrialConfig:
     backbone: str = "small_cnn"
     image_size: int = 96
     weights: str = "none"  # "none" | "imagenet" | path to a weights file
+    # With weights "imagenet": a folder holding Keras's weight files (--weights-dir), read
+    # before the Keras cache and the download; "" for none.
+    weights_dir: str = ""
     unfreeze_depth: int = 0  # top blocks trainable after warm-up when pretrained
     augment: str = "light"
     optimizer: str = "adamw"

@@ -8,7 +8,7 @@ learning rate of every epoch (``replay_schedule`` takes it from the trial's fold
 recorded the rate each epoch used), or a ``Deadline`` that re-plans the epochs of a cosine
 decay from the run's own epoch times.
 After the last epoch the BatchNorm statistics are re-estimated on clean (unaugmented) training
-batches, as ``_BatchNormRefresh`` does before each validation, so the saved model's inference
+batches, as ``trainer.loop.BatchNormRefresh`` does before each validation, so the saved model's inference
 mode matches what the folds were scored with.
 
 Never imports Optuna; the export CLI (``search/export.py``) reads the study and calls this.
@@ -31,19 +31,25 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from trainer.backbones import BuiltModel, build_model
 from trainer.batches import TrainBatches
 from trainer.config import TrialConfig
-from trainer.errors import InvalidConfig, NonFiniteLoss, OutOfMemory
+from trainer.errors import InvalidConfig, NonFiniteLoss
+from trainer.loop import (
+    ALL_DATA,
+    BatchNormRefresh,
+    Phase,
+    data_seed,
+    make_phases,
+    oom_as_trial_failure,
+    restore,
+    snapshot,
+)
 from trainer.metrics import class_weights
 from trainer.records import Dataset, Fold, FoldResult
-from trainer.train import _BatchNormRefresh, _make_phases, _Phase, restore, snapshot
 
 log = logging.getLogger(__name__)
-
-ALL_DATA_SEED_OFFSET = 1000  # data-order seed of fit_all: seed * 1009 + 1000 (folds use + index)
 
 
 @dataclass(frozen=True)
@@ -192,8 +198,8 @@ class _Trainer:
         self.built: BuiltModel = build_model(
             config, data.n_classes, steps_per_epoch=steps_per_epoch
         )
-        self.phases: dict[str, _Phase] = _make_phases(self.built, config)
-        self.refresh = _BatchNormRefresh(self.built, config, steps_per_epoch, data.images)
+        self.phases: dict[str, Phase] = make_phases(self.built, config)
+        self.refresh = BatchNormRefresh(self.built, config, steps_per_epoch, data.images)
         self.batches = TrainBatches(config, data.images, data.labels, data.n_classes)
         self.other: dict[str, TrainBatches] = {}
 
@@ -268,17 +274,6 @@ class _Trainer:
         return tuple(history)
 
 
-@contextlib.contextmanager
-def _oom_as_trial_failure(config: TrialConfig):
-    try:
-        yield
-    except tf.errors.ResourceExhaustedError as exc:
-        raise OutOfMemory(
-            f"out of memory training {config.backbone} at batch {config.batch_size}, "
-            f"size {config.image_size}: {str(exc).splitlines()[0][:300]}"
-        ) from exc
-
-
 def _check(config: TrialConfig, data: Dataset, epochs: Sequence[int]) -> None:
     images = data.images
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
@@ -312,9 +307,9 @@ def fit_all(
     _check(config, data, [epochs])
     start = time.perf_counter()
     index = np.arange(len(data))
-    with _oom_as_trial_failure(config):
+    with oom_as_trial_failure(config):
         trainer = _Trainer(config, data, max(1, len(index) // config.batch_size))
-        seed = config.seed * 1009 + ALL_DATA_SEED_OFFSET
+        seed = data_seed(config, ALL_DATA)
         history = trainer.fit("all", index, epochs, lr_schedule, seed, progress, deadline, tail)
     return FitResult("all", trainer.built.model, history, len(index), time.perf_counter() - start)
 
@@ -341,14 +336,14 @@ def fit_folds(
         raise InvalidConfig(f"{len(schedules)} learning-rate schedules for {len(folds)} folds")
     _check(config, data, epochs)
     results: list[FitResult] = []
-    with _oom_as_trial_failure(config):
+    with oom_as_trial_failure(config):
         trainer = _Trainer(config, data, max(1, len(folds[0].train) // config.batch_size))
         initial = snapshot(trainer.built.model.weights)
         for k, fold in enumerate(folds):
             start = time.perf_counter()
             restore(trainer.built.model.weights, initial)
             name = f"fold_{k}"
-            seed = config.seed * 1009 + k
+            seed = data_seed(config, k)
             history = trainer.fit(name, fold.train, epochs[k], schedules[k], seed, progress)
             copy = keras.models.clone_model(trainer.built.model)
             copy.set_weights(trainer.built.model.get_weights())

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from trainer.config import Decision
+
+if TYPE_CHECKING:
+    from trainer.config import TrialConfig
+    from trainer.hooks import TrainHooks
 
 METRIC_NAMES: tuple[str, ...] = (
     "accuracy",
@@ -156,3 +160,25 @@ class TrialResult:
 ReportFn = Callable[[int, int, EpochMetrics], Decision]
 # on_fold(result) -> Decision, called after each finished fold.
 FoldFn = Callable[[FoldResult], Decision]
+
+
+class TrainTrial(Protocol):
+    """What trains one trial: ``trainer.train.train_trial``, the fake trainer
+    (``search.testing.fake``), a replay of recorded curves, or a ``--trainer module:function``.
+
+    Trains ``folds`` (skipping the folds in ``completed``, which are returned as they are),
+    calls ``report`` after every epoch and ``on_fold`` after every fold, and stops early when
+    either answers ``Decision.STOP``."""
+
+    def __call__(
+        self,
+        config: TrialConfig,
+        data: Dataset,
+        folds: Sequence[Fold],
+        report: ReportFn,
+        *,
+        monitor: str = "accuracy",
+        on_fold: FoldFn | None = None,
+        completed: Sequence[FoldResult] = (),
+        hooks: TrainHooks | None = None,
+    ) -> TrialResult: ...

@@ -10,19 +10,28 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from trainer.backbones import BuiltModel, build_model, head_variables
+from trainer.backbones import BuiltModel, build_model
 from trainer.batches import TrainBatches, cast_and_resize, image_batches, image_spec
 from trainer.config import MONITORS, Decision, TrialConfig
-from trainer.errors import InvalidConfig, NonFiniteLoss, OutOfMemory
+from trainer.errors import InvalidConfig, NonFiniteLoss
 from trainer.hooks import TrainHooks
+from trainer.loop import (
+    BatchNormRefresh,
+    Phase,
+    data_seed,
+    make_phases,
+    oom_as_trial_failure,
+    restore,
+    snapshot,
+)
 from trainer.metrics import class_weights, classification_metrics
-from trainer.optimizers import make_optimizer, reset_optimizer
 from trainer.records import (
     Dataset,
     EpochMetrics,
@@ -49,157 +58,6 @@ def _check_data(cfg: TrialConfig, data: Dataset, folds: Sequence[Fold]) -> None:
     for i, fold in enumerate(folds):
         if len(fold.train) == 0 or len(fold.val) == 0:
             raise InvalidConfig(f"fold {i} has an empty train or validation split")
-
-
-class _BatchNormRefresh:
-    """Re-estimate BatchNorm statistics on training batches right before each validation.
-
-    Moving averages lag the weights: with tens of steps per epoch they still describe an
-    earlier network, and a from-scratch model that fits its batches predicts one class in
-    inference mode. Averaging the exact batch statistics of a few clean training batches under
-    the current weights ("precise BN") makes epoch-1 validation scores mean something.
-    """
-
-    def __init__(
-        self, built: BuiltModel, cfg: TrialConfig, steps_per_epoch: int, images: np.ndarray
-    ) -> None:
-        self.layers = [
-            layer
-            for layer in built.model._flatten_layers()
-            if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable
-        ]
-        # 16 batches, but never more than a quarter of an epoch's (at least 4): on small folds
-        # 16 forward batches cost almost half an epoch of training (bench/overhead.py).
-        self.max_batches = min(16, max(4, math.ceil(steps_per_epoch / 4)))
-        self.batch = cfg.batch_size
-        self.images = images
-        model, size = built.model, cfg.image_size
-        self.forward = tf.function(
-            lambda raw: model(cast_and_resize(raw, size), training=True),
-            input_signature=(image_spec(images),),
-        )
-        self.traced = False
-
-    def _trace(self) -> None:
-        """Trace the forward pass with momentum 0 (on first use, like the other step functions)."""
-        saved = [layer.momentum for layer in self.layers]
-        for layer in self.layers:
-            layer.momentum = 0.0  # traced once: each call stores exactly this batch's statistics
-        try:
-            self.forward.get_concrete_function()
-        finally:
-            for layer, momentum in zip(self.layers, saved, strict=True):
-                layer.momentum = momentum
-        self.traced = True
-
-    def __call__(self, index: np.ndarray, seed: tuple[int, int]) -> None:
-        """Re-estimate from clean batches of ``images[index]``, shuffled by ``seed``."""
-        if not self.layers:
-            return
-        if not self.traced:
-            self._trace()
-        means: list[list[np.ndarray]] = [[] for _ in self.layers]
-        variances: list[list[np.ndarray]] = [[] for _ in self.layers]
-        batches = image_batches(
-            self.images, index, self.batch, shuffle_seed=seed, limit=self.max_batches
-        )
-        for x in batches:
-            self.forward(x)
-            for i, layer in enumerate(self.layers):
-                means[i].append(keras.ops.convert_to_numpy(layer.moving_mean))
-                variances[i].append(keras.ops.convert_to_numpy(layer.moving_variance))
-        for i, layer in enumerate(self.layers):
-            if not means[i]:
-                continue
-            m = np.stack(means[i])
-            v = np.stack(variances[i])
-            layer.moving_mean.assign(m.mean(axis=0))
-            layer.moving_variance.assign(v.mean(axis=0) + m.var(axis=0))  # total variance
-
-
-class _Phase:
-    """One optimizer over one variable list, with its compiled training step."""
-
-    def __init__(self, name: str, built: BuiltModel, cfg: TrialConfig, variables, lr: float):
-        self.name = name
-        self.base_lr = lr
-        self.variables = list(variables)
-        optimizer = make_optimizer(cfg.optimizer, lr, cfg.weight_decay)
-        if cfg.precision == "mixed_float16":
-            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-        self.optimizer = optimizer
-        self.optimizer.build(self.variables)
-        model = built.model
-        smoothing = cfg.label_smoothing
-        size = cfg.image_size
-        n_classes = built.model.output_shape[-1]
-        spec = (
-            tf.TensorSpec((None, size, size, 3), tf.float32),
-            tf.TensorSpec((None, n_classes), tf.float32),
-            tf.TensorSpec((None,), tf.float32),
-        )
-        scale = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
-
-        def step(images, onehot, sample_w):
-            with tf.GradientTape() as tape:
-                probs = model(images, training=True)
-                per_example = keras.losses.categorical_crossentropy(
-                    onehot, probs, label_smoothing=smoothing
-                )
-                loss = tf.reduce_mean(per_example * sample_w)
-                if model.losses:
-                    loss = loss + tf.add_n([tf.cast(x, tf.float32) for x in model.losses])
-                scaled = optimizer.scale_loss(loss) if scale else loss
-            grads = tape.gradient(scaled, self.variables)
-            optimizer.apply_gradients(zip(grads, self.variables, strict=True))
-            return loss
-
-        self._python_step = step
-        self._spec = spec
-        self.jit = cfg.jit_compile
-        self._compiled = tf.function(step, input_signature=spec, jit_compile=self.jit)
-        self._checked = not self.jit
-
-    def step(self, images: tf.Tensor, onehot: tf.Tensor, sample_w: tf.Tensor) -> tf.Tensor:
-        """One training step; an XLA step that fails to compile falls back to plain graph mode."""
-        if self._checked:
-            return self._compiled(images, onehot, sample_w)
-        try:
-            loss = self._compiled(images, onehot, sample_w)
-        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as exc:
-            log.warning(
-                "XLA could not compile the %s step (%s); continuing without XLA",
-                self.name,
-                str(exc).splitlines()[0][:200],
-            )
-            self.jit = False
-            self._compiled = tf.function(self._python_step, input_signature=self._spec)
-            loss = self._compiled(images, onehot, sample_w)
-        self._checked = True
-        return loss
-
-    def reset(self) -> None:
-        reset_optimizer(self.optimizer)
-        self.set_lr(self.base_lr)
-
-    def set_lr(self, lr: float) -> None:
-        self.optimizer.learning_rate = lr
-
-    @property
-    def lr(self) -> float:
-        return float(keras.ops.convert_to_numpy(self.optimizer.learning_rate))
-
-
-def snapshot(variables: Sequence[keras.Variable]) -> list[tf.Tensor]:
-    """The variables' current values as tensors (copy-on-write: later updates do not change
-    them). A fifth of ``get_weights``'s cost, which converts each one to NumPy."""
-    return [tf.identity(v.value) for v in variables]
-
-
-def restore(variables: Sequence[keras.Variable], values: Sequence[tf.Tensor]) -> None:
-    """Assign a ``snapshot`` back (a third of ``set_weights``'s cost)."""
-    for variable, value in zip(variables, values, strict=True):
-        variable.value.assign(value)
 
 
 def _corrupted_sets(data: Dataset, index: np.ndarray, fold: int) -> list[np.ndarray]:
@@ -252,13 +110,13 @@ def train_trial(
     timings = dict.fromkeys(
         ("build", "pipeline", "train_steps", "bn_refresh", "eval", "trial"), 0.0
     )
-    try:
+    with oom_as_trial_failure(config):
         t0 = time.perf_counter()
         steps = max(1, len(folds[0].train) // config.batch_size)
         built = build_model(config, data.n_classes, steps_per_epoch=steps)
         initial = snapshot(built.model.weights)
-        phases = _make_phases(built, config)
-        refresh = _BatchNormRefresh(built, config, steps, data.images)
+        phases = make_phases(built, config)
+        refresh = BatchNormRefresh(built, config, steps, data.images)
         size = config.image_size
         infer = tf.function(  # XLA (when asked) on the model only: it cannot compile resizing
             lambda x: built.model(x, training=False), jit_compile=config.jit_compile
@@ -272,25 +130,14 @@ def train_trial(
         batches = TrainBatches(config, data.images, data.labels, data.n_classes)
         timings["pipeline"] = time.perf_counter() - t1
         stopped, reason = False, ""
+        run = _TrialRun(
+            config, data, built, initial, phases, batches, predict, refresh, report, monitor,
+            timings, hooks,
+        )  # fmt: skip
         for index, fold in enumerate(folds):
             if index in done:
                 continue
-            result, stopped = _run_fold(
-                index,
-                fold,
-                config,
-                data,
-                built,
-                initial,
-                phases,
-                batches,
-                predict,
-                refresh,
-                report,
-                monitor,
-                timings,
-                hooks,
-            )
+            result, stopped = _run_fold(run, index, fold)
             results.append(result)
             if stopped:
                 reason = f"stopped during fold {index} at epoch {result.epochs[-1].epoch}"
@@ -299,11 +146,6 @@ def train_trial(
                 stopped, reason = index < len(folds) - 1, f"stopped after fold {index}"
                 if stopped:
                     break
-    except tf.errors.ResourceExhaustedError as exc:
-        raise OutOfMemory(
-            f"out of memory training {config.backbone} at batch {config.batch_size}, "
-            f"size {config.image_size}: {str(exc).splitlines()[0][:300]}"
-        ) from exc
     results.sort(key=lambda r: r.fold)
     timings["trial"] = time.perf_counter() - started
     return TrialResult(
@@ -316,45 +158,28 @@ def train_trial(
     )
 
 
-def _make_phases(built: BuiltModel, cfg: TrialConfig) -> dict[str, _Phase]:
-    """'train' always; 'warmup' (head only, full lr) when a pretrained backbone is unfrozen."""
-    if not cfg.pretrained:
-        return {
-            "train": _Phase("train", built, cfg, built.model.trainable_variables, cfg.learning_rate)
-        }
-    head = head_variables(built)
-    if cfg.unfreeze_depth == 0:
-        return {"train": _Phase("train", built, cfg, head, cfg.learning_rate)}
-    phases = {
-        "train": _Phase(
-            "train",
-            built,
-            cfg,
-            built.model.trainable_variables,
-            cfg.learning_rate * cfg.finetune_lr_scale,
-        )
-    }
-    if cfg.warmup_epochs > 0:
-        phases["warmup"] = _Phase("warmup", built, cfg, head, cfg.learning_rate)
-    return phases
+@dataclass
+class _TrialRun:
+    """What every fold of one trial trains and validates with, set up once per trial."""
+
+    cfg: TrialConfig
+    data: Dataset
+    built: BuiltModel
+    initial: list[tf.Tensor]  # the weights every fold starts from
+    phases: dict[str, Phase]
+    batches: TrainBatches
+    predict: Callable[[tf.Tensor], tf.Tensor]  # raw images -> class probabilities
+    refresh: BatchNormRefresh
+    report: ReportFn
+    monitor: str
+    timings: dict[str, float]  # seconds per part, summed over folds
+    hooks: TrainHooks | None
 
 
-def _run_fold(
-    index: int,
-    fold: Fold,
-    cfg: TrialConfig,
-    data: Dataset,
-    built: BuiltModel,
-    initial: list[tf.Tensor],
-    phases: dict[str, _Phase],
-    batches: TrainBatches,
-    predict,
-    refresh: _BatchNormRefresh,
-    report: ReportFn,
-    monitor: str,
-    timings: dict[str, float],
-    hooks: TrainHooks | None,
-) -> tuple[FoldResult, bool]:
+def _run_fold(run: _TrialRun, index: int, fold: Fold) -> tuple[FoldResult, bool]:
+    cfg, data, built, phases, hooks = run.cfg, run.data, run.built, run.phases, run.hooks
+    batches, predict, refresh, report = run.batches, run.predict, run.refresh, run.report
+    initial, monitor, timings = run.initial, run.monitor, run.timings
     fold_start = time.perf_counter()
     restore(built.model.weights, initial)
     for phase in phases.values():
@@ -364,7 +189,7 @@ def _run_fold(
         if cfg.class_weighting
         else np.ones(data.n_classes, np.float32)
     )
-    seed = cfg.seed * 1009 + index
+    seed = data_seed(cfg, index)
     corrupted = _corrupted_sets(data, fold.val, index) if monitor == "robust_accuracy" else []
     every = np.arange(len(fold.val))
     val_labels = data.labels[fold.val]

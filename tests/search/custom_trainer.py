@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from search.fake import fake_train_trial
+from search.testing.fake import fake_train_trial
 
 
 def train_trial(config, data, folds, report, **kwargs):

@@ -177,7 +177,7 @@ def test_predict_metrics_match_sklearn_on_held_out_images(exported: Path, study)
     assert "mean accuracy" in out.stdout
 
 
-def test_ensemble_export_loads_and_predicts(study, tmp_path: Path) -> None:
+def test_ensemble_export_loads_and_predicts(study, tmp_path: Path, caplog) -> None:
     out = study["root"] / "model_ensemble"
     done = run_module(
         "search.export",
@@ -189,19 +189,19 @@ def test_ensemble_export_loads_and_predicts(study, tmp_path: Path) -> None:
     assert "[fold_0] epoch 1/1" in done.stderr and "[fold_1] epoch 1/1" in done.stderr
     config = json.loads((out / "config.json").read_text())
     assert config["mode"] == "ensemble" and config["tta"] == "none"
-    # Single image files at the model's size, predicted in a fresh process (no custom objects).
+    # Single image files at the model's size (a fresh process loads a model without custom
+    # objects in test_ranger_model_reloads_in_a_fresh_process_without_custom_objects).
     small = resize_all(study["held_images"][:3], SIZE)
     files = []
     for i, image in enumerate(small):
         Image.fromarray(image).save(tmp_path / f"cell_{i}.png")
         files.append(str(tmp_path / f"cell_{i}.png"))
-    pred = run_module(
-        "search.predict",
-        *("--model", str(out), "--data", *files, "--out", str(tmp_path / "p.csv")),
-        cwd=tmp_path,
-    )
-    assert pred.returncode == 0, pred.stderr[-3000:]
-    assert "resized" not in pred.stderr
+    with caplog.at_level(logging.INFO):
+        assert (
+            predict.main(["--model", str(out), "--data", *files, "--out", str(tmp_path / "p.csv")])
+            == 0
+        )
+    assert "resized" not in caplog.text
     with open(tmp_path / "p.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["source"] for r in rows] == files and "true" not in rows[0]
@@ -283,6 +283,17 @@ def test_export_refuses_other_data_and_existing_exports(exported: Path, study, c
     assert "fingerprint" in err and not other.exists()
     assert export.main(["--study", "quick", "--storage", study["url"], "--out", str(exported)]) == 2
     assert "already holds an export; pass --force" in capsys.readouterr().err
+    # --force replaces it: a new model file and configuration, the same folder contents.
+    replaced = study["root"] / "model_replaced"
+    import shutil
+
+    shutil.copytree(exported, replaced)
+    before = {name: (replaced / name).stat().st_mtime_ns for name in export.FILES}
+    common = ["--study", "quick", "--storage", study["url"], "--out", str(replaced)]
+    assert export.main([*common, "--force", "--no-tta"]) == 0
+    assert sorted(p.name for p in replaced.iterdir()) == sorted(export.FILES)
+    assert all((replaced / name).stat().st_mtime_ns != t for name, t in before.items())
+    assert json.loads((replaced / "config.json").read_text())["tta"] == "none"
     assert export.main(["--study", "nope", "--storage", study["url"], "--out", str(other)]) == 2
     err = capsys.readouterr().err
     assert "no study 'nope'" in err and "studies there: quick" in err

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from search.faults import hook_for, parse
+from search.testing.faults import hook_for, parse
 from tests.search.cli import FAKE_QUICK, by_state, load, run_cli
 
 

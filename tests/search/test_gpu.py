@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from search.gpu import (
+from search.engine.devices import (
     DeviceError,
     Gpu,
     auto_precision,

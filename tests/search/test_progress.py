@@ -3,7 +3,7 @@ from __future__ import annotations
 import io
 import logging
 
-from search.progress import Progress
+from search.engine.progress import Progress
 from trainer import TrialConfig
 
 
@@ -24,7 +24,7 @@ def test_terminal_status_line_shows_trial_fold_epoch_and_best() -> None:
 def test_plain_log_lines_when_not_a_terminal(caplog) -> None:
     out = io.StringIO()
     p = Progress(3, interactive=False, stream=out)
-    with caplog.at_level(logging.INFO, logger="search.progress"):
+    with caplog.at_level(logging.INFO, logger="search.engine.progress"):
         p.trial_started(0, TrialConfig(), "GPU:0", "retry of trial 3, re-using its finished fold 0")
         p.trial_finished(0, "pruned", None, "after fold 1 (fold-level); fold scores 0.5000")
     assert out.getvalue() == ""  # no control characters in logs

@@ -6,9 +6,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search import pruning
-from search.pruning import FoldEpochPruner, FoldTest, make_pruner
-from search.report_budget import fold_epochs
+from search.engine.coordinator import act_on_screen
+from search.policy import pruning
+from search.policy.pruning import FoldEpochPruner, FoldTest, make_pruner
+from search.reporting.fold_epochs import fold_epochs
 from tests.search.cli import FAKE_QUICK, load, run_cli
 
 
@@ -144,7 +145,7 @@ def _screened_trial(study: optuna.Study, pruner: FoldEpochPruner, fold0: float) 
     """Ask a trial, give it one finished fold scoring ``fold0``; whether the screen stops it."""
     trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
     trial.set_user_attr("fold_scores", [fold0])
-    stopped = pruner.screen_fold(study, trial, [fold0])
+    stopped = act_on_screen(study, trial, pruner.screen_fold(study, trial, [fold0]))
     study.tell(trial, state=optuna.trial.TrialState.PRUNED) if stopped else study.tell(trial, fold0)
     return stopped
 
@@ -163,7 +164,7 @@ def test_screen_stops_the_first_trials_after_one_fold_and_queues_the_best_again(
     promoted = study.ask()
     assert promoted.number == 4
     assert promoted.suggest_float("x", 0, 1) == study.trials[1].params["x"]  # the same point
-    assert not pruner.screen_fold(study, promoted, [0.80])  # never screens its promotion
+    assert not act_on_screen(study, promoted, pruner.screen_fold(study, promoted, [0.80]))
     study.tell(promoted, 0.8)
     assert not _screened_trial(study, pruner, 0.50)  # the screen is over: a trial completed
 
@@ -172,7 +173,7 @@ def _unfinished_screen(study: optuna.Study, pruner: FoldEpochPruner, fold0: floa
     """Like ``_screened_trial``, but a trial the screen lets go on fails (nothing completes)."""
     trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
     trial.set_user_attr("fold_scores", [fold0])
-    stopped = pruner.screen_fold(study, trial, [fold0])
+    stopped = act_on_screen(study, trial, pruner.screen_fold(study, trial, [fold0]))
     study.tell(trial, state=TrialState.PRUNED if stopped else TrialState.FAIL)
     return stopped
 
@@ -184,7 +185,12 @@ def test_a_trial_that_beats_the_screen_goes_on_and_ends_it_without_a_promotion()
     assert [_screened_trial(study, pruner, s) for s in (0.60, 0.80, 0.70)] == [True] * 3
     winner = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
     winner.set_user_attr("fold_scores", [0.81])
-    assert not pruner.screen_fold(study, winner, [0.81])  # beats every screened first fold
+    decision = pruner.screen_fold(study, winner, [0.81])  # beats every screened first fold
+    assert decision == pruning.ScreenDecision(
+        False, "its first fold beat every screened one", pruning.BEAT_SCREEN
+    )
+    assert pruning.BEAT_SCREEN not in study.trials[3].user_attrs  # the policy only decides
+    assert not act_on_screen(study, winner, decision)
     assert study.trials[3].user_attrs.get(pruning.BEAT_SCREEN) and not study.trials[
         3
     ].user_attrs.get(pruning.SCREENED)
@@ -338,7 +344,7 @@ def test_default_stops_a_trial_far_behind_the_best_trial_in_the_same_fold() -> N
 
 
 def test_screen_covers_retries_and_a_failed_screened_trial_is_not_rerun() -> None:
-    from search.recovery import requeue
+    from search.engine.recovery import requeue
 
     pruner = make_pruner("default", epochs_per_fold=3, n_folds=5, n_trials=20)
     assert isinstance(pruner, FoldEpochPruner)
@@ -349,7 +355,7 @@ def test_screen_covers_retries_and_a_failed_screened_trial_is_not_rerun() -> Non
     retry = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
     retry.set_user_attr("retry_of", 0)
     retry.set_user_attr("fold_scores", [0.7])
-    assert pruner.screen_fold(study, retry, [0.7])
+    assert act_on_screen(study, retry, pruner.screen_fold(study, retry, [0.7]))
     # A screened trial whose coordinator died after the screen stopped it is not re-queued.
     retry.set_user_attr("failure_kind", "interrupted")
     study.tell(retry, state=TrialState.FAIL)

@@ -16,8 +16,8 @@ from optuna.trial import TrialState
 from PIL import Image
 
 from search.report import main
-from search.report_plots import StudyView, state_label
-from search.report_summary import study_facts
+from search.reporting.plots import StudyView, state_label
+from search.reporting.summary import study_facts
 from tests.conftest import require
 from tests.search.cli import FAKE_QUICK, ROOT, by_state, cli_env, load, run_cli
 
@@ -77,9 +77,18 @@ def study_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="module")
 def report_dir(study_url: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import hashlib
+
+    database = Path(study_url.removeprefix("sqlite:///"))
+    before = hashlib.sha256(database.read_bytes()).hexdigest(), database.stat().st_mtime_ns
     out_dir = tmp_path_factory.mktemp("report_out") / "report"
     out = run_report("--study", "quick", "--storage", study_url, "--out", str(out_dir), cwd=ROOT)
     assert out.returncode == 0, out.stderr[-3000:]
+    # search.report only reads: the study's database is byte for byte what it was.
+    assert (
+        hashlib.sha256(database.read_bytes()).hexdigest(),
+        database.stat().st_mtime_ns,
+    ) == before
     return out_dir
 
 
@@ -372,7 +381,7 @@ def test_reused_folds_are_neither_trained_nor_saved(screened_url: str, tmp_path:
 def test_the_pruning_figure_draws_reused_folds_in_their_own_colour(
     screened_url: str, tmp_path: Path
 ) -> None:
-    from search.report_plots import REUSED
+    from search.reporting.plots import REUSED
 
     rgb = tuple(int(REUSED[i : i + 2], 16) for i in (1, 3, 5))
 

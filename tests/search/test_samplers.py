@@ -5,7 +5,7 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from search.samplers import make_sampler
+from search.policy.samplers import make_sampler
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -31,3 +31,35 @@ def test_a_new_process_on_the_same_study_draws_what_one_process_would_have(name:
     other = optuna.create_study(direction="maximize", sampler=make_sampler(name, 4, 20))
     other.optimize(_objective, n_trials=3)
     assert [t.params for t in other.trials] != [t.params for t in whole.trials[:3]]
+
+
+def test_the_cli_sampler_random_draws_what_the_random_sampler_draws(tmp_path) -> None:
+    """--sampler random reaches the study: its trials are exactly a seeded RandomSampler's
+    draws over the space, which TPE's guided trials are not."""
+    from spaces import SPACES
+    from spaces.base import StudySettings
+    from tests.search.cli import FAKE_QUICK, load, run_cli
+
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    n = 10
+    out = run_cli(
+        *FAKE_QUICK, "--storage", url, "--n-trials", str(n), "--pruner", "none",
+        "--sampler", "random", "--workers", "1", cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    drawn = [t.params for t in load(url, "quick").trials]
+    space = SPACES["quick"]
+    settings = StudySettings(epochs=space.epochs, weights="none", seed=0, image_size=32)
+
+    def replay(name: str) -> list[dict]:
+        study = optuna.create_study(direction="maximize", sampler=make_sampler(name, 0, n))
+        for params in space.starting_params(settings):
+            study.enqueue_trial(params)
+        for _ in range(n):
+            trial = study.ask()
+            space.sample(trial, settings)
+            study.tell(trial, 0.5)
+        return [t.params for t in study.trials]
+
+    assert drawn == replay("random")
+    assert drawn != replay("tpe")

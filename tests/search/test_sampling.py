@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import optuna
 
-from search.sampling import LeaveOutSampler
+from search.policy.sampling import LeaveOutSampler
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

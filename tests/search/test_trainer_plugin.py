@@ -57,7 +57,7 @@ def test_a_bad_trainer_is_one_clear_error_before_anything_is_written(
 
 
 def test_the_fake_trainer_scores_every_augmentation_level() -> None:
-    from search.fake import fake_quality
+    from search.testing.fake import fake_quality
     from trainer.config import AUGMENT_LEVELS, TrialConfig
 
     scores = {level: fake_quality(TrialConfig(augment=level)) for level in AUGMENT_LEVELS}

@@ -133,7 +133,7 @@ def test_offline_resume_names_a_new_study_for_training_from_scratch(
 
 
 def test_the_probe_goes_through_an_https_proxy(monkeypatch) -> None:
-    from search.weights import DOWNLOAD_HOST, download_host
+    from search.engine.weights import DOWNLOAD_HOST, download_host
 
     monkeypatch.delenv("SEARCH_WEIGHTS_HOST", raising=False)
     for name in ("https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY"):

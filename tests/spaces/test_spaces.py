@@ -83,3 +83,15 @@ def test_spaces_sample_inside_a_real_study() -> None:
         backbones.add(cfg.backbone)
         study.tell(trial, 0.5)
     assert len(backbones) >= 4
+
+
+def test_the_weights_folder_travels_in_each_pretrained_trials_configuration() -> None:
+    import dataclasses
+
+    settings = dataclasses.replace(PRETRAINED, weights_dir="/models/keras")
+    space = SPACES["all"]
+    mobile = space.sample(FakeSuggester({"backbone": "MobileNetV3Small"}), settings)
+    scratch = space.sample(FakeSuggester({"backbone": "small_cnn"}), settings)
+    assert mobile.weights == "imagenet" and mobile.weights_dir == "/models/keras"
+    assert scratch.weights == "none" and scratch.weights_dir == ""
+    assert TrialConfig.from_dict(mobile.to_dict()) == mobile

@@ -74,7 +74,6 @@ def test_from_scratch_batchnorm_momentum_follows_steps_per_epoch() -> None:
 
 def test_offline_imagenet_weights_give_one_clear_error(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    monkeypatch.delenv("SEARCH_WEIGHTS_DIR", raising=False)
 
     def offline(*args, **kwargs):
         raise Exception("URL fetch failure: [Errno -2] Name or service not known")
@@ -116,7 +115,7 @@ def test_weights_file_and_weights_dir_are_loaded(tmp_path: Path, monkeypatch) ->
 def test_weights_dir_supplies_the_imagenet_file_without_a_download(
     tmp_path: Path, monkeypatch
 ) -> None:
-    """--weights-dir (SEARCH_WEIGHTS_DIR in the worker): a folder holding Keras's own file name,
+    """--weights-dir (the configuration's weights_dir): a folder holding Keras's own file name,
     here a small no-top file saved in Keras's legacy .h5 layout, is loaded for weights='imagenet'
     with no cache and no network."""
     import h5py
@@ -130,7 +129,6 @@ def test_weights_dir_supplies_the_imagenet_file_without_a_download(
     with h5py.File(folder / BACKBONES["MobileNetV3Small"].weights_file, "w") as fh:
         legacy_h5_format.save_weights_to_hdf5_group(fh, source)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty_cache"))
-    monkeypatch.setenv("SEARCH_WEIGHTS_DIR", str(folder))
 
     def offline(*args, **kwargs):
         raise AssertionError("the weights were fetched, not read from the weights folder")
@@ -138,7 +136,11 @@ def test_weights_dir_supplies_the_imagenet_file_without_a_download(
     monkeypatch.setattr(keras.utils, "get_file", offline)
     monkeypatch.setattr("keras.src.utils.file_utils.get_file", offline)
     cfg = TrialConfig(
-        backbone="MobileNetV3Small", weights="imagenet", unfreeze_depth=2, image_size=64
+        backbone="MobileNetV3Small",
+        weights="imagenet",
+        weights_dir=str(folder),
+        unfreeze_depth=2,
+        image_size=64,
     )
     built = build_model(cfg, 8, steps_per_epoch=10)
     loaded = built.backbone.get_weights()
@@ -146,9 +148,8 @@ def test_weights_dir_supplies_the_imagenet_file_without_a_download(
     assert len(loaded) == len(expected) > 100
     assert all((a == b).all() for a, b in zip(loaded, expected, strict=True))
     # Without the folder the same config goes for the download (and fails offline).
-    monkeypatch.delenv("SEARCH_WEIGHTS_DIR")
     with pytest.raises(WeightsUnavailable, match="could not load ImageNet weights"):
-        build_model(cfg, 8, steps_per_epoch=10)
+        build_model(cfg.replace(weights_dir=""), 8, steps_per_epoch=10)
 
 
 def test_a_corrupt_file_in_the_weights_dir_fails_the_trial_as_weights_unavailable(
@@ -156,9 +157,12 @@ def test_a_corrupt_file_in_the_weights_dir_fails_the_trial_as_weights_unavailabl
 ) -> None:
     """So the coordinator leaves the backbone out of sampling instead of failing on."""
     (tmp_path / BACKBONES["MobileNetV3Small"].weights_file).write_bytes(b"truncated")
-    monkeypatch.setenv("SEARCH_WEIGHTS_DIR", str(tmp_path))
     cfg = TrialConfig(
-        backbone="MobileNetV3Small", weights="imagenet", unfreeze_depth=1, image_size=64
+        backbone="MobileNetV3Small",
+        weights="imagenet",
+        weights_dir=str(tmp_path),
+        unfreeze_depth=1,
+        image_size=64,
     )
     with pytest.raises(WeightsUnavailable, match="from --weights-dir"):
         build_model(cfg, 8, steps_per_epoch=10)

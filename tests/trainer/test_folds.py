@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from search.worker import _load
+from search.engine.worker import _load
 from trainer.folds import MAX_FOLDS, decode_folds, encode_folds, make_folds
 
 
@@ -63,7 +63,7 @@ def test_a_worker_reads_its_folds_without_optuna_or_sqlalchemy(tmp_path: Path) -
         fold_of=np.array(encode_folds(make_folds(labels, 2, seed=0), 20)),
     )
     code = (
-        "import sys; from search.worker import _load; _load(sys.argv[1]);"
+        "import sys; from search.engine.worker import _load; _load(sys.argv[1]);"
         "bad = [m for m in ('optuna', 'sqlalchemy', 'tensorflow') if m in sys.modules];"
         "assert not bad, bad"
     )

@@ -75,12 +75,12 @@ def test_timings_split_the_trial_into_build_steps_refresh_and_eval(learned) -> N
 
 @pytest.mark.parametrize(("steps", "batches"), [(3, 4), (12, 4), (40, 10), (63, 16), (500, 16)])
 def test_precise_bn_refresh_uses_a_quarter_of_an_epoch_within_4_to_16_batches(steps, batches):
-    from trainer.train import _BatchNormRefresh
+    from trainer.loop import BatchNormRefresh
 
     cfg = TrialConfig(backbone="small_cnn", image_size=32, epochs=1)
     built = build_model(cfg, 8, steps_per_epoch=steps)
     images = np.zeros((2, 32, 32, 3), np.uint8)
-    refresh = _BatchNormRefresh(built, cfg, steps, images)
+    refresh = BatchNormRefresh(built, cfg, steps, images)
     assert refresh.layers and refresh.max_batches == batches
 
 
@@ -171,7 +171,7 @@ def test_each_phase_trains_exactly_its_variables_and_frozen_batchnorm_stays(tmp_
     """Warm-up moves the head only; fine-tuning moves the head and the unfrozen top blocks
     (their BatchNorm excluded); nothing else changes, BatchNorm statistics included."""
     from trainer.backbones import head_variables
-    from trainer.train import _make_phases
+    from trainer.loop import make_phases
 
     base = build_model(
         TrialConfig(backbone="MobileNetV3Small", image_size=32), 8, steps_per_epoch=10
@@ -188,7 +188,7 @@ def test_each_phase_trains_exactly_its_variables_and_frozen_batchnorm_stays(tmp_
         augment="none",
     )
     built = build_model(cfg, 8, steps_per_epoch=10)
-    phases = _make_phases(built, cfg)
+    phases = make_phases(built, cfg)
     head = {v.path for v in head_variables(built)}
     top = ("expanded_conv_9_", "expanded_conv_10_", "conv_1")  # the top 2 blocks
     unfrozen = {
@@ -273,11 +273,11 @@ def test_robust_accuracy_validates_under_corruptions(real_small, monkeypatch) ->
 
 def test_weight_snapshots_survive_training_and_restore_exactly() -> None:
     """Folds restart from a snapshot and end on the best epoch's: training must not alter it."""
-    from trainer.train import _make_phases, restore, snapshot
+    from trainer.loop import make_phases, restore, snapshot
 
     cfg = TrialConfig(backbone="small_cnn", image_size=32, epochs=1)
     built = build_model(cfg, 8, steps_per_epoch=4)
-    phase = _make_phases(built, cfg)["train"]
+    phase = make_phases(built, cfg)["train"]
     weights = built.model.weights
     before = [w.numpy().copy() for w in weights]
     saved = snapshot(weights)

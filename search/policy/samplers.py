@@ -16,7 +16,7 @@ import zlib
 import optuna
 from optuna.trial import FrozenTrial
 
-from search.study import UsageError
+from search.cli import UsageError
 
 
 def trial_seed(seed: int, number: int) -> int:

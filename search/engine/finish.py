@@ -2,7 +2,7 @@
 
 ``BudgetClock`` tells the coordinator how long the search may still run: the budget, less what
 the study spent in earlier runs (user attribute ``seconds_spent``, kept up to date while it
-runs), less this run's time so far, less the reserve for the final model (``search.budget``),
+runs), less this run's time so far, less the reserve for the final model (``search.policy.budget``),
 re-planned whenever the best trial changes. ``train_final`` then trains the best trial's
 configuration at full fidelity on all images and writes the same folder ``search.export`` does.
 """
@@ -23,7 +23,9 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.budget import (
+from search.cli import EXIT_FATAL, EXIT_OK, UsageError
+from search.data import DataError, load_dataset
+from search.policy.budget import (
     FINAL_OVERHEAD_SECONDS,
     MAX_FINAL_SHARE,
     OTHER_AUGMENT_EPOCH_FACTOR,
@@ -31,11 +33,8 @@ from search.budget import (
     final_reserve,
     plan_final,
 )
-from search.cli import EXIT_FATAL, EXIT_OK
-from search.data import DataError, load_dataset
-from search.records import FINISHED, best_complete, fold_results
-from search.study import UsageError
 from storage import redact
+from storage.records import FINISHED, best_complete, fold_results
 from trainer.errors import TrialFailed
 
 log = logging.getLogger("search.run")
@@ -191,7 +190,7 @@ def train_final(
     Raises UsageError when the study has no complete trial, TrialFailed or OSError as
     ``search.export`` does."""
     from search.data import fingerprint
-    from search.export import Plan, export_model, views_chosen
+    from search.engine.model_folder import Plan, export_model, views_chosen
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from trainer.config import TrialConfig

@@ -12,11 +12,11 @@ import optuna
 
 from trainer.folds import decode_folds, encode_folds
 
-__all__ = ["StudyPlan", "UsageError", "check_resume", "decode_folds", "encode_folds"]
+__all__ = ["ResumeRefused", "StudyPlan", "check_resume", "decode_folds", "encode_folds"]
 
 
-class UsageError(Exception):
-    """Bad input from the command line: printed as one line, exit code 2."""
+class ResumeRefused(ValueError):
+    """A resume whose settings or data differ from the study's (the command exits 2)."""
 
 
 @dataclass(frozen=True)
@@ -70,17 +70,17 @@ def check_resume(stored: dict[str, Any], plan: StudyPlan, name: str) -> None:
         value = getattr(plan, key)
         if key in stored and stored[key] != value:
             if key == "space":
-                raise UsageError(
+                raise ResumeRefused(
                     f"study {name!r} was created with --study {stored[key]}, not {value}; "
                     f"resume it with --study {stored[key]}, or name a new study with --name"
                 )
             flag = {"image_size": "image-size"}.get(key, key)
-            raise UsageError(
+            raise ResumeRefused(
                 f"study {name!r} was created with --{flag} {stored[key]}, not {value}; "
                 f"resume with the same value (or leave the flag out), or use a new --name"
             )
     if stored.get("data_fingerprint") not in (None, plan.fingerprint):
-        raise UsageError(
+        raise ResumeRefused(
             f"study {name!r} was created with different data ({stored.get('data')!r}, "
             f"{stored.get('n_images')} images, fingerprint {str(stored['data_fingerprint'])[:12]}); "
             f"--data {plan.data!r} has {plan.n_images} images, fingerprint {plan.fingerprint[:12]}. "

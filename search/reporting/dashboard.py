@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import optuna
 
-from search.records import leaderboard, trial_note
 from search.text import counted
+from storage.records import leaderboard, trial_note
 from trainer.records import FoldResult
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ class DashboardWriter:
 
         assert self.store is not None
 
-        from search.imageio_util import confusion_png
+        from search.reporting.confusion import confusion_png
 
         png = confusion_png(
             total,

@@ -1,6 +1,6 @@
 """A long-lived worker process: loads the data once, then trains the trials it is sent.
 
-Protocol (JSON, see ``search/protocol.py``):
+Protocol (JSON, see ``search/engine/protocol.py``):
   worker -> coordinator: ready, epoch (waits for a decision), fold (waits), done, failed
   coordinator -> worker: run, decision, shutdown
 The worker dies with its coordinator (Linux parent-death signal, and EOF on the pipe), and
@@ -21,7 +21,7 @@ import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
-from search.protocol import recv, send
+from search.engine.protocol import recv, send
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def worker_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=log_level, format=f"worker {worker_id}: %(message)s")
     try:
-        _serve(conn, worker_id, env, data_path, trainer)
+        serve(conn, worker_id, env, data_path, trainer)
     except (EOFError, BrokenPipeError, ConnectionResetError):
         pass  # the coordinator is gone: so are we
     finally:
@@ -74,9 +74,10 @@ def _device(env: dict[str, str]) -> str:
     return f"GPU:{visible}" if visible not in (None, "", "-1") else "CPU"
 
 
-def _serve(conn: Connection, worker_id: int, env: dict[str, str], data_path: str, trainer: str):
-    from search.faults import hook_for
-    from search.trainers import resolve_trainer
+def serve(conn: Connection, worker_id: int, env: dict[str, str], data_path: str, trainer: str):
+    """The worker's message loop: load the data, say ready, train each trial it is sent."""
+    from search.engine.plugins import resolve_trainer
+    from search.testing.faults import hook_for
     from trainer.config import Decision, TrialConfig
     from trainer.errors import TrialFailed
     from trainer.hooks import TrainHooks

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 from optuna.trial import FrozenTrial, TrialState
 
-from search.pruning import PROMOTED_FROM
-from search.records import FINISHED, fold_results
+from search.policy.pruning import PROMOTED_FROM
+from storage.records import FINISHED, fold_results
 
 ROW_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
 

@@ -10,10 +10,10 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.records import failure_kind
-from search.report_plots import STATE_LABELS, StudyView, param, state_label
+from search.reporting.plots import STATE_LABELS, StudyView, param, state_label
 from search.text import counted
 from storage import redact
+from storage.records import failure_kind
 
 FAILURE_KINDS_SHOWN = 3
 REASON_CHARS = 200

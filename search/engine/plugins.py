@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
-from collections.abc import Callable
 
-from search.study import UsageError
+from search.cli import UsageError
+from trainer.records import TrainTrial
 
 BUILT_IN = ("keras", "fake")
 
@@ -31,14 +31,14 @@ def parse_trainer(name: str) -> str:
     )
 
 
-def resolve_trainer(name: str) -> Callable:
+def resolve_trainer(name: str) -> TrainTrial:
     """The training function behind a ``--trainer`` value; UsageError if it cannot be loaded."""
     if name == "fake":
-        from search.fake import fake_train_trial
+        from search.testing.fake import fake_train_trial
 
         return fake_train_trial
     if name == "keras":
-        from search.gpu import configure_tensorflow
+        from search.engine.devices import configure_tensorflow
 
         configure_tensorflow()
         from trainer.train import train_trial

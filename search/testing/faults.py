@@ -83,7 +83,7 @@ def hook_for(
 
 def check_drills(*, trial_timeout: float | None) -> None:
     """``SEARCH_FAULTS`` hurts trials on purpose: honoured only when armed, and said loudly."""
-    from search.study import UsageError
+    from search.cli import UsageError
 
     spec = os.environ.get(FAULTS_ENV, "").strip()
     if not spec:

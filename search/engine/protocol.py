@@ -1,7 +1,7 @@
 """Messages between the coordinator and its workers: JSON objects over a multiprocessing pipe.
 
 Only plain JSON crosses the boundary (never Keras or Optuna objects), so a worker could as well
-be another program. Each message is a dict with a ``type``; see ``search/worker.py``.
+be another program. Each message is a dict with a ``type``; see ``search/engine/worker.py``.
 """
 
 from __future__ import annotations

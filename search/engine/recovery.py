@@ -16,14 +16,18 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
-from search.pruning import SCREENED
-from search.records import failure_kind
+from search.policy.pruning import SCREENED
+from storage.records import FailureKind, failure_kind, record_failure
 
 log = logging.getLogger(__name__)
 
 # Failures worth re-running the same configuration for (the trial itself was fine), and how
 # many times one configuration may be re-run for that reason.
-RETRY_LIMITS = {"interrupted": 10, "heartbeat_stale": 10, "worker_died": 1}
+RETRY_LIMITS = {
+    FailureKind.INTERRUPTED: 10,
+    FailureKind.HEARTBEAT_STALE: 10,
+    FailureKind.WORKER_DIED: 1,
+}
 # A live coordinator tags a trial within milliseconds of asking for it.
 UNTAGGED_GRACE_SECONDS = 15.0
 
@@ -32,8 +36,7 @@ def _fail(study: optuna.Study, trial_id: int, kind: str, reason: str) -> bool:
     """Tag and fail a RUNNING trial; False when another process finished it first."""
     storage = study._storage
     try:
-        storage.set_trial_user_attr(trial_id, "failure_kind", kind)
-        storage.set_trial_user_attr(trial_id, "failure_reason", reason)
+        record_failure(storage, trial_id, kind, reason)
         return bool(storage.set_trial_state_values(trial_id, state=TrialState.FAIL))
     except UpdateFinishedTrialError:
         return False
@@ -66,7 +69,7 @@ def recover(study: optuna.Study, host: str) -> list[int]:
             if _fail(
                 study,
                 trial_id,
-                "heartbeat_stale",
+                FailureKind.HEARTBEAT_STALE,
                 "its host stopped beating (heartbeat older than the grace period)",
             ):
                 failed.append(storage.get_trial(trial_id).number)
@@ -82,7 +85,7 @@ def recover(study: optuna.Study, host: str) -> list[int]:
             reason = f"its coordinator (pid {pid} on {host}) stopped"
         else:
             continue
-        if _fail(study, t._trial_id, "interrupted", reason):
+        if _fail(study, t._trial_id, FailureKind.INTERRUPTED, reason):
             failed.append(t.number)
     if failed:
         log.info("marked interrupted trials %s failed; their configurations will be re-run", failed)

@@ -19,9 +19,9 @@ import numpy as np
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from search.records import FINISHED, fold_results
-from search.report_budget import PruningRow, pruning_rows, trial_budgets
+from search.reporting.fold_epochs import PruningRow, pruning_rows, trial_budgets
 from search.text import counted
+from storage.records import FINISHED, fold_results
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from search.protocol import recv, send
-from search.worker import worker_main
+from search.engine.protocol import recv, send
+from search.engine.worker import worker_main
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ class WorkerPool:
         self.workers = [self._spawn(i, env) for i, env in enumerate(self.envs)]
 
     def _spawn(self, index: int, env: dict[str, str]) -> Worker:
+        """Start worker ``index``'s process (``search.testing.inprocess`` starts a thread)."""
         parent, child = self._ctx.Pipe()
         process = self._ctx.Process(
             target=worker_main,

@@ -16,8 +16,10 @@ trains every fold, only to be beaten a few trials later.
 
 from __future__ import annotations
 
+import enum
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import optuna
 from optuna.pruners import BasePruner
@@ -34,6 +36,34 @@ BEAT_SCREEN = "beat_screen"
 SCREEN_MIN_TRIALS = 10
 # The default's within-fold margin to the best trial (score units: 0.15 = 15 accuracy points).
 EPOCH_GAP = 0.15
+
+
+class StopReason(str, enum.Enum):
+    """Why a trial was stopped early: the words its ``pruned_at`` attribute ends with."""
+
+    SCREENING = "screening"  # the screen, after the first fold
+    FOLD_LEVEL = "fold-level"  # the paired fold test, after a fold
+    EPOCH_LEVEL = "epoch-level"  # the epoch pruner, inside a fold
+    BUDGET = "the search's share of --budget ran out"
+
+    def __str__(self) -> str:
+        return self.value
+
+    __format__ = str.__format__
+
+
+@dataclass(frozen=True)
+class ScreenDecision:
+    """What the screen decided after a trial's first fold; the engine acts on it.
+
+    ``stop``: the trial stops now (screened). ``tag``: the user attribute to set True on the
+    trial (``SCREENED`` or ``BEAT_SCREEN``), if any. ``promote``: the (number, parameters) of
+    the screened trial to queue again with ``promoted_from``, if any. ``why``: one line."""
+
+    stop: bool
+    why: str
+    tag: str | None = None
+    promote: tuple[int, dict[str, Any]] | None = field(default=None)
 
 
 @dataclass(frozen=True)
@@ -168,8 +198,10 @@ class FoldEpochPruner(BasePruner):
         maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
         return self.fold_test.should_prune(scores, best, maximize=maximize)
 
-    def screen_fold(self, study: optuna.Study, trial: optuna.Trial, scores: list[float]) -> bool:
-        """After a trial's first fold: whether the screen stops it (and queues the best).
+    def screen_fold(
+        self, study: optuna.Study, trial: optuna.Trial | FrozenTrial, scores: list[float]
+    ) -> ScreenDecision:
+        """After a trial's first fold: whether the screen stops it, and what to queue.
 
         While no trial of the study has completed, the first ``screen`` trials are stopped after
         their first fold and tagged ``screened``. After them, a trial whose first fold beats every
@@ -178,17 +210,18 @@ class FoldEpochPruner(BasePruner):
         screened too, until ``screen_max`` are; then the screened trial with the best first fold
         is queued again (``promoted_from``), and the coordinator re-uses its finished fold, so
         promoting it costs only its remaining folds. The screen's size (3, up to 4) was chosen
-        with bench/pruner_sweep.py; docs/pruning.md gives the figures.
+        with bench/pruner_sweep.py; docs/pruning.md gives the figures. Reads the study only.
         """
+        go_on = ScreenDecision(stop=False, why="not screened")
         if self.screen < 2 or len(scores) != 1 or self._finished(1, self.epochs_per_fold):
-            return False
+            return go_on
         if PROMOTED_FROM in trial.user_attrs:
-            return False  # (a retry that re-used its fold 0 never gets here: its first call has 2)
+            return ScreenDecision(False, "a promoted trial finishes")
         trials = study.get_trials(deepcopy=False)
         if any(t.state == TrialState.COMPLETE or PROMOTED_FROM in t.user_attrs for t in trials):
-            return False  # the screen is over (or a resumed study already has results)
+            return ScreenDecision(False, "the screen is over")
         if _beat_screen_alive(trials, trial.number):
-            return False  # a trial that beat the screen is still on its way to finishing
+            return ScreenDecision(False, "a trial that beat the screen is on its way to finishing")
         screened = [
             (float(t.user_attrs["fold_scores"][0]), t.number, t.params)
             for t in trials
@@ -198,18 +231,18 @@ class FoldEpochPruner(BasePruner):
         if len(screened) >= self.screen_max:
             # A coordinator stopped between screening the last trial and queueing the best:
             # queue it now, and let this trial go on.
-            _promote(study, screened)
-            return False
+            return ScreenDecision(
+                False, "the screen is full: its best is queued", promote=_best(study, screened)
+            )
         sign = _sign(study)
         if len(screened) >= self.screen and all(
             sign * scores[0] > sign * s for s, _, _ in screened
         ):
-            trial.set_user_attr(BEAT_SCREEN, True)
-            return False
-        trial.set_user_attr(SCREENED, True)
+            return ScreenDecision(False, "its first fold beat every screened one", BEAT_SCREEN)
+        promote = None
         if len(screened) + 1 == self.screen_max:
-            _promote(study, [*screened, (scores[0], trial.number, trial.params)])
-        return True
+            promote = _best(study, [*screened, (scores[0], trial.number, trial.params)])
+        return ScreenDecision(True, "screened after its first fold", SCREENED, promote)
 
     def _finished(self, folds_done: int, epochs_done: int) -> bool:
         """Whether ``folds_done`` folds, the last of them ``epochs_done`` epochs in, is all."""
@@ -243,11 +276,11 @@ def _beat_screen_alive(trials: list[FrozenTrial], number: int) -> bool:
     )
 
 
-def _promote(study: optuna.Study, screened: list[tuple[float, int, dict]]) -> None:
-    """Queue the screened trial with the best first fold (ties: the earliest) to run in full."""
+def _best(study: optuna.Study, screened: list[tuple[float, int, dict]]) -> tuple[int, dict]:
+    """The screened trial with the best first fold (ties: the earliest): number, parameters."""
     sign = _sign(study)
     _, number, params = max(screened, key=lambda c: (sign * c[0], -c[1]))
-    study.enqueue_trial(params, user_attrs={PROMOTED_FROM: number}, skip_if_exists=False)
+    return number, dict(params)
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:

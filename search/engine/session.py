@@ -21,31 +21,30 @@ import numpy as np
 import optuna
 import sqlalchemy
 
-from search.budget import PRIOR_FINAL_SHARE
-from search.cli import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
-from search.coordinator import Coordinator, RunSettings
-from search.dashboard import default_artifact_dir
+from search.cli import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
 from search.data import DataError, fingerprint, load_dataset, validate
-from search.faults import check_drills
-from search.finish import BudgetClock, final_setup, minutes, run_final
-from search.gpu import DeviceError, auto_precision, discover, select, worker_envs
-from search.progress import UNCOUNTED, Progress
-from search.pruning import make_pruner
-from search.records import best_so_far, count_states, leaderboard
-from search.samplers import make_sampler
-from search.study import (
+from search.engine.coordinator import Coordinator, RunSettings
+from search.engine.devices import DeviceError, auto_precision, discover, select, worker_envs
+from search.engine.finish import BudgetClock, final_setup, minutes, run_final
+from search.engine.plugins import BUILT_IN, resolve_trainer
+from search.engine.progress import UNCOUNTED, Progress
+from search.engine.weights import check_weights
+from search.policy.budget import PRIOR_FINAL_SHARE
+from search.policy.pruning import make_pruner
+from search.policy.samplers import make_sampler
+from search.reporting.dashboard import default_artifact_dir
+from search.testing.faults import check_drills
+from search.text import counted
+from spaces.base import Space, StudySettings
+from storage import StorageError, find_storage, open_storage, redact, sqlite_file, storage_errors
+from storage.records import best_so_far, count_states, leaderboard
+from storage.study import (
     StudyPlan,
-    UsageError,
     check_resume,
     decode_folds,
     encode_folds,
     load_existing,
 )
-from search.text import counted
-from search.trainers import BUILT_IN, resolve_trainer
-from search.weights import check_weights
-from spaces.base import Space, StudySettings
-from storage import StorageError, find_storage, open_storage, redact, sqlite_file, storage_errors
 from trainer.errors import FatalError, TrialFailed
 from trainer.folds import make_folds
 
@@ -117,10 +116,8 @@ def run_study(args: argparse.Namespace, space: Space) -> int:
         image_size=plan.image_size,
         precision=args.precision if args.precision != "auto" else auto_precision(gpus),
         jit_compile=args.xla == "on" or (args.xla == "auto" and bool(gpus)),
+        weights_dir=str(Path(args.weights_dir).resolve()) if args.weights_dir else "",
     )
-    if os.environ.get("SEARCH_WEIGHTS_DIR"):
-        for env in envs:
-            env["SEARCH_WEIGHTS_DIR"] = os.environ["SEARCH_WEIGHTS_DIR"]
     counts = count_states(study)
     finished = counts[optuna.trial.TrialState.COMPLETE] + counts[optuna.trial.TrialState.PRUNED]
     devices = sorted({e["CUDA_VISIBLE_DEVICES"] for e in envs})
@@ -276,7 +273,6 @@ def _prepare(args: argparse.Namespace, space: Space, name: str):
     if args.weights_dir:
         if not Path(args.weights_dir).is_dir():
             raise UsageError(f"--weights-dir {args.weights_dir} is not a folder")
-        os.environ["SEARCH_WEIGHTS_DIR"] = str(Path(args.weights_dir).resolve())
     if weights not in ("imagenet", "none") and not Path(weights).is_file():
         raise UsageError(f"--weights {weights!r} is neither imagenet, none nor a file")
     data = load_dataset(args.data, image_size=image_size)

@@ -24,14 +24,23 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import TrialState
 
-from search.dashboard import DashboardWriter
-from search.pool import Worker, WorkerPool
-from search.progress import Progress
-from search.pruning import PROMOTED_FROM, FoldEpochPruner
-from search.records import FINISHED, fold_results
-from search.recovery import recover, requeue
-from search.sampling import LeaveOutSampler
+from search.engine.pool import Worker, WorkerPool
+from search.engine.progress import Progress
+from search.engine.recovery import recover, requeue
+from search.policy import pruning
+from search.policy.pruning import PROMOTED_FROM, FoldEpochPruner, StopReason
+from search.policy.sampling import LeaveOutSampler
+from search.reporting.dashboard import DashboardWriter
 from spaces.base import Space, StudySettings
+from storage.records import (
+    FINISHED,
+    FailureKind,
+    fold_results,
+    record_failure,
+    record_fold,
+    reuse_folds,
+    tag_started,
+)
 from trainer.config import Decision, TrialConfig
 from trainer.errors import FatalError, TrialFailed
 from trainer.records import FoldResult, TrialResult
@@ -47,7 +56,9 @@ class RunSettings:
     metric: str = "accuracy"
     timeout: float | None = None
     max_consecutive_failures: int = 5
-    trainer: str = "keras"  # "fake" (search/fake.py) or "module:function" (search/trainers.py)
+    trainer: str = (
+        "keras"  # "fake" (search/testing/fake.py) or "module:function" (search/engine/plugins.py)
+    )
     heartbeat_seconds: float = 20.0
     trial_timeout: float | None = None
     artifact_dir: str | None = None
@@ -81,7 +92,10 @@ class Coordinator:
         pruner: FoldEpochPruner | None,
         class_names: list[str],
         progress: Progress | None = None,
+        pool: WorkerPool | None = None,
     ) -> None:
+        """``pool``: the workers (default: one process per entry of ``worker_envs``);
+        ``search.testing.inprocess.InProcessPool`` runs them as threads, for tests."""
         self.study = study
         self.space = space
         self.settings = settings
@@ -90,7 +104,7 @@ class Coordinator:
         self.class_names = class_names
         self.progress = progress or Progress(run.n_trials, interactive=False)
         self.dashboard = DashboardWriter(study, run.metric, class_names, run.artifact_dir)
-        self.pool = WorkerPool(worker_envs, data_path, run.trainer)
+        self.pool = pool or WorkerPool(worker_envs, data_path, run.trainer)
         self.consecutive_failures = 0
         # SEARCH_HOST names this coordinator where hostnames collide (containers, tests).
         self.host = os.environ.get("SEARCH_HOST") or socket.gethostname()
@@ -128,12 +142,12 @@ class Coordinator:
                 self._poll(timeout=1.0)
         except KeyboardInterrupt:
             self._fail_running(
-                "interrupted",
+                FailureKind.INTERRUPTED,
                 f"stopped by {self._stop_signal or 'Ctrl-C'}; re-run the same command to resume",
             )
             raise
         except BaseException:
-            self._fail_running("interrupted", "the coordinator stopped on an error")
+            self._fail_running(FailureKind.INTERRUPTED, "the coordinator stopped on an error")
             raise
         finally:
             restore()
@@ -220,7 +234,7 @@ class Coordinator:
         if left_out is not None:
             self._fail(
                 trial,
-                "weights_unavailable",
+                FailureKind.WEIGHTS_UNAVAILABLE,
                 f"queued with backbone {enqueued['backbone']}, whose weights could not be "
                 f"loaded in trial {left_out}; left out of this run",
             )
@@ -228,7 +242,7 @@ class Coordinator:
         try:
             config = self.space.sample(trial, self.settings)
         except TrialFailed as exc:
-            self._fail(trial, "invalid_config", str(exc))
+            self._fail(trial, FailureKind.INVALID_CONFIG, str(exc))
             return
         completed, origin = self._inherit(trial)
         attrs = {
@@ -241,8 +255,7 @@ class Coordinator:
             "seed": config.seed,
             "weights": config.weights,
         }
-        for key, value in attrs.items():
-            trial.set_user_attr(key, value)
+        tag_started(self.study._storage, trial._trial_id, attrs)
         running = _Running(trial, config, worker, time.monotonic(), last_beat=time.monotonic())
         for result in completed:
             running.scores[result.fold] = result.score(self.run_settings.metric)
@@ -275,8 +288,12 @@ class Coordinator:
         room = self.run_settings.n_trials - finished
         if trial.number in sorted(running)[: max(room, 0)]:
             return False
-        trial.set_user_attr("failure_kind", "surplus")
-        trial.set_user_attr("failure_reason", "the study was already full when this trial started")
+        record_failure(
+            self.study._storage,
+            trial._trial_id,
+            FailureKind.SURPLUS,
+            "the study was already full when this trial started",
+        )
         self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         return True
 
@@ -291,16 +308,7 @@ class Coordinator:
             return [], ""
         previous = self.study.get_trials(deepcopy=False)[int(source)]
         completed = fold_results(previous)
-        epochs = self.settings.epochs
-        for result in completed:
-            trial.set_user_attr(f"fold_{result.fold}", result.to_dict())
-            for e in result.epochs:
-                trial.report(getattr(e, self.run_settings.metric), result.fold * epochs + e.epoch)
-        if completed:
-            trial.set_user_attr(
-                "fold_scores", [r.score(self.run_settings.metric) for r in completed]
-            )
-            trial.set_user_attr("reused_folds", [r.fold for r in completed])
+        reuse_folds(trial, completed, self.run_settings.metric, self.settings.epochs)
         how = (
             f"retry of trial {source}" if retry_of is not None else f"promoted from trial {source}"
         )
@@ -345,7 +353,7 @@ class Coordinator:
         self._worker_died(worker)  # no trial attached any more: only replaces the worker
         self._fail(
             running.trial,
-            "timeout",
+            FailureKind.TIMEOUT,
             f"ran longer than --trial-timeout {seconds}s "
             f"(fold {max(running.scores, default=-1) + 1}); the worker was killed",
         )
@@ -401,7 +409,7 @@ class Coordinator:
         elif kind == "failed":
             worker.trial = None
             self._fail(running.trial, message["kind"], message["reason"], running)
-            if message["kind"] == "weights_unavailable":
+            if message["kind"] == FailureKind.WEIGHTS_UNAVAILABLE:
                 self._leave_out(running)
 
     def _on_epoch(self, running: _Running, message: dict[str, Any]) -> str:
@@ -412,29 +420,27 @@ class Coordinator:
             trial.report(value, fold * self.settings.epochs + epoch)
         self.progress.epoch(trial.number, fold, epoch, value)
         if self._budget_spent():
-            running.pruned_at = (
-                f"fold {fold} epoch {epoch} (the search's share of --budget ran out)"
-            )
+            running.pruned_at = f"fold {fold} epoch {epoch} ({StopReason.BUDGET})"
             return Decision.STOP.value
         if self.pruner is not None and trial.should_prune():
-            running.pruned_at = f"fold {fold} epoch {epoch} (epoch-level)"
+            running.pruned_at = f"fold {fold} epoch {epoch} ({StopReason.EPOCH_LEVEL})"
             return Decision.STOP.value
         return Decision.CONTINUE.value
 
     def _on_fold(self, running: _Running, message: dict[str, Any]) -> str:
         result = FoldResult.from_dict(message["result"])
         trial = running.trial
-        trial.set_user_attr(f"fold_{result.fold}", result.to_dict())
         running.scores[result.fold] = result.score(self.run_settings.metric)
         scores = [running.scores[k] for k in sorted(running.scores)]
-        trial.set_user_attr("fold_scores", scores)
+        record_fold(trial, result, scores)
         self.progress.fold(trial.number, result.fold, scores[-1])
-        if self.pruner is not None and self.pruner.screen_fold(self.study, trial, scores):
-            running.pruned_at = f"after fold {result.fold} (screening)"
+        screen = self.pruner.screen_fold(self.study, trial, scores) if self.pruner else None
+        if screen is not None and act_on_screen(self.study, trial, screen):
+            running.pruned_at = f"after fold {result.fold} ({StopReason.SCREENING})"
             running.screened = True
             return Decision.STOP.value
         if self.pruner is not None and self.pruner.prune_fold(self.study, scores):
-            running.pruned_at = f"after fold {result.fold} (fold-level)"
+            running.pruned_at = f"after fold {result.fold} ({StopReason.FOLD_LEVEL})"
             return Decision.STOP.value
         return Decision.CONTINUE.value
 
@@ -465,8 +471,7 @@ class Coordinator:
         self, trial: optuna.Trial, kind: str, reason: str, running: _Running | None = None
     ) -> None:
         try:
-            trial.set_user_attr("failure_kind", kind)
-            trial.set_user_attr("failure_reason", reason[:2000])
+            record_failure(self.study._storage, trial._trial_id, kind, reason)
         except UpdateFinishedTrialError:
             log.warning(
                 "trial %d (%s) was already finished by another coordinator", trial.number, kind
@@ -525,7 +530,7 @@ class Coordinator:
         if running is not None:
             self._fail(
                 running.trial,
-                "worker_died",
+                FailureKind.WORKER_DIED,
                 f"worker {worker.index} (pid {worker.pid}, {worker.device}) died with {how}",
                 running,
             )
@@ -536,11 +541,25 @@ class Coordinator:
                 trial = w.trial.trial
                 w.trial = None
                 try:
-                    trial.set_user_attr("failure_kind", kind)
-                    trial.set_user_attr("failure_reason", reason)
+                    record_failure(self.study._storage, trial._trial_id, kind, reason)
                     self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
                 except Exception as exc:  # storage gone: heartbeat expiry will fail it later
                     log.warning("could not mark trial %d failed: %s", trial.number, exc)
+
+
+def act_on_screen(
+    study: optuna.Study, trial: optuna.Trial, decision: pruning.ScreenDecision
+) -> bool:
+    """Carry out the screen's decision (the tag, the promotion); whether the trial stops. The
+    coordinator's, and the replays' of it (bench/pruner_sweep.py)."""
+    if decision.tag is not None:
+        trial.set_user_attr(decision.tag, True)
+    if decision.promote is not None:
+        number, params = decision.promote
+        study.enqueue_trial(
+            params, user_attrs={pruning.PROMOTED_FROM: number}, skip_if_exists=False
+        )
+    return decision.stop
 
 
 def _stop_detail(running: _Running, result: TrialResult, metric: str) -> str:

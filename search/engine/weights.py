@@ -18,7 +18,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from search.study import UsageError
+from search.cli import UsageError
 from spaces.base import Space
 from trainer.config import BACKBONES, BackboneInfo, keras_cache_dir
 

@@ -1,0 +1,201 @@
+"""What a trial's record in storage holds, written and read in one place.
+
+Writers: ``tag_started`` (the tags a trial gets when a coordinator starts it) and
+``record_failure`` (its ``failure_kind``, a ``FailureKind``, and ``failure_reason``), each in one
+transaction on an RDB storage, so no reader sees a half-tagged trial; ``record_fold`` and
+``reuse_folds`` (the folds a trial finished, or took over from the trial it retries). Readers:
+``fold_results``, ``failure_kind`` and the summaries below.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from trainer.records import FoldResult
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def fold_results(trial: FrozenTrial) -> list[FoldResult]:
+    """The folds a trial finished, in fold order (read from its ``fold_<i>`` attributes)."""
+    out = []
+    for key, value in trial.user_attrs.items():
+        if key.startswith("fold_") and key[5:].isdigit():
+            out.append(FoldResult.from_dict(value))
+    return sorted(out, key=lambda r: r.fold)
+
+
+class FailureKind(str, enum.Enum):
+    """Why a trial failed (its ``failure_kind`` attribute)."""
+
+    FAILED = "failed"  # a trainer error of no more specific kind
+    ERROR = "error"  # an unexpected exception in the worker
+    INVALID_CONFIG = "invalid_config"
+    OUT_OF_MEMORY = "out_of_memory"
+    NON_FINITE_LOSS = "non_finite_loss"
+    WEIGHTS_UNAVAILABLE = "weights_unavailable"
+    TIMEOUT = "timeout"  # ran past --trial-timeout
+    WORKER_DIED = "worker_died"
+    INTERRUPTED = "interrupted"  # its coordinator stopped (Ctrl-C, SIGTERM, a kill)
+    HEARTBEAT_STALE = "heartbeat_stale"  # its host stopped beating
+    SURPLUS = "surplus"  # asked when the study was already full; never run
+
+    def __str__(self) -> str:  # the value in messages, on every Python version
+        return self.value
+
+    __format__ = str.__format__
+
+
+def _rdb(storage: Any) -> optuna.storages.RDBStorage | None:
+    backend = getattr(storage, "_backend", storage)  # a Study's storage is a cache over it
+    return backend if isinstance(backend, optuna.storages.RDBStorage) else None
+
+
+def _write(storage: Any, trial_id: int, attrs: Mapping[str, Any]) -> None:
+    """Every attribute in one transaction on an RDB storage (one by one elsewhere); raises
+    optuna's UpdateFinishedTrialError when the trial is finished."""
+    rdb = _rdb(storage)
+    if rdb is None:
+        for key, value in attrs.items():
+            storage.set_trial_user_attr(trial_id, key, value)
+        return
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    with _create_scoped_session(rdb.scoped_session, True) as session:
+        for key, value in attrs.items():
+            rdb._set_trial_attr_without_commit(
+                session, models.TrialUserAttributeModel, trial_id, key, value
+            )
+
+
+def tag_started(storage: Any, trial_id: int, tags: Mapping[str, Any]) -> None:
+    """The tags of a trial a coordinator starts (config, worker, device, host, pids, seed...)."""
+    _write(storage, trial_id, tags)
+
+
+def record_failure(storage: Any, trial_id: int, kind: FailureKind | str, reason: str) -> None:
+    """Why a trial failed, before its state is set to FAIL; raises UpdateFinishedTrialError when
+    another process finished it first. ``kind`` is a FailureKind, or the ``kind`` of a plug-in
+    trainer's own ``TrialFailed`` subclass."""
+    _write(
+        storage,
+        trial_id,
+        {"failure_kind": getattr(kind, "value", str(kind)), "failure_reason": reason[:2000]},
+    )
+
+
+def record_fold(trial: optuna.Trial, result: FoldResult, scores: list[float]) -> None:
+    """A finished fold's record (``fold_<k>``) and the trial's fold scores so far."""
+    trial.set_user_attr(f"fold_{result.fold}", result.to_dict())
+    trial.set_user_attr("fold_scores", scores)
+
+
+def reuse_folds(
+    trial: optuna.Trial, folds: list[FoldResult], metric: str, epochs_per_fold: int
+) -> None:
+    """Copy the finished folds of the trial ``trial`` retries or was promoted from: their
+    records, their epochs as intermediate values, ``fold_scores`` and ``reused_folds``."""
+    for result in folds:
+        trial.set_user_attr(f"fold_{result.fold}", result.to_dict())
+        for e in result.epochs:
+            trial.report(getattr(e, metric), result.fold * epochs_per_fold + e.epoch)
+    if folds:
+        trial.set_user_attr("fold_scores", [r.score(metric) for r in folds])
+        trial.set_user_attr("reused_folds", [r.fold for r in folds])
+
+
+def failure_kind(trial: FrozenTrial) -> str:
+    """The trial's failure kind; a failed trial without one was failed by Optuna's own heartbeat
+    check (``fail_stale_trials``)."""
+    return str(trial.user_attrs.get("failure_kind", FailureKind.HEARTBEAT_STALE.value))
+
+
+def count_states(study: optuna.Study) -> dict[TrialState, int]:
+    counts = {state: 0 for state in TrialState}
+    for t in study.get_trials(deepcopy=False):
+        counts[t.state] += 1
+    return counts
+
+
+def trial_note(number: int, metric: str, folds: list[FoldResult], class_names: list[str]) -> str:
+    """Markdown for the dashboard: fold scores and a per-class summary of the confusion matrix."""
+    lines = [
+        f"## Trial {number}",
+        "",
+        f"| fold | best epoch | {metric} | macro F1 | loss |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for f in folds:
+        b = f.best
+        lines.append(
+            f"| {f.fold} | {f.best_epoch} | {getattr(b, metric):.4f} | "
+            f"{b.macro_f1:.4f} | {b.loss:.4f} |"
+        )
+    scores = [f.score(metric) for f in folds]
+    if scores:
+        lines += ["", f"mean {metric}: **{np.mean(scores):.4f}** (sd {np.std(scores):.4f})"]
+    confusions = [np.array(f.confusion) for f in folds if f.confusion]
+    if confusions:
+        total: np.ndarray = np.sum(confusions, axis=0)
+        lines += ["", "| class | images | recall | most confused with |", "|---|---:|---:|---|"]
+        for i, name in enumerate(class_names[: total.shape[0]]):
+            row = total[i].astype(float)
+            n = row.sum()
+            recall = row[i] / n if n else 0.0
+            off = row.copy()
+            off[i] = -1
+            j = int(off.argmax())
+            confused = f"{class_names[j]} ({int(row[j])})" if row[j] > 0 else "-"
+            lines.append(f"| {name} | {int(n)} | {recall:.3f} | {confused} |")
+    return "\n".join(lines)
+
+
+def leaderboard(study: optuna.Study, top: int = 10) -> list[dict[str, Any]]:
+    done = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.value is not None
+    ]
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    done.sort(key=lambda t: -float(t.value or 0.0) if maximize else float(t.value or 0.0))
+    rows = []
+    for t in done[:top]:
+        config = t.user_attrs.get("config", {})
+        rows.append(
+            {
+                "trial": t.number,
+                "value": t.value,
+                "backbone": config.get("backbone", "?"),
+                "augment": config.get("augment", "?"),
+                "optimizer": config.get("optimizer", "?"),
+                "learning_rate": config.get("learning_rate", float("nan")),
+                "fold_scores": t.user_attrs.get("fold_scores", []),
+            }
+        )
+    return rows
+
+
+def best_complete(study: optuna.Study) -> FrozenTrial | None:
+    """The study's best complete trial (the lower number on a tie), or None before the first."""
+    done = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.value is not None
+    ]
+    if not done:
+        return None
+    sign = 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
+    return max(done, key=lambda t: (sign * float(t.value or 0.0), -t.number))
+
+
+def best_so_far(study: optuna.Study) -> tuple[int, float] | None:
+    """(number, value) of the study's best complete trial, or None before the first."""
+    best = best_complete(study)
+    return (best.number, float(best.value or 0.0)) if best is not None else None

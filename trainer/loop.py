@@ -1,0 +1,219 @@
+"""The parts of the training loop that ``train_trial`` and ``trainer.final`` share.
+
+A ``Phase`` is one optimizer over one variable list with its compiled step (head-only warm-up,
+then fine-tuning; ``make_phases`` builds them for a configuration); ``BatchNormRefresh``
+re-estimates BatchNorm statistics on clean batches; ``snapshot``/``restore`` copy weights;
+``data_seed`` is the one formula for a run's data order; ``oom_as_trial_failure`` turns
+TensorFlow's out-of-memory error into the typed ``OutOfMemory``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Iterator, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from trainer.backbones import BuiltModel, head_variables
+from trainer.batches import cast_and_resize, image_batches, image_spec
+from trainer.config import TrialConfig
+from trainer.errors import OutOfMemory
+from trainer.optimizers import make_optimizer, reset_optimizer
+
+log = logging.getLogger(__name__)
+
+ALL_DATA = 1000  # data_seed's run index for a model trained on all images (folds use 0..k-1)
+
+
+def data_seed(config: TrialConfig, run: int) -> int:
+    """The data-order seed of fold ``run`` (or ``ALL_DATA``) of a configuration."""
+    return config.seed * 1009 + run
+
+
+@contextlib.contextmanager
+def oom_as_trial_failure(config: TrialConfig) -> Iterator[None]:
+    try:
+        yield
+    except tf.errors.ResourceExhaustedError as exc:
+        raise OutOfMemory(
+            f"out of memory training {config.backbone} at batch {config.batch_size}, "
+            f"size {config.image_size}: {str(exc).splitlines()[0][:300]}"
+        ) from exc
+
+
+class BatchNormRefresh:
+    """Re-estimate BatchNorm statistics on training batches right before each validation.
+
+    Moving averages lag the weights: with tens of steps per epoch they still describe an
+    earlier network, and a from-scratch model that fits its batches predicts one class in
+    inference mode. Averaging the exact batch statistics of a few clean training batches under
+    the current weights ("precise BN") makes epoch-1 validation scores mean something.
+    """
+
+    def __init__(
+        self, built: BuiltModel, cfg: TrialConfig, steps_per_epoch: int, images: np.ndarray
+    ) -> None:
+        self.layers = [
+            layer
+            for layer in built.model._flatten_layers()
+            if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable
+        ]
+        # 16 batches, but never more than a quarter of an epoch's (at least 4): on small folds
+        # 16 forward batches cost almost half an epoch of training (bench/overhead.py).
+        self.max_batches = min(16, max(4, math.ceil(steps_per_epoch / 4)))
+        self.batch = cfg.batch_size
+        self.images = images
+        model, size = built.model, cfg.image_size
+        self.forward = tf.function(
+            lambda raw: model(cast_and_resize(raw, size), training=True),
+            input_signature=(image_spec(images),),
+        )
+        self.traced = False
+
+    def _trace(self) -> None:
+        """Trace the forward pass with momentum 0 (on first use, like the other step functions)."""
+        saved = [layer.momentum for layer in self.layers]
+        for layer in self.layers:
+            layer.momentum = 0.0  # traced once: each call stores exactly this batch's statistics
+        try:
+            self.forward.get_concrete_function()
+        finally:
+            for layer, momentum in zip(self.layers, saved, strict=True):
+                layer.momentum = momentum
+        self.traced = True
+
+    def __call__(self, index: np.ndarray, seed: tuple[int, int]) -> None:
+        """Re-estimate from clean batches of ``images[index]``, shuffled by ``seed``."""
+        if not self.layers:
+            return
+        if not self.traced:
+            self._trace()
+        means: list[list[np.ndarray]] = [[] for _ in self.layers]
+        variances: list[list[np.ndarray]] = [[] for _ in self.layers]
+        batches = image_batches(
+            self.images, index, self.batch, shuffle_seed=seed, limit=self.max_batches
+        )
+        for x in batches:
+            self.forward(x)
+            for i, layer in enumerate(self.layers):
+                means[i].append(keras.ops.convert_to_numpy(layer.moving_mean))
+                variances[i].append(keras.ops.convert_to_numpy(layer.moving_variance))
+        for i, layer in enumerate(self.layers):
+            if not means[i]:
+                continue
+            m = np.stack(means[i])
+            v = np.stack(variances[i])
+            layer.moving_mean.assign(m.mean(axis=0))
+            layer.moving_variance.assign(v.mean(axis=0) + m.var(axis=0))  # total variance
+
+
+class Phase:
+    """One optimizer over one variable list, with its compiled training step."""
+
+    def __init__(self, name: str, built: BuiltModel, cfg: TrialConfig, variables, lr: float):
+        self.name = name
+        self.base_lr = lr
+        self.variables = list(variables)
+        optimizer = make_optimizer(cfg.optimizer, lr, cfg.weight_decay)
+        if cfg.precision == "mixed_float16":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        self.optimizer = optimizer
+        self.optimizer.build(self.variables)
+        model = built.model
+        smoothing = cfg.label_smoothing
+        size = cfg.image_size
+        n_classes = built.model.output_shape[-1]
+        spec = (
+            tf.TensorSpec((None, size, size, 3), tf.float32),
+            tf.TensorSpec((None, n_classes), tf.float32),
+            tf.TensorSpec((None,), tf.float32),
+        )
+        scale = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+
+        def step(images, onehot, sample_w):
+            with tf.GradientTape() as tape:
+                probs = model(images, training=True)
+                per_example = keras.losses.categorical_crossentropy(
+                    onehot, probs, label_smoothing=smoothing
+                )
+                loss = tf.reduce_mean(per_example * sample_w)
+                if model.losses:
+                    loss = loss + tf.add_n([tf.cast(x, tf.float32) for x in model.losses])
+                scaled = optimizer.scale_loss(loss) if scale else loss
+            grads = tape.gradient(scaled, self.variables)
+            optimizer.apply_gradients(zip(grads, self.variables, strict=True))
+            return loss
+
+        self._python_step = step
+        self._spec = spec
+        self.jit = cfg.jit_compile
+        self._compiled = tf.function(step, input_signature=spec, jit_compile=self.jit)
+        self._checked = not self.jit
+
+    def step(self, images: tf.Tensor, onehot: tf.Tensor, sample_w: tf.Tensor) -> tf.Tensor:
+        """One training step; an XLA step that fails to compile falls back to plain graph mode."""
+        if self._checked:
+            return self._compiled(images, onehot, sample_w)
+        try:
+            loss = self._compiled(images, onehot, sample_w)
+        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as exc:
+            log.warning(
+                "XLA could not compile the %s step (%s); continuing without XLA",
+                self.name,
+                str(exc).splitlines()[0][:200],
+            )
+            self.jit = False
+            self._compiled = tf.function(self._python_step, input_signature=self._spec)
+            loss = self._compiled(images, onehot, sample_w)
+        self._checked = True
+        return loss
+
+    def reset(self) -> None:
+        reset_optimizer(self.optimizer)
+        self.set_lr(self.base_lr)
+
+    def set_lr(self, lr: float) -> None:
+        self.optimizer.learning_rate = lr
+
+    @property
+    def lr(self) -> float:
+        return float(keras.ops.convert_to_numpy(self.optimizer.learning_rate))
+
+
+def snapshot(variables: Sequence[keras.Variable]) -> list[tf.Tensor]:
+    """The variables' current values as tensors (copy-on-write: later updates do not change
+    them). A fifth of ``get_weights``'s cost, which converts each one to NumPy."""
+    return [tf.identity(v.value) for v in variables]
+
+
+def restore(variables: Sequence[keras.Variable], values: Sequence[tf.Tensor]) -> None:
+    """Assign a ``snapshot`` back (a third of ``set_weights``'s cost)."""
+    for variable, value in zip(variables, values, strict=True):
+        variable.value.assign(value)
+
+
+def make_phases(built: BuiltModel, cfg: TrialConfig) -> dict[str, Phase]:
+    """'train' always; 'warmup' (head only, full lr) when a pretrained backbone is unfrozen."""
+    if not cfg.pretrained:
+        return {
+            "train": Phase("train", built, cfg, built.model.trainable_variables, cfg.learning_rate)
+        }
+    head = head_variables(built)
+    if cfg.unfreeze_depth == 0:
+        return {"train": Phase("train", built, cfg, head, cfg.learning_rate)}
+    phases = {
+        "train": Phase(
+            "train",
+            built,
+            cfg,
+            built.model.trainable_variables,
+            cfg.learning_rate * cfg.finetune_lr_scale,
+        )
+    }
+    if cfg.warmup_epochs > 0:
+        phases["warmup"] = Phase("warmup", built, cfg, head, cfg.learning_rate)
+    return phases

@@ -56,7 +56,7 @@ from search_efficiency import (
 )
 
 from search.atomic import atomic_write_bytes
-from search.engine.coordinator import act_on_screen
+from search.engine.trials import act_on_screen
 from search.policy import pruning
 from search.policy.samplers import make_sampler
 from spaces.base import Space, StudySettings

@@ -15,8 +15,6 @@ import socket
 import threading
 import time
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
@@ -27,7 +25,7 @@ from optuna.trial import TrialState
 from search.engine.pool import Worker, WorkerPool
 from search.engine.progress import Progress
 from search.engine.recovery import recover, requeue
-from search.policy import pruning
+from search.engine.trials import Running, RunSettings, act_on_screen, stop_detail
 from search.policy.pruning import PROMOTED_FROM, FoldEpochPruner, StopReason
 from search.policy.sampling import LeaveOutSampler
 from search.reporting.dashboard import DashboardWriter
@@ -41,42 +39,11 @@ from storage.records import (
     reuse_folds,
     tag_started,
 )
-from trainer.config import Decision, TrialConfig
+from trainer.config import Decision
 from trainer.errors import FatalError, TrialFailed
 from trainer.records import FoldResult, TrialResult
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    """How long and how hard to search (the rest of the command line)."""
-
-    n_trials: int
-    metric: str = "accuracy"
-    timeout: float | None = None
-    max_consecutive_failures: int = 5
-    trainer: str = (
-        "keras"  # "fake" (search/testing/fake.py) or "module:function" (search/engine/plugins.py)
-    )
-    heartbeat_seconds: float = 20.0
-    trial_timeout: float | None = None
-    artifact_dir: str | None = None
-    # With --budget: seconds the search may still run (<= 0: start nothing, stop running trials
-    # once a trial has completed).
-    search_left: Callable[[], float] | None = None
-
-
-@dataclass
-class _Running:
-    trial: optuna.Trial
-    config: TrialConfig
-    worker: Worker
-    started: float
-    scores: dict[int, float] = field(default_factory=dict)
-    pruned_at: str = ""
-    screened: bool = False
-    last_beat: float = 0.0
 
 
 class Coordinator:
@@ -256,7 +223,7 @@ class Coordinator:
             "weights": config.weights,
         }
         tag_started(self.study._storage, trial._trial_id, attrs)
-        running = _Running(trial, config, worker, time.monotonic(), last_beat=time.monotonic())
+        running = Running(trial, config, worker, time.monotonic(), last_beat=time.monotonic())
         for result in completed:
             running.scores[result.fold] = result.score(self.run_settings.metric)
         worker.trial = running
@@ -340,7 +307,7 @@ class Coordinator:
         if failed:
             requeue(self.study, failed)
 
-    def _timeout(self, worker: Worker, running: _Running) -> None:
+    def _timeout(self, worker: Worker, running: Running) -> None:
         worker.trial = None
         seconds = self.run_settings.trial_timeout
         log.warning(
@@ -397,7 +364,7 @@ class Coordinator:
                 self._send(worker, {"type": "decision", "decision": Decision.STOP.value})
 
     def _dispatch_message(
-        self, worker: Worker, running: _Running, kind: str, message: dict[str, Any]
+        self, worker: Worker, running: Running, kind: str, message: dict[str, Any]
     ) -> None:
         if kind == "epoch":
             self._send(worker, {"type": "decision", "decision": self._on_epoch(running, message)})
@@ -412,7 +379,7 @@ class Coordinator:
             if message["kind"] == FailureKind.WEIGHTS_UNAVAILABLE:
                 self._leave_out(running)
 
-    def _on_epoch(self, running: _Running, message: dict[str, Any]) -> str:
+    def _on_epoch(self, running: Running, message: dict[str, Any]) -> str:
         fold, epoch = int(message["fold"]), int(message["epoch"])
         value = float(message["metrics"][self.run_settings.metric])
         trial = running.trial
@@ -427,7 +394,7 @@ class Coordinator:
             return Decision.STOP.value
         return Decision.CONTINUE.value
 
-    def _on_fold(self, running: _Running, message: dict[str, Any]) -> str:
+    def _on_fold(self, running: Running, message: dict[str, Any]) -> str:
         result = FoldResult.from_dict(message["result"])
         trial = running.trial
         running.scores[result.fold] = result.score(self.run_settings.metric)
@@ -444,7 +411,7 @@ class Coordinator:
             return Decision.STOP.value
         return Decision.CONTINUE.value
 
-    def _finish(self, running: _Running, result: TrialResult) -> None:
+    def _finish(self, running: Running, result: TrialResult) -> None:
         trial = running.trial
         trial.set_user_attr("seconds", round(time.monotonic() - running.started, 3))
         trial.set_user_attr("timings", {k: round(v, 3) for k, v in result.timings.items()})
@@ -458,7 +425,7 @@ class Coordinator:
                 trial.number,
                 "screened" if running.screened else "pruned",
                 None,
-                _stop_detail(running, result, self.run_settings.metric),
+                stop_detail(running, result, self.run_settings.metric),
             )
             return
         value = result.mean_score(self.run_settings.metric)
@@ -468,7 +435,7 @@ class Coordinator:
         self.dashboard.study_changed()
 
     def _fail(
-        self, trial: optuna.Trial, kind: str, reason: str, running: _Running | None = None
+        self, trial: optuna.Trial, kind: str, reason: str, running: Running | None = None
     ) -> None:
         try:
             record_failure(self.study._storage, trial._trial_id, kind, reason)
@@ -490,7 +457,7 @@ class Coordinator:
                 "command to resume"
             )
 
-    def _leave_out(self, running: _Running) -> None:
+    def _leave_out(self, running: Running) -> None:
         """Stop sampling a backbone whose pretrained weights could not be loaded."""
         backbone = running.config.backbone
         if backbone in self.unavailable:
@@ -545,36 +512,3 @@ class Coordinator:
                     self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
                 except Exception as exc:  # storage gone: heartbeat expiry will fail it later
                     log.warning("could not mark trial %d failed: %s", trial.number, exc)
-
-
-def act_on_screen(
-    study: optuna.Study, trial: optuna.Trial, decision: pruning.ScreenDecision
-) -> bool:
-    """Carry out the screen's decision (the tag, the promotion); whether the trial stops. The
-    coordinator's, and the replays' of it (bench/pruner_sweep.py)."""
-    if decision.tag is not None:
-        trial.set_user_attr(decision.tag, True)
-    if decision.promote is not None:
-        number, params = decision.promote
-        study.enqueue_trial(
-            params, user_attrs={pruning.PROMOTED_FROM: number}, skip_if_exists=False
-        )
-    return decision.stop
-
-
-def _stop_detail(running: _Running, result: TrialResult, metric: str) -> str:
-    """Why a trial stopped early, with the scores it had, for the log."""
-    if running.screened:
-        fold = max(running.scores)
-        return (
-            f"stopped after fold {fold} with {running.scores[fold]:.4f}; once the screen is "
-            "full, the screened trial with the best first fold is promoted to finish its folds"
-        )
-    scores = ", ".join(f"{running.scores[k]:.4f}" for k in sorted(running.scores))
-    done = f"fold scores {scores}" if scores else "no fold finished"
-    stopped = [f for f in result.folds if f.stopped]
-    if stopped and stopped[-1].epochs:
-        cut = stopped[-1]
-        best = max(getattr(e, metric) for e in cut.epochs)
-        done += f"; fold {cut.fold} stopped at epoch {cut.epochs[-1].epoch} with best {best:.4f}"
-    return f"{running.pruned_at or result.stop_reason}; {done}"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
 import shutil
 import sys
 import tempfile
@@ -17,18 +16,19 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import optuna
 import sqlalchemy
 
 from search.cli import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
 from search.data import DataError, fingerprint, load_dataset, validate
-from search.engine.coordinator import Coordinator, RunSettings
+from search.engine.coordinator import Coordinator
 from search.engine.devices import DeviceError, auto_precision, discover, select, worker_envs
 from search.engine.finish import BudgetClock, final_setup, minutes, run_final
 from search.engine.plugins import BUILT_IN, resolve_trainer
 from search.engine.progress import UNCOUNTED, Progress
+from search.engine.trials import RunSettings
 from search.engine.weights import check_weights
+from search.engine.worker import write_worker_data
 from search.policy.budget import PRIOR_FINAL_SHARE
 from search.policy.pruning import make_pruner
 from search.policy.samplers import make_sampler
@@ -96,7 +96,7 @@ def run_study(args: argparse.Namespace, space: Space) -> int:
             n_trials=n_trials - len(envs) + 1,
         )
         # Everything was checked: the first writes, each undone if a later one fails.
-        made.workdir, data_path = _write_worker_data(data, folds)
+        made.workdir, data_path = write_worker_data(data, folds)
         artifact_dir = _artifact_dir(args, made)
         with storage_errors(args.storage):
             storage = found or _create_storage(args, made)
@@ -334,32 +334,6 @@ def _artifact_dir(args: argparse.Namespace, made: _Created) -> str:
             "--artifacts DIR with a writable folder"
         ) from exc
     return str(folder)
-
-
-def _write_worker_data(data, folds) -> tuple[str, str]:
-    """The workers' copy of the data (uint8, uncompressed), in a private temporary folder."""
-    try:
-        workdir = tempfile.mkdtemp(prefix="search-data-")
-    except OSError as exc:
-        raise UsageError(
-            f"cannot create a temporary folder ({exc}); set TMPDIR to a writable folder with space"
-        ) from exc
-    data_path = os.path.join(workdir, "data.npz")
-    try:
-        np.savez(
-            data_path,
-            images=data.images,
-            labels=data.labels,
-            class_names=np.array(data.class_names),
-            fold_of=np.array(encode_folds(folds, len(data))),
-        )
-    except OSError as exc:
-        shutil.rmtree(workdir, ignore_errors=True)
-        raise UsageError(
-            f"cannot write the workers' data file in {workdir} ({exc}); set TMPDIR "
-            "to a writable folder with space"
-        ) from exc
-    return workdir, data_path
 
 
 def _open_study(storage, name, existing, plan, sampler, pruner, folds, space, seed):

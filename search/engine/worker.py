@@ -13,9 +13,11 @@ import ctypes
 import gc
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 import traceback
 from multiprocessing.connection import Connection
@@ -34,7 +36,40 @@ def _die_with_parent() -> None:
         pass
 
 
-def _load(data_path: str):
+def write_worker_data(data, folds) -> tuple[str, str]:
+    """The workers' copy of the data (uint8, uncompressed) and the folds, in a private
+    temporary folder: (folder, file). ``load_worker_data`` reads it back."""
+    import numpy as np
+
+    from search.cli import UsageError
+    from trainer.folds import encode_folds
+
+    try:
+        workdir = tempfile.mkdtemp(prefix="search-data-")
+    except OSError as exc:
+        raise UsageError(
+            f"cannot create a temporary folder ({exc}); set TMPDIR to a writable folder with space"
+        ) from exc
+    data_path = os.path.join(workdir, "data.npz")
+    try:
+        np.savez(
+            data_path,
+            images=data.images,
+            labels=data.labels,
+            class_names=np.array(data.class_names),
+            fold_of=np.array(encode_folds(folds, len(data))),
+        )
+    except OSError as exc:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise UsageError(
+            f"cannot write the workers' data file in {workdir} ({exc}); set TMPDIR "
+            "to a writable folder with space"
+        ) from exc
+    return workdir, data_path
+
+
+def load_worker_data(data_path: str):
+    """The data and folds ``write_worker_data`` wrote."""
     import numpy as np
 
     from trainer.folds import decode_folds
@@ -84,7 +119,7 @@ def serve(conn: Connection, worker_id: int, env: dict[str, str], data_path: str,
     from trainer.records import FoldResult
 
     train_trial = resolve_trainer(trainer)
-    data, folds = _load(data_path)
+    data, folds = load_worker_data(data_path)
     # Everything imported so far (TensorFlow: millions of objects) lives as long as the worker;
     # frozen, it is no longer scanned by the full collection each trial's clear_session() runs
     # (0.3-0.5 s a trial on 2 CPU cores, bench/overhead.py).

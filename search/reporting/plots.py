@@ -22,6 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 from search.reporting.fold_epochs import PruningRow, pruning_rows, trial_budgets
 from search.text import counted
 from storage.records import FINISHED, fold_results
+from trainer.config import AUGMENT_LEVELS
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 
 DPI = 100
 TOP_CURVES = 5
-AUGMENT_ORDER = ("none", "light", "moderate", "heavy")
 STATE_COLOURS = {
     TrialState.COMPLETE: "#1f77b4",
     TrialState.PRUNED: "#ff7f0e",
@@ -471,7 +471,7 @@ def all_plots(view: StudyView, scores: dict[str, float], note: str) -> list[Plot
         importances(scores, note),
         parallel_coordinates(view),
         by_param(view, "backbone", "By backbone"),
-        by_param(view, "augment", "By augmentation level", AUGMENT_ORDER),
+        by_param(view, "augment", "By augmentation level", AUGMENT_LEVELS),
         pruning(view, pruning_rows(view.trials, folds=view.folds, epochs=view.epochs)),
         learning_curves(view),
         top_trials(view),

@@ -9,33 +9,30 @@ import pytest
 from optuna.trial import TrialState
 
 from search.data import load_dataset
-from search.engine.coordinator import Coordinator, RunSettings
+from search.engine.coordinator import Coordinator
 from search.engine.progress import Progress
+from search.engine.trials import RunSettings
+from search.engine.worker import write_worker_data
 from search.policy import pruning
 from search.policy.pruning import make_pruner
 from search.policy.samplers import make_sampler
 from search.testing.inprocess import InProcessPool
 from spaces import SPACES
 from spaces.base import StudySettings
-from trainer.folds import encode_folds, make_folds
+from trainer.folds import make_folds
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 EPOCHS, FOLDS = 4, 3
 
 
 @pytest.fixture(scope="module")
-def data_path(tmp_path_factory) -> str:
+def data_path() -> str:
+    import shutil
+
     data = load_dataset("demo", image_size=32)
-    folds = make_folds(data.labels, FOLDS, seed=0)
-    path = tmp_path_factory.mktemp("inprocess") / "data.npz"
-    np.savez(
-        path,
-        images=data.images,
-        labels=data.labels,
-        class_names=np.array(data.class_names),
-        fold_of=np.array(encode_folds(folds, len(data))),
-    )
-    return str(path)
+    folder, path = write_worker_data(data, make_folds(data.labels, FOLDS, seed=0))
+    yield path
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _run(data_path: str, n_trials: int, *, workers: int = 1, pruner: str = "default",

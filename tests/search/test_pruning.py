@@ -6,7 +6,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search.engine.coordinator import act_on_screen
+from search.engine.trials import act_on_screen
 from search.policy import pruning
 from search.policy.pruning import FoldEpochPruner, FoldTest, make_pruner
 from search.reporting.fold_epochs import fold_epochs

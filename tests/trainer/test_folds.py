@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from search.engine.worker import _load
+from search.engine.worker import load_worker_data
 from trainer.folds import MAX_FOLDS, decode_folds, encode_folds, make_folds
 
 
@@ -24,7 +24,7 @@ def test_folds_round_trip_through_the_study_and_the_workers_file(k: int, tmp_pat
         class_names=np.array(["a", "b", "c", "d"]),
         fold_of=np.array(code),
     )
-    _, from_worker = _load(str(path))
+    _, from_worker = load_worker_data(str(path))
     for decoded in (decode_folds(code), from_worker):
         assert len(decoded) == k
         for got, want in zip(decoded, folds, strict=True):
@@ -63,7 +63,7 @@ def test_a_worker_reads_its_folds_without_optuna_or_sqlalchemy(tmp_path: Path) -
         fold_of=np.array(encode_folds(make_folds(labels, 2, seed=0), 20)),
     )
     code = (
-        "import sys; from search.engine.worker import _load; _load(sys.argv[1]);"
+        "import sys; from search.engine.worker import load_worker_data; load_worker_data(sys.argv[1]);"
         "bad = [m for m in ('optuna', 'sqlalchemy', 'tensorflow') if m in sys.modules];"
         "assert not bad, bad"
     )

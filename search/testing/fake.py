@@ -27,6 +27,13 @@ from trainer.records import Dataset, EpochMetrics, Fold, FoldFn, FoldResult, Rep
 AUGMENT_BONUS = {"none": -0.04, "light": 0.02, "moderate": 0.0, "heavy": -0.02, "robust": -0.03}
 
 
+def trained_folds(log: str | os.PathLike[str], learning_rate: float) -> list[int]:
+    """The folds the fake trained for the configuration of ``learning_rate``, in the order
+    ``FAKE_TRAINED_LOG`` at ``log`` recorded them (one entry per time a fold was trained)."""
+    lines = (line.split() for line in Path(log).read_text().splitlines())
+    return [int(fold) for rate, fold in lines if rate == repr(learning_rate)]
+
+
 def fake_quality(config: TrialConfig) -> float:
     """The score this configuration converges to (0..1)."""
     lr_term = -0.08 * (math.log10(config.learning_rate) - math.log10(2e-3)) ** 2

@@ -12,6 +12,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from search.testing.fake import trained_folds
 from tests.conftest import require
 from tests.search.cli import FAKE_QUICK, by_state, load, start_cli
 
@@ -100,9 +101,7 @@ def test_two_hosts_share_a_postgres_study_and_survive_one_dying(pg_url: str, tmp
     assert reused and reused[0] == 0
     for fold in reused:
         assert retries[0].user_attrs[f"fold_{fold}"] == dead.user_attrs[f"fold_{fold}"]
-    lr = repr(victim.params["learning_rate"])
-    lines = [line.split() for line in Path(log).read_text().splitlines()]
-    trained = [int(fold) for rate, fold in lines if rate == lr]
+    trained = trained_folds(log, victim.params["learning_rate"])
     assert all(trained.count(fold) == 1 for fold in reused) and set(trained) == {0, 1, 2}
     hosts = Counter(t.user_attrs.get("host") for t in states[TrialState.COMPLETE])
     assert hosts["host-a"] >= 1 and hosts["host-b"] >= 1

@@ -10,6 +10,7 @@ from search.engine.trials import act_on_screen
 from search.policy import pruning
 from search.policy.pruning import FoldEpochPruner, FoldTest, make_pruner
 from search.reporting.fold_epochs import fold_epochs
+from search.testing.fake import trained_folds
 from tests.search.cli import FAKE_QUICK, load, run_cli
 
 
@@ -280,9 +281,7 @@ def test_cli_screens_the_first_trials_then_finishes_the_best_reusing_its_first_f
     assert promoted.user_attrs["fold_0"] == best.user_attrs["fold_0"]
     # Not trained again: its configuration's fold 0 was trained once (when screened), and the
     # promotion trained folds 1 and 2 only.
-    lr = repr(best.params["learning_rate"])
-    trained = [line.split() for line in log.read_text().splitlines()]
-    assert sorted(int(fold) for rate, fold in trained if rate == lr) == [0, 1, 2]
+    assert sorted(trained_folds(log, best.params["learning_rate"])) == [0, 1, 2]
     assert len(promoted.user_attrs["fold_scores"]) == 3
     # Its record shows all 3 folds x 4 epochs; the report counts the 8 fold-epochs it trained.
     assert len(promoted.intermediate_values) == 12 and fold_epochs(promoted) == 8

@@ -11,6 +11,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from search.testing.fake import trained_folds
 from tests.search.cli import FAKE_QUICK, by_state, load, run_cli, start_cli
 
 
@@ -80,9 +81,7 @@ def test_sigkill_mid_trial_then_resume_reaches_exactly_n_trials(tmp_path: Path) 
     assert retry[0].user_attrs["fold_0"] == victim.user_attrs["fold_0"]
     # Not trained again: of the victim's configuration, the folds it had finished before the
     # kill were trained once; the one it was in (if it had started) again by the retry.
-    lr = repr(victim.params["learning_rate"])
-    lines = [line.split() for line in log.read_text().splitlines()]
-    trained = [int(fold) for rate, fold in lines if rate == lr]
+    trained = trained_folds(log, victim.params["learning_rate"])
     assert all(trained.count(fold) == 1 for fold in reused)
     assert set(trained) == {0, 1, 2} and max(trained.count(f) for f in range(3)) <= 2
     # The resumed run's sampler draws new configurations: only the retry repeats one.

@@ -140,12 +140,18 @@ def test_out_of_memory_becomes_a_typed_failure(real_small) -> None:
         train_trial(cfg, real_small, folds, _go, hooks=TrainHooks(before_epoch=[oom]))
 
 
-def test_pretrained_two_phase_warms_up_the_head_then_fine_tunes(real_small, tmp_path: Path):
+def _mobilenet_weights_file(tmp_path: Path) -> Path:
+    """A no-top MobileNetV3Small weights file (random weights) to start 'pretrained' trials."""
     base = build_model(
         TrialConfig(backbone="MobileNetV3Small", image_size=32), 8, steps_per_epoch=10
     ).backbone
     path = tmp_path / "mnv3.weights.h5"
     base.save_weights(path)
+    return path
+
+
+def test_pretrained_two_phase_warms_up_the_head_then_fine_tunes(real_small, tmp_path: Path):
+    path = _mobilenet_weights_file(tmp_path)
     cfg = TrialConfig(
         backbone="MobileNetV3Small",
         image_size=32,
@@ -173,11 +179,7 @@ def test_each_phase_trains_exactly_its_variables_and_frozen_batchnorm_stays(tmp_
     from trainer.backbones import head_variables
     from trainer.loop import make_phases
 
-    base = build_model(
-        TrialConfig(backbone="MobileNetV3Small", image_size=32), 8, steps_per_epoch=10
-    ).backbone
-    path = tmp_path / "mnv3.weights.h5"
-    base.save_weights(path)
+    path = _mobilenet_weights_file(tmp_path)
     cfg = TrialConfig(
         backbone="MobileNetV3Small",
         image_size=32,

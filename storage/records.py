@@ -49,7 +49,8 @@ class FailureKind(str, enum.Enum):
     def __str__(self) -> str:  # the value in messages, on every Python version
         return self.value
 
-    __format__ = str.__format__
+    def __format__(self, spec: str) -> str:
+        return self.value.__format__(spec)
 
 
 def _rdb(storage: Any) -> optuna.storages.RDBStorage | None:

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 # Failures worth re-running the same configuration for (the trial itself was fine), and how
 # many times one configuration may be re-run for that reason.
-RETRY_LIMITS = {
+RETRY_LIMITS: dict[str, int] = {
     FailureKind.INTERRUPTED: 10,
     FailureKind.HEARTBEAT_STALE: 10,
     FailureKind.WORKER_DIED: 1,

@@ -49,7 +49,8 @@ class StopReason(str, enum.Enum):
     def __str__(self) -> str:
         return self.value
 
-    __format__ = str.__format__
+    def __format__(self, spec: str) -> str:
+        return self.value.__format__(spec)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,8 @@ class _Thread:
 
     def __init__(self, target: Callable[..., None], args: tuple) -> None:
         read, self._write = os.pipe()
-        self.sentinel = read  # readable (EOF) once the thread has ended, like a process's
+        # readable (EOF) once the thread has ended, like a process's sentinel
+        self.sentinel: int | None = read
         self.exitcode: int | None = None
         self.pid = os.getpid()
         self._thread = threading.Thread(target=self._run, args=(target, args), daemon=True)

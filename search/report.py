@@ -23,8 +23,9 @@ from search.atomic import atomic_write_bytes
 from search.cli import EXIT_FATAL as EXIT_FAILED
 from search.cli import EXIT_OK, setup_logging, usage_error
 from search.reporting.fold_epochs import pruning_rows
-from search.reporting.plots import Plot, StudyView, all_plots, fold_mean, param, state_label
+from search.reporting.plots import Plot, all_plots
 from search.reporting.summary import lead, number, study_facts
+from search.reporting.view import StudyView, fold_mean, param, state_label
 from search.text import counted
 from storage import DEFAULT_URL, StorageError, find_storage, redact, storage_errors
 from storage.records import failure_kind

@@ -13,135 +13,23 @@ import json
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any
 
 from spaces.base import Space, StudySettings
-from trainer.config import AUGMENT_LEVELS, BACKBONES, OPTIMIZERS, InvalidConfig
-
-# trainer/folds.py stores one character per image for its fold, so a study holds at most 36
-# folds; spaces import only trainer.config, so the limit is restated here (a test ties the two).
-_MAX_FOLDS = 36
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-
-
-@dataclass(frozen=True)
-class _Range:
-    """What one ``[low, high]`` field accepts: the values a trial takes, and its scale."""
-
-    log: bool  # sampled on a log scale: both ends above 0
-    lowest: float
-    below: float  # every value must be below this
-    closed_low: bool = True  # ``lowest`` itself allowed
-
-    def bounds(self) -> str:
-        return f"{'[' if self.closed_low else '('}{self.lowest:g}, {self.below:g})"
-
-
-# The same bounds TrialConfig checks, so a space never samples a config it refuses.
-_RANGES = {
-    "learning_rate": _Range(log=True, lowest=0.0, below=10.0, closed_low=False),
-    "weight_decay": _Range(log=True, lowest=0.0, below=math.inf),
-    "l2": _Range(log=True, lowest=0.0, below=math.inf),
-    "dropout": _Range(log=False, lowest=0.0, below=1.0),
-    "label_smoothing": _Range(log=False, lowest=0.0, below=1.0),
-}
-
-
-@dataclass(frozen=True)
-class _Choices:
-    """What a list-of-choices field accepts: names from a table, integers >= a minimum, or booleans."""
-
-    names: tuple[str, ...] = ()
-    minimum: int | None = None
-
-    def noun(self) -> str:
-        if self.names:
-            return f"names from {', '.join(self.names)}"
-        if self.minimum is not None:
-            return f"integers >= {self.minimum}"
-        return "true/false values"
-
-    def accepts(self, value: object) -> bool:
-        if self.names:
-            return isinstance(value, str) and value in self.names
-        if self.minimum is not None:
-            return _is_int(value) and value >= self.minimum
-        return isinstance(value, bool)
-
-    def guess(self, value: object) -> object | None:
-        """The choice ``value`` most likely meant (``"32"`` -> 32, ``"Adam"`` -> "adam"), if any."""
-        if self.accepts(value):
-            return value
-        if self.names:
-            lowered = {n.lower(): n for n in self.names}
-            close = difflib.get_close_matches(str(value).lower(), list(lowered), n=1)
-            return lowered[close[0]] if close else None
-        if self.minimum is not None:
-            number = _as_int(value)
-            return number if number is not None and number >= self.minimum else None
-        return {"true": True, "1": True, "false": False, "0": False}.get(str(value).lower())
-
-    def problem(self, key: str, value: list[Any]) -> str:
-        """Why ``value``, a list holding at least one refused element, is refused."""
-        bad = [v for v in value if not self.accepts(v)]
-        if self.names:
-            return f"unknown {key} {_json(bad)}"
-        if isinstance(bad[0], bool):
-            return f"{_json(bad[0])} is a boolean, not an integer"
-        if self.minimum is None:
-            return f"{_json(bad[0])} is not true or false"
-        if isinstance(bad[0], str):
-            return f"{_json(bad[0])} is text, not an integer"
-        if isinstance(bad[0], float):
-            return f"{_json(bad[0])} is a decimal, not an integer"
-        return f"{_json(bad[0])} is not an integer >= {self.minimum}"
-
-
-_CHOICES = {
-    "backbones": _Choices(names=tuple(BACKBONES)),
-    "augment_levels": _Choices(names=AUGMENT_LEVELS),
-    "optimizers": _Choices(names=OPTIMIZERS),
-    "head_widths": _Choices(minimum=0),
-    "batch_sizes": _Choices(minimum=1),
-    "class_weighting": _Choices(),
-}
-
-
-@dataclass(frozen=True)
-class _Whole:
-    """What one integer field accepts."""
-
-    lowest: int
-    highest: int | None = None
-    why: str = ""  # the reason for the bounds, when it is not obvious
-
-    def bounds(self) -> str:
-        if self.highest is None:
-            return f">= {self.lowest}"
-        return f"from {self.lowest} to {self.highest}"
-
-    def accepts(self, value: object) -> TypeGuard[int]:
-        return _is_int(value) and self.lowest <= value <= (self.highest or value)
-
-
-_INTEGERS = {
-    # TrialConfig's bounds; the lowest is raised to what every chosen backbone accepts.
-    "image_size": _Whole(lowest=min(b.min_size for b in BACKBONES.values()), highest=1024),
-    "folds": _Whole(
-        lowest=2, highest=_MAX_FOLDS, why=" (a study stores one character per image for its fold)"
-    ),
-    "epochs": _Whole(lowest=1),
-    "n_trials": _Whole(lowest=1),
-    "patience": _Whole(lowest=1),
-}
-_TEXTS = {
-    "name": 'a study name of 1 to 64 letters, digits, "-", "_" or ".", starting with a letter '
-    "or digit",
-    "description": "a string",
-    "weights": '"imagenet", "none" or the path of a weights file',
-}
+from spaces.rules import (
+    CHOICES,
+    INTEGERS,
+    NAME,
+    RANGES,
+    TEXTS,
+    Whole,
+    as_int,
+    as_json,
+    is_int,
+    is_number,
+)
+from trainer.config import BACKBONES, InvalidConfig
 
 
 class SpaceFileError(ValueError):
@@ -186,17 +74,17 @@ def load_space_file(path: str | Path) -> Space:
 
 def _check_field(path: Path, key: str, value: object, checked: dict[str, Any]) -> Any:
     """``value`` as ``Space`` stores field ``key``; ``checked`` holds the fields before it."""
-    if key in _RANGES:
+    if key in RANGES:
         return _check_range(path, key, value)
-    if key in _CHOICES:
+    if key in CHOICES:
         return _check_choices(path, key, value)
-    if key in _INTEGERS:
-        rule = _INTEGERS[key]
+    if key in INTEGERS:
+        rule = INTEGERS[key]
         if key == "image_size":
             lowest = max(BACKBONES[b].min_size for b in checked["backbones"])
             rule = dataclasses.replace(rule, lowest=lowest)
         return _check_integer(path, key, value, rule)
-    if key in _TEXTS:
+    if key in TEXTS:
         return _check_text(path, key, value)
     raise NotImplementedError(f"spaces/file.py has no check for Space.{key}")
 
@@ -205,7 +93,7 @@ def _check_range(path: Path, key: str, value: object) -> tuple[float, float]:
     """``value`` as a (low, high) pair a study can sample, or a SpaceFileError saying the fix.
 
     ``low == high`` is allowed: it fixes the value, as a single-valued choice does."""
-    rule, default = _RANGES[key], getattr(Space, key)  # the built-in default, as an example
+    rule, default = RANGES[key], getattr(Space, key)  # the built-in default, as an example
     if (
         not isinstance(value, list)
         or len(value) != 2
@@ -214,30 +102,30 @@ def _check_range(path: Path, key: str, value: object) -> tuple[float, float]:
     ):
         raise SpaceFileError(
             f"space file {path}: {key} must be a [low, high] pair of numbers, e.g. "
-            f"{_json(default)}; got {_json(value)}"
+            f"{as_json(default)}; got {as_json(value)}"
         )
     low, high = value
-    given = f"space file {path}: {key} is {_json(value)}"
+    given = f"space file {path}: {key} is {as_json(value)}"
     if rule.log and min(low, high) <= 0:
         example = [default[0], high] if 0 < default[0] < high else list(default)
         raise SpaceFileError(
             f"{given}, but it is sampled on a log scale, so both ends must be above 0: "
-            f"e.g. {_json(example)}"
+            f"e.g. {as_json(example)}"
         )
     lowest = min(low, high)
     too_low = lowest < rule.lowest if rule.closed_low else lowest <= rule.lowest
     if too_low or max(low, high) >= rule.below:
         raise SpaceFileError(
-            f"{given}, but each end must be in {rule.bounds()}: e.g. {_json(default)}"
+            f"{given}, but each end must be in {rule.bounds()}: e.g. {as_json(default)}"
         )
     if low > high:
-        raise SpaceFileError(f"{given}, but low must be below high: write {_json([high, low])}")
+        raise SpaceFileError(f"{given}, but low must be below high: write {as_json([high, low])}")
     return low, high
 
 
 def _check_choices(path: Path, key: str, value: object) -> tuple[Any, ...]:
     """``value`` as a non-empty tuple of distinct choices, or a SpaceFileError saying the fix."""
-    kind = _CHOICES[key]
+    kind = CHOICES[key]
     items = value if isinstance(value, list) else [value]
     guesses = [kind.guess(v) for v in items]
     if items and None not in guesses:  # what the file most likely meant, else the default
@@ -252,30 +140,30 @@ def _check_choices(path: Path, key: str, value: object) -> tuple[Any, ...]:
             twice = [v for i, v in enumerate(value) if v in value[:i]]
             if not twice:
                 return tuple(value)
-            reason = f" ({_json(twice[0])} appears twice)"
+            reason = f" ({as_json(twice[0])} appears twice)"
     raise SpaceFileError(
         f"space file {path}: {key} must be a list of distinct {kind.noun()} (at least one), "
-        f"e.g. {_json(example)}; got {_json(value)}{reason}"
+        f"e.g. {as_json(example)}; got {as_json(value)}{reason}"
     )
 
 
-def _check_integer(path: Path, key: str, value: object, rule: _Whole) -> int:
+def _check_integer(path: Path, key: str, value: object, rule: Whole) -> int:
     """``value`` as an integer within ``rule``; JSON true is not 1."""
     if rule.accepts(value):
         return value
-    guess = _as_int(value)
+    guess = as_int(value)
     example = guess if rule.accepts(guess) else getattr(Space, key)
-    reason = f" ({_json(value)} is a boolean, not an integer)" if isinstance(value, bool) else ""
+    reason = f" ({as_json(value)} is a boolean, not an integer)" if isinstance(value, bool) else ""
     raise SpaceFileError(
         f"space file {path}: {key} must be an integer {rule.bounds()}{rule.why}, "
-        f"e.g. {example}; got {_json(value)}{reason}"
+        f"e.g. {example}; got {as_json(value)}{reason}"
     )
 
 
 def _check_text(path: Path, key: str, value: object) -> str:
     """``name`` (safe to type and store as a study name), ``description`` or ``weights``."""
     if key == "name":
-        if isinstance(value, str) and _NAME.fullmatch(value):
+        if isinstance(value, str) and NAME.fullmatch(value):
             return value
         text = "" if value is None else str(value)
         example = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-_.")[:64] or "my-space"
@@ -289,7 +177,7 @@ def _check_text(path: Path, key: str, value: object) -> str:
             return value
         example = str(value).lower() if named else Space.weights
     raise SpaceFileError(
-        f"space file {path}: {key} must be {_TEXTS[key]}, e.g. {_json(example)}; got {_json(value)}"
+        f"space file {path}: {key} must be {TEXTS[key]}, e.g. {as_json(example)}; got {as_json(value)}"
     )
 
 
@@ -346,15 +234,15 @@ def _check_starting_points(
         example = [value] if isinstance(value, dict) else [{"backbone": first, "batch_size": batch}]
         raise SpaceFileError(
             f"space file {path}: starting_points must be a list of objects, each the parameters "
-            f"of one trial to run first, e.g. {_json(example)}; got {_json(value)}"
+            f"of one trial to run first, e.g. {as_json(example)}; got {as_json(value)}"
         )
     for i, point in enumerate(value):
         where = f"space file {path}: starting_points[{i}]"
         if "backbone" not in point:
             raise SpaceFileError(
                 f'{where} must name its "backbone", one of the space\'s backbones '
-                f"{_json(list(sampled))}, e.g. {_json({'backbone': first, **point})}; "
-                f"got {_json(point)}"
+                f"{as_json(list(sampled))}, e.g. {as_json({'backbone': first, **point})}; "
+                f"got {as_json(point)}"
             )
         _check_param(where, "backbone", point["backbone"], sampled[first]["backbone"])
         asked = sampled[point["backbone"]]
@@ -379,19 +267,19 @@ def _check_param(where: str, key: str, value: object, asked: tuple[str, tuple[An
         example = next(
             (c for c in options if c == value or str(c).lower() == str(value).lower()), options[0]
         )
-        valid = f"one of the space's choices {_json(list(options))}"
+        valid = f"one of the space's choices {as_json(list(options))}"
     else:
         low, high = options
         example = low
-        if _is_number(value):
-            if low <= value <= high and (kind == "float" or _is_int(value)):
+        if is_number(value):
+            if low <= value <= high and (kind == "float" or is_int(value)):
                 return
             example = min(max(value, low), high)
             example = round(example) if kind == "int" else example
         number = "an integer in" if kind == "int" else "a number in the space's range"
-        valid = f"{number} {_json([low, high])}"
+        valid = f"{number} {as_json([low, high])}"
     raise SpaceFileError(
-        f"{where}.{key} must be {valid}, e.g. {_json(example)}; got {_json(value)}"
+        f"{where}.{key} must be {valid}, e.g. {as_json(example)}; got {as_json(value)}"
     )
 
 
@@ -399,26 +287,3 @@ def _did_you_mean(unknown: list[str], valid: Sequence[str]) -> str:
     """`` (did you mean 'batch_sizes'?)`` for keys that look like a valid one, else ``""``."""
     close = [repr(m[0]) for u in unknown if (m := difflib.get_close_matches(u, valid, n=1))]
     return f" (did you mean {', '.join(close)}?)" if close else ""
-
-
-def _is_int(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> TypeGuard[float]:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _as_int(value: object) -> int | None:
-    """``value`` as the integer it spells (32, 32.0, "32"), else None; never a boolean."""
-    if _is_int(value):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
-        return int(value)
-    return None
-
-
-def _json(value: object) -> str:
-    return json.dumps(value, allow_nan=True)

@@ -10,9 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-import signal
 import socket
-import threading
 import time
 import warnings
 from typing import Any
@@ -25,18 +23,27 @@ from optuna.trial import TrialState
 from search.engine.pool import Worker, WorkerPool
 from search.engine.progress import Progress
 from search.engine.recovery import recover, requeue
-from search.engine.trials import Running, RunSettings, act_on_screen, stop_detail
-from search.policy.pruning import PROMOTED_FROM, FoldEpochPruner, StopReason
+from search.engine.signals import StopSignals
+from search.engine.trials import (
+    Running,
+    RunSettings,
+    act_on_screen,
+    counts,
+    inherit,
+    is_surplus,
+    leave_out,
+    queued_left_out,
+    stop_detail,
+)
+from search.policy.pruning import FoldEpochPruner, StopReason
 from search.policy.sampling import LeaveOutSampler
 from search.reporting.dashboard import DashboardWriter
 from spaces.base import Space, StudySettings
 from storage.records import (
     FINISHED,
     FailureKind,
-    fold_results,
     record_failure,
     record_fold,
-    reuse_folds,
     tag_started,
 )
 from trainer.config import Decision
@@ -78,7 +85,6 @@ class Coordinator:
         self.started = time.monotonic()
         self._said_timeout = False
         self.told: dict[str, int] = {"complete": 0, "pruned": 0, "failed": 0}
-        self._stop_signal: str | None = None
         self._last_maintenance = time.monotonic()
         # Backbones whose pretrained weights failed to load in this run (-> the trial that
         # found out): the sampler no longer draws them.
@@ -95,60 +101,37 @@ class Coordinator:
         self._last_maintenance = time.monotonic()
         if self._want_more():  # a full study starts no worker (nor TensorFlow in one)
             self.pool.start()
-        restore = self._catch_stop_signals()
+        try:
+            with StopSignals() as signals:
+                self._loop(signals)
+        finally:
+            self.pool.shutdown()
+            self.progress.close()
+        return self.told
+
+    def _loop(self, signals: StopSignals) -> None:
         try:
             while True:
-                if self._stop_signal is not None:
-                    raise KeyboardInterrupt(self._stop_signal)
+                if signals.received is not None:
+                    raise KeyboardInterrupt(signals.received)
                 self._heartbeat()
                 self._maintenance()
                 self._dispatch()
                 busy = [w for w in self.pool.workers if w.trial is not None]
                 if not busy and not self._want_more():
-                    break
+                    return
                 self._poll(timeout=1.0)
         except KeyboardInterrupt:
             self._fail_running(
                 FailureKind.INTERRUPTED,
-                f"stopped by {self._stop_signal or 'Ctrl-C'}; re-run the same command to resume",
+                f"stopped by {signals.received or 'Ctrl-C'}; re-run the same command to resume",
             )
             raise
         except BaseException:
             self._fail_running(FailureKind.INTERRUPTED, "the coordinator stopped on an error")
             raise
-        finally:
-            restore()
-            self.pool.shutdown()
-            self.progress.close()
-        return self.told
-
-    def _catch_stop_signals(self):
-        """Ctrl-C / SIGTERM only set a flag: the loop stops between two storage writes."""
-        self._stop_signal: str | None = None
-        if threading.current_thread() is not threading.main_thread():
-            return lambda: None
-
-        def handler(signum: int, _frame: object) -> None:
-            self._stop_signal = signal.Signals(signum).name
-
-        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-
-        def restore() -> None:
-            for s, h in previous.items():
-                signal.signal(s, h)
-
-        return restore
 
     # ---------------------------------------------------------------- scheduling
-    def _counts(self) -> tuple[int, int]:
-        finished = running = 0
-        for t in self.study.get_trials(deepcopy=False):
-            if t.state in FINISHED:
-                finished += 1
-            elif t.state == TrialState.RUNNING:
-                running += 1
-        return finished, running
-
     def _time_left(self) -> bool:
         timeout = self.run_settings.timeout
         if timeout is not None and time.monotonic() - self.started >= timeout:
@@ -177,8 +160,8 @@ class Coordinator:
     def _want_more(self) -> bool:
         if not self._time_left():
             return False
-        finished, running = self._counts()
-        return finished + running < self.run_settings.n_trials
+        finished, running = counts(self.study.get_trials(deepcopy=False))
+        return finished + len(running) < self.run_settings.n_trials
 
     def _dispatch(self) -> None:
         for worker in self.pool.workers:
@@ -192,26 +175,18 @@ class Coordinator:
             trial = self.study.ask()
         if self._surplus(trial):
             return
-        enqueued: dict[str, Any] = (
-            self.study._storage.get_trial_system_attrs(trial._trial_id).get("fixed_params", {})
-            if self.unavailable  # one storage read per trial only once a backbone is left out
-            else {}
-        )
-        left_out = self.unavailable.get(str(enqueued.get("backbone")))
-        if left_out is not None:
-            self._fail(
-                trial,
-                FailureKind.WEIGHTS_UNAVAILABLE,
-                f"queued with backbone {enqueued['backbone']}, whose weights could not be "
-                f"loaded in trial {left_out}; left out of this run",
-            )
+        reason = queued_left_out(self.study, trial, self.unavailable)
+        if reason is not None:
+            self._fail(trial, FailureKind.WEIGHTS_UNAVAILABLE, reason)
             return
         try:
             config = self.space.sample(trial, self.settings)
         except TrialFailed as exc:
             self._fail(trial, FailureKind.INVALID_CONFIG, str(exc))
             return
-        completed, origin = self._inherit(trial)
+        completed, origin = inherit(
+            self.study, trial, self.run_settings.metric, self.settings.epochs
+        )
         attrs = {
             "config": config.to_dict(),
             "worker": worker.index,
@@ -241,19 +216,9 @@ class Coordinator:
         )
 
     def _surplus(self, trial: optuna.Trial) -> bool:
-        """Another coordinator filled the study between our count and our ask: give it back.
-
-        Every coordinator ranks the running trials by number and keeps the lowest ones that
-        fit, so exactly the surplus trials are abandoned, whoever looks.
-        """
-        finished, running = 0, []
-        for t in self.study.get_trials(deepcopy=False):
-            if t.state in FINISHED:
-                finished += 1
-            elif t.state == TrialState.RUNNING:
-                running.append(t.number)
-        room = self.run_settings.n_trials - finished
-        if trial.number in sorted(running)[: max(room, 0)]:
+        """Give back a trial asked when the study was already full (``is_surplus``)."""
+        trials = self.study.get_trials(deepcopy=False)
+        if not is_surplus(trials, trial.number, self.run_settings.n_trials):
             return False
         record_failure(
             self.study._storage,
@@ -263,29 +228,6 @@ class Coordinator:
         )
         self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         return True
-
-    def _inherit(self, trial: optuna.Trial) -> tuple[list[FoldResult], str]:
-        """A retry re-uses the folds its failed predecessor finished (and shows them again), and
-        a trial promoted by the screen re-uses its screened trial's first fold.
-
-        Returns those folds and a phrase for the log saying where they come from."""
-        retry_of = trial.user_attrs.get("retry_of")
-        source = retry_of if retry_of is not None else trial.user_attrs.get(PROMOTED_FROM)
-        if source is None:
-            return [], ""
-        previous = self.study.get_trials(deepcopy=False)[int(source)]
-        completed = fold_results(previous)
-        reuse_folds(trial, completed, self.run_settings.metric, self.settings.epochs)
-        how = (
-            f"retry of trial {source}" if retry_of is not None else f"promoted from trial {source}"
-        )
-        if not completed:
-            return completed, how
-        folds = [str(r.fold) for r in completed]
-        which = ("its finished fold " if len(folds) == 1 else "its finished folds ") + ", ".join(
-            folds
-        )
-        return completed, f"{how}, re-using {which}"
 
     def _beat(self, trial_id: int) -> None:
         storage = self.study._storage
@@ -459,27 +401,7 @@ class Coordinator:
 
     def _leave_out(self, running: Running) -> None:
         """Stop sampling a backbone whose pretrained weights could not be loaded."""
-        backbone = running.config.backbone
-        if backbone in self.unavailable:
-            return
-        self.unavailable[backbone] = running.trial.number
-        left = [b for b in self.space.backbones if b not in self.unavailable]
-        if not left:
-            raise FatalError(
-                f"the weights of every backbone of this space failed to load (last: {backbone} in "
-                f"trial {running.trial.number}); put the files in a folder and re-run the same "
-                "command with --weights-dir DIR, or train from scratch under a new --name with "
-                "--weights none"
-            )
-        log.warning(
-            "trial %d could not load the %s weights of %s: %s is left out of sampling for the "
-            "rest of this run (still sampled: %s)",
-            running.trial.number,
-            running.config.weights,
-            backbone,
-            backbone,
-            ", ".join(left),
-        )
+        leave_out(self.unavailable, running, self.space.backbones)
 
     def _send(self, worker: Worker, message: dict[str, Any]) -> None:
         if not self.pool.send(worker, message):

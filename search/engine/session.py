@@ -33,11 +33,12 @@ from search.policy.budget import PRIOR_FINAL_SHARE
 from search.policy.pruning import make_pruner
 from search.policy.samplers import make_sampler
 from search.reporting.dashboard import default_artifact_dir
+from search.reporting.summary import run_summary
 from search.testing.faults import check_drills
 from search.text import counted
 from spaces.base import Space, StudySettings
 from storage import StorageError, find_storage, open_storage, redact, sqlite_file, storage_errors
-from storage.records import best_so_far, count_states, leaderboard
+from storage.records import best_so_far, count_states
 from storage.study import (
     StudyPlan,
     check_resume,
@@ -87,13 +88,12 @@ def run_study(args: argparse.Namespace, space: Space) -> int:
                 "warning: no GPU is visible, so --workers-per-gpu and --gpu-memory-mb do "
                 "nothing; use --workers N to run N CPU workers"
             )
-        # With k workers, k - 1 trials are already running when the first one finishes: the
-        # screen needs room after them for its promotion (pruning.SCREEN_MIN_TRIALS).
         pruner = make_pruner(
             args.pruner,
             epochs_per_fold=plan.epochs,
             n_folds=plan.folds,
-            n_trials=n_trials - len(envs) + 1,
+            n_trials=n_trials,
+            workers=len(envs),
         )
         # Everything was checked: the first writes, each undone if a later one fails.
         made.workdir, data_path = write_worker_data(data, folds)
@@ -212,7 +212,8 @@ def run_study(args: argparse.Namespace, space: Space) -> int:
     finally:
         shutil.rmtree(made.workdir or "", ignore_errors=True)
     with contextlib.suppress(Exception):  # the summary must not hide the real exit status
-        _summary(study, args, name, n_trials, artifact_dir, plan.metric)
+        limit = n_trials if n_trials < BUDGET_TRIALS else None  # --budget alone: no count
+        print(run_summary(study, args.storage, name, limit, artifact_dir, plan.metric))
     if code == EXIT_OK and final is not None and clock is not None:
         code = run_final(study, final, clock, args)
     return code
@@ -368,44 +369,3 @@ def _open_study(storage, name, existing, plan, sampler, pruner, folds, space, se
                 optuna.delete_study(study_name=name, storage=storage)
         raise
     return study
-
-
-def _finished_of(finished: int, n_trials: int) -> str:
-    if n_trials >= BUDGET_TRIALS:  # --budget without --n-trials: no count to reach
-        return f"{finished} finished"
-    if finished > n_trials:
-        return f"{finished} finished (more than --n-trials {n_trials})"
-    return f"{finished}/{n_trials} finished"
-
-
-def _summary(
-    study: optuna.Study,
-    args: argparse.Namespace,
-    name: str,
-    n_trials: int,
-    artifacts: str,
-    metric: str,
-) -> None:
-    counts = count_states(study)
-    states = optuna.trial.TrialState
-    finished = counts[states.COMPLETE] + counts[states.PRUNED]
-    out = sys.stdout
-    print(
-        f"\nstudy {name!r}: {_finished_of(finished, n_trials)} ({counts[states.COMPLETE]} complete,"
-        f" {counts[states.PRUNED]} pruned), {counts[states.FAIL]} failed",
-        file=out,
-    )
-    rows = leaderboard(study, top=5)
-    if rows:
-        print(f"{'trial':>5}  {metric:>9}  backbone            augment   optimizer  lr", file=out)
-        for r in rows:
-            print(
-                f"{r['trial']:>5}  {r['value']:9.4f}  {r['backbone']:<18}  {r['augment']:<8}  "
-                f"{r['optimizer']:<9}  {r['learning_rate']:.2g}",
-                file=out,
-            )
-    print(
-        f"dashboard: optuna-dashboard {redact(args.storage)} --artifact-dir {artifacts} "
-        "--host 127.0.0.1 --port 8080",
-        file=out,
-    )

@@ -1,17 +1,24 @@
-"""The coordinator's records of a run: its settings, each running trial, and the acts that
-carry out the policies' decisions (``act_on_screen``), shared with the replays in ``bench/``."""
+"""The coordinator's records of a run: its settings, each running trial, what a new trial
+starts from (``inherit``), whether it is surplus, and the acts that carry out the policies'
+decisions (``act_on_screen``), shared with the replays in ``bench/``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import optuna
+from optuna.trial import FrozenTrial, TrialState
 
 from search.engine.pool import Worker
 from search.policy import pruning
+from storage.records import FINISHED, fold_results, reuse_folds
 from trainer.config import TrialConfig
-from trainer.records import TrialResult
+from trainer.errors import FatalError
+from trainer.records import FoldResult, TrialResult
+
+log = logging.getLogger("search.engine.coordinator")
 
 
 @dataclass(frozen=True)
@@ -76,3 +83,91 @@ def stop_detail(running: Running, result: TrialResult, metric: str) -> str:
         best = max(getattr(e, metric) for e in cut.epochs)
         done += f"; fold {cut.fold} stopped at epoch {cut.epochs[-1].epoch} with best {best:.4f}"
     return f"{running.pruned_at or result.stop_reason}; {done}"
+
+
+def counts(trials: list[FrozenTrial]) -> tuple[int, list[int]]:
+    """The number of finished trials and the numbers of the running ones."""
+    finished, running = 0, []
+    for t in trials:
+        if t.state in FINISHED:
+            finished += 1
+        elif t.state == TrialState.RUNNING:
+            running.append(t.number)
+    return finished, running
+
+
+def is_surplus(trials: list[FrozenTrial], number: int, n_trials: int) -> bool:
+    """Whether trial ``number`` (running) is one too many for a study of ``n_trials``: another
+    coordinator filled the study between our count and our ask.
+
+    Every coordinator ranks the running trials by number and keeps the lowest ones that fit, so
+    exactly the surplus trials are abandoned, whoever looks."""
+    finished, running = counts(trials)
+    room = n_trials - finished
+    return number not in sorted(running)[: max(room, 0)]
+
+
+def inherit(
+    study: optuna.Study, trial: optuna.Trial, metric: str, epochs: int
+) -> tuple[list[FoldResult], str]:
+    """The folds a new trial re-uses: a retry those its failed predecessor finished, a trial
+    promoted by the screen its screened trial's first fold (both shown on the trial again).
+
+    Returns those folds and a phrase for the log saying where they come from."""
+    retry_of = trial.user_attrs.get("retry_of")
+    source = retry_of if retry_of is not None else trial.user_attrs.get(pruning.PROMOTED_FROM)
+    if source is None:
+        return [], ""
+    previous = study.get_trials(deepcopy=False)[int(source)]
+    completed = fold_results(previous)
+    reuse_folds(trial, completed, metric, epochs)
+    how = f"retry of trial {source}" if retry_of is not None else f"promoted from trial {source}"
+    if not completed:
+        return completed, how
+    folds = [str(r.fold) for r in completed]
+    which = ("its finished fold " if len(folds) == 1 else "its finished folds ") + ", ".join(folds)
+    return completed, f"{how}, re-using {which}"
+
+
+def leave_out(unavailable: dict[str, int], running: Running, backbones: Sequence[str]) -> None:
+    """Record that ``running``'s backbone could not load its pretrained weights (``unavailable``:
+    backbone -> the trial that found out, which the sampler no longer draws); stop the run when no
+    backbone is left."""
+    backbone = running.config.backbone
+    if backbone in unavailable:
+        return
+    unavailable[backbone] = running.trial.number
+    left = [b for b in backbones if b not in unavailable]
+    if not left:
+        raise FatalError(
+            f"the weights of every backbone of this space failed to load (last: {backbone} in "
+            f"trial {running.trial.number}); put the files in a folder and re-run the same "
+            "command with --weights-dir DIR, or train from scratch under a new --name with "
+            "--weights none"
+        )
+    log.warning(
+        "trial %d could not load the %s weights of %s: %s is left out of sampling for the rest "
+        "of this run (still sampled: %s)",
+        running.trial.number,
+        running.config.weights,
+        backbone,
+        backbone,
+        ", ".join(left),
+    )
+
+
+def queued_left_out(
+    study: optuna.Study, trial: optuna.Trial, unavailable: dict[str, int]
+) -> str | None:
+    """Why an enqueued trial (a retry, a promotion) cannot run: its fixed backbone was left out of
+    this run by ``leave_out``; None when it can."""
+    if not unavailable:
+        return None  # one storage read per trial only once a backbone is left out
+    fixed = study._storage.get_trial_system_attrs(trial._trial_id).get("fixed_params", {})
+    backbone = str(fixed.get("backbone"))
+    if backbone not in unavailable:
+        return None
+    return (
+        f"queued with backbone {backbone}, whose weights could not be loaded in trial "
+        f"{unavailable[backbone]}; left out of this run"
+    )

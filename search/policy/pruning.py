@@ -304,13 +304,19 @@ def best_fold_scores(study: optuna.Study) -> list[float] | None:
 
 
 def make_pruner(
-    name: str, *, epochs_per_fold: int, n_folds: int, n_trials: int | None = None
+    name: str,
+    *,
+    epochs_per_fold: int,
+    n_folds: int,
+    n_trials: int | None = None,
+    workers: int = 1,
 ) -> FoldEpochPruner | None:
     """The pruner behind ``--pruner``; ``None`` for ``none``.
 
     The fold-level pruners (``default``, ``halving``, ``fold``) screen the study's first 3
     trials on their first fold (and a 4th that does not beat them) when the study has several
-    folds and at least ``SCREEN_MIN_TRIALS`` trials (or no trial limit).
+    folds and room for the promotion: at least ``SCREEN_MIN_TRIALS`` trials (or no trial limit)
+    after the ``workers - 1`` that are already running when the first one finishes.
     """
     if name not in PRUNERS:
         raise ValueError(f"--pruner {name!r} is not one of {', '.join(PRUNERS)}")
@@ -325,7 +331,7 @@ def make_pruner(
         "fold": None,
     }[name]
     fold = FoldTest() if name in ("default", "halving", "fold") and n_folds > 1 else None
-    long_enough = n_trials is None or n_trials >= SCREEN_MIN_TRIALS
+    long_enough = n_trials is None or n_trials - (workers - 1) >= SCREEN_MIN_TRIALS
     # The first half of every fold is never judged: slow starters (Ranger's rectified warm-up,
     # large learning rates) trail for an epoch or two and then win. Inside a fold the default
     # then stops only a trial 15 points behind the best trial's best in the same fold so far,

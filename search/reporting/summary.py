@@ -10,10 +10,10 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.reporting.plots import STATE_LABELS, StudyView, param, state_label
+from search.reporting.view import STATE_LABELS, StudyView, param, state_label
 from search.text import counted
 from storage import redact
-from storage.records import failure_kind
+from storage.records import count_states, failure_kind, leaderboard
 
 FAILURE_KINDS_SHOWN = 3
 REASON_CHARS = 200
@@ -140,3 +140,43 @@ def study_facts(study: optuna.Study, url: str, view: StudyView) -> list[tuple[st
     elif c is not None:
         facts.append(("cleaning", json.dumps(c)[:300]))
     return facts
+
+
+def _finished_of(finished: int, n_trials: int | None) -> str:
+    if n_trials is None:
+        return f"{finished} finished"
+    if finished > n_trials:
+        return f"{finished} finished (more than --n-trials {n_trials})"
+    return f"{finished}/{n_trials} finished"
+
+
+def run_summary(
+    study: optuna.Study,
+    url: str,
+    name: str,
+    n_trials: int | None,
+    artifacts: str,
+    metric: str,
+) -> str:
+    """What ``search.run`` prints at the end: the counts, the top 5 and the dashboard command
+    (``n_trials`` None: no trial count to reach, as with ``--budget`` alone)."""
+    counts = count_states(study)
+    finished = counts[TrialState.COMPLETE] + counts[TrialState.PRUNED]
+    lines = [
+        f"\nstudy {name!r}: {_finished_of(finished, n_trials)} "
+        f"({counts[TrialState.COMPLETE]} complete, {counts[TrialState.PRUNED]} pruned), "
+        f"{counts[TrialState.FAIL]} failed"
+    ]
+    rows = leaderboard(study, top=5)
+    if rows:
+        lines.append(f"{'trial':>5}  {metric:>9}  backbone            augment   optimizer  lr")
+        lines += [
+            f"{r['trial']:>5}  {r['value']:9.4f}  {r['backbone']:<18}  {r['augment']:<8}  "
+            f"{r['optimizer']:<9}  {r['learning_rate']:.2g}"
+            for r in rows
+        ]
+    lines.append(
+        f"dashboard: optuna-dashboard {redact(url)} --artifact-dir {artifacts} "
+        "--host 127.0.0.1 --port 8080"
+    )
+    return "\n".join(lines)

@@ -16,8 +16,8 @@ from optuna.trial import TrialState
 from PIL import Image
 
 from search.report import main
-from search.reporting.plots import StudyView, state_label
 from search.reporting.summary import study_facts
+from search.reporting.view import StudyView, state_label
 from tests.conftest import require
 from tests.search.cli import FAKE_QUICK, ROOT, by_state, cli_env, load, run_cli
 
@@ -381,7 +381,7 @@ def test_reused_folds_are_neither_trained_nor_saved(screened_url: str, tmp_path:
 def test_the_pruning_figure_draws_reused_folds_in_their_own_colour(
     screened_url: str, tmp_path: Path
 ) -> None:
-    from search.reporting.plots import REUSED
+    from search.reporting.canvas import REUSED
 
     rgb = tuple(int(REUSED[i : i + 2], 16) for i in (1, 3, 5))
 

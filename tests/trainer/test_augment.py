@@ -5,7 +5,8 @@ import pytest
 import tensorflow as tf
 
 from trainer import AUGMENT_LEVELS, InvalidConfig
-from trainer.augment import _Blur, _Colour, _Geometry, make_augment
+from trainer.augment import make_augment
+from trainer.augment_layers import Blur, Colour, Geometry
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def test_heavy_mixes_labels_into_soft_labels(batch) -> None:
 
 
 def dihedral(images: tf.Tensor, seed: int) -> np.ndarray:
-    return _Geometry(zoom=0.0, shift=0.0)(images, tf.constant([seed, 0])).numpy()
+    return Geometry(zoom=0.0, shift=0.0)(images, tf.constant([seed, 0])).numpy()
 
 
 def test_geometry_without_zoom_or_shift_only_rotates_and_flips(batch) -> None:
@@ -67,7 +68,7 @@ def test_geometry_zoom_and_shift_stay_within_their_ranges(batch) -> None:
     """A centred bright square keeps its size within +-10% and its centre within 8%."""
     img = np.zeros((64, 64, 3), np.float32)
     img[22:42, 22:42] = 255.0
-    out = _Geometry(zoom=0.1, shift=0.08)(tf.constant(np.stack([img] * 64)), tf.constant([3, 0]))
+    out = Geometry(zoom=0.1, shift=0.08)(tf.constant(np.stack([img] * 64)), tf.constant([3, 0]))
     sides, centres = [], []
     for o in out.numpy()[..., 0]:
         rows = np.flatnonzero(o.max(axis=1) > 127)
@@ -87,9 +88,9 @@ def test_colour_matches_keras_colour_jitter_ranges(batch) -> None:
     images, _ = batch
     x = images.numpy()
     only = {
-        "brightness": _Colour(0.15, 0.0, (0.5, 0.5), 0.0),
-        "hue": _Colour(0.0, 0.0, (0.5, 0.5), 0.04),
-        "saturation": _Colour(0.0, 0.0, (0.35, 0.65), 0.0),
+        "brightness": Colour(0.15, 0.0, (0.5, 0.5), 0.0),
+        "hue": Colour(0.0, 0.0, (0.5, 0.5), 0.04),
+        "saturation": Colour(0.0, 0.0, (0.35, 0.65), 0.0),
     }
     out = {k: layer(images, tf.constant([1, 2])).numpy() for k, layer in only.items()}
     shift = (out["brightness"] - x).mean(axis=(1, 2, 3))
@@ -110,23 +111,23 @@ def test_colour_matches_keras_colour_jitter_ranges(batch) -> None:
 
 def test_blur_smooths_some_images_and_leaves_the_rest(batch) -> None:
     images, _ = batch
-    out = _Blur(factor=1.0, sigma=1.0)(images, tf.constant([4, 4])).numpy()
+    out = Blur(factor=1.0, sigma=1.0)(images, tf.constant([4, 4])).numpy()
     x = images.numpy()
     changed = np.abs(out - x).mean(axis=(1, 2, 3)) > 0.01
     assert 0 < changed.sum() < len(x)  # probability drawn per image in [0, 1]
     rough = lambda a: np.abs(np.diff(a, axis=1)).mean()  # noqa: E731
     assert all(rough(o) < rough(a) for o, a, c in zip(out, x, changed, strict=True) if c)
     np.testing.assert_allclose(out.mean(), x.mean(), rtol=0.01)  # a blur keeps the brightness
-    none_chosen = tf.function(lambda a, s: _Blur(factor=0.0)(a, s))(images, tf.constant([4, 4]))
+    none_chosen = tf.function(lambda a, s: Blur(factor=0.0)(a, s))(images, tf.constant([4, 4]))
     np.testing.assert_array_equal(none_chosen.numpy(), x)  # an empty choice is not an error
 
 
 def test_heavy_runs_one_randaugment_operation_per_batch(batch) -> None:
     import keras
 
-    from trainer.augment import _OneOp
+    from trainer.augment_layers import OneOp
 
-    layer = _OneOp(keras.layers.RandAugment(value_range=(0, 255), num_ops=1, seed=2))
+    layer = OneOp(keras.layers.RandAugment(value_range=(0, 255), num_ops=1, seed=2))
     assert len(layer.ops) == 11
     calls: list[int] = []
 
@@ -190,7 +191,7 @@ def test_every_level_runs_in_float32_under_a_mixed_precision_policy(policy, batc
 def test_robust_rotates_by_any_angle_not_only_the_dihedral_eight() -> None:
     asym = np.zeros((33, 33, 3), np.float32)
     asym[4:10, 16:29] = 255.0  # an off-centre bar: every rotation moves it somewhere else
-    out = _Geometry(zoom=0.0, shift=0.0, any_angle=True)(
+    out = Geometry(zoom=0.0, shift=0.0, any_angle=True)(
         tf.constant(np.stack([asym] * 64)), tf.constant([5, 0])
     ).numpy()
     variants = [np.rot90(asym, k) for k in range(4)] + [np.rot90(asym[::-1], k) for k in range(4)]
@@ -206,20 +207,20 @@ def test_robust_rotates_by_any_angle_not_only_the_dihedral_eight() -> None:
 
 
 def test_robust_layers_blur_add_noise_and_compress_part_of_a_batch(batch) -> None:
-    from trainer.augment import _Defocus, _Jpeg, _SensorNoise
+    from trainer.augment_layers import Defocus, Jpeg, SensorNoise
 
     images, _ = batch
     x = images.numpy()
     seed = tf.constant([7, 1])
     rough = lambda a: np.abs(np.diff(a, axis=2)).mean()  # noqa: E731
-    for layer, sign in ((_Defocus(p=0.5), -1), (_SensorNoise(p=0.5), 1)):
+    for layer, sign in ((Defocus(p=0.5), -1), (SensorNoise(p=0.5), 1)):
         out = layer(images, seed).numpy()
         changed = np.abs(out - x).mean(axis=(1, 2, 3)) > 0.05
         assert 0 < changed.sum() < len(x), layer.name
         assert all(
             sign * (rough(o) - rough(a)) > 0 for o, a, c in zip(out, x, changed, strict=True) if c
         ), layer.name
-    out = _Jpeg(p=0.5, quality=(15, 15))(images, seed).numpy()
+    out = Jpeg(p=0.5, quality=(15, 15))(images, seed).numpy()
     changed = np.abs(out - x).mean(axis=(1, 2, 3)) > 0.05
     assert 0 < changed.sum() < len(x)
     k = int(np.flatnonzero(changed)[0])

@@ -293,3 +293,47 @@ def test_weight_snapshots_survive_training_and_restore_exactly() -> None:
     restore(weights, saved)
     for b, w in zip(before, weights, strict=True):
         np.testing.assert_array_equal(b, w.numpy())
+
+
+def test_early_stopping_scores_and_restores_the_best_epoch(real_small, monkeypatch) -> None:
+    """Validation accuracy scripted as 0.5, 0.8, 0.6, 0.55 with patience 2: the fold stops
+    after epoch 3, its score and confusion are epoch 1's, and the weights it ends with are the
+    snapshot taken at epoch 1."""
+    import trainer.train as train_module
+
+    script = iter([0.5, 0.8, 0.6, 0.55, 0.5, 0.5])
+    real_metrics = train_module.classification_metrics
+
+    def scripted(labels, probs, n_classes):
+        values, confusion = real_metrics(labels, probs, n_classes)
+        accuracy = next(script)
+        values["accuracy"] = accuracy
+        return values, np.full_like(confusion, int(accuracy * 100))  # which epoch, visibly
+
+    snapshots: list[list] = []
+    restored: list[list] = []
+    real_snapshot, real_restore = train_module.snapshot, train_module.restore
+
+    def spy_snapshot(variables):
+        values = real_snapshot(variables)
+        snapshots.append(values)
+        return values
+
+    def spy_restore(variables, values):
+        restored.append(values)
+        real_restore(variables, values)
+
+    monkeypatch.setattr(train_module, "classification_metrics", scripted)
+    monkeypatch.setattr(train_module, "snapshot", spy_snapshot)
+    monkeypatch.setattr(train_module, "restore", spy_restore)
+    cfg = TrialConfig(
+        backbone="small_cnn", image_size=32, epochs=6, patience=2, plateau_patience=0, seed=3
+    )
+    folds = make_folds(real_small.labels, 2, seed=0)
+    (fold,) = train_trial(cfg, real_small, folds[:1], _go).folds
+    assert [e.accuracy for e in fold.epochs] == [0.5, 0.8, 0.6, 0.55]
+    assert fold.early_stopped and fold.best_epoch == 1
+    assert fold.score("accuracy") == 0.8
+    assert {v for row in fold.confusion for v in row} == {80}
+    # snapshots: the initial weights, then one per improving epoch (0 and 1)
+    assert len(snapshots) == 3 and restored[-1] is snapshots[2]

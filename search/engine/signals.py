@@ -1,0 +1,31 @@
+"""Ctrl-C and SIGTERM as a flag the coordinator reads between two storage writes."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+
+
+class StopSignals:
+    """While entered (on the main thread), SIGINT and SIGTERM set ``received`` to the signal's
+    name instead of raising inside a storage write; the previous handlers come back on exit.
+    Off the main thread (the in-process test pool) nothing is installed."""
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self._previous: dict[signal.Signals, object] = {}
+
+    def _handler(self, signum: int, _frame: FrameType | None) -> None:
+        self.received = signal.Signals(signum).name
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._previous[s] = signal.signal(s, self._handler)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)  # type: ignore[arg-type]
+        self._previous.clear()

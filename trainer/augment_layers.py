@@ -1,0 +1,305 @@
+"""The image layers of the augmentation levels (``trainer.augment``), each called as
+``layer(images, seed)`` with a [2] integer seed, so a batch's draws depend on its seed alone.
+
+They are this module's own layers on ``keras.ops``/TensorFlow ops, with the parameter ranges of
+the Keras layers they replace, because those take several passes over every pixel: at 96 px,
+batch 32, on 2 CPU cores ``RandomZoom`` + ``RandomTranslation`` + the rotation/flip cost 30 ms a
+batch, and ``RandomColorJitter`` (two RGB<->HSV round trips) + ``RandomGaussianBlur`` (blurs the
+whole batch, keeps 15%) + ``GaussianNoise`` 73 ms, together as much as a MobileNetV3Small training
+step. Here zoom, shift, rotation and flip are one affine warp per image, brightness, contrast,
+saturation and hue one 3x3 colour matrix per image, and only the chosen images are blurred
+(``bench/pipeline.py`` measures the effect on training throughput).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+def uniform_draws(seed: tf.Tensor, shape: tuple[int, ...] | tf.Tensor, salt: int) -> tf.Tensor:
+    """Uniform [0, 1) draws that depend only on ``seed`` (a [2] integer tensor) and ``salt``."""
+    seed = tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), salt)
+    return tf.random.stateless_uniform(shape, seed=seed)
+
+
+def dihedral_matrices(draws: tf.Tensor, square: bool) -> tf.Tensor:
+    """N x 2 x 2 matrices of the dihedral group from N x 2 uniform draws: rotate k * 90 degrees
+    (square images only), then flip left-right with probability 1/2. All 8 equally likely."""
+    k = tf.cast(draws[:, 0] * 4, tf.int32) % 4 if square else tf.zeros_like(draws[:, 0], tf.int32)
+    angle = tf.cast(k, tf.float32) * (math.pi / 2)
+    cos, sin = tf.round(tf.cos(angle)), tf.round(tf.sin(angle))
+    rotate = tf.reshape(tf.stack([cos, -sin, sin, cos], axis=1), (-1, 2, 2))
+    flip = tf.where(draws[:, 1] < 0.5, -1.0, 1.0)
+    mirror = tf.reshape(
+        tf.stack([flip, tf.zeros_like(flip), tf.zeros_like(flip), tf.ones_like(flip)], axis=1),
+        (-1, 2, 2),
+    )
+    if not square:
+        vertical = tf.where(draws[:, 0] < 0.5, -1.0, 1.0)
+        rotate = tf.linalg.diag(tf.stack([tf.ones_like(vertical), vertical], axis=1))
+    return tf.matmul(rotate, mirror)
+
+
+def rotation_matrices(draws: tf.Tensor) -> tf.Tensor:
+    """N x 2 x 2: rotation by a uniform angle in [0, 360) degrees, then a left-right flip with
+    probability 1/2 (cells under a microscope lie at any angle, either side up)."""
+    angle = 2.0 * math.pi * draws[:, 0]
+    cos, sin = tf.cos(angle), tf.sin(angle)
+    rotate = tf.reshape(tf.stack([cos, -sin, sin, cos], axis=1), (-1, 2, 2))
+    flip = tf.where(draws[:, 1] < 0.5, -1.0, 1.0)
+    zero, one = tf.zeros_like(flip), tf.ones_like(flip)
+    mirror = tf.reshape(tf.stack([flip, zero, zero, one], axis=1), (-1, 2, 2))
+    return tf.matmul(rotate, mirror)
+
+
+class Geometry(keras.layers.Layer):
+    """Random rotation by a multiple of 90 degrees and flip, zoom and shift: one warp per image.
+
+    Output pixel p is read from input ``c + z * D (p - c) + t`` (c the centre, D a dihedral
+    matrix, z in [1 - zoom, 1 + zoom], t up to ``shift`` of the size), bilinear with reflected
+    borders, like ``RandomZoom`` and ``RandomTranslation`` with ``fill_mode="reflect"``. With
+    ``zoom = shift = 0`` it only moves pixels: every output is one of the 8 dihedral images.
+    """
+
+    def __init__(self, zoom: float, shift: float, any_angle: bool = False) -> None:
+        super().__init__(name="geometry", dtype="float32")
+        self.zoom = zoom
+        self.shift = shift
+        self.any_angle = any_angle
+
+    def call(self, images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        n = tf.shape(images)[0]
+        h, w = images.shape[1], images.shape[2]
+        draws = uniform_draws(seed, tf.stack([n, 5]), salt=1)
+        if self.any_angle:
+            d = rotation_matrices(draws[:, :2])
+        else:
+            d = dihedral_matrices(draws[:, :2], square=h == w)
+        z = 1.0 + self.zoom * (2.0 * draws[:, 2] - 1.0)
+        tx = self.shift * w * (2.0 * draws[:, 3] - 1.0)
+        ty = self.shift * h * (2.0 * draws[:, 4] - 1.0)
+        cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
+        a0, a1, b0, b1 = (z * d[:, i, j] for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)))
+        a2 = cx - (a0 * cx + a1 * cy) + tx
+        b2 = cy - (b0 * cx + b1 * cy) + ty
+        zero = tf.zeros_like(z)
+        transform = tf.stack([a0, a1, a2, b0, b1, b2, zero, zero], axis=1)
+        return keras.ops.image.affine_transform(
+            images, transform, interpolation="bilinear", fill_mode="reflect"
+        )
+
+
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], np.float32)
+
+
+class Colour(keras.layers.Layer):
+    """Brightness, contrast, saturation and hue as one colour matrix and offset per image.
+
+    The ranges are ``RandomColorJitter``'s: brightness adds up to ``brightness`` x 255, contrast
+    scales each channel about its image mean by 1 +- ``contrast``, saturation draws Keras's factor
+    f in ``saturation`` and scales chroma by f / (1 - f) (0.5: unchanged), hue turns the colour
+    circle by up to +-``hue`` / 2 of a turn. Saturation blends with the luma grey and hue rotates
+    the YIQ chroma plane, both linear, so the four steps compose to ``A x + o``.
+    """
+
+    def __init__(
+        self,
+        brightness: float = 0.15,
+        contrast: float = 0.2,
+        saturation: tuple[float, float] = (0.35, 0.65),
+        hue: float = 0.04,
+        p: float = 1.0,
+    ) -> None:
+        super().__init__(name="colour", dtype="float32")
+        self.brightness = brightness
+        self.contrast = contrast
+        self.saturation = saturation
+        self.hue = hue
+        self.p = p  # the share of images changed; the others keep their colours
+
+    def call(self, images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        n = tf.shape(images)[0]
+        d = uniform_draws(seed, tf.stack([n, 4]), salt=2)
+        if self.p < 1.0:  # a draw of 0.5 is the middle of every range: no change
+            keep = uniform_draws(seed, tf.stack([n]), salt=17) >= self.p
+            d = tf.where(keep[:, None], 0.5, d)
+        bright = self.brightness * 255.0 * (2.0 * d[:, 0] - 1.0)
+        scale = 1.0 + self.contrast * (2.0 * d[:, 1] - 1.0)
+        lo, hi = self.saturation
+        f = lo + (hi - lo) * d[:, 2]
+        chroma = f / (1.0 - f + 1e-7)
+        theta = 2.0 * math.pi * (self.hue / 2.0) * (2.0 * d[:, 3] - 1.0)
+        eye = tf.eye(3, batch_shape=[n])
+        grey = tf.ones((3, 1)) * tf.constant(LUMA)[None, :]  # rows: the luma weights
+        sat = chroma[:, None, None] * eye + (1.0 - chroma)[:, None, None] * grey[None]
+        cos, sin, one, zero = (
+            tf.cos(theta),
+            tf.sin(theta),
+            tf.ones_like(theta),
+            tf.zeros_like(theta),
+        )
+        rot = tf.reshape(
+            tf.stack([one, zero, zero, zero, cos, -sin, zero, sin, cos], 1), (-1, 3, 3)
+        )
+        yiq = tf.constant(YIQ)
+        hue = tf.matmul(tf.linalg.inv(yiq)[None], tf.matmul(rot, yiq[None]))
+        colour = tf.matmul(hue, sat)  # N x 3 x 3
+        mean = tf.reduce_mean(images, axis=(1, 2))  # per image and channel
+        shifted = (1.0 - scale)[:, None] * mean + bright[:, None]
+        offset = tf.linalg.matvec(colour, shifted)
+        matrix = scale[:, None, None] * colour
+        out = tf.einsum("nhwc,ndc->nhwd", images, matrix)
+        return out + offset[:, None, None, :]
+
+
+def on_chosen(
+    images: tf.Tensor, chosen: tf.Tensor, fn: Callable[[tf.Tensor], tf.Tensor]
+) -> tf.Tensor:
+    """``fn`` computed on the images at ``chosen`` (K x 1 indices) only and scattered back; with
+    none chosen the batch is returned as it is (MirrorPad and map_fn reject an empty batch)."""
+
+    def apply() -> tf.Tensor:
+        return tf.tensor_scatter_nd_update(images, chosen, fn(tf.gather_nd(images, chosen)))
+
+    return tf.cond(tf.shape(chosen)[0] > 0, apply, lambda: tf.identity(images))
+
+
+def separable_blur(x: tf.Tensor, k: tf.Tensor) -> tf.Tensor:
+    """``x`` convolved with the odd-length kernel ``k`` along width, then height, borders
+    reflected."""
+    taps = int(k.shape[0])
+    r = taps // 2
+    x = tf.pad(x, ((0, 0), (r, r), (r, r), (0, 0)), mode="REFLECT")
+    x = sum(k[i] * x[:, :, i : i + x.shape[2] - 2 * r] for i in range(taps))
+    return sum(k[i] * x[:, i : i + x.shape[1] - 2 * r] for i in range(taps))
+
+
+class Blur(keras.layers.Layer):
+    """``RandomGaussianBlur(factor, kernel_size=3, sigma)``'s draws, computed on the chosen images.
+
+    Each image is blurred with a probability drawn in [0, ``factor``] (as Keras does), with one
+    sigma per batch in (0, ``sigma``], by a separable 3-tap Gaussian with reflected borders. Only
+    the chosen images (15% on average at factor 0.3) are blurred, where Keras blurs the whole
+    batch and then selects.
+    """
+
+    def __init__(self, factor: float = 0.3, sigma: float = 1.0) -> None:
+        super().__init__(name="blur", dtype="float32")
+        self.factor = factor
+        self.sigma = sigma
+
+    def call(self, images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        n = tf.shape(images)[0]
+        d = uniform_draws(seed, tf.stack([n, 2]), salt=3)
+        chosen = tf.where(d[:, 1] < self.factor * d[:, 0])  # K x 1 indices
+        sigma = self.sigma * uniform_draws(seed, (), salt=4) + 1e-6
+        side = tf.exp(-1.0 / (2.0 * sigma**2))
+        k = tf.stack([side, 1.0, side]) / (1.0 + 2.0 * side)
+
+        # None chosen in 0.5% of batches of 32: on_chosen then leaves the batch as it is.
+        return on_chosen(images, chosen, lambda x: separable_blur(x, k))
+
+
+class OneOp(keras.layers.Layer):
+    """RandAugment's operations, one drawn per batch, with only the drawn one computed.
+
+    ``keras.layers.RandAugment`` also draws its operations per batch, but computes all eleven
+    on every batch and then selects (about 20x the cost of one operation). This uses the same
+    layer's own operations, configured by its ``factor`` and ``value_range``, and ``switch_case``.
+    """
+
+    def __init__(self, rand_augment: keras.layers.RandAugment) -> None:
+        super().__init__(name="rand_augment_one_op", dtype="float32")
+        self.ops = [getattr(rand_augment, name) for name in rand_augment._AUGMENT_LAYERS]
+
+    def call(self, images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        index = tf.cast(uniform_draws(seed, (), salt=5) * len(self.ops), tf.int32)
+        branches = [
+            lambda op=op: tf.cast(op(images, training=True), images.dtype) for op in self.ops
+        ]
+        return tf.switch_case(tf.minimum(index, len(self.ops) - 1), branches)
+
+
+class Noise(keras.layers.Layer):
+    """Zero-mean pixel noise of standard deviation ``stddev`` x 255, drawn uniform (a third of the
+    cost of Gaussian draws on CPU; at about 4 grey levels the shape does not matter)."""
+
+    def __init__(self, stddev: float) -> None:
+        super().__init__(name="pixel_noise", dtype="float32")
+        self.half_width = stddev * 255.0 * math.sqrt(3.0)
+
+    def call(self, images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        return images + self.half_width * (
+            2.0 * uniform_draws(seed, tf.shape(images), salt=7) - 1.0
+        )
+
+
+class Defocus(keras.layers.Layer):
+    """Out-of-focus blur: with probability ``p`` an image is blurred by a 7-tap separable
+    Gaussian whose sigma is drawn per batch in [0.3, ``max_sigma``] pixels at 96 px (scaled with
+    the image size), borders reflected."""
+
+    def __init__(self, p: float = 0.25, max_sigma: float = 2.0) -> None:
+        super().__init__(name="defocus", dtype="float32")
+        self.p = p
+        self.max_sigma = max_sigma
+
+    def call(self, images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        n = tf.shape(images)[0]
+        chosen = tf.where(uniform_draws(seed, tf.stack([n]), salt=11) < self.p)
+        scale = min(images.shape[1], images.shape[2]) / 96.0
+        sigma = scale * (0.3 + (self.max_sigma - 0.3) * uniform_draws(seed, (), salt=12))
+        taps = tf.range(-3.0, 4.0)
+        k = tf.exp(-0.5 * (taps / sigma) ** 2)
+        k = k / tf.reduce_sum(k)
+
+        return on_chosen(images, chosen, lambda x: separable_blur(x, k))
+
+
+class SensorNoise(keras.layers.Layer):
+    """With probability ``p`` an image gets zero-mean noise of a standard deviation drawn per
+    image in [0, ``max_std``] grey levels (uniform draws of that deviation, as ``Noise``)."""
+
+    def __init__(self, p: float = 0.3, max_std: float = 20.0) -> None:
+        super().__init__(name="sensor_noise", dtype="float32")
+        self.p = p
+        self.max_std = max_std
+
+    def call(self, images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        n = tf.shape(images)[0]
+        d = uniform_draws(seed, tf.stack([n, 2]), salt=13)
+        std = tf.where(d[:, 0] < self.p, self.max_std * d[:, 1], 0.0)
+        unit = 2.0 * uniform_draws(seed, tf.shape(images), salt=14) - 1.0
+        return images + (std * math.sqrt(3.0))[:, None, None, None] * unit
+
+
+class Jpeg(keras.layers.Layer):
+    """JPEG re-compression: with probability ``p`` an image is encoded and decoded at a quality
+    drawn per batch in ``quality`` (TensorFlow's own codec, on the chosen images only)."""
+
+    def __init__(self, p: float = 0.25, quality: tuple[int, int] = (15, 60)) -> None:
+        super().__init__(name="jpeg", dtype="float32")
+        self.p = p
+        self.quality = quality
+
+    def call(self, images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        n = tf.shape(images)[0]
+        chosen = tf.where(uniform_draws(seed, tf.stack([n]), salt=15) < self.p)
+        lo, hi = self.quality
+        quality = tf.cast(lo + (hi - lo + 1) * uniform_draws(seed, (), salt=16), tf.int32)
+
+        def compress(x: tf.Tensor) -> tf.Tensor:
+            x = tf.map_fn(
+                lambda im: tf.image.adjust_jpeg_quality(im, quality),
+                tf.clip_by_value(x, 0.0, 255.0) / 255.0,
+                fn_output_signature=tf.float32,
+            )
+            return x * 255.0
+
+        return on_chosen(images, chosen, compress)

@@ -1,27 +1,34 @@
 """Training images/s per backbone: float32 vs mixed precision vs mixed precision + XLA.
 
-    python bench/gpu_throughput.py [--size 96] [--batch 64] [--steps 20] [--out docs/gpu_check.md]
+    python bench/gpu_throughput.py [--backend jax] [--size 96] [--batch 64] [--steps 20]
 
-Uses the trainer's own training step (trainer/train.py) on random uint8-range batches, so the
-numbers are what a trial's steps cost, without the input pipeline. On a machine without GPU it
-measures the CPU with fewer steps and says so. Prints one ratio line per backbone.
+Uses the trainer's own training step (``trainer.steps``, through ``trainer.loop.Phase``) on
+random uint8-range batches, so the numbers are what a trial's steps cost, without the input
+pipeline, on the Keras backend ``--backend`` names (default: ``KERAS_BACKEND``, else
+TensorFlow). XLA is a TensorFlow switch; JAX always compiles with XLA and PyTorch runs eagerly,
+so there the third row repeats the second. On a machine without GPU it measures the CPU with
+fewer steps and says so. Prints one ratio line per backbone.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
-import keras
-import numpy as np
-import tensorflow as tf
 from common import ROOT, machine  # noqa: I001
 
-from search.engine.devices import auto_precision, discover
-from trainer.backbones import build_model
-from trainer.config import TrialConfig
-from trainer.loop import Phase
+if "--backend" in sys.argv:  # before Keras is imported
+    os.environ["KERAS_BACKEND"] = sys.argv[sys.argv.index("--backend") + 1]
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from search.engine.devices import auto_precision, discover  # noqa: E402
+from trainer.backbones import build_model  # noqa: E402
+from trainer.config import TrialConfig  # noqa: E402
+from trainer.loop import Phase  # noqa: E402
 
 BACKBONES = ("MobileNetV3Small", "EfficientNetV2B3", "ConvNeXtTiny")
 
@@ -35,9 +42,9 @@ def measure(backbone: str, precision: str, xla: bool, size: int, batch: int, ste
     built = build_model(cfg, 8, steps_per_epoch=50)
     phase = Phase("train", built, cfg, built.model.trainable_variables, 1e-3)
     rng = np.random.default_rng(0)
-    x = tf.constant(rng.integers(0, 256, (batch, size, size, 3)).astype("float32"))
-    y = tf.one_hot(rng.integers(0, 8, batch), 8)
-    w = tf.ones(batch)
+    x = keras.ops.convert_to_tensor(rng.integers(0, 256, (batch, size, size, 3)), "float32")
+    y = keras.ops.one_hot(keras.ops.convert_to_tensor(rng.integers(0, 8, batch)), 8)
+    w = keras.ops.ones(batch)
     start = time.perf_counter()
     float(phase.step(x, y, w))  # trace / compile
     float(phase.step(x, y, w))
@@ -47,11 +54,41 @@ def measure(backbone: str, precision: str, xla: bool, size: int, batch: int, ste
         loss = phase.step(x, y, w)
     float(loss)
     seconds = time.perf_counter() - start
-    peak = 0
-    if tf.config.list_physical_devices("GPU"):
-        peak = tf.config.experimental.get_memory_info("GPU:0")["peak"] // 2**20
     keras.mixed_precision.set_dtype_policy("float32")
-    return batch * steps / seconds, first, peak, phase.jit
+    return batch * steps / seconds, first, peak_mib(), getattr(phase.step, "jit", xla)
+
+
+def on_gpu() -> bool:
+    name = keras.backend.backend()
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    if name == "torch":
+        import torch
+
+        return torch.cuda.is_available()
+    import jax
+
+    return jax.default_backend() == "gpu"
+
+
+def peak_mib() -> int:
+    """Peak accelerator memory of this process so far (0 on CPU)."""
+    if not on_gpu():
+        return 0
+    name = keras.backend.backend()
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        return tf.config.experimental.get_memory_info("GPU:0")["peak"] // 2**20
+    if name == "torch":
+        import torch
+
+        return torch.cuda.max_memory_allocated() // 2**20
+    import jax
+
+    return jax.devices()[0].memory_stats().get("peak_bytes_in_use", 0) // 2**20
 
 
 def main() -> None:
@@ -60,15 +97,20 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=None)
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--backbones", default=",".join(BACKBONES))
+    p.add_argument("--backend", default=None, help="tensorflow, jax or torch (KERAS_BACKEND)")
     p.add_argument("--out", default=str(ROOT / "docs" / "gpu_check.md"))
     args = p.parse_args()
     gpus = discover()
-    on_gpu = bool(tf.config.list_physical_devices("GPU"))
-    batch = args.batch or (64 if on_gpu else 16)
-    steps = args.steps or (20 if on_gpu else 2)
-    mixed = auto_precision(gpus) if on_gpu else "mixed_bfloat16"
-    device = ", ".join(g.name for g in gpus) if on_gpu else "no GPU found: CPU"
-    print(f"device: {device}; batch {batch}, {steps} timed steps, {args.size}px; mixed = {mixed}")
+    gpu = on_gpu()
+    batch = args.batch or (64 if gpu else 16)
+    steps = args.steps or (20 if gpu else 2)
+    mixed = auto_precision(gpus) if gpu else "mixed_bfloat16"
+    device = ", ".join(g.name for g in gpus) if gpu else "no GPU found: CPU"
+    backend = keras.backend.backend()
+    print(
+        f"device: {device}; Keras on {backend}; batch {batch}, {steps} timed steps, "
+        f"{args.size}px; mixed = {mixed}"
+    )
     rows = []
     for backbone in args.backbones.split(","):
         results = {}
@@ -90,12 +132,12 @@ def main() -> None:
             f"mixed+xla/fp32 = {results['mixed+xla'] / results['fp32']:.2f}"
         )
     lines = [
-        "# GPU check: training images/s by precision and XLA",
+        f"# GPU check on {backend}: training images/s by precision and XLA",
         "",
-        f"Command: `bash bench/gpu_check.sh` (`python bench/gpu_throughput.py --size {args.size} "
-        f"--batch {batch} --steps {steps}`)",
+        f"Command: `bash bench/gpu_check.sh --backend {backend}` (`python bench/gpu_throughput.py "
+        f"--backend {backend} --size {args.size} --batch {batch} --steps {steps}`)",
         "",
-        f"Device: {device}. Machine: {machine()}.",
+        f"Device: {device}. Keras on {backend}. Machine: {machine()}.",
         "",
         "| backbone | mode | images/s | first two steps (s) | peak GPU MiB | ratio to fp32 |",
         "|---|---|---:|---:|---:|---:|",

@@ -27,7 +27,9 @@ trial's fold scores). Every file is written atomically. Exit codes: 0 done, 1 tr
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -85,6 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
         "dihedral views of each image (default: on when the trial trained under an augmentation "
         "level, all of which include those views; 8x the inference cost)",
     )
+    p.add_argument(
+        "--backend",
+        default=None,
+        choices=("tensorflow", "jax", "torch"),
+        help="the Keras backend to train on (default: KERAS_BACKEND if set, else the one the "
+        "trial ran on); the saved model.keras loads on every backend",
+    )
     p.add_argument("--force", action="store_true", help="replace an existing export in DIR")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and the summary")
     return p
@@ -139,6 +148,23 @@ def _pick_trial(study: Any, number: int | None):
     return found[0]
 
 
+def _use_backend(asked: str | None, trained_on: str) -> str:
+    """Choose the backend (``--backend``, else ``KERAS_BACKEND``, else the trial's) and set it
+    for Keras, which this process has not imported yet."""
+    from search.cli import UsageError
+    from search.engine.devices import DeviceError, check_backend
+
+    name = asked or os.environ.get("KERAS_BACKEND", "").strip() or trained_on
+    try:
+        check_backend(name)
+    except DeviceError as exc:
+        raise UsageError(str(exc)) from None
+    if "keras" in sys.modules and sys.modules["keras"].backend.backend() != name:
+        raise UsageError(f"Keras is already running on another backend than {name} here")
+    os.environ["KERAS_BACKEND"] = name
+    return name
+
+
 def _plan(args: argparse.Namespace):
     """Read the study, pick the trial, load and check the data: everything that can refuse."""
     from search.cli import UsageError
@@ -160,6 +186,7 @@ def _plan(args: argparse.Namespace):
     if "config" not in trial.user_attrs:
         raise UsageError(f"trial {trial.number} has no stored configuration ('config')")
     config = TrialConfig.from_dict(dict(trial.user_attrs["config"]))
+    config = dataclasses.replace(config, backend=_use_backend(args.backend, config.backend))
     spec = args.data or str(attrs["data"])
     data: Dataset = load_dataset(spec, image_size=int(attrs["image_size"]))
     found = fingerprint(data)

@@ -11,10 +11,11 @@ import sys
 from collections.abc import Sequence
 
 from search.cli import setup_logging, usage_error
+from search.engine.devices import default_backend
 from search.engine.plugins import parse_trainer
 from spaces import SPACES
 from storage import DEFAULT_URL
-from trainer.config import AUGMENT_LEVELS, MONITORS
+from trainer.config import AUGMENT_LEVELS, BACKENDS, MONITORS
 from trainer.folds import MAX_FOLDS
 
 log = logging.getLogger("search.run")
@@ -188,6 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("auto", "float32", "mixed_float16", "mixed_bfloat16"),
         help="auto: bfloat16 on Ampere+, float16 with loss scaling on Volta/Turing, float32 on "
         "CPU; the softmax head always computes in float32",
+    )
+    p.add_argument(
+        "--backend",
+        default=default_backend(),
+        choices=BACKENDS,
+        help="the Keras 3 backend every trial (and the --budget model) runs on (default: "
+        "KERAS_BACKEND if set, else tensorflow; jax and torch need .[jax] / .[torch])",
     )
     p.add_argument(
         "--xla",

@@ -35,6 +35,7 @@ class StudySettings:
     image_size: int
     precision: str = "float32"
     jit_compile: bool = False
+    backend: str = "tensorflow"
     weights_dir: str = ""  # --weights-dir, resolved; travels in every trial's configuration
 
 
@@ -98,6 +99,7 @@ class Space:
             seed=settings.seed,
             precision=settings.precision,
             jit_compile=settings.jit_compile,
+            backend=settings.backend,
         )
 
     def starting_params(self, settings: StudySettings) -> list[dict[str, Any]]:

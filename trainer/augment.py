@@ -13,8 +13,8 @@ images blurred or compressed).
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 
+from trainer import backend
 from trainer.augment_layers import (
     Blur,
     Colour,
@@ -24,7 +24,6 @@ from trainer.augment_layers import (
     Noise,
     OneOp,
     SensorNoise,
-    uniform_draws,
 )
 from trainer.config import AUGMENT_LEVELS
 from trainer.errors import InvalidConfig
@@ -58,7 +57,7 @@ def _seed_generators(layers: list[keras.layers.Layer]) -> list[keras.random.Seed
 class Augment:
     """One augmentation level as ``(images 0..255, one-hot, seed) -> (images, labels)``.
 
-    Deterministic in ``seed`` (a [2] integer tensor): every Keras layer's ``SeedGenerator`` is
+    Deterministic in ``seed`` (a [2] integer seed, ``backend.batch_seed``): every Keras layer's ``SeedGenerator`` is
     re-seeded from it at the start of each call, so a batch's augmentation depends on its seed
     alone, not on how many batches were made before (batches are made ahead on another thread,
     and a resumed trial skips folds). Called without a seed (eagerly, e.g. in a notebook), it
@@ -97,37 +96,32 @@ class Augment:
         extra = [self.one_op] if self.one_op is not None else []
         self.generators = _seed_generators(self.layers + extra + self.mixers)
 
-    def __call__(
-        self, images: tf.Tensor, onehot: tf.Tensor, seed: tf.Tensor | None = None
-    ) -> tuple[tf.Tensor, tf.Tensor]:
+    def __call__(self, images, onehot, seed=None):
         if self.level == "none":
             return images, onehot
         if seed is None:
-            seed = tf.constant([self.seed, self.calls], tf.int64)
+            seed = backend.batch_seed(self.seed, self.calls)
             self.calls += 1
-        seed = tf.cast(seed, tf.int64)
         if self.generators:
-            states = tf.random.stateless_uniform(
-                (len(self.generators), 2), seed=seed, minval=None, maxval=None, dtype=tf.int64
-            )
+            states = backend.integer_pairs(seed, len(self.generators))
             for i, generator in enumerate(self.generators):
-                generator.state.assign(tf.cast(states[i], generator.state.dtype))
+                generator.state.assign(keras.ops.cast(states[i], generator.state.dtype))
         images = self.geometry(images, seed)
         for layer in self.layers:
             images = layer(images, seed)
         if self.one_op is not None:
             images = self.one_op(images, seed)
-        images = tf.clip_by_value(images, 0.0, 255.0)
+        images = keras.ops.clip(images, 0.0, 255.0)
         if self.mixers:
             # MixUp or CutMix, chosen per batch; labels are mixed in the same proportions.
             batch = {"images": images, "labels": onehot}
-            out = tf.cond(
-                uniform_draws(seed, (), salt=6) < 0.5,
+            out = backend.cond(
+                backend.uniform(seed, (), salt=6) < 0.5,
                 lambda: self.mixers[0](batch, training=True),
                 lambda: self.mixers[1](batch, training=True),
             )
             images, onehot = out["images"], out["labels"]
-        return tf.cast(images, tf.float32), tf.cast(onehot, tf.float32)
+        return keras.ops.cast(images, "float32"), keras.ops.cast(onehot, "float32")
 
 
 def make_augment(level: str, *, seed: int = 0) -> Augment:

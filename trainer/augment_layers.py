@@ -1,7 +1,8 @@
 """The image layers of the augmentation levels (``trainer.augment``), each called as
 ``layer(images, seed)`` with a [2] integer seed, so a batch's draws depend on its seed alone.
 
-They are this module's own layers on ``keras.ops``/TensorFlow ops, with the parameter ranges of
+They are this module's own layers on ``keras.ops`` (with ``trainer.backend`` for seeded draws,
+branches and JPEG, so they run on every Keras backend), with the parameter ranges of
 the Keras layers they replace, because those take several passes over every pixel: at 96 px,
 batch 32, on 2 CPU cores ``RandomZoom`` + ``RandomTranslation`` + the rotation/flip cost 30 ms a
 batch, and ``RandomColorJitter`` (two RGB<->HSV round trips) + ``RandomGaussianBlur`` (blurs the
@@ -14,47 +15,46 @@ saturation and hue one 3x3 colour matrix per image, and only the chosen images a
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import keras
 import numpy as np
-import tensorflow as tf
+
+from trainer import backend
+
+ops = keras.ops
+uniform = backend.uniform
 
 
-def uniform_draws(seed: tf.Tensor, shape: tuple[int, ...] | tf.Tensor, salt: int) -> tf.Tensor:
-    """Uniform [0, 1) draws that depend only on ``seed`` (a [2] integer tensor) and ``salt``."""
-    seed = tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), salt)
-    return tf.random.stateless_uniform(shape, seed=seed)
+def _matrices(entries: list, rows: int) -> object:
+    """N x rows x rows matrices from ``rows * rows`` N-vectors, row by row."""
+    return ops.reshape(ops.stack(entries, axis=1), (-1, rows, rows))
 
 
-def dihedral_matrices(draws: tf.Tensor, square: bool) -> tf.Tensor:
+def dihedral_matrices(draws, square: bool):
     """N x 2 x 2 matrices of the dihedral group from N x 2 uniform draws: rotate k * 90 degrees
     (square images only), then flip left-right with probability 1/2. All 8 equally likely."""
-    k = tf.cast(draws[:, 0] * 4, tf.int32) % 4 if square else tf.zeros_like(draws[:, 0], tf.int32)
-    angle = tf.cast(k, tf.float32) * (math.pi / 2)
-    cos, sin = tf.round(tf.cos(angle)), tf.round(tf.sin(angle))
-    rotate = tf.reshape(tf.stack([cos, -sin, sin, cos], axis=1), (-1, 2, 2))
-    flip = tf.where(draws[:, 1] < 0.5, -1.0, 1.0)
-    mirror = tf.reshape(
-        tf.stack([flip, tf.zeros_like(flip), tf.zeros_like(flip), tf.ones_like(flip)], axis=1),
-        (-1, 2, 2),
-    )
-    if not square:
-        vertical = tf.where(draws[:, 0] < 0.5, -1.0, 1.0)
-        rotate = tf.linalg.diag(tf.stack([tf.ones_like(vertical), vertical], axis=1))
-    return tf.matmul(rotate, mirror)
+    zero, one = ops.zeros_like(draws[:, 0]), ops.ones_like(draws[:, 0])
+    flip = ops.where(draws[:, 1] < 0.5, -one, one)
+    mirror = _matrices([flip, zero, zero, one], 2)
+    if square:
+        k = ops.mod(ops.floor(draws[:, 0] * 4.0), 4.0)
+        angle = k * (math.pi / 2)
+        cos, sin = ops.round(ops.cos(angle)), ops.round(ops.sin(angle))
+        rotate = _matrices([cos, -sin, sin, cos], 2)
+    else:
+        vertical = ops.where(draws[:, 0] < 0.5, -one, one)
+        rotate = _matrices([one, zero, zero, vertical], 2)
+    return ops.matmul(rotate, mirror)
 
 
-def rotation_matrices(draws: tf.Tensor) -> tf.Tensor:
+def rotation_matrices(draws):
     """N x 2 x 2: rotation by a uniform angle in [0, 360) degrees, then a left-right flip with
     probability 1/2 (cells under a microscope lie at any angle, either side up)."""
     angle = 2.0 * math.pi * draws[:, 0]
-    cos, sin = tf.cos(angle), tf.sin(angle)
-    rotate = tf.reshape(tf.stack([cos, -sin, sin, cos], axis=1), (-1, 2, 2))
-    flip = tf.where(draws[:, 1] < 0.5, -1.0, 1.0)
-    zero, one = tf.zeros_like(flip), tf.ones_like(flip)
-    mirror = tf.reshape(tf.stack([flip, zero, zero, one], axis=1), (-1, 2, 2))
-    return tf.matmul(rotate, mirror)
+    cos, sin = ops.cos(angle), ops.sin(angle)
+    zero, one = ops.zeros_like(angle), ops.ones_like(angle)
+    flip = ops.where(draws[:, 1] < 0.5, -one, one)
+    return ops.matmul(_matrices([cos, -sin, sin, cos], 2), _matrices([flip, zero, zero, one], 2))
 
 
 class Geometry(keras.layers.Layer):
@@ -72,10 +72,10 @@ class Geometry(keras.layers.Layer):
         self.shift = shift
         self.any_angle = any_angle
 
-    def call(self, images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-        n = tf.shape(images)[0]
+    def call(self, images, seed):
+        n = ops.shape(images)[0]
         h, w = images.shape[1], images.shape[2]
-        draws = uniform_draws(seed, tf.stack([n, 5]), salt=1)
+        draws = uniform(seed, (n, 5), salt=1)
         if self.any_angle:
             d = rotation_matrices(draws[:, :2])
         else:
@@ -87,15 +87,19 @@ class Geometry(keras.layers.Layer):
         a0, a1, b0, b1 = (z * d[:, i, j] for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)))
         a2 = cx - (a0 * cx + a1 * cy) + tx
         b2 = cy - (b0 * cx + b1 * cy) + ty
-        zero = tf.zeros_like(z)
-        transform = tf.stack([a0, a1, a2, b0, b1, b2, zero, zero], axis=1)
-        return keras.ops.image.affine_transform(
+        zero = ops.zeros_like(z)
+        transform = ops.stack([a0, a1, a2, b0, b1, b2, zero, zero], axis=1)
+        return ops.image.affine_transform(
             images, transform, interpolation="bilinear", fill_mode="reflect"
         )
 
 
-LUMA = np.array([0.299, 0.587, 0.114], np.float32)
-YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], np.float32)
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+_YIQ = np.array(
+    [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], np.float32
+)
+_GREY = np.ones((3, 1), np.float32) * _LUMA[None, :]  # rows: the luma weights
+_YIQ_INV = np.linalg.inv(_YIQ).astype(np.float32)
 
 
 class Colour(keras.layers.Layer):
@@ -123,59 +127,51 @@ class Colour(keras.layers.Layer):
         self.hue = hue
         self.p = p  # the share of images changed; the others keep their colours
 
-    def call(self, images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-        n = tf.shape(images)[0]
-        d = uniform_draws(seed, tf.stack([n, 4]), salt=2)
+    def call(self, images, seed):
+        n = ops.shape(images)[0]
+        d = uniform(seed, (n, 4), salt=2)
         if self.p < 1.0:  # a draw of 0.5 is the middle of every range: no change
-            keep = uniform_draws(seed, tf.stack([n]), salt=17) >= self.p
-            d = tf.where(keep[:, None], 0.5, d)
+            keep = uniform(seed, (n,), salt=17) >= self.p
+            d = ops.where(keep[:, None], 0.5, d)
         bright = self.brightness * 255.0 * (2.0 * d[:, 0] - 1.0)
         scale = 1.0 + self.contrast * (2.0 * d[:, 1] - 1.0)
         lo, hi = self.saturation
         f = lo + (hi - lo) * d[:, 2]
         chroma = f / (1.0 - f + 1e-7)
         theta = 2.0 * math.pi * (self.hue / 2.0) * (2.0 * d[:, 3] - 1.0)
-        eye = tf.eye(3, batch_shape=[n])
-        grey = tf.ones((3, 1)) * tf.constant(LUMA)[None, :]  # rows: the luma weights
-        sat = chroma[:, None, None] * eye + (1.0 - chroma)[:, None, None] * grey[None]
-        cos, sin, one, zero = (
-            tf.cos(theta),
-            tf.sin(theta),
-            tf.ones_like(theta),
-            tf.zeros_like(theta),
-        )
-        rot = tf.reshape(
-            tf.stack([one, zero, zero, zero, cos, -sin, zero, sin, cos], 1), (-1, 3, 3)
-        )
-        yiq = tf.constant(YIQ)
-        hue = tf.matmul(tf.linalg.inv(yiq)[None], tf.matmul(rot, yiq[None]))
-        colour = tf.matmul(hue, sat)  # N x 3 x 3
-        mean = tf.reduce_mean(images, axis=(1, 2))  # per image and channel
+        eye = ops.convert_to_tensor(np.eye(3, dtype=np.float32))
+        grey = ops.convert_to_tensor(_GREY)
+        sat = chroma[:, None, None] * eye[None] + (1.0 - chroma)[:, None, None] * grey[None]
+        cos, sin = ops.cos(theta), ops.sin(theta)
+        one, zero = ops.ones_like(theta), ops.zeros_like(theta)
+        rot = _matrices([one, zero, zero, zero, cos, -sin, zero, sin, cos], 3)
+        yiq, yiq_inv = ops.convert_to_tensor(_YIQ), ops.convert_to_tensor(_YIQ_INV)
+        hue = ops.einsum("ij,njk,kl->nil", yiq_inv, rot, yiq)
+        colour = ops.matmul(hue, sat)  # N x 3 x 3
+        mean = ops.mean(images, axis=(1, 2))  # per image and channel
         shifted = (1.0 - scale)[:, None] * mean + bright[:, None]
-        offset = tf.linalg.matvec(colour, shifted)
+        offset = ops.einsum("ndc,nc->nd", colour, shifted)
         matrix = scale[:, None, None] * colour
-        out = tf.einsum("nhwc,ndc->nhwd", images, matrix)
+        out = ops.einsum("nhwc,ndc->nhwd", images, matrix)
         return out + offset[:, None, None, :]
 
 
-def on_chosen(
-    images: tf.Tensor, chosen: tf.Tensor, fn: Callable[[tf.Tensor], tf.Tensor]
-) -> tf.Tensor:
-    """``fn`` computed on the images at ``chosen`` (K x 1 indices) only and scattered back; with
-    none chosen the batch is returned as it is (MirrorPad and map_fn reject an empty batch)."""
+def on_chosen(images, chosen, fn):
+    """``fn`` computed on the images at ``chosen`` (K indices) only and put back; with none
+    chosen the batch is returned as it is (padding and JPEG reject an empty batch)."""
 
-    def apply() -> tf.Tensor:
-        return tf.tensor_scatter_nd_update(images, chosen, fn(tf.gather_nd(images, chosen)))
+    def apply():
+        return ops.scatter_update(images, chosen[:, None], fn(ops.take(images, chosen, axis=0)))
 
-    return tf.cond(tf.shape(chosen)[0] > 0, apply, lambda: tf.identity(images))
+    return backend.cond(ops.shape(chosen)[0] > 0, apply, lambda: images)
 
 
-def separable_blur(x: tf.Tensor, k: tf.Tensor) -> tf.Tensor:
+def separable_blur(x, k):
     """``x`` convolved with the odd-length kernel ``k`` along width, then height, borders
     reflected."""
     taps = int(k.shape[0])
     r = taps // 2
-    x = tf.pad(x, ((0, 0), (r, r), (r, r), (0, 0)), mode="REFLECT")
+    x = ops.pad(x, ((0, 0), (r, r), (r, r), (0, 0)), mode="reflect")
     x = sum(k[i] * x[:, :, i : i + x.shape[2] - 2 * r] for i in range(taps))
     return sum(k[i] * x[:, i : i + x.shape[1] - 2 * r] for i in range(taps))
 
@@ -194,13 +190,13 @@ class Blur(keras.layers.Layer):
         self.factor = factor
         self.sigma = sigma
 
-    def call(self, images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-        n = tf.shape(images)[0]
-        d = uniform_draws(seed, tf.stack([n, 2]), salt=3)
-        chosen = tf.where(d[:, 1] < self.factor * d[:, 0])  # K x 1 indices
-        sigma = self.sigma * uniform_draws(seed, (), salt=4) + 1e-6
-        side = tf.exp(-1.0 / (2.0 * sigma**2))
-        k = tf.stack([side, 1.0, side]) / (1.0 + 2.0 * side)
+    def call(self, images, seed):
+        n = ops.shape(images)[0]
+        d = uniform(seed, (n, 2), salt=3)
+        chosen = backend.rows_where(d[:, 1] < self.factor * d[:, 0])
+        sigma = self.sigma * uniform(seed, (), salt=4) + 1e-6
+        side = ops.exp(-1.0 / (2.0 * sigma**2))
+        k = ops.stack([side, ops.ones_like(side), side]) / (1.0 + 2.0 * side)
 
         # None chosen in 0.5% of batches of 32: on_chosen then leaves the batch as it is.
         return on_chosen(images, chosen, lambda x: separable_blur(x, k))
@@ -211,19 +207,19 @@ class OneOp(keras.layers.Layer):
 
     ``keras.layers.RandAugment`` also draws its operations per batch, but computes all eleven
     on every batch and then selects (about 20x the cost of one operation). This uses the same
-    layer's own operations, configured by its ``factor`` and ``value_range``, and ``switch_case``.
+    layer's own operations, configured by its ``factor`` and ``value_range``.
     """
 
     def __init__(self, rand_augment: keras.layers.RandAugment) -> None:
         super().__init__(name="rand_augment_one_op", dtype="float32")
         self.ops = [getattr(rand_augment, name) for name in rand_augment._AUGMENT_LAYERS]
 
-    def call(self, images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-        index = tf.cast(uniform_draws(seed, (), salt=5) * len(self.ops), tf.int32)
+    def call(self, images, seed):
+        index = ops.cast(uniform(seed, (), salt=5) * len(self.ops), "int32")
         branches = [
-            lambda op=op: tf.cast(op(images, training=True), images.dtype) for op in self.ops
+            lambda op=op: ops.cast(op(images, training=True), images.dtype) for op in self.ops
         ]
-        return tf.switch_case(tf.minimum(index, len(self.ops) - 1), branches)
+        return backend.switch(ops.minimum(index, len(self.ops) - 1), branches)
 
 
 class Noise(keras.layers.Layer):
@@ -234,10 +230,8 @@ class Noise(keras.layers.Layer):
         super().__init__(name="pixel_noise", dtype="float32")
         self.half_width = stddev * 255.0 * math.sqrt(3.0)
 
-    def call(self, images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-        return images + self.half_width * (
-            2.0 * uniform_draws(seed, tf.shape(images), salt=7) - 1.0
-        )
+    def call(self, images, seed):
+        return images + self.half_width * (2.0 * uniform(seed, ops.shape(images), salt=7) - 1.0)
 
 
 class Defocus(keras.layers.Layer):
@@ -250,14 +244,14 @@ class Defocus(keras.layers.Layer):
         self.p = p
         self.max_sigma = max_sigma
 
-    def call(self, images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-        n = tf.shape(images)[0]
-        chosen = tf.where(uniform_draws(seed, tf.stack([n]), salt=11) < self.p)
+    def call(self, images, seed):
+        n = ops.shape(images)[0]
+        chosen = backend.rows_where(uniform(seed, (n,), salt=11) < self.p)
         scale = min(images.shape[1], images.shape[2]) / 96.0
-        sigma = scale * (0.3 + (self.max_sigma - 0.3) * uniform_draws(seed, (), salt=12))
-        taps = tf.range(-3.0, 4.0)
-        k = tf.exp(-0.5 * (taps / sigma) ** 2)
-        k = k / tf.reduce_sum(k)
+        sigma = scale * (0.3 + (self.max_sigma - 0.3) * uniform(seed, (), salt=12))
+        taps = ops.arange(-3.0, 4.0, dtype="float32")
+        k = ops.exp(-0.5 * (taps / sigma) ** 2)
+        k = k / ops.sum(k)
 
         return on_chosen(images, chosen, lambda x: separable_blur(x, k))
 
@@ -271,35 +265,31 @@ class SensorNoise(keras.layers.Layer):
         self.p = p
         self.max_std = max_std
 
-    def call(self, images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-        n = tf.shape(images)[0]
-        d = uniform_draws(seed, tf.stack([n, 2]), salt=13)
-        std = tf.where(d[:, 0] < self.p, self.max_std * d[:, 1], 0.0)
-        unit = 2.0 * uniform_draws(seed, tf.shape(images), salt=14) - 1.0
+    def call(self, images, seed):
+        n = ops.shape(images)[0]
+        d = uniform(seed, (n, 2), salt=13)
+        std = ops.where(d[:, 0] < self.p, self.max_std * d[:, 1], 0.0)
+        unit = 2.0 * uniform(seed, ops.shape(images), salt=14) - 1.0
         return images + (std * math.sqrt(3.0))[:, None, None, None] * unit
 
 
 class Jpeg(keras.layers.Layer):
     """JPEG re-compression: with probability ``p`` an image is encoded and decoded at a quality
-    drawn per batch in ``quality`` (TensorFlow's own codec, on the chosen images only)."""
+    drawn per batch in ``quality`` (TensorFlow's codec on TensorFlow, Pillow's on the others;
+    the chosen images only)."""
 
     def __init__(self, p: float = 0.25, quality: tuple[int, int] = (15, 60)) -> None:
         super().__init__(name="jpeg", dtype="float32")
         self.p = p
         self.quality = quality
 
-    def call(self, images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-        n = tf.shape(images)[0]
-        chosen = tf.where(uniform_draws(seed, tf.stack([n]), salt=15) < self.p)
+    def call(self, images, seed):
+        n = ops.shape(images)[0]
+        chosen = backend.rows_where(uniform(seed, (n,), salt=15) < self.p)
         lo, hi = self.quality
-        quality = tf.cast(lo + (hi - lo + 1) * uniform_draws(seed, (), salt=16), tf.int32)
+        quality = ops.cast(lo + (hi - lo + 1) * uniform(seed, (), salt=16), "int32")
 
-        def compress(x: tf.Tensor) -> tf.Tensor:
-            x = tf.map_fn(
-                lambda im: tf.image.adjust_jpeg_quality(im, quality),
-                tf.clip_by_value(x, 0.0, 255.0) / 255.0,
-                fn_output_signature=tf.float32,
-            )
-            return x * 255.0
+        def compress(x):
+            return backend.jpeg(ops.clip(x, 0.0, 255.0) / 255.0, quality) * 255.0
 
         return on_chosen(images, chosen, compress)

@@ -15,11 +15,12 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import keras
 import numpy as np
-import tensorflow as tf
 
+from trainer import backend
 from trainer.augment import make_augment
 from trainer.config import TrialConfig
 
@@ -29,17 +30,14 @@ R = TypeVar("R")
 AHEAD = 3  # batches prepared ahead of the training step
 
 
-def cast_and_resize(images: tf.Tensor, size: int) -> tf.Tensor:
+def cast_and_resize(images: Any, size: int) -> Any:
     """uint8 N x H x W x 3 -> float32 0..255 at ``size`` x ``size`` (antialiased when shrinking)."""
-    images = tf.cast(images, tf.float32)
+    images = keras.ops.cast(images, "float32")
     if images.shape[1] != size or images.shape[2] != size:
-        images = tf.image.resize(images, (size, size), antialias=True)
+        images = keras.ops.image.resize(
+            images, (size, size), interpolation="bilinear", antialias=True
+        )
     return images
-
-
-def image_spec(images: np.ndarray) -> tf.TensorSpec:
-    """The input signature of a batch of ``images`` (any batch size)."""
-    return tf.TensorSpec((None, *images.shape[1:]), tf.as_dtype(images.dtype))
 
 
 def ahead(fn: Callable[[T], R], items: Iterable[T], depth: int = AHEAD) -> Iterator[R]:
@@ -93,40 +91,45 @@ def batch_indices(index: np.ndarray, batch: int, rng: np.random.Generator) -> li
     return [order[i * batch : (i + 1) * batch] for i in range(len(order) // batch)]
 
 
-_PREPARED: dict[tuple, tf.types.experimental.GenericFunction] = {}
+_PREPARED: dict[tuple, Callable[..., Any]] = {}
 _KEEP = 4  # traced batch functions a worker keeps (one per augmentation level and shape, say)
 
 
 def _prepare_fn(
-    level: str, raw: tf.TensorSpec, size: int, n_classes: int, precision: str
-) -> tf.types.experimental.GenericFunction:
-    """The traced ``(uint8 batch, labels, class weights, seed) -> (x, one-hot, weights)``.
+    level: str, raw_shape: tuple[int, ...], raw_dtype: str, size: int, n_classes: int
+) -> Callable[..., Any]:
+    """``(uint8 batch, labels, class weights, seed) -> (x, one-hot, weights)``; traced into a
+    graph on TensorFlow, eager on the other backends (its branches depend on the draws).
 
     It depends only on its key, not on the trial (augmentation is seeded per call), so a worker
     traces it once per augmentation level and image shape and later trials reuse it.
     """
-    key = (level, tuple(raw.shape), raw.dtype.name, size, n_classes, precision)
+    key = (backend.NAME, level, raw_shape, raw_dtype, size, n_classes)
     if key in _PREPARED:
         _PREPARED[key] = _PREPARED.pop(key)  # most recently used last
         return _PREPARED[key]
     augment = make_augment(level)
 
-    def prepare(images: tf.Tensor, labels: tf.Tensor, class_w: tf.Tensor, seed: tf.Tensor):
-        onehot = tf.one_hot(labels, n_classes, dtype=tf.float32)
+    def prepare(images: Any, labels: Any, class_w: Any, seed: Any):
+        onehot = keras.ops.one_hot(labels, n_classes, dtype="float32")
         x, onehot = augment(cast_and_resize(images, size), onehot, seed)
-        sample_w = tf.reduce_sum(onehot * class_w, axis=1)  # soft labels mix their weights
+        sample_w = keras.ops.sum(onehot * class_w, axis=1)  # soft labels mix their weights
         return x, onehot, sample_w
 
-    fn = tf.function(
-        prepare,
-        input_signature=(
-            raw,
-            tf.TensorSpec((None,), tf.int32),
-            tf.TensorSpec((n_classes,), tf.float32),
-            tf.TensorSpec((2,), tf.int64),
-        ),
-    )
-    fn.get_concrete_function()  # trace here, on the trial's own thread
+    fn: Callable[..., Any] = prepare
+    if backend.TF:
+        import tensorflow as tf
+
+        fn = tf.function(
+            prepare,
+            input_signature=(
+                tf.TensorSpec((None, *raw_shape), tf.as_dtype(raw_dtype)),
+                tf.TensorSpec((None,), tf.int32),
+                tf.TensorSpec((n_classes,), tf.float32),
+                tf.TensorSpec((2,), tf.int64),
+            ),
+        )
+        fn.get_concrete_function()  # trace here, on the trial's own thread
     _PREPARED[key] = fn
     while len(_PREPARED) > _KEEP:
         _PREPARED.pop(next(iter(_PREPARED)))
@@ -141,20 +144,20 @@ class TrainBatches:
         self.images = images
         self.labels = labels.astype(np.int32)
         self.prepare = _prepare_fn(
-            cfg.augment, image_spec(images), cfg.image_size, n_classes, cfg.precision
+            cfg.augment, images.shape[1:], images.dtype.name, cfg.image_size, n_classes
         )
 
     def epoch(
         self, index: np.ndarray, class_w: np.ndarray, *, seed: int, epoch: int
-    ) -> Iterator[tuple[tf.Tensor, tf.Tensor, tf.Tensor]]:
+    ) -> Iterator[tuple[Any, Any, Any]]:
         """One epoch over ``index``: shuffled by (seed, epoch), each batch seeded on its own."""
         rng = np.random.default_rng([seed, epoch])
         batches = batch_indices(index, self.cfg.batch_size, rng)
-        weights = tf.constant(class_w, tf.float32)
+        weights = keras.ops.convert_to_tensor(np.asarray(class_w, np.float32))
 
         def make(numbered: tuple[int, np.ndarray]):
             b, idx = numbered
-            batch_seed = tf.constant([seed, epoch * 1_000_003 + b], tf.int64)
+            batch_seed = backend.batch_seed(seed, epoch * 1_000_003 + b)
             return self.prepare(self.images[idx], self.labels[idx], weights, batch_seed)
 
         return ahead(make, enumerate(batches))

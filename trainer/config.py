@@ -18,6 +18,8 @@ from trainer.errors import InvalidConfig
 AUGMENT_LEVELS: tuple[str, ...] = ("none", "light", "moderate", "heavy", "robust")
 OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "lion", "ranger")
 PRECISIONS: tuple[str, ...] = ("float32", "mixed_float16", "mixed_bfloat16")
+# Keras 3 backends a trial can run on (KERAS_BACKEND, chosen before Keras is imported).
+BACKENDS: tuple[str, ...] = ("tensorflow", "jax", "torch")
 # Objectives a trial can be scored and early-stopped on (all maximised).
 MONITORS: tuple[str, ...] = (
     "accuracy",
@@ -157,6 +159,9 @@ class TrialConfig:
     bn_momentum: float | None = None  # None: chosen from steps per epoch (see trainer/backbones.py)
     precision: str = "float32"
     jit_compile: bool = False
+    # The Keras backend the trial must run on ("": whichever this process's Keras runs on);
+    # search.run sets it, so every stored trial says which backend trained it.
+    backend: str = ""
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -175,6 +180,8 @@ class TrialConfig:
             problems.append(f"optimizer={self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
         if self.precision not in PRECISIONS:
             problems.append(f"precision={self.precision!r} is not one of {', '.join(PRECISIONS)}")
+        if self.backend not in ("", *BACKENDS):
+            problems.append(f"backend={self.backend!r} is not one of {', '.join(BACKENDS)}")
         if not 0 < self.learning_rate < 10:
             problems.append(f"learning_rate={self.learning_rate} must be in (0, 10)")
         if self.weight_decay < 0 or self.l2 < 0:

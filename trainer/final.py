@@ -32,6 +32,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from trainer import backend
 from trainer.backbones import BuiltModel, build_model
 from trainer.batches import TrainBatches
 from trainer.config import TrialConfig
@@ -190,9 +191,10 @@ class _Trainer:
     """One built model, its optimizer phases and its BatchNorm refresher, set up once."""
 
     def __init__(self, config: TrialConfig, data: Dataset, steps_per_epoch: int) -> None:
-        keras.backend.clear_session()
+        backend.check(config.backend)
+        backend.free_memory()
         keras.mixed_precision.set_dtype_policy(config.precision)
-        keras.utils.set_random_seed(config.seed)
+        backend.set_seed(config.seed)
         self.config = config
         self.data = data
         self.built: BuiltModel = build_model(

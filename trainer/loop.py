@@ -3,8 +3,9 @@
 A ``Phase`` is one optimizer over one variable list with its compiled step (head-only warm-up,
 then fine-tuning; ``make_phases`` builds them for a configuration); ``BatchNormRefresh``
 re-estimates BatchNorm statistics on clean batches; ``snapshot``/``restore`` copy weights;
-``data_seed`` is the one formula for a run's data order; ``oom_as_trial_failure`` turns
-TensorFlow's out-of-memory error into the typed ``OutOfMemory``.
+``data_seed`` is the one formula for a run's data order; ``oom_as_trial_failure`` turns the
+backend's out-of-memory error into the typed ``OutOfMemory``. The compiled functions themselves,
+one per backend, are ``trainer.steps``'s.
 """
 
 from __future__ import annotations
@@ -12,14 +13,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
+from trainer import backend, steps
 from trainer.backbones import BuiltModel, head_variables
-from trainer.batches import cast_and_resize, image_batches, image_spec
+from trainer.batches import image_batches
 from trainer.config import TrialConfig
 from trainer.errors import OutOfMemory
 from trainer.optimizers import make_optimizer, reset_optimizer
@@ -38,7 +40,9 @@ def data_seed(config: TrialConfig, run: int) -> int:
 def oom_as_trial_failure(config: TrialConfig) -> Iterator[None]:
     try:
         yield
-    except tf.errors.ResourceExhaustedError as exc:
+    except Exception as exc:
+        if not backend.is_out_of_memory(exc):
+            raise
         raise OutOfMemory(
             f"out of memory training {config.backbone} at batch {config.batch_size}, "
             f"size {config.image_size}: {str(exc).splitlines()[0][:300]}"
@@ -67,31 +71,22 @@ class BatchNormRefresh:
         self.max_batches = min(16, max(4, math.ceil(steps_per_epoch / 4)))
         self.batch = cfg.batch_size
         self.images = images
-        model, size = built.model, cfg.image_size
-        self.forward = tf.function(
-            lambda raw: model(cast_and_resize(raw, size), training=True),
-            input_signature=(image_spec(images),),
-        )
-        self.traced = False
-
-    def _trace(self) -> None:
-        """Trace the forward pass with momentum 0 (on first use, like the other step functions)."""
-        saved = [layer.momentum for layer in self.layers]
-        for layer in self.layers:
-            layer.momentum = 0.0  # traced once: each call stores exactly this batch's statistics
-        try:
-            self.forward.get_concrete_function()
-        finally:
-            for layer, momentum in zip(self.layers, saved, strict=True):
-                layer.momentum = momentum
-        self.traced = True
+        self.built = built
+        self.size = cfg.image_size
+        self.forward: Callable[[np.ndarray], None] | None = None  # built on first use
 
     def __call__(self, index: np.ndarray, seed: tuple[int, int]) -> None:
         """Re-estimate from clean batches of ``images[index]``, shuffled by ``seed``."""
         if not self.layers:
             return
-        if not self.traced:
-            self._trace()
+        if self.forward is None:
+            self.forward = steps.statistics_pass(
+                self.built.model,
+                self.layers,
+                self.size,
+                self.images.shape[1:],
+                self.images.dtype.name,
+            )
         means: list[list[np.ndarray]] = [[] for _ in self.layers]
         variances: list[list[np.ndarray]] = [[] for _ in self.layers]
         batches = image_batches(
@@ -123,54 +118,15 @@ class Phase:
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         self.optimizer = optimizer
         self.optimizer.build(self.variables)
-        model = built.model
-        smoothing = cfg.label_smoothing
-        size = cfg.image_size
-        n_classes = built.model.output_shape[-1]
-        spec = (
-            tf.TensorSpec((None, size, size, 3), tf.float32),
-            tf.TensorSpec((None, n_classes), tf.float32),
-            tf.TensorSpec((None,), tf.float32),
+        self.step = steps.train_step(
+            built.model,
+            self.variables,
+            optimizer,
+            smoothing=cfg.label_smoothing,
+            size=cfg.image_size,
+            n_classes=built.model.output_shape[-1],
+            jit=cfg.jit_compile,
         )
-        scale = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
-
-        def step(images, onehot, sample_w):
-            with tf.GradientTape() as tape:
-                probs = model(images, training=True)
-                per_example = keras.losses.categorical_crossentropy(
-                    onehot, probs, label_smoothing=smoothing
-                )
-                loss = tf.reduce_mean(per_example * sample_w)
-                if model.losses:
-                    loss = loss + tf.add_n([tf.cast(x, tf.float32) for x in model.losses])
-                scaled = optimizer.scale_loss(loss) if scale else loss
-            grads = tape.gradient(scaled, self.variables)
-            optimizer.apply_gradients(zip(grads, self.variables, strict=True))
-            return loss
-
-        self._python_step = step
-        self._spec = spec
-        self.jit = cfg.jit_compile
-        self._compiled = tf.function(step, input_signature=spec, jit_compile=self.jit)
-        self._checked = not self.jit
-
-    def step(self, images: tf.Tensor, onehot: tf.Tensor, sample_w: tf.Tensor) -> tf.Tensor:
-        """One training step; an XLA step that fails to compile falls back to plain graph mode."""
-        if self._checked:
-            return self._compiled(images, onehot, sample_w)
-        try:
-            loss = self._compiled(images, onehot, sample_w)
-        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as exc:
-            log.warning(
-                "XLA could not compile the %s step (%s); continuing without XLA",
-                self.name,
-                str(exc).splitlines()[0][:200],
-            )
-            self.jit = False
-            self._compiled = tf.function(self._python_step, input_signature=self._spec)
-            loss = self._compiled(images, onehot, sample_w)
-        self._checked = True
-        return loss
 
     def reset(self) -> None:
         reset_optimizer(self.optimizer)
@@ -184,16 +140,19 @@ class Phase:
         return float(keras.ops.convert_to_numpy(self.optimizer.learning_rate))
 
 
-def snapshot(variables: Sequence[keras.Variable]) -> list[tf.Tensor]:
-    """The variables' current values as tensors (copy-on-write: later updates do not change
-    them). A fifth of ``get_weights``'s cost, which converts each one to NumPy."""
-    return [tf.identity(v.value) for v in variables]
+def snapshot(variables: Sequence[keras.Variable]) -> list[Any]:
+    """The variables' current values as backend tensors that later updates do not change. A
+    fifth of ``get_weights``'s cost, which converts each one to NumPy."""
+    return [backend.copy(v.value) for v in variables]
 
 
-def restore(variables: Sequence[keras.Variable], values: Sequence[tf.Tensor]) -> None:
-    """Assign a ``snapshot`` back (a third of ``set_weights``'s cost)."""
+def restore(variables: Sequence[keras.Variable], values: Sequence[Any]) -> None:
+    """Assign a ``snapshot`` back (a third of ``set_weights``'s cost on TensorFlow)."""
     for variable, value in zip(variables, values, strict=True):
-        variable.value.assign(value)
+        if backend.TF:
+            variable.value.assign(value)
+        else:
+            variable.assign(value)
 
 
 def make_phases(built: BuiltModel, cfg: TrialConfig) -> dict[str, Phase]:

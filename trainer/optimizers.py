@@ -13,13 +13,25 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import keras
-import tensorflow as tf
 from keras import ops
 
+from trainer import backend
 from trainer.config import OPTIMIZERS
 from trainer.errors import InvalidConfig
 
 __all__ = ["Ranger", "make_optimizer", "reset_optimizer"]
+
+
+# JAX traces ``ops.cond``'s branches, and a branch that assigns variables inside
+# ``stateless_apply`` leaks its tracers; there the two conditional updates are ``where``s over
+# every weight (computed each step), elsewhere a real branch (computed every k-th step).
+_BRANCH_FREE = keras.backend.backend() == "jax"
+
+
+def _where(condition: Any, new: Any, old: Any) -> Any:
+    if condition is True:
+        return new
+    return ops.where(condition, ops.convert_to_tensor(new), ops.convert_to_tensor(old))
 
 
 @keras.saving.register_keras_serializable(package="trainer")
@@ -45,8 +57,8 @@ class Ranger(keras.optimizers.Optimizer):
     ``reset_optimizer``), makes this optimizer behave exactly like a fresh one. The slow weights
     are re-taken from the variables' current values at the first step after such a reset
     (whenever ``iterations == 0`` at the start of ``apply``, before clipping, decay and the
-    update), not at ``build`` time only; this runs as a graph-safe ``ops.cond`` so it also holds
-    inside ``tf.function`` and with ``jit_compile``.
+    update), not at ``build`` time only; this runs as a graph-safe ``ops.cond`` (a ``where`` on
+    JAX) so it also holds inside ``tf.function``, with ``jit_compile`` and under ``jax.jit``.
     """
 
     def __init__(
@@ -95,21 +107,25 @@ class Ranger(keras.optimizers.Optimizer):
         # inside the first trace of its train function, where this assign is dropped; the
         # snapshot in ``apply`` (traced again once built) is what holds there.
         for slow, variable in zip(self._slow_weights, var_list, strict=True):
-            if slow is not None:
-                self.assign(slow, variable)
+            if slow is not None:  # a copy: on JAX the two must not share a buffer (donation)
+                self.assign(slow, ops.copy(ops.convert_to_tensor(variable)))
 
     def apply(
         self, grads: Sequence[Any], trainable_variables: Sequence[keras.Variable] | None = None
     ) -> None:
         """Take the slow weights from the variables on the first step, then apply as usual."""
         if self.built and len(grads) > 0:
-            ops.cond(ops.equal(self.iterations, 0), self._take_slow_weights, lambda: None)
+            if _BRANCH_FREE:
+                self._take_slow_weights(ops.equal(self.iterations, 0))
+            else:
+                ops.cond(ops.equal(self.iterations, 0), self._take_slow_weights, lambda: None)
         super().apply(grads, trainable_variables)
 
-    def _take_slow_weights(self) -> None:
+    def _take_slow_weights(self, first: Any = True) -> None:
+        """The slow weights become the variables (where ``first``)."""
         for slow, variable in zip(self._slow_weights, self._trainable_variables, strict=True):
             if slow is not None:
-                self.assign(slow, variable)
+                self.assign(slow, _where(first, variable, slow))
 
     def update_step(self, gradient: Any, variable: keras.Variable, learning_rate: Any) -> None:
         """One RAdam step on ``variable``, then a Lookahead sync every ``lookahead_k`` steps."""
@@ -132,15 +148,21 @@ class Ranger(keras.optimizers.Optimizer):
         step = ops.divide(ops.multiply(m, ops.cast(factor, dtype)), ops.cast(denominator, dtype))
         self.assign_sub(variable, ops.multiply(lr, step))
 
-        def sync() -> None:
+        if slow is None:
+            return
+
+        def sync(now: Any = True) -> None:  # both become the slow weights' step
             new_slow = ops.add(
                 slow, ops.multiply(ops.subtract(variable, slow), self.lookahead_alpha)
             )
-            self.assign(slow, new_slow)
-            self.assign(variable, new_slow)
+            self.assign(slow, _where(now, new_slow, slow))
+            self.assign(variable, _where(now, new_slow, variable))
 
-        if slow is not None:
-            ops.cond(ops.equal(ops.mod(next_step, self.lookahead_k), 0), sync, lambda: None)
+        every_k = ops.equal(ops.mod(next_step, self.lookahead_k), 0)
+        if _BRANCH_FREE:
+            sync(every_k)
+        else:
+            ops.cond(every_k, sync, lambda: None)
 
     def _step_factors(self, t: Any) -> tuple[Any, Any]:
         """Return (step factor, whether the rectified step is used) for step ``t``.
@@ -276,10 +298,12 @@ def reset_optimizer(
     for variable in optimizer.variables:
         if id(variable) in keep:
             continue
-        raw = variable.value  # the backend variable: a third of Keras's assign cost per call
         fill = restore.get(id(variable))
-        raw.assign(
-            tf.zeros_like(raw) if fill is None else tf.fill(tf.shape(raw), tf.cast(fill, raw.dtype))
-        )
+        zeros = keras.ops.zeros_like(variable.value)
+        value = zeros if fill is None else zeros + keras.ops.cast(fill, variable.dtype)
+        if backend.TF:  # the tf.Variable itself: a third of Keras's assign cost per call
+            variable.value.assign(value)
+        else:
+            variable.assign(value)
     if learning_rate is not None:
         inner.learning_rate = float(learning_rate)

@@ -12,13 +12,15 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from trainer.backbones import BuiltModel, build_model
-from trainer.batches import TrainBatches, cast_and_resize, image_batches, image_spec
+from trainer.backend import check as check_backend
+from trainer.backend import free_memory, set_seed
+from trainer.batches import TrainBatches, image_batches
 from trainer.config import MONITORS, Decision, TrialConfig
 from trainer.errors import InvalidConfig, NonFiniteLoss
 from trainer.hooks import TrainHooks
@@ -41,6 +43,7 @@ from trainer.records import (
     ReportFn,
     TrialResult,
 )
+from trainer.steps import forward
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +72,8 @@ def _corrupted_sets(data: Dataset, index: np.ndarray, fold: int) -> list[np.ndar
 
 def _predict_all(predict, images: np.ndarray, index: np.ndarray) -> np.ndarray:
     """Class probabilities for ``images[index]``, in order."""
-    return np.concatenate([predict(x).numpy() for x in image_batches(images, index, EVAL_BATCH)])
+    batches = image_batches(images, index, EVAL_BATCH)
+    return np.concatenate([keras.ops.convert_to_numpy(predict(x)) for x in batches])
 
 
 def _is_better(value: float, best: float) -> bool:
@@ -96,14 +100,15 @@ def train_trial(
     if monitor not in MONITORS:
         raise InvalidConfig(f"monitor={monitor!r} is not one of {', '.join(MONITORS)}")
     _check_data(config, data, folds)
+    check_backend(config.backend)
     started = time.perf_counter()
     done = {r.fold: r for r in completed}
     results: list[FoldResult] = [done[i] for i in sorted(done)]
     if all(i in done for i in range(len(folds))):
         return TrialResult(tuple(results), len(folds), stopped=False, seconds=0.0)
-    keras.backend.clear_session()
+    free_memory()
     keras.mixed_precision.set_dtype_policy(config.precision)
-    keras.utils.set_random_seed(config.seed)
+    set_seed(config.seed)
     # Seconds: model build, tracing the input pipeline, training steps (tracing included),
     # precise-BN refresh, validation, and the whole call ("trial"); the rest of "trial" is
     # per-fold set-up and bookkeeping (weight copies, callbacks).
@@ -117,13 +122,12 @@ def train_trial(
         initial = snapshot(built.model.weights)
         phases = make_phases(built, config)
         refresh = BatchNormRefresh(built, config, steps, data.images)
-        size = config.image_size
-        infer = tf.function(  # XLA (when asked) on the model only: it cannot compile resizing
-            lambda x: built.model(x, training=False), jit_compile=config.jit_compile
-        )
-        predict = tf.function(
-            lambda raw: infer(cast_and_resize(raw, size)),
-            input_signature=(image_spec(data.images),),
+        predict = forward(
+            built.model,
+            config.image_size,
+            data.images.shape[1:],
+            data.images.dtype.name,
+            jit=config.jit_compile,
         )
         t1 = time.perf_counter()
         timings["build"] = t1 - t0
@@ -165,10 +169,10 @@ class _TrialRun:
     cfg: TrialConfig
     data: Dataset
     built: BuiltModel
-    initial: list[tf.Tensor]  # the weights every fold starts from
+    initial: list[Any]  # the weights every fold starts from
     phases: dict[str, Phase]
     batches: TrainBatches
-    predict: Callable[[tf.Tensor], tf.Tensor]  # raw images -> class probabilities
+    predict: Callable[[np.ndarray], Any]  # raw images -> class probabilities
     refresh: BatchNormRefresh
     report: ReportFn
     monitor: str

@@ -196,6 +196,7 @@ class Coordinator:
             "worker_pid": worker.pid,
             "seed": config.seed,
             "weights": config.weights,
+            "backend": config.backend,
         }
         tag_started(self.study._storage, trial._trial_id, attrs)
         running = Running(trial, config, worker, time.monotonic(), last_beat=time.monotonic())

@@ -95,6 +95,7 @@ def worker_envs(
     *,
     workers_per_gpu: int = 1,
     memory_mb: int | None = None,
+    backend: str = "tensorflow",
 ) -> list[dict[str, str]]:
     """One environment per worker: round-robin over GPUs, or CPU-only ('-1') without any.
 
@@ -105,16 +106,20 @@ def worker_envs(
         raise DeviceError("--workers-per-gpu must be at least 1")
     cards = [g if isinstance(g, Gpu) else Gpu(g) for g in gpus]
     if not cards:
-        return [{"CUDA_VISIBLE_DEVICES": "-1"} for _ in range(n_workers or 1)]
+        return [
+            {"CUDA_VISIBLE_DEVICES": "-1", "KERAS_BACKEND": backend} for _ in range(n_workers or 1)
+        ]
     count = n_workers or len(cards) * workers_per_gpu
     envs = []
     for i in range(count):
         card = cards[i % len(cards)]
-        env = {"CUDA_VISIBLE_DEVICES": card.index}
+        env = {"CUDA_VISIBLE_DEVICES": card.index, "KERAS_BACKEND": backend}
         sharing = -(-count // len(cards))  # workers on the busiest card
         cap = memory_mb or (int(card.memory_mb * 0.9 / sharing) if sharing > 1 else 0)
         if cap:
             env["SEARCH_GPU_MEMORY_MB"] = str(cap)
+            if card.memory_mb:
+                env["SEARCH_GPU_MEMORY_FRACTION"] = f"{min(cap / card.memory_mb, 0.95):.3f}"
         envs.append(env)
     return envs
 
@@ -131,11 +136,63 @@ def auto_precision(gpus: list[Gpu]) -> str:
     return "float32"
 
 
-def configure_tensorflow() -> None:
-    """In a worker: a memory cap when GPUs are shared, else memory growth on every GPU."""
+# The module each backend needs, and the extra that installs it.
+BACKEND_MODULES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+BACKEND_EXTRAS = {
+    "tensorflow": ".[cpu] or .[gpu]",
+    "jax": ".[jax] or .[jax-gpu]",
+    "torch": ".[torch]",
+}
+
+
+def default_backend(environ: dict[str, str] | None = None) -> str:
+    """``KERAS_BACKEND`` when set, else TensorFlow."""
+    env = os.environ if environ is None else environ
+    return env.get("KERAS_BACKEND", "").strip() or "tensorflow"
+
+
+def check_backend(name: str) -> None:
+    """DeviceError unless ``name`` is a Keras backend this Python can import (looked up without
+    importing it, so the coordinator stays light)."""
+    import importlib.util
+
+    if name not in BACKEND_MODULES:
+        raise DeviceError(
+            f"--backend {name!r} is not one of {', '.join(BACKEND_MODULES)} (KERAS_BACKEND sets "
+            "the default)"
+        )
+    if importlib.util.find_spec(BACKEND_MODULES[name]) is None:
+        raise DeviceError(
+            f"--backend {name}: {BACKEND_MODULES[name]} is not installed in this Python; "
+            f'install it with pip install -e "{BACKEND_EXTRAS[name]}" or choose another --backend'
+        )
+
+
+def configure_backend() -> None:
+    """In a worker, before Keras is imported: the GPU memory policy of ``KERAS_BACKEND``.
+
+    A cap (``SEARCH_GPU_MEMORY_MB``, with its share of the card in ``SEARCH_GPU_MEMORY_FRACTION``)
+    when several workers share a GPU, else memory growth: TensorFlow's logical device limit or
+    memory growth, JAX's client memory fraction or no preallocation, PyTorch's per-process
+    fraction (PyTorch allocates on demand anyway)."""
+    name = default_backend()
+    cap = int(os.environ.get("SEARCH_GPU_MEMORY_MB", "0") or 0)
+    fraction = os.environ.get("SEARCH_GPU_MEMORY_FRACTION", "")
+    if name == "jax":
+        if cap and fraction:
+            os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", fraction)
+        else:
+            os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+        return
+    if name == "torch":
+        if cap and fraction:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.set_per_process_memory_fraction(float(fraction))
+        return
     import tensorflow as tf
 
-    cap = int(os.environ.get("SEARCH_GPU_MEMORY_MB", "0") or 0)
     for gpu in tf.config.list_physical_devices("GPU"):
         try:
             if cap:

@@ -38,9 +38,6 @@ def resolve_trainer(name: str) -> TrainTrial:
 
         return fake_train_trial
     if name == "keras":
-        from search.engine.devices import configure_tensorflow
-
-        configure_tensorflow()
         from trainer.train import train_trial
 
         return train_trial

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -22,7 +23,14 @@ import sqlalchemy
 from search.cli import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
 from search.data import DataError, fingerprint, load_dataset, validate
 from search.engine.coordinator import Coordinator
-from search.engine.devices import DeviceError, auto_precision, discover, select, worker_envs
+from search.engine.devices import (
+    DeviceError,
+    auto_precision,
+    check_backend,
+    discover,
+    select,
+    worker_envs,
+)
 from search.engine.finish import BudgetClock, final_setup, minutes, run_final
 from search.engine.plugins import BUILT_IN, resolve_trainer
 from search.engine.progress import UNCOUNTED, Progress
@@ -67,6 +75,10 @@ def run_study(args: argparse.Namespace, space: Space) -> int:
     name = args.name or space.name
     made = _Created()
     try:
+        if args.trainer != "fake":  # the fake trainer needs no Keras backend
+            check_backend(args.backend)
+        # The workers and (with --budget) the final model in this process run on this backend.
+        os.environ["KERAS_BACKEND"] = args.backend
         if args.trainer not in BUILT_IN:
             resolve_trainer(args.trainer)  # import errors now, before anything is written
         check_drills(trial_timeout=args.trial_timeout)
@@ -81,7 +93,11 @@ def run_study(args: argparse.Namespace, space: Space) -> int:
         sampler = make_sampler(args.sampler, args.seed, n_trials)
         gpus = select(discover(), args.gpus)
         envs = worker_envs(
-            args.workers, gpus, workers_per_gpu=args.workers_per_gpu, memory_mb=args.gpu_memory_mb
+            args.workers,
+            gpus,
+            workers_per_gpu=args.workers_per_gpu,
+            memory_mb=args.gpu_memory_mb,
+            backend=args.backend,
         )
         if not gpus and (args.workers_per_gpu != 1 or args.gpu_memory_mb is not None):
             log.warning(
@@ -116,6 +132,7 @@ def run_study(args: argparse.Namespace, space: Space) -> int:
         image_size=plan.image_size,
         precision=args.precision if args.precision != "auto" else auto_precision(gpus),
         jit_compile=args.xla == "on" or (args.xla == "auto" and bool(gpus)),
+        backend=args.backend,
         weights_dir=str(Path(args.weights_dir).resolve()) if args.weights_dir else "",
     )
     counts = count_states(study)
@@ -133,14 +150,15 @@ def run_study(args: argparse.Namespace, space: Space) -> int:
         )
     else:
         log.info(
-            "study %r in %s: %d of %d trials finished; %s on %s; %d folds x %d epochs at "
-            "%dpx on %d images",
+            "study %r in %s: %d of %d trials finished; %s on %s (Keras on %s); %d folds x %d "
+            "epochs at %dpx on %d images",
             name,
             redact(args.storage),
             finished,
             n_trials,
             counted(len(envs), "worker"),
             where,
+            args.backend,
             plan.folds,
             plan.epochs,
             plan.image_size,

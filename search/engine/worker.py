@@ -118,6 +118,10 @@ def serve(conn: Connection, worker_id: int, env: dict[str, str], data_path: str,
     from trainer.hooks import TrainHooks
     from trainer.records import FoldResult
 
+    if trainer != "fake":  # before Keras is imported: the backend's GPU memory policy
+        from search.engine.devices import configure_backend
+
+        configure_backend()
     train_trial = resolve_trainer(trainer)
     data, folds = load_worker_data(data_path)
     # Everything imported so far (TensorFlow: millions of objects) lives as long as the worker;

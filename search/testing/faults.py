@@ -62,13 +62,13 @@ def hook_for(
         if fold != at_fold or epoch != 0:
             return
         if kind == "oom":
-            if "tensorflow" not in sys.modules:  # the fake trainer: no TensorFlow to raise from
+            if "keras" not in sys.modules:  # the fake trainer: no backend to raise from
                 from trainer.errors import OutOfMemory
 
                 raise OutOfMemory("OOM when allocating (drill)")
-            import tensorflow as tf
+            from trainer.backend import out_of_memory_error
 
-            raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating (drill)")
+            raise out_of_memory_error("OOM when allocating (drill)")  # the backend's own error
         if kind == "nan":
             from trainer.errors import NonFiniteLoss
 

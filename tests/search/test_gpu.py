@@ -38,9 +38,10 @@ def test_parse_and_discover_honour_cuda_visible_devices() -> None:
 
 def test_one_worker_per_gpu_by_default_and_pinned() -> None:
     assert worker_envs(None, ["0", "1"]) == [
-        {"CUDA_VISIBLE_DEVICES": "0"},
-        {"CUDA_VISIBLE_DEVICES": "1"},
+        {"CUDA_VISIBLE_DEVICES": "0", "KERAS_BACKEND": "tensorflow"},
+        {"CUDA_VISIBLE_DEVICES": "1", "KERAS_BACKEND": "tensorflow"},
     ]
+    assert {e["KERAS_BACKEND"] for e in worker_envs(2, ["0"], backend="jax")} == {"jax"}
     assert [e["CUDA_VISIBLE_DEVICES"] for e in worker_envs(4, ["2", "3"])] == ["2", "3", "2", "3"]
 
 
@@ -48,6 +49,8 @@ def test_workers_per_gpu_pack_with_a_memory_cap() -> None:
     envs = worker_envs(None, parse_smi(SMI), workers_per_gpu=2)
     assert [e["CUDA_VISIBLE_DEVICES"] for e in envs] == ["0", "1", "0", "1"]
     assert {e["SEARCH_GPU_MEMORY_MB"] for e in envs} == {str(int(81559 * 0.9 / 2))}
+    # JAX and PyTorch take the cap as a share of the card
+    assert {e["SEARCH_GPU_MEMORY_FRACTION"] for e in envs} == {"0.450"}
     capped = worker_envs(None, parse_smi(SMI)[:1], workers_per_gpu=3, memory_mb=9000)
     assert [e["SEARCH_GPU_MEMORY_MB"] for e in capped] == ["9000"] * 3
     with pytest.raises(DeviceError):
@@ -55,7 +58,7 @@ def test_workers_per_gpu_pack_with_a_memory_cap() -> None:
 
 
 def test_cpu_only_hides_gpus_from_workers() -> None:
-    assert worker_envs(None, []) == [{"CUDA_VISIBLE_DEVICES": "-1"}]
+    assert worker_envs(None, []) == [{"CUDA_VISIBLE_DEVICES": "-1", "KERAS_BACKEND": "tensorflow"}]
     assert len(worker_envs(3, [])) == 3
 
 

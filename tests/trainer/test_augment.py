@@ -1,18 +1,37 @@
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
-from trainer import AUGMENT_LEVELS, InvalidConfig
+from trainer import AUGMENT_LEVELS, InvalidConfig, backend
 from trainer.augment import make_augment
 from trainer.augment_layers import Blur, Colour, Geometry
+
+T, N = keras.ops.convert_to_tensor, keras.ops.convert_to_numpy
+
+
+def seed(a: int, b: int):
+    return backend.batch_seed(a, b)
+
+
+def graph(fn):
+    """``fn`` as the trainer runs it: traced on TensorFlow, eager on the other backends."""
+    if backend.TF:
+        import tensorflow as tf
+
+        return tf.function(fn)
+    return fn
+
+
+def float32(x) -> bool:
+    return keras.backend.standardize_dtype(x.dtype) == "float32"
 
 
 @pytest.fixture(scope="module")
 def batch(real_arrays):
-    images = tf.constant(real_arrays["images"][:32].astype("float32"))
-    onehot = tf.one_hot(real_arrays["labels"][:32], 8)
+    images = T(real_arrays["images"][:32].astype("float32"))
+    onehot = keras.ops.one_hot(T(real_arrays["labels"][:32]), 8)
     return images, onehot
 
 
@@ -20,32 +39,32 @@ def batch(real_arrays):
 def test_each_level_keeps_shapes_dtypes_and_label_sums(level, batch) -> None:
     images, onehot = batch
     out_images, out_labels = make_augment(level, seed=3)(images, onehot)
-    assert out_images.shape == images.shape and out_images.dtype == tf.float32
-    assert out_labels.shape == onehot.shape and out_labels.dtype == tf.float32
-    np.testing.assert_allclose(out_labels.numpy().sum(axis=1), 1.0, atol=1e-5)
-    assert 0.0 <= float(tf.reduce_min(out_images)) and float(tf.reduce_max(out_images)) <= 255.0
-    changed = float(tf.reduce_mean(tf.abs(out_images - images)))
+    assert out_images.shape == images.shape and float32(out_images)
+    assert out_labels.shape == onehot.shape and float32(out_labels)
+    np.testing.assert_allclose(N(out_labels).sum(axis=1), 1.0, atol=1e-5)
+    assert 0.0 <= N(out_images).min() and N(out_images).max() <= 255.0
+    changed = float(np.abs(N(out_images) - N(images)).mean())
     if level == "none":
         assert changed == 0.0
-        np.testing.assert_array_equal(out_labels.numpy(), onehot.numpy())
+        np.testing.assert_array_equal(N(out_labels), N(onehot))
     else:
         assert changed > 1.0
 
 
 def test_heavy_mixes_labels_into_soft_labels(batch) -> None:
     images, onehot = batch
-    soft = [make_augment("heavy", seed=s)(images, onehot)[1].numpy() for s in range(4)]
+    soft = [N(make_augment("heavy", seed=s)(images, onehot)[1]) for s in range(4)]
     assert any(((0 < s) & (s < 1)).any() for s in soft)
 
 
-def dihedral(images: tf.Tensor, seed: int) -> np.ndarray:
-    return Geometry(zoom=0.0, shift=0.0)(images, tf.constant([seed, 0])).numpy()
+def dihedral(images, at: int) -> np.ndarray:
+    return N(Geometry(zoom=0.0, shift=0.0)(images, seed(at, 0)))
 
 
 def test_geometry_without_zoom_or_shift_only_rotates_and_flips(batch) -> None:
     images, _ = batch
-    out = dihedral(images, seed=5)
-    src = images.numpy()
+    out = dihedral(images, at=5)
+    src = N(images)
     for a, b in zip(src, out, strict=True):
         variants = [np.rot90(a, k) for k in range(4)] + [np.rot90(a[::-1], k) for k in range(4)]
         assert any(np.array_equal(b, v) for v in variants)
@@ -58,7 +77,7 @@ def test_unknown_level_is_an_invalid_config() -> None:
 
 def test_geometry_reaches_all_eight_rotations_and_reflections() -> None:
     asym = np.arange(5 * 5 * 3, dtype="float32").reshape(5, 5, 3)  # no symmetry at all
-    out = dihedral(tf.constant(np.stack([asym] * 200)), seed=1)
+    out = dihedral(T(np.stack([asym] * 200)), at=1)
     variants = [np.rot90(asym, k) for k in range(4)] + [np.rot90(asym[::-1], k) for k in range(4)]
     seen = [sum(np.array_equal(o, v) for o in out) for v in variants]
     assert sum(seen) == 200 and min(seen) >= 10  # every element, none starved (25 expected)
@@ -68,9 +87,9 @@ def test_geometry_zoom_and_shift_stay_within_their_ranges(batch) -> None:
     """A centred bright square keeps its size within +-10% and its centre within 8%."""
     img = np.zeros((64, 64, 3), np.float32)
     img[22:42, 22:42] = 255.0
-    out = Geometry(zoom=0.1, shift=0.08)(tf.constant(np.stack([img] * 64)), tf.constant([3, 0]))
+    out = Geometry(zoom=0.1, shift=0.08)(T(np.stack([img] * 64)), seed(3, 0))
     sides, centres = [], []
-    for o in out.numpy()[..., 0]:
+    for o in N(out)[..., 0]:
         rows = np.flatnonzero(o.max(axis=1) > 127)
         sides.append(len(rows))
         centres.append(rows.mean())
@@ -79,20 +98,20 @@ def test_geometry_zoom_and_shift_stay_within_their_ranges(batch) -> None:
 
 
 def _hsv(x: np.ndarray) -> np.ndarray:
-    return tf.image.rgb_to_hsv(tf.constant(x / 255.0)).numpy()
+    return N(keras.ops.image.rgb_to_hsv(T((x / 255.0).astype(np.float32))))
 
 
 def test_colour_matches_keras_colour_jitter_ranges(batch) -> None:
     """Brightness shifts the mean by <= 15% of 255, hue moves <= 0.02 of a turn, saturation
     scales by f / (1 - f), f in 0.35..0.65, i.e. 0.54x..1.86x; all three vary across images."""
     images, _ = batch
-    x = images.numpy()
+    x = N(images)
     only = {
         "brightness": Colour(0.15, 0.0, (0.5, 0.5), 0.0),
         "hue": Colour(0.0, 0.0, (0.5, 0.5), 0.04),
         "saturation": Colour(0.0, 0.0, (0.35, 0.65), 0.0),
     }
-    out = {k: layer(images, tf.constant([1, 2])).numpy() for k, layer in only.items()}
+    out = {k: N(layer(images, seed(1, 2))) for k, layer in only.items()}
     shift = (out["brightness"] - x).mean(axis=(1, 2, 3))
     assert np.abs(shift).max() <= 0.15 * 255 + 1e-3 and shift.std() > 5
     src, moved = _hsv(np.clip(x, 0, 255)), _hsv(np.clip(out["hue"], 0, 255))
@@ -111,20 +130,18 @@ def test_colour_matches_keras_colour_jitter_ranges(batch) -> None:
 
 def test_blur_smooths_some_images_and_leaves_the_rest(batch) -> None:
     images, _ = batch
-    out = Blur(factor=1.0, sigma=1.0)(images, tf.constant([4, 4])).numpy()
-    x = images.numpy()
+    out = N(Blur(factor=1.0, sigma=1.0)(images, seed(4, 4)))
+    x = N(images)
     changed = np.abs(out - x).mean(axis=(1, 2, 3)) > 0.01
     assert 0 < changed.sum() < len(x)  # probability drawn per image in [0, 1]
     rough = lambda a: np.abs(np.diff(a, axis=1)).mean()  # noqa: E731
     assert all(rough(o) < rough(a) for o, a, c in zip(out, x, changed, strict=True) if c)
     np.testing.assert_allclose(out.mean(), x.mean(), rtol=0.01)  # a blur keeps the brightness
-    none_chosen = tf.function(lambda a, s: Blur(factor=0.0)(a, s))(images, tf.constant([4, 4]))
-    np.testing.assert_array_equal(none_chosen.numpy(), x)  # an empty choice is not an error
+    none_chosen = graph(lambda a, s: Blur(factor=0.0)(a, s))(images, seed(4, 4))
+    np.testing.assert_array_equal(N(none_chosen), x)  # an empty choice is not an error
 
 
 def test_heavy_runs_one_randaugment_operation_per_batch(batch) -> None:
-    import keras
-
     from trainer.augment_layers import OneOp
 
     layer = OneOp(keras.layers.RandAugment(value_range=(0, 255), num_ops=1, seed=2))
@@ -139,15 +156,16 @@ def test_heavy_runs_one_randaugment_operation_per_batch(batch) -> None:
         return run
 
     layer.ops = [counting(i, op) for i, op in enumerate(layer.ops)]
-    images, _ = batch
-    layer(
-        images[:4], tf.constant([4, 0])
-    )  # the first call also traces every branch once (building, not running)
+    images = T(
+        N(batch[0])[:4]
+    )  # a copy: some of Keras's operations write into their input on torch
+    # The first call builds; on TensorFlow it also traces every branch once (not running them).
+    layer(images, seed(4, 0))
     calls.clear()
     for n in range(1, 61):
-        out = layer(images[:4], tf.constant([4, n]))
+        out = layer(images, seed(4, n))
         assert len(calls) == n  # exactly one operation computed per batch
-        assert out.shape == (4, *images.shape[1:]) and out.dtype == tf.float32
+        assert out.shape == images.shape and float32(out)
     assert len(set(calls)) >= 9  # the draw covers the operations (11 of them, 60 batches)
 
 
@@ -156,34 +174,30 @@ def test_a_batch_depends_on_its_seed_alone_not_on_earlier_batches(level, batch) 
     """Batches are made ahead on a thread and resumed trials skip folds: no hidden RNG state."""
     images, onehot = batch
     augment = make_augment(level, seed=0)
-    step = tf.function(lambda x, y, s: augment(x, y, s))
-    seed_a, seed_b = tf.constant([7, 1], tf.int64), tf.constant([7, 2], tf.int64)
+    step = graph(lambda x, y, s: augment(x, y, s))
+    seed_a, seed_b = seed(7, 1), seed(7, 2)
     first = step(images, onehot, seed_a)
     other = step(images, onehot, seed_b)
     for _ in range(3):
         step(images, onehot, seed_b)  # advances every layer's generator if they kept state
     again = step(images, onehot, seed_a)
-    np.testing.assert_array_equal(first[0].numpy(), again[0].numpy())
-    np.testing.assert_array_equal(first[1].numpy(), again[1].numpy())
-    assert float(tf.reduce_mean(tf.abs(first[0] - other[0]))) > 1.0
+    np.testing.assert_array_equal(N(first[0]), N(again[0]))
+    np.testing.assert_array_equal(N(first[1]), N(again[1]))
+    assert float(np.abs(N(first[0]) - N(other[0])).mean()) > 1.0
     fresh_augment = make_augment(level, seed=0)  # a new trial's layers
-    fresh = tf.function(lambda x, y, s: fresh_augment(x, y, s))(images, onehot, seed_a)
-    np.testing.assert_array_equal(first[0].numpy(), fresh[0].numpy())
+    fresh = graph(lambda x, y, s: fresh_augment(x, y, s))(images, onehot, seed_a)
+    np.testing.assert_array_equal(N(first[0]), N(fresh[0]))
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_every_level_runs_in_float32_under_a_mixed_precision_policy(policy, batch) -> None:
-    import keras
-
     images, onehot = batch
     keras.mixed_precision.set_dtype_policy(policy)
     try:
         for level in AUGMENT_LEVELS:
             augment = make_augment(level)
-            out = tf.function(lambda x, y, s, a=augment: a(x, y, s))(
-                images, onehot, tf.constant([1, 1], tf.int64)
-            )
-            assert out[0].dtype == tf.float32 and np.isfinite(out[0].numpy()).all()
+            out = graph(lambda x, y, s, a=augment: a(x, y, s))(images, onehot, seed(1, 1))
+            assert float32(out[0]) and np.isfinite(N(out[0])).all()
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
 
@@ -191,9 +205,7 @@ def test_every_level_runs_in_float32_under_a_mixed_precision_policy(policy, batc
 def test_robust_rotates_by_any_angle_not_only_the_dihedral_eight() -> None:
     asym = np.zeros((33, 33, 3), np.float32)
     asym[4:10, 16:29] = 255.0  # an off-centre bar: every rotation moves it somewhere else
-    out = Geometry(zoom=0.0, shift=0.0, any_angle=True)(
-        tf.constant(np.stack([asym] * 64)), tf.constant([5, 0])
-    ).numpy()
+    out = N(Geometry(zoom=0.0, shift=0.0, any_angle=True)(T(np.stack([asym] * 64)), seed(5, 0)))
     variants = [np.rot90(asym, k) for k in range(4)] + [np.rot90(asym[::-1], k) for k in range(4)]
     nearest = [min(np.abs(o - v).mean() for v in variants) for o in out]
     assert np.median(nearest) > 5  # most are far from all eight dihedral images
@@ -210,22 +222,36 @@ def test_robust_layers_blur_add_noise_and_compress_part_of_a_batch(batch) -> Non
     from trainer.augment_layers import Defocus, Jpeg, SensorNoise
 
     images, _ = batch
-    x = images.numpy()
-    seed = tf.constant([7, 1])
+    x = N(images)
+    at = seed(7, 1)
     rough = lambda a: np.abs(np.diff(a, axis=2)).mean()  # noqa: E731
     for layer, sign in ((Defocus(p=0.5), -1), (SensorNoise(p=0.5), 1)):
-        out = layer(images, seed).numpy()
+        out = N(layer(images, at))
         changed = np.abs(out - x).mean(axis=(1, 2, 3)) > 0.05
         assert 0 < changed.sum() < len(x), layer.name
         assert all(
             sign * (rough(o) - rough(a)) > 0 for o, a, c in zip(out, x, changed, strict=True) if c
         ), layer.name
-    out = Jpeg(p=0.5, quality=(15, 15))(images, seed).numpy()
+    out = N(Jpeg(p=0.5, quality=(15, 15))(images, at))
     changed = np.abs(out - x).mean(axis=(1, 2, 3)) > 0.05
     assert 0 < changed.sum() < len(x)
     k = int(np.flatnonzero(changed)[0])
-    want = tf.image.adjust_jpeg_quality(images[k] / 255.0, 15).numpy() * 255.0
-    np.testing.assert_allclose(out[k], want, atol=1e-3)
+    np.testing.assert_allclose(out[k], _jpeg_15(x[k]), atol=1e-3)
+
+
+def _jpeg_15(image: np.ndarray) -> np.ndarray:
+    """The codec the backend's Jpeg layer uses, on one image at quality 15."""
+    if backend.TF:
+        import tensorflow as tf
+
+        return tf.image.adjust_jpeg_quality(image / 255.0, 15).numpy() * 255.0
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.rint(image).astype(np.uint8)).save(buffer, "JPEG", quality=15)
+    return np.asarray(Image.open(buffer), np.float32)
 
 
 def test_robust_reaches_the_sharpness_of_blurred_and_noisy_images_and_light_does_not(
@@ -237,7 +263,7 @@ def test_robust_reaches_the_sharpness_of_blurred_and_noisy_images_and_light_does
     from trainer.corruptions import corrupt
 
     images, onehot = batch
-    x = images.numpy().astype(np.uint8)
+    x = N(images).astype(np.uint8)
 
     def rough(a):
         return np.abs(np.diff(a.astype(np.float32), axis=2)).mean(axis=(1, 2, 3))
@@ -245,11 +271,11 @@ def test_robust_reaches_the_sharpness_of_blurred_and_noisy_images_and_light_does
     base = rough(x)
     blurred = np.median(rough(corrupt(x, "gaussian_blur")) / base)
     noisy = np.median(rough(corrupt(x, "gaussian_noise")) / base)
-    seeds = [tf.constant([0, s], tf.int64) for s in range(4)]
+    seeds = [seed(0, s) for s in range(4)]
 
     def ratios(level):
         augment = make_augment(level)
-        return np.concatenate([rough(augment(images, onehot, s)[0].numpy()) / base for s in seeds])
+        return np.concatenate([rough(N(augment(images, onehot, s)[0])) / base for s in seeds])
 
     robust, light = ratios("robust"), ratios("light")
     assert blurred < 0.9 < 1.1 < noisy

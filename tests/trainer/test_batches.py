@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import keras
 import numpy as np
 import pytest
 
@@ -54,7 +55,8 @@ def test_an_epoch_depends_only_on_seed_and_epoch(small) -> None:
 
     def run(epoch: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         return [
-            tuple(t.numpy() for t in b) for b in batches.epoch(index, weights, seed=11, epoch=epoch)
+            tuple(keras.ops.convert_to_numpy(t) for t in b)
+            for b in batches.epoch(index, weights, seed=11, epoch=epoch)
         ]
 
     first = run(0)
@@ -84,13 +86,12 @@ def test_image_batches_cover_the_index_in_order_or_shuffled(small) -> None:
 
 
 def test_a_worker_traces_the_batch_function_once_per_level_and_shape(small) -> None:
-    import keras
-
     images, labels = small
     cfg = TrialConfig(augment="moderate", image_size=40, batch_size=16, seed=1)
     first = TrainBatches(cfg, images, labels, 8)
     before = [
-        b[0].numpy() for b in first.epoch(np.arange(64), np.ones(8, np.float32), seed=2, epoch=0)
+        keras.ops.convert_to_numpy(b[0])
+        for b in first.epoch(np.arange(64), np.ones(8, np.float32), seed=2, epoch=0)
     ]
     keras.backend.clear_session()  # what every new trial does
     later = TrainBatches(
@@ -98,7 +99,8 @@ def test_a_worker_traces_the_batch_function_once_per_level_and_shape(small) -> N
     )
     assert later.prepare is first.prepare  # no second trace
     after = [
-        b[0].numpy() for b in later.epoch(np.arange(64), np.ones(8, np.float32), seed=2, epoch=0)
+        keras.ops.convert_to_numpy(b[0])
+        for b in later.epoch(np.arange(64), np.ones(8, np.float32), seed=2, epoch=0)
     ]
     for a, b in zip(before, after, strict=True):
         np.testing.assert_array_equal(a, b)

@@ -19,8 +19,15 @@ def _modules_after(code: str) -> set[str]:
 
 def test_trainer_never_imports_optuna() -> None:
     modules = _modules_after("import trainer, trainer.train, trainer.backbones, trainer.augment")
-    assert "tensorflow" in modules  # the import really loaded the training code
+    assert "keras" in modules  # the import really loaded the training code
     assert "optuna" not in modules
+
+
+def test_the_training_code_imports_tensorflow_only_on_tensorflow() -> None:
+    import keras
+
+    modules = _modules_after("import trainer.train, trainer.final, trainer.augment, trainer.steps")
+    assert ("tensorflow" in modules) == (keras.backend.backend() == "tensorflow")
 
 
 def test_spaces_import_no_tensorflow_and_no_optuna() -> None:

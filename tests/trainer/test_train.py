@@ -7,9 +7,8 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
-from trainer import Decision, NonFiniteLoss, OutOfMemory, TrialConfig
+from trainer import Decision, NonFiniteLoss, OutOfMemory, TrialConfig, backend
 from trainer.backbones import build_model
 from trainer.folds import make_folds
 from trainer.hooks import TrainHooks
@@ -132,7 +131,7 @@ def test_diverging_loss_stops_with_a_clear_reason(real_small) -> None:
 def test_out_of_memory_becomes_a_typed_failure(real_small) -> None:
     def oom(fold: int, epoch: int) -> None:
         if epoch == 1:
-            raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
+            raise backend.out_of_memory_error("OOM when allocating tensor")  # the backend's own
 
     folds = make_folds(real_small.labels, 2, seed=0)
     cfg = TrialConfig(backbone="small_cnn", image_size=32, epochs=2, augment="none")
@@ -209,13 +208,15 @@ def test_each_phase_trains_exactly_its_variables_and_frozen_batchnorm_stays(tmp_
     assert {v.path for v in phases["warmup"].variables} == head
     assert {v.path for v in phases["train"].variables} == head | unfrozen
     rng = np.random.default_rng(0)
-    x = tf.constant(rng.uniform(0, 255, (16, 32, 32, 3)), tf.float32)
-    y = tf.one_hot(rng.integers(0, 8, 16), 8)
+    x = keras.ops.convert_to_tensor(rng.uniform(0, 255, (16, 32, 32, 3)).astype(np.float32))
+    y = keras.ops.one_hot(keras.ops.convert_to_tensor(rng.integers(0, 8, 16)), 8)
     for name, trained in (("warmup", head), ("train", head | unfrozen)):
-        before = {v.path: v.numpy().copy() for v in built.model.weights}
-        phases[name].step(x, y, tf.ones(16))
+        before = {v.path: keras.ops.convert_to_numpy(v).copy() for v in built.model.weights}
+        phases[name].step(x, y, keras.ops.ones(16))
         moved = {
-            v.path for v in built.model.weights if not np.array_equal(v.numpy(), before[v.path])
+            v.path
+            for v in built.model.weights
+            if not np.array_equal(keras.ops.convert_to_numpy(v), before[v.path])
         }
         assert moved <= trained, (name, sorted(moved - trained)[:5])
         assert len(moved) >= 0.9 * len(trained), (name, len(moved), len(trained))
@@ -281,18 +282,23 @@ def test_weight_snapshots_survive_training_and_restore_exactly() -> None:
     built = build_model(cfg, 8, steps_per_epoch=4)
     phase = make_phases(built, cfg)["train"]
     weights = built.model.weights
-    before = [w.numpy().copy() for w in weights]
+    before = [keras.ops.convert_to_numpy(w).copy() for w in weights]
     saved = snapshot(weights)
-    x = tf.random.uniform((8, 32, 32, 3), 0, 255)
-    y = tf.one_hot(tf.range(8) % 8, 8)
+    x = keras.ops.convert_to_tensor(
+        np.random.default_rng(1).uniform(0, 255, (8, 32, 32, 3)), "float32"
+    )
+    y = keras.ops.one_hot(keras.ops.arange(8) % 8, 8)
     for _ in range(2):
-        phase.step(x, y, tf.ones(8))
-    assert any(not np.array_equal(b, w.numpy()) for b, w in zip(before, weights, strict=True))
+        phase.step(x, y, keras.ops.ones(8))
+    assert any(
+        not np.array_equal(b, keras.ops.convert_to_numpy(w))
+        for b, w in zip(before, weights, strict=True)
+    )
     for b, s in zip(before, saved, strict=True):
-        np.testing.assert_array_equal(b, s.numpy())
+        np.testing.assert_array_equal(b, keras.ops.convert_to_numpy(s))
     restore(weights, saved)
     for b, w in zip(before, weights, strict=True):
-        np.testing.assert_array_equal(b, w.numpy())
+        np.testing.assert_array_equal(b, keras.ops.convert_to_numpy(w))
 
 
 def test_early_stopping_scores_and_restores_the_best_epoch(real_small, monkeypatch) -> None:

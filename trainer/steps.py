@@ -1,0 +1,276 @@
+"""The compiled functions of the training loop, one implementation per Keras backend.
+
+``train_step`` returns ``step(images, onehot, sample_w) -> loss`` that updates ``variables``
+(a subset of the model's trainable variables: the head alone while warming up) with
+``optimizer``: ``tf.function`` around a ``GradientTape`` on TensorFlow (XLA when asked), one
+``jax.jit`` of ``stateless_call`` and ``stateless_apply`` on JAX (XLA is how JAX runs), autograd
+on PyTorch (eager). ``forward`` returns ``fn(raw uint8 batch) -> probabilities`` in inference
+mode, and ``statistics_pass`` a forward pass in training mode that leaves each trainable
+BatchNorm layer's moving statistics equal to that batch's (momentum 0), for ``BatchNormRefresh``.
+Each is built once per trial and reused by every fold.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import keras
+import numpy as np
+
+from trainer import backend
+from trainer.batches import cast_and_resize
+
+log = logging.getLogger(__name__)
+Step = Callable[[Any, Any, Any], Any]
+
+
+def _loss(model: keras.Model, probs: Any, onehot: Any, sample_w: Any, smoothing: float, losses):
+    per_example = keras.losses.categorical_crossentropy(onehot, probs, label_smoothing=smoothing)
+    loss = keras.ops.mean(per_example * sample_w)
+    for extra in losses:
+        loss = loss + keras.ops.cast(extra, "float32")
+    return loss
+
+
+def train_step(
+    model: keras.Model,
+    variables: Sequence[keras.Variable],
+    optimizer: keras.optimizers.Optimizer,
+    *,
+    smoothing: float,
+    size: int,
+    n_classes: int,
+    jit: bool,
+) -> Step:
+    """The training step on the current backend (see the module docstring)."""
+    if backend.NAME == "jax":
+        return _jax_step(model, variables, optimizer, smoothing)
+    if backend.NAME == "torch":
+        return _torch_step(model, variables, optimizer, smoothing)
+    return _TfStep(model, variables, optimizer, smoothing, size, n_classes, jit)
+
+
+class _TfStep:
+    """A ``tf.function`` step; an XLA step that fails to compile falls back to graph mode."""
+
+    def __init__(self, model, variables, optimizer, smoothing, size, n_classes, jit) -> None:
+        import tensorflow as tf
+
+        self.tf = tf
+        scale = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+        variables = list(variables)
+
+        def step(images, onehot, sample_w):
+            with tf.GradientTape() as tape:
+                probs = model(images, training=True)
+                loss = _loss(model, probs, onehot, sample_w, smoothing, model.losses)
+                scaled = optimizer.scale_loss(loss) if scale else loss
+            grads = tape.gradient(scaled, variables)
+            optimizer.apply_gradients(zip(grads, variables, strict=True))
+            return loss
+
+        self._python = step
+        self._spec = (
+            tf.TensorSpec((None, size, size, 3), tf.float32),
+            tf.TensorSpec((None, n_classes), tf.float32),
+            tf.TensorSpec((None,), tf.float32),
+        )
+        self.jit = jit
+        self._compiled = tf.function(step, input_signature=self._spec, jit_compile=jit)
+        self._checked = not jit
+
+    def __call__(self, images, onehot, sample_w):
+        if self._checked:
+            return self._compiled(images, onehot, sample_w)
+        errors = self.tf.errors
+        try:
+            loss = self._compiled(images, onehot, sample_w)
+        except (errors.InvalidArgumentError, errors.UnimplementedError) as exc:
+            log.warning(
+                "XLA could not compile the training step (%s); continuing without XLA",
+                str(exc).splitlines()[0][:200],
+            )
+            self.jit = False
+            self._compiled = self.tf.function(self._python, input_signature=self._spec)
+            loss = self._compiled(images, onehot, sample_w)
+        self._checked = True
+        return loss
+
+
+def _jax_step(model, variables, optimizer, smoothing) -> Step:
+    import jax
+
+    trainable = list(model.trainable_variables)
+    chosen = {id(v) for v in variables}
+    mine = [i for i, v in enumerate(trainable) if id(v) in chosen]
+    others = [i for i, v in enumerate(trainable) if id(v) not in chosen]
+    phase_vars = [trainable[i] for i in mine]
+    other_vars = [trainable[i] for i in others]
+    non_trainable = list(model.non_trainable_variables)
+    opt_vars = list(optimizer.variables)
+    scale = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+
+    def compute(phase_values, other_values, nt_values, opt_values, x, y, w):
+        values: list[Any] = [None] * len(trainable)
+        for i, v in zip(mine, phase_values, strict=True):
+            values[i] = v
+        for i, v in zip(others, other_values, strict=True):
+            values[i] = v
+        probs, nt_new, losses = model.stateless_call(
+            values, nt_values, x, training=True, return_losses=True
+        )
+        loss = _loss(model, probs, y, w, smoothing, losses)
+        scaled = loss
+        if scale:
+            with keras.StatelessScope(state_mapping=list(zip(opt_vars, opt_values, strict=True))):
+                scaled = optimizer.scale_loss(loss)
+        return scaled, (loss, nt_new)
+
+    grad = jax.value_and_grad(compute, has_aux=True)
+
+    @jax.jit
+    def step(phase_values, other_values, nt_values, opt_values, x, y, w):
+        (_, (loss, nt_new)), grads = grad(
+            phase_values, other_values, nt_values, opt_values, x, y, w
+        )
+        new_values, new_opt = optimizer.stateless_apply(opt_values, grads, phase_values)
+        return loss, new_values, nt_new, new_opt
+
+    def run(images, onehot, sample_w):
+        loss, new_values, nt_new, new_opt = step(
+            [v.value for v in phase_vars],
+            [v.value for v in other_vars],
+            [v.value for v in non_trainable],
+            [v.value for v in opt_vars],
+            images,
+            onehot,
+            sample_w,
+        )
+        for group, new in ((phase_vars, new_values), (non_trainable, nt_new), (opt_vars, new_opt)):
+            for variable, value in zip(group, new, strict=True):
+                variable.assign(value)
+        return loss
+
+    return run
+
+
+def _torch_step(model, variables, optimizer, smoothing) -> Step:
+    import torch
+
+    variables = list(variables)
+    scale = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+
+    def run(images, onehot, sample_w):
+        model.zero_grad(set_to_none=True)
+        probs = model(images, training=True)
+        loss = _loss(model, probs, onehot, sample_w, smoothing, model.losses)
+        scaled = optimizer.scale_loss(loss) if scale else loss
+        scaled.backward()
+        grads = [v.value.grad for v in variables]
+        with torch.no_grad():
+            optimizer.apply(grads, variables)
+        return loss.detach()
+
+    return run
+
+
+def forward(
+    model: keras.Model, size: int, raw_shape: tuple[int, ...], raw_dtype: str, *, jit: bool
+):
+    """``fn(raw uint8 batch) -> class probabilities`` (inference mode) on the current backend."""
+    if backend.TF:
+        import tensorflow as tf
+
+        infer = tf.function(  # XLA (when asked) on the model only: it cannot compile resizing
+            lambda x: model(x, training=False), jit_compile=jit
+        )
+        return tf.function(
+            lambda raw: infer(cast_and_resize(raw, size)),
+            input_signature=(tf.TensorSpec((None, *raw_shape), tf.as_dtype(raw_dtype)),),
+        )
+    if backend.NAME == "jax":
+        import jax
+
+        infer = jax.jit(lambda tv, ntv, x: model.stateless_call(tv, ntv, x, training=False)[0])
+
+        def predict(raw):
+            x = cast_and_resize(keras.ops.convert_to_tensor(raw), size)
+            return infer(
+                [v.value for v in model.trainable_variables],
+                [v.value for v in model.non_trainable_variables],
+                x,
+            )
+
+        return predict
+    import torch
+
+    def predict_torch(raw):
+        with torch.no_grad():
+            return model(cast_and_resize(keras.ops.convert_to_tensor(raw), size), training=False)
+
+    return predict_torch
+
+
+def statistics_pass(
+    model: keras.Model,
+    layers: Sequence[keras.layers.BatchNormalization],
+    size: int,
+    raw_shape: tuple[int, ...],
+    raw_dtype: str,
+) -> Callable[[np.ndarray], None]:
+    """``fn(raw batch)``: a training-mode forward pass after which every layer in ``layers`` holds
+    exactly that batch's mean and variance as its moving statistics (momentum 0)."""
+    saved = [layer.momentum for layer in layers]
+
+    def momentum_zero(fn: Callable[[], Any]) -> Any:
+        for layer in layers:
+            layer.momentum = 0.0
+        try:
+            return fn()
+        finally:
+            for layer, momentum in zip(layers, saved, strict=True):
+                layer.momentum = momentum
+
+    if backend.TF:
+        import tensorflow as tf
+
+        traced = tf.function(
+            lambda raw: model(cast_and_resize(raw, size), training=True),
+            input_signature=(tf.TensorSpec((None, *raw_shape), tf.as_dtype(raw_dtype)),),
+        )
+        # traced once with momentum 0: each call stores exactly this batch's statistics
+        momentum_zero(traced.get_concrete_function)
+
+        def run_tf(raw):
+            traced(raw)
+
+        return run_tf
+    if backend.NAME == "jax":
+        import jax
+
+        non_trainable = list(model.non_trainable_variables)
+        stats = jax.jit(lambda tv, ntv, x: model.stateless_call(tv, ntv, x, training=True)[1])
+
+        def run_jax(raw):
+            x = cast_and_resize(keras.ops.convert_to_tensor(raw), size)
+            new = momentum_zero(
+                lambda: stats(
+                    [v.value for v in model.trainable_variables],
+                    [v.value for v in non_trainable],
+                    x,
+                )
+            )
+            for variable, value in zip(non_trainable, new, strict=True):
+                variable.assign(value)
+
+        return run_jax
+    import torch
+
+    def run_torch(raw):
+        with torch.no_grad():
+            x = cast_and_resize(keras.ops.convert_to_tensor(raw), size)
+            momentum_zero(lambda: model(x, training=True))
+
+    return run_torch

@@ -160,6 +160,18 @@ class Tail:
         return min(total, max(1, round(self.share * total)))
 
 
+def replanned(schedule: Sequence[float], done: int, last: float) -> list[float]:
+    """A new schedule for the rest of a run that has trained ``done`` epochs, the last at rate
+    ``last``: the epochs before keep their place, and the rest follow ``schedule``'s shape scaled
+    to continue below ``last``, so the decay never steps up when a re-plan lengthens the run."""
+    rates = list(schedule)
+    anchor = rates[done - 1] if done >= 1 else 0.0
+    if done < 1 or anchor <= 0:
+        return rates
+    scale = min(1.0, last / anchor)
+    return rates[:done] + [r * scale for r in rates[done:]]
+
+
 @dataclass
 class Deadline:
     """Epochs of a cosine-scheduled run re-planned from its own epoch times to end by a time.
@@ -269,7 +281,7 @@ class _Trainer:
                         "%s: %d epochs instead of %d to end by the deadline", name, total, epochs
                     )
                     epochs = total
-                    schedule = cosine_schedule(cfg, epochs)
+                    schedule = replanned(cosine_schedule(cfg, epochs), epoch, phase.lr)
             if progress is not None:
                 progress(name, record, epochs)
         self.refresh(index, (seed, epochs))

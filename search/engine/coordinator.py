@@ -27,12 +27,14 @@ from search.engine.signals import StopSignals
 from search.engine.trials import (
     Running,
     RunSettings,
+    SearchClock,
     act_on_screen,
     counts,
     inherit,
     is_surplus,
     leave_out,
     queued_left_out,
+    queued_twice,
     stop_detail,
 )
 from search.policy.pruning import FoldEpochPruner, StopReason
@@ -40,7 +42,6 @@ from search.policy.sampling import LeaveOutSampler
 from search.reporting.dashboard import DashboardWriter
 from spaces.base import Space, StudySettings
 from storage.records import (
-    FINISHED,
     FailureKind,
     record_failure,
     record_fold,
@@ -82,8 +83,7 @@ class Coordinator:
         self.consecutive_failures = 0
         # SEARCH_HOST names this coordinator where hostnames collide (containers, tests).
         self.host = os.environ.get("SEARCH_HOST") or socket.gethostname()
-        self.started = time.monotonic()
-        self._said_timeout = False
+        self.clock = SearchClock(run)
         self.told: dict[str, int] = {"complete": 0, "pruned": 0, "failed": 0}
         self._last_maintenance = time.monotonic()
         # Backbones whose pretrained weights failed to load in this run (-> the trial that
@@ -132,33 +132,8 @@ class Coordinator:
             raise
 
     # ---------------------------------------------------------------- scheduling
-    def _time_left(self) -> bool:
-        timeout = self.run_settings.timeout
-        if timeout is not None and time.monotonic() - self.started >= timeout:
-            if not self._said_timeout:
-                self._said_timeout = True
-                log.info(
-                    "--timeout %g s reached: no new trial starts (running ones finish); re-run "
-                    "the same command to go on",
-                    timeout,
-                )
-            return False
-        search_left = self.run_settings.search_left
-        return search_left is None or search_left() > 0
-
-    def _budget_spent(self) -> bool:
-        """The search's share of --budget is over and some trial has finished a fold (the final
-        model can train on its configuration)."""
-        search_left = self.run_settings.search_left
-        if search_left is None or search_left() > 0:
-            return False
-        return any(
-            t.state in FINISHED and "fold_scores" in t.user_attrs
-            for t in self.study.get_trials(deepcopy=False)
-        )
-
     def _want_more(self) -> bool:
-        if not self._time_left():
+        if not self.clock.time_left():
             return False
         finished, running = counts(self.study.get_trials(deepcopy=False))
         return finished + len(running) < self.run_settings.n_trials
@@ -217,16 +192,16 @@ class Coordinator:
         )
 
     def _surplus(self, trial: optuna.Trial) -> bool:
-        """Give back a trial asked when the study was already full (``is_surplus``)."""
+        """Give back a trial asked when the study was already full (``is_surplus``), or a
+        starting configuration another coordinator queued too (``queued_twice``)."""
         trials = self.study.get_trials(deepcopy=False)
-        if not is_surplus(trials, trial.number, self.run_settings.n_trials):
+        if is_surplus(trials, trial.number, self.run_settings.n_trials):
+            why = "the study was already full when this trial started"
+        elif queued_twice(self.study, trial):
+            why = "a starting configuration queued twice (two coordinators created the study)"
+        else:
             return False
-        record_failure(
-            self.study._storage,
-            trial._trial_id,
-            FailureKind.SURPLUS,
-            "the study was already full when this trial started",
-        )
+        record_failure(self.study._storage, trial._trial_id, FailureKind.SURPLUS, why)
         self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         return True
 
@@ -329,7 +304,7 @@ class Coordinator:
         if math.isfinite(value):
             trial.report(value, fold * self.settings.epochs + epoch)
         self.progress.epoch(trial.number, fold, epoch, value)
-        if self._budget_spent():
+        if self.clock.budget_spent(self.study.get_trials(deepcopy=False)):
             running.pruned_at = f"fold {fold} epoch {epoch} ({StopReason.BUDGET})"
             return Decision.STOP.value
         if self.pruner is not None and trial.should_prune():

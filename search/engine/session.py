@@ -34,7 +34,7 @@ from search.engine.devices import (
 from search.engine.finish import BudgetClock, final_setup, minutes, run_final
 from search.engine.plugins import BUILT_IN, resolve_trainer
 from search.engine.progress import UNCOUNTED, Progress
-from search.engine.trials import RunSettings
+from search.engine.trials import STARTING_POINT, RunSettings
 from search.engine.weights import check_weights
 from search.engine.worker import write_worker_data
 from search.policy.budget import PRIOR_FINAL_SHARE
@@ -380,7 +380,7 @@ def _open_study(storage, name, existing, plan, sampler, pruner, folds, space, se
                 epochs=plan.epochs, weights=plan.weights, seed=seed, image_size=plan.image_size
             )
             for params in space.starting_params(settings):
-                study.enqueue_trial(params, skip_if_exists=True)
+                study.enqueue_trial(params, user_attrs={STARTING_POINT: True}, skip_if_exists=True)
     except Exception:
         if existing is None:
             with contextlib.suppress(Exception):

@@ -5,6 +5,7 @@ decisions (``act_on_screen``), shared with the replays in ``bench/``."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -19,6 +20,8 @@ from trainer.errors import FatalError
 from trainer.records import FoldResult, TrialResult
 
 log = logging.getLogger("search.engine.coordinator")
+# The user attribute of the space's starting configurations, queued when a study is created.
+STARTING_POINT = "starting_point"
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,36 @@ class RunSettings:
     # With --budget: seconds the search may still run (<= 0: start nothing, stop running trials
     # once a trial has completed).
     search_left: Callable[[], float] | None = None
+
+
+class SearchClock:
+    """When the search stops starting trials: ``--timeout`` after this run began, or the
+    search's share of ``--budget`` spent (``RunSettings.search_left``)."""
+
+    def __init__(self, run: RunSettings) -> None:
+        self.run = run
+        self.started = time.monotonic()
+        self._said_timeout = False
+
+    def time_left(self) -> bool:
+        timeout = self.run.timeout
+        if timeout is not None and time.monotonic() - self.started >= timeout:
+            if not self._said_timeout:
+                self._said_timeout = True
+                log.info(
+                    "--timeout %g s reached: no new trial starts (running ones finish); re-run "
+                    "the same command to go on",
+                    timeout,
+                )
+            return False
+        return self.run.search_left is None or self.run.search_left() > 0
+
+    def budget_spent(self, trials: Sequence[FrozenTrial]) -> bool:
+        """The search's share of --budget is over and some trial has finished a fold (the final
+        model can train on its configuration)."""
+        if self.run.search_left is None or self.run.search_left() > 0:
+            return False
+        return any(t.state in FINISHED and "fold_scores" in t.user_attrs for t in trials)
 
 
 @dataclass
@@ -170,4 +203,19 @@ def queued_left_out(
     return (
         f"queued with backbone {backbone}, whose weights could not be loaded in trial "
         f"{unavailable[backbone]}; left out of this run"
+    )
+
+
+def queued_twice(study: optuna.Study, trial: optuna.Trial) -> bool:
+    """Whether ``trial`` is a starting configuration that an earlier trial already is: two
+    coordinators that create a study at the same moment both queue the space's starting points
+    (each saw an empty study). The lowest number is kept, whoever looks."""
+    if not trial.user_attrs.get(STARTING_POINT):
+        return False
+    fixed = study._storage.get_trial_system_attrs(trial._trial_id).get("fixed_params")
+    return any(
+        t.number < trial.number
+        and t.user_attrs.get(STARTING_POINT)
+        and t.system_attrs.get("fixed_params") == fixed
+        for t in study.get_trials(deepcopy=False)
     )

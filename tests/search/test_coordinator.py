@@ -228,3 +228,19 @@ def test_only_the_running_trials_that_do_not_fit_are_surplus() -> None:
     assert not is_surplus(trials, 4, 10)
     trials[0].state = TrialState.FAIL  # a failed trial does not count as finished
     assert not is_surplus(trials, 4, 4)
+
+
+def test_a_starting_point_queued_by_two_coordinators_at_once_runs_once(data_path) -> None:
+    """Two coordinators creating one study at the same moment both see it empty and both queue
+    the space's starting configuration; the later copy is given back, not trained again."""
+    from search.engine.trials import STARTING_POINT
+
+    study = optuna.create_study(direction="maximize", sampler=make_sampler("tpe", 0, 3))
+    for _ in range(2):  # what the two coordinators' enqueue_trial calls left
+        study.enqueue_trial(GOOD, user_attrs={STARTING_POINT: True})
+    _, told = _run(data_path, 3, pruner="none", study=study)
+    first, second = study.trials[:2]
+    assert first.state == TrialState.COMPLETE and first.params == GOOD
+    assert second.state == TrialState.FAIL and second.user_attrs["failure_kind"] == "surplus"
+    assert "queued twice" in second.user_attrs["failure_reason"]
+    assert told["complete"] == 3 and sum(t.params == GOOD for t in study.trials) == 1

@@ -12,6 +12,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from search.policy import pruning
 from search.testing.fake import trained_folds
 from tests.conftest import require
 from tests.search.cli import FAKE_QUICK, by_state, load, start_cli
@@ -106,11 +107,18 @@ def test_two_hosts_share_a_postgres_study_and_survive_one_dying(pg_url: str, tmp
     hosts = Counter(t.user_attrs.get("host") for t in states[TrialState.COMPLETE])
     assert hosts["host-a"] >= 1 and hosts["host-b"] >= 1
     # Two coordinators on one study draw different configurations (the samplers are seeded
-    # per trial number): only retries repeat one.
+    # per trial number): only retries, and the screen's promotion of its best first fold (when
+    # no fourth trial beat the screen), repeat one.
+    repeats = ("retry_of", pruning.PROMOTED_FROM)
     drawn = [
-        tuple(sorted(t.params.items())) for t in study.trials if "retry_of" not in t.user_attrs
+        tuple(sorted(t.params.items()))
+        for t in study.trials
+        if not any(k in t.user_attrs for k in repeats)
     ]
     assert len(drawn) == len(set(drawn))
+    for t in study.trials:
+        if pruning.PROMOTED_FROM in t.user_attrs:
+            assert t.params == study.trials[t.user_attrs[pruning.PROMOTED_FROM]].params
     retry_sources = [t.user_attrs["retry_of"] for t in study.trials if "retry_of" in t.user_attrs]
     assert len(retry_sources) == len(set(retry_sources)), "a configuration was re-queued twice"
     optuna.delete_study(study_name=name, storage=pg_url)

@@ -37,3 +37,19 @@ def test_a_tail_is_at_least_one_epoch_and_at_most_all() -> None:
     tail = Tail("light", 1 / 6)
     assert [tail.epochs(n) for n in (1, 3, 6, 30, 33)] == [1, 1, 1, 5, 6]
     assert Tail("light", 1.0).epochs(4) == 4
+
+
+def test_a_replanned_cosine_never_steps_up_and_still_decays_to_the_end() -> None:
+    from trainer.config import TrialConfig
+    from trainer.final import cosine_schedule, replanned
+
+    cfg = TrialConfig(backbone="small_cnn", learning_rate=3e-3)
+    short = cosine_schedule(cfg, 10)
+    for done in range(1, 10):
+        for total in (done + 1, 12, 17, 30):  # a deadline that grew or cut the run
+            rates = (
+                short[:done] + replanned(cosine_schedule(cfg, total), done, short[done - 1])[done:]
+            )
+            assert len(rates) == max(total, done)
+            assert all(b <= a for a, b in zip(rates, rates[1:], strict=False)), (done, total)
+            assert rates[-1] < 0.05 * rates[0]

@@ -77,9 +77,14 @@ def uniform(seed: Any, shape: Sequence[Any], salt: int) -> Any:
         folded = tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), salt)
         dims = tf.stack([tf.cast(d, tf.int32) for d in shape]) if len(shape) else ()
         return tf.random.stateless_uniform(dims, seed=folded)
-    s0, s1 = (int(v) for v in np.asarray(seed).reshape(2))
-    rng = np.random.default_rng([s0 & 0xFFFFFFFFFFFF, s1 & 0xFFFFFFFFFFFF, salt])
+    rng = _numpy_rng(seed, salt)
     return keras.ops.convert_to_tensor(rng.random(tuple(int(d) for d in shape), np.float32))
+
+
+def _numpy_rng(seed: Any, salt: int) -> np.random.Generator:
+    """The eager backends' generator for a [2] integer seed and a salt."""
+    s0, s1 = (int(v) for v in np.asarray(seed).reshape(2))
+    return np.random.default_rng([s0 & 0xFFFFFFFFFFFF, s1 & 0xFFFFFFFFFFFF, salt])
 
 
 def integer_pairs(seed: Any, n: int) -> Any:
@@ -88,9 +93,7 @@ def integer_pairs(seed: Any, n: int) -> Any:
         return tf.random.stateless_uniform(
             (n, 2), seed=tf.cast(seed, tf.int64), minval=None, maxval=None, dtype=tf.int64
         )
-    s0, s1 = (int(v) for v in np.asarray(seed).reshape(2))
-    rng = np.random.default_rng([s0 & 0xFFFFFFFFFFFF, s1 & 0xFFFFFFFFFFFF, 999_331])
-    return rng.integers(0, 2**31 - 1, size=(n, 2), dtype=np.int64)
+    return _numpy_rng(seed, 999_331).integers(0, 2**31 - 1, size=(n, 2), dtype=np.int64)
 
 
 def cond(pred: Any, true_fn: Callable[[], Any], false_fn: Callable[[], Any]) -> Any:

@@ -194,6 +194,18 @@ def test_reset_makes_the_optimizer_behave_like_a_fresh_one(second_start_seed: in
         _assert_matches(variables, reference, step)
 
 
+def _two_rounds_with_a_reset(apply, optimizer, variables, start) -> None:
+    """Compare with the reference for 14 steps, reset, and again: the second round runs after a
+    reset, through the same compiled step."""
+    grads = _gradients(steps=14)
+    for _ in range(2):
+        reference = ReferenceRanger(start, **HYPER, weight_decay=0.05)
+        _run_and_compare(apply, variables, reference, grads)
+        reset_optimizer(optimizer)
+        for var, value in zip(variables, start, strict=True):
+            var.assign(value)
+
+
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.function")
 @pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
 def test_ranger_inside_tf_function_including_a_reset(jit_compile: bool) -> None:
@@ -208,13 +220,7 @@ def test_ranger_inside_tf_function_including_a_reset(jit_compile: bool) -> None:
     def apply(grads: list) -> None:
         optimizer.apply(grads, variables)
 
-    grads = _gradients(steps=14)
-    for _ in range(2):  # the second round runs after a reset, through the same traced graph
-        reference = ReferenceRanger(start, **HYPER, weight_decay=0.05)
-        _run_and_compare(apply, variables, reference, grads)
-        reset_optimizer(optimizer)
-        for var, value in zip(variables, start, strict=True):
-            var.assign(value)
+    _two_rounds_with_a_reset(apply, optimizer, variables, start)
     assert apply.experimental_get_tracing_count() == 1
 
 
@@ -393,11 +399,5 @@ def test_ranger_under_jax_jit_stateless_apply_matches_reference_including_a_rese
         for v, value in zip(optimizer.variables, state, strict=True):
             v.assign(value)
 
-    grads = _gradients(steps=14)
-    for _ in range(2):  # the second round runs after a reset, through the same compiled step
-        reference = ReferenceRanger(start, **HYPER, weight_decay=0.05)
-        _run_and_compare(apply, variables, reference, grads)
-        reset_optimizer(optimizer)
-        for var, value in zip(variables, start, strict=True):
-            var.assign(value)
+    _two_rounds_with_a_reset(apply, optimizer, variables, start)
     assert step._cache_size() == 1

@@ -18,20 +18,55 @@ from trainer.records import Dataset  # noqa: E402
 REAL = Path(os.environ.get("BLOODCELLS_NPZ", ROOT / "../shared/data/bloodcells_96.npz"))
 
 
+def subset_index(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """A stratified sample of about ``n`` positions of ``labels`` (at least 6 per class)."""
+    rng = np.random.default_rng(seed)
+    picked = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        take = min(len(members), max(6, round(n * len(members) / len(labels))))
+        picked.append(rng.choice(members, take, replace=False))
+    return np.sort(np.concatenate(picked))
+
+
 def real_subset(n: int | None = None, seed: int = 0) -> Dataset:
     with np.load(REAL, allow_pickle=False) as z:
         images, labels, names = z["images"], z["labels"].astype(np.int64), z["class_names"]
     if n is not None and n < len(labels):
-        rng = np.random.default_rng(seed)
-        picked = []
-        for c in np.unique(labels):
-            members = np.flatnonzero(labels == c)
-            picked.append(
-                rng.choice(members, max(6, round(n * len(members) / len(labels))), replace=False)
-            )
-        index = np.sort(np.concatenate(picked))
+        index = subset_index(labels, n, seed)
         images, labels = images[index], labels[index]
     return Dataset(images, labels, tuple(str(c) for c in names))
+
+
+def stratified_split(
+    labels: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(rest, held) index arrays: ``fraction`` of every class held out, seeded."""
+    rng = np.random.default_rng(seed)
+    held = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        held.append(rng.choice(members, round(fraction * len(members)), replace=False))
+    held_index = np.sort(np.concatenate(held))
+    rest = np.setdiff1d(np.arange(len(labels)), held_index)
+    return rest, held_index
+
+
+def other_subset(n: int, seed: int = 1) -> Dataset:
+    """About ``n`` real images that are neither in ``real_subset(900)`` (replay table A's) nor in
+    bench/end_to_end.py's held-out quarter (seed 0): the images of replay table B."""
+    data = real_subset()
+    rest, _ = stratified_split(data.labels, 0.25, 0)
+    used = set(subset_index(data.labels, 900, 0).tolist())
+    free = np.array([i for i in rest if i not in used])
+    return data.subset(free[subset_index(data.labels[free], n, seed)])
+
+
+def table_data(setup: dict) -> Dataset:
+    """The images a replay table (bench/hpo_table.py) was recorded on."""
+    if setup.get("images_from", "all") == "other":
+        return other_subset(int(setup["images"]))
+    return real_subset(int(setup["images"]))
 
 
 def save_npz(data: Dataset, path: Path) -> Path:

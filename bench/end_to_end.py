@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import REAL, ROOT, machine, save_npz  # noqa: I001
+from common import REAL, ROOT, machine, save_npz, stratified_split  # noqa: I001
 
 from search.policy.budget import parse_duration
 from trainer.records import Dataset
@@ -45,20 +45,6 @@ DOCS = ROOT / "docs"
 RESULTS = DOCS / "end_to_end.json"
 PAGE = DOCS / "end_to_end.md"
 SYSTEMS = ("ours", "kerastuner", "autokeras", "hand", "hand_robust")
-
-
-def stratified_split(
-    labels: np.ndarray, fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(rest, held) index arrays: ``fraction`` of every class held out, seeded."""
-    rng = np.random.default_rng(seed)
-    held = []
-    for c in np.unique(labels):
-        members = np.flatnonzero(labels == c)
-        held.append(rng.choice(members, round(fraction * len(members)), replace=False))
-    held_index = np.sort(np.concatenate(held))
-    rest = np.setdiff1d(np.arange(len(labels)), held_index)
-    return rest, held_index
 
 
 def load_split(dev: bool, seed: int) -> tuple[Dataset, Dataset, str]:

@@ -25,12 +25,12 @@ from trainer.errors import NonFiniteLoss
 from trainer.records import Dataset, EpochMetrics, Fold, FoldFn, FoldResult, ReportFn, TrialResult
 
 TABLE_ENV = "HPO_TABLE"
-KNOBS = ("backbone", "augment", "optimizer", "learning_rate")  # a table point's key, in order
 
 
 def key_of(point: dict) -> str:
-    """A grid point's key in the table (bench/hpo_table.py writes, everyone here reads)."""
-    return "|".join(f"{k}={point[k]}" for k in KNOBS)
+    """A grid point's key in the table, its knobs in the grid's order (bench/hpo_table.py
+    writes, everyone here reads)."""
+    return "|".join(f"{k}={v}" for k, v in point.items())
 
 
 @dataclass(frozen=True)
@@ -59,13 +59,19 @@ class Table:
     def snap(self, lr: float) -> float:
         return min(self.grid["learning_rate"], key=lambda v: abs(math.log10(v / lr)))
 
-    def entry(self, backbone: str, augment: str, optimizer: str, lr: float) -> dict:
-        point = {
-            "backbone": backbone,
-            "augment": augment,
-            "optimizer": optimizer,
-            "learning_rate": self.snap(lr),
-        }
+    @property
+    def knobs(self) -> tuple[str, ...]:
+        """The searched knobs, in the grid's order (learning rate among them)."""
+        return tuple(self.grid)
+
+    @property
+    def choices(self) -> dict[str, list]:
+        """The categorical knobs and their values (every knob but the learning rate)."""
+        return {k: v for k, v in self.grid.items() if k != "learning_rate"}
+
+    def entry(self, values: dict) -> dict:
+        """The recorded point of a configuration (``values`` has every knob; others ignored)."""
+        point = {k: self.snap(values[k]) if k == "learning_rate" else values[k] for k in self.knobs}
         key = key_of(point)
         if key not in self.points:
             raise KeyError(f"{key} is not in the table (is the table complete?)")
@@ -121,7 +127,7 @@ def train_trial(
             f"the table has {table.folds} folds x {table.epochs} epochs; the study asks for "
             f"{len(folds)} x {config.epochs}"
         )
-    entry = table.entry(config.backbone, config.augment, config.optimizer, config.learning_rate)
+    entry = table.entry({k: getattr(config, k) for k in table.knobs})
     if entry["failed"]:
         raise NonFiniteLoss(f"recorded failure: {entry['failed']}")
     done = {r.fold: r for r in completed}

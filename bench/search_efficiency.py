@@ -1,23 +1,32 @@
 """Search efficiency and pruning savings against KerasTuner and plain Optuna (issue 7, items 1-2).
 
-Six systems search the same CPU-sized space (backbone small_cnn/MobileNetV3Small, augmentation
-none/light/heavy, optimizer AdamW/Ranger, learning rate log-uniform over 1.7e-4..1.8e-2; every
-other knob, class weighting included, fixed to the value the table was trained with) on the
-same folds (the table's: 5 by default), with the same early stopping (patience 2), for several seeds each:
+Nine systems search the same space, the table's grid (table A: backbone small_cnn or
+MobileNetV3Small, augmentation none/light/heavy, optimizer AdamW/Ranger, learning rate
+log-uniform over the grid's span; table B adds head width and batch size; every other knob,
+class weighting included, fixed to the value the table was trained with) on the same folds
+(the table's), with the same early stopping (patience 2), for several seeds each:
 
-  ours            python -m search.run (its default TPE sampler and default pruner), run for
-                  real through the CLI, coordinator and worker process
-  ours-nopruning  the same with --pruner none (item 2's baseline)
-  optuna-tpe      a hand-written Optuna loop: TPESampler(seed) defaults, no pruner
-  random          the same loop with RandomSampler
-  kt-hyperband    KerasTuner 1.4 Hyperband (max_epochs = the table's epochs, factor 3)
-  kt-bayesian     KerasTuner 1.4 BayesianOptimization (its defaults)
+  ours             python -m search.run (its default TPE sampler and default pruner), run for
+                   real through the CLI, coordinator and worker process
+  ours-nopruning   the same with --pruner none (item 2's baseline)
+  optuna-tpe       a hand-written Optuna loop: TPESampler(seed) defaults (10 random start-up
+                   trials), no pruner
+  optuna-tpe-eq    the same with ours' 6 start-up trials
+  random           the same loop with RandomSampler
+  kt-hyperband     KerasTuner 1.4 Hyperband (max_epochs = the table's epochs, factor 3; every
+                   rung trains all folds)
+  kt-hyperband-fe  the same with fold-epochs as Hyperband's resource (max_epochs = folds x
+                   epochs; a rung of r trains the first r fold-epochs, fold by fold)
+  kt-bayesian      KerasTuner 1.4 BayesianOptimization (its defaults: 3 x dimensions random
+                   start-up trials)
+  kt-bayesian-eq   the same with ours' 6 start-up trials
 
 Every system trains through one table of real training runs (bench/hpo_table.py, read by
 bench/replay.py), so all see identical per-epoch validation accuracy and pay for exactly the
 fold-epochs they train; the comparison measures search and pruning, not a training recipe.
 Compute is counted in fold-epochs and in training seconds (the recorded epoch times, plus a
-model build and trace for each new model; a Hyperband continuation pays a new build and trace).
+model build and trace for each new model: a Hyperband continuation and a trial of ours
+promoted by the screen both pay a new build and trace).
 
 A system's "best" at a given compute is the full cross-validated accuracy (all folds, all
 epochs, early stopping) of the configuration that system would report as its best at that
@@ -44,14 +53,27 @@ from pathlib import Path
 
 import numpy as np
 import optuna
-from common import ROOT, real_subset, save_npz  # noqa: I001
+from common import ROOT, save_npz, table_data  # noqa: I001
 from replay import Table, load_table, run_fold
 
 from search.atomic import atomic_write_bytes
 
 BENCH = Path(__file__).resolve().parent
-SYSTEMS = ("ours", "ours-nopruning", "optuna-tpe", "random", "kt-hyperband", "kt-bayesian")
+SYSTEMS = (
+    "ours",
+    "ours-nopruning",
+    "optuna-tpe",
+    "optuna-tpe-eq",
+    "random",
+    "kt-hyperband",
+    "kt-hyperband-fe",
+    "kt-bayesian",
+    "kt-bayesian-eq",
+)
 PATIENCE = 2
+# Random trials before the model-based samplers start: what ours' TPE draws for the runs here
+# (search.policy.samplers: min(6, max(4, n_trials // 4))). The "-eq" peers get the same.
+STARTUP = 6
 
 
 @dataclass
@@ -129,12 +151,12 @@ def space_file(table: Table, directory: Path, n_trials: int) -> Path:
         "augment_levels": table.grid["augment"],
         "optimizers": table.grid["optimizer"],
         "learning_rate": [lo, hi],
-        # Fixed in the table: single-valued ranges, so every system searches the same 4 knobs.
+        # Fixed in the table: single-valued ranges, so every system searches the table's knobs.
         "weight_decay": [1e-4, 1e-4],
         "l2": [1e-6, 1e-6],
         "dropout": [0.2, 0.2],
-        "head_widths": [0],
-        "batch_sizes": [32],
+        "head_widths": table.grid.get("head_width", [0]),
+        "batch_sizes": table.grid.get("batch_size", [32]),
         "label_smoothing": [0.0, 0.0],
         "class_weighting": [False],  # the table was trained without class weights
         "patience": PATIENCE,
@@ -167,13 +189,14 @@ def run_ours(table: Table, table_path: Path, seed: int, pruner: str, n_trials: i
     run.wall = time.perf_counter() - start
     study = optuna.load_study(study_name="bench", storage=f"sqlite:///{db}")
     for t in sorted(study.trials, key=lambda t: t.number):
-        p = t.params
-        entry = table.entry(p["backbone"], p["augment"], p["optimizer"], p["learning_rate"])
+        entry = table.entry(t.params)
         reused = set(t.user_attrs.get("reused_folds", []))  # shown again, not trained again
         steps = [s for s in sorted(t.intermediate_values) if s // table.epochs not in reused]
         secs = entry["build_seconds"] + sum(
             entry["folds"][s // table.epochs]["seconds"][s % table.epochs] for s in steps
         )
+        if reused and steps:  # a promoted trial continues in a new model: a build and a trace
+            secs += table.trace_seconds(entry)
         complete = t.state == optuna.trial.TrialState.COMPLETE
         true = true_score(table, entry)
         if complete and abs(float(t.value) - true) > 1e-9:
@@ -185,24 +208,25 @@ def run_ours(table: Table, table_path: Path, seed: int, pruner: str, n_trials: i
 # -- a hand-written Optuna loop ----------------------------------------------------------------
 
 
-def run_optuna_loop(table: Table, seed: int, sampler_name: str, n_trials: int) -> Run:
+def run_optuna_loop(
+    table: Table, seed: int, sampler_name: str, n_trials: int, startup: int | None = None
+) -> Run:
+    """A hand-written Optuna loop; ``startup`` replaces TPE's default 10 random start-up trials."""
     lo, hi = table.lr_range()
-    sampler = (
-        optuna.samplers.TPESampler(seed=seed)
-        if sampler_name == "tpe"
-        else optuna.samplers.RandomSampler(seed=seed)
-    )
+    if sampler_name == "tpe":
+        extra = {} if startup is None else {"n_startup_trials": startup}
+        sampler: optuna.samplers.BaseSampler = optuna.samplers.TPESampler(seed=seed, **extra)
+        name = "optuna-tpe" if startup is None else "optuna-tpe-eq"
+    else:
+        sampler, name = optuna.samplers.RandomSampler(seed=seed), "random"
     study = optuna.create_study(direction="maximize", sampler=sampler)
-    run = Run("optuna-tpe" if sampler_name == "tpe" else "random", seed)
+    run = Run(name, seed)
     start = time.perf_counter()
 
     def objective(trial: optuna.Trial) -> float:
-        entry = table.entry(
-            trial.suggest_categorical("backbone", table.grid["backbone"]),
-            trial.suggest_categorical("augment", table.grid["augment"]),
-            trial.suggest_categorical("optimizer", table.grid["optimizer"]),
-            trial.suggest_float("learning_rate", lo, hi, log=True),
-        )
+        values = {k: trial.suggest_categorical(k, v) for k, v in table.choices.items()}
+        values["learning_rate"] = trial.suggest_float("learning_rate", lo, hi, log=True)
+        entry = table.entry(values)
         fold_epochs, seconds, score = full_trial(table, entry)
         run.add(fold_epochs, seconds, score, score)
         return score
@@ -215,22 +239,49 @@ def run_optuna_loop(table: Table, seed: int, sampler_name: str, n_trials: int) -
 # -- KerasTuner --------------------------------------------------------------------------------
 
 
+def fold_epoch_trial(
+    entry: dict, table: Table, units: int, initial: int
+) -> tuple[int, float, float]:
+    """``units`` fold-epochs in order (fold 0's epochs, then fold 1's, ...; early stopping ends
+    a fold), the first ``initial`` already trained: fold-epochs and seconds trained now, and the
+    mean of the best accuracy of every fold reached so far."""
+    trained, seconds, best, used = 0, 0.0, [], 0
+    for f in range(table.folds):
+        if used >= units:
+            break
+        accs, secs, _ = run_fold(entry, f, min(table.epochs, units - used), PATIENCE)
+        for e in range(len(accs)):
+            if used + e >= initial:
+                trained += 1
+                seconds += secs[e]
+        used += table.epochs  # an early-stopped fold's unused epochs are not given to the next
+        best.append(max(accs))
+    return trained, seconds, float(np.mean(best))
+
+
 def run_kerastuner(table: Table, seed: int, kind: str, budget: int, work: Path) -> Run:
+    """KerasTuner 1.4 over the table, cross-validated in ``run_trial`` as its docs show.
+
+    kind: ``hyperband`` (epochs are Hyperband's resource; every rung trains all folds),
+    ``hyperband-fe`` (fold-epochs are the resource: a rung of r trains the first r fold-epochs,
+    fold by fold, the wrapper an expert would write to prune across folds too), ``bayesian``
+    (its defaults: 3 x dimensions random start-up trials) and ``bayesian-eq`` (STARTUP random
+    start-up trials, like ours).
+    """
     import keras_tuner as kt
 
     lo, hi = table.lr_range()
     hp = kt.HyperParameters()
-    hp.Choice("backbone", table.grid["backbone"])
-    hp.Choice("augment", table.grid["augment"])
-    hp.Choice("optimizer", table.grid["optimizer"])
+    for name, values in table.choices.items():
+        hp.Choice(name, values)
     hp.Float("learning_rate", lo, hi, sampling="log")
     objective = kt.Objective("cv_accuracy", direction="max")
     full = table.folds * table.epochs
-    if kind == "hyperband":
+    if kind.startswith("hyperband"):
         # Enough brackets to spend the budget; the curve is cut at the budget afterwards.
         oracle = kt.oracles.HyperbandOracle(
             objective=objective,
-            max_epochs=table.epochs,
+            max_epochs=full if kind == "hyperband-fe" else table.epochs,
             factor=3,
             hyperband_iterations=max(1, math.ceil(budget / (full * 2))),
             seed=seed,
@@ -240,6 +291,7 @@ def run_kerastuner(table: Table, seed: int, kind: str, budget: int, work: Path) 
         oracle = kt.oracles.BayesianOptimizationOracle(
             objective=objective,
             max_trials=math.ceil(budget / (full * 0.6)),
+            num_initial_points=STARTUP if kind == "bayesian-eq" else None,
             seed=seed,
             hyperparameters=hp,
         )
@@ -248,21 +300,26 @@ def run_kerastuner(table: Table, seed: int, kind: str, budget: int, work: Path) 
     class CrossValidated(kt.Tuner):
         def run_trial(self, trial, *args, **kwargs):
             values = trial.hyperparameters.values
-            entry = table.entry(
-                values["backbone"], values["augment"], values["optimizer"], values["learning_rate"]
-            )
-            epochs = int(values.get("tuner/epochs", table.epochs))
+            entry = table.entry(values)
             initial = int(values.get("tuner/initial_epoch", 0))
-            resumed = "tuner/trial_id" in values
-            fold_epochs, seconds, best = 0, entry["build_seconds"], []
-            if resumed:  # reload the checkpoint into a new model: a new build and trace
+            # Every trial is a new model; a Hyperband continuation reloads its checkpoint into
+            # one, so it pays a build and, its first epoch not being the recorded one, a trace.
+            seconds = entry["build_seconds"]
+            if "tuner/trial_id" in values:
                 seconds += table.trace_seconds(entry)
-            for f in range(table.folds):
-                accs, secs, _ = run_fold(entry, f, epochs, PATIENCE)
-                fold_epochs += max(0, len(accs) - initial)
-                seconds += sum(secs[initial:])
-                best.append(max(accs))
-            score = float(np.mean(best))
+            if kind == "hyperband-fe":
+                units = int(values.get("tuner/epochs", full))
+                fold_epochs, secs, score = fold_epoch_trial(entry, table, units, initial)
+                seconds += secs
+            else:
+                epochs = int(values.get("tuner/epochs", table.epochs))
+                fold_epochs, best = 0, []
+                for f in range(table.folds):
+                    accs, secs_f, _ = run_fold(entry, f, epochs, PATIENCE)
+                    fold_epochs += max(0, len(accs) - initial)
+                    seconds += sum(secs_f[initial:])
+                    best.append(max(accs))
+                score = float(np.mean(best))
             run.add(fold_epochs, seconds, score, true_score(table, entry))
             if sum(run.fold_epochs) >= budget:
                 raise kt.errors.FatalError("budget spent")  # ends the search
@@ -280,7 +337,15 @@ def run_kerastuner(table: Table, seed: int, kind: str, budget: int, work: Path) 
     return run
 
 
-# -- the report --------------------------------------------------------------------------------
+# -- the report ------------------------------------------------------------------------------
+
+TABLE_ROLE = {
+    False: "Table A: every pruner and sampler constant was chosen on this table (at seeds 10-59, "
+    "bench/pruner_sweep.py); other seeds of it hold out only the sampler's luck.",
+    True: "Table B: held out. No constant was chosen on it: other images (none of table A's and "
+    "none of bench/end_to_end.py's held-out quarter), another resolution and fold count, and a "
+    "grid of six knobs.",
+}
 
 
 def full_budget(table: Table, trials: int = 15) -> int:
@@ -371,15 +436,18 @@ def main() -> None:
     runs: list[Run] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        save_npz(real_subset(table.setup["images"]), work / "data.npz")
+        save_npz(table_data(table.setup), work / "data.npz")
         for seed in range(args.seeds):
             batch = [
                 run_ours(table, args.table, seed, "default", args.pruned_trials, work),
                 run_ours(table, args.table, seed, "none", args.n_trials, work),
                 run_optuna_loop(table, seed, "tpe", args.n_trials),
+                run_optuna_loop(table, seed, "tpe", args.n_trials, startup=STARTUP),
                 run_optuna_loop(table, seed, "random", args.n_trials),
-                run_kerastuner(table, seed, "hyperband", args.budget, work),
-                run_kerastuner(table, seed, "bayesian", args.budget, work),
+                *(
+                    run_kerastuner(table, seed, kind, args.budget, work)
+                    for kind in ("hyperband", "hyperband-fe", "bayesian", "bayesian-eq")
+                ),
                 *(run_ours(table, args.table, seed, x, args.pruned_trials, work) for x in extra),
             ]
             runs += batch
@@ -407,12 +475,18 @@ def write_report(args, table: Table, runs: list[Run], optimum: float, scores: di
         f"Command: `python bench/search_efficiency.py --seeds {args.seeds} --budget {budget} "
         f"--n-trials {args.n_trials} --pruned-trials {args.pruned_trials}"
         + (f" --also-pruners {args.also_pruners}" if args.also_pruners else "")
-        + "`"
+        + f" --table {rel(args.table)} --out {rel(args.out)}`"
         + f", on the table from `python bench/hpo_table.py "
         f"--images {table.setup['images']} --size {table.setup['size']} --folds {table.folds} "
-        f"--epochs {table.epochs} --out {rel(args.table)}` (`{rel(args.table)}`).",
+        f"--epochs {table.epochs}"
+        + (f" --grid b --images-from {table.setup['images_from']}" if len(table.knobs) > 4 else "")
+        + f"` (`{rel(args.table)}`; {len(table.points)} configurations over "
+        + ", ".join(table.knobs)
+        + ").",
         "",
         f"Table built on: {table.setup['machine']}. Replays run on the same machine.",
+        "",
+        TABLE_ROLE.get(len(table.knobs) > 4, ""),
         "",
         "How it works: every grid configuration was trained once by the project's trainer on "
         f"{table.setup['images']} real blood-cell images at {table.setup['size']} px, "

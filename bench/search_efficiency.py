@@ -180,7 +180,9 @@ def run_ours(table: Table, table_path: Path, seed: int, pruner: str, n_trials: i
         "--trainer", "replay:train_trial",
         "-q",
     ]  # fmt: skip
-    env = dict(os.environ, PYTHONPATH=f"{BENCH}{os.pathsep}{ROOT}", HPO_TABLE=str(table_path))
+    env = dict(
+        os.environ, PYTHONPATH=f"{BENCH}{os.pathsep}{ROOT}", HPO_TABLE=str(table_path.resolve())
+    )
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     if proc.returncode != 0:

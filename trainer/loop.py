@@ -49,6 +49,13 @@ def oom_as_trial_failure(config: TrialConfig) -> Iterator[None]:
         ) from exc
 
 
+def refresh_batches(steps_per_epoch: int) -> int:
+    """Batches BatchNormRefresh averages: 16, but never more than a quarter of an epoch's (at
+    least 4). On small folds 16 forward batches cost almost half an epoch of training
+    (bench/overhead.py)."""
+    return min(16, max(4, math.ceil(steps_per_epoch / 4)))
+
+
 class BatchNormRefresh:
     """Re-estimate BatchNorm statistics on training batches right before each validation.
 
@@ -66,9 +73,7 @@ class BatchNormRefresh:
             for layer in built.model._flatten_layers()
             if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable
         ]
-        # 16 batches, but never more than a quarter of an epoch's (at least 4): on small folds
-        # 16 forward batches cost almost half an epoch of training (bench/overhead.py).
-        self.max_batches = min(16, max(4, math.ceil(steps_per_epoch / 4)))
+        self.max_batches = refresh_batches(steps_per_epoch)
         self.batch = cfg.batch_size
         self.images = images
         self.built = built

@@ -11,9 +11,10 @@ For one backbone, in one process and interleaved so machine noise hits every arm
                 compiled step) with augmentation ``none``
   ours-heavy    the same with augmentation ``heavy`` (RandAugment, MixUp/CutMix, ...)
 
-Images/s are counted over the training steps of each epoch after the first (tracing excluded);
-the precise-BN refresh the trainer runs after each epoch is timed separately and reported as its
-own ratio, since it is extra work bare ``fit`` does not do.
+Images/s are counted over each epoch after the first (tracing excluded). The headline counts
+what a trial's wall clock pays per epoch: the training steps plus the precise-BN refresh the
+trainer runs before each validation (work bare ``fit`` does not do); the steps alone are the
+second ratio.
 
     python bench/pipeline.py [--backbone MobileNetV3Small] [--size 96] [--images 1600]
                              [--repeats 3] [--epochs 3]
@@ -140,7 +141,7 @@ def main() -> None:
 
     goal = {"ours-none": 0.95, "ours-heavy": 0.80}
     lines = [
-        "# Input pipeline throughput (issue 7, item 4)",
+        "# Input pipeline throughput (issue 7 item 4, issue 20 item 3)",
         "",
         f"Command: `python bench/pipeline.py --backbone {args.backbone} --size {args.size} "
         f"--images {args.images} --repeats {args.repeats} --epochs {args.epochs}`",
@@ -151,22 +152,23 @@ def main() -> None:
         f"images; images/s over the training steps of {args.epochs} epochs after the first, "
         f"median (min..max) of {args.repeats} interleaved repeats.",
         "",
-        "| arm | images/s | ratio to bare fit | goal | with precise-BN refresh: ratio |",
+        "| arm | images/s, steps + refresh | ratio to bare fit | goal | steps alone: images/s, "
+        "ratio |",
         "|---|---:|---:|---:|---:|",
         f"| bare model.fit, in-memory tensors | {fmt(rates['bare'], '.0f')} | 1 | | |",
     ]
     for a in arms[1:]:
         lines.append(
-            f"| {a} | {fmt(rates[a], '.0f')} | {fmt(ratio[a], '.2f')} | >= {goal[a]:.2f} | "
-            f"{fmt(ratio_bn[a], '.2f')} |"
+            f"| {a} | {fmt(refreshed[a], '.0f')} | **{fmt(ratio_bn[a], '.2f')}** | "
+            f">= {goal[a]:.2f} | {fmt(rates[a], '.0f')}, {fmt(ratio[a], '.2f')} |"
         )
     text = "\n".join(lines + [""]).encode()
     atomic_write_bytes(args.out, text)
     for a in arms[1:]:
         print(
-            f"{a}: {statistics.median(ratio[a]):.2f}x bare model.fit images/s "
-            f"({statistics.median(ratio_bn[a]):.2f}x with the precise-BN refresh; goal "
-            f">= {goal[a]:.2f})"
+            f"{a}: {statistics.median(ratio_bn[a]):.2f}x bare model.fit images/s with the "
+            f"precise-BN refresh (goal >= {goal[a]:.2f}; steps alone "
+            f"{statistics.median(ratio[a]):.2f}x)"
         )
 
 

@@ -49,9 +49,11 @@ import optuna
 from common import ROOT, machine  # noqa: I001
 from replay import Table, load_table, run_fold
 from search_efficiency import (
+    TABLE_ROLE,
     Run,
     capped,
     full_budget,
+    rel,
     run_kerastuner,
     run_ours,
     space_file,
@@ -333,8 +335,10 @@ def main() -> None:
         f" --budget {args.budget} --n-trials {args.n_trials} --pruned-trials {args.pruned_trials}"
         + (" --kt" if args.kt else "")
         + (" --breakdown" if args.breakdown else "")
-        + "` on the table of docs/search_efficiency.md (in-process replay of our search; "
-        "`--check-cli SEED` checks it against the CLI trial by trial).",
+        + f" --table {rel(args.table)} --out {rel(args.out)}` (in-process replay of our "
+        "search; `--check-cli SEED` checks it against the CLI trial by trial).",
+        "",
+        TABLE_ROLE[len(table.knobs) > 4],
         "",
         f"Machine: {machine()}",
         "",

@@ -6,6 +6,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,15 +19,19 @@ from trainer.records import Dataset  # noqa: E402
 REAL = Path(os.environ.get("BLOODCELLS_NPZ", ROOT / "../shared/data/bloodcells_96.npz"))
 
 
-def subset_index(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
-    """A stratified sample of about ``n`` positions of ``labels`` (at least 6 per class)."""
+def per_class_sample(labels: np.ndarray, count: Callable[[int], int], seed: int) -> np.ndarray:
+    """Sorted positions of ``labels``: ``count(class size)`` drawn from every class, seeded."""
     rng = np.random.default_rng(seed)
     picked = []
     for c in np.unique(labels):
         members = np.flatnonzero(labels == c)
-        take = min(len(members), max(6, round(n * len(members) / len(labels))))
-        picked.append(rng.choice(members, take, replace=False))
+        picked.append(rng.choice(members, count(len(members)), replace=False))
     return np.sort(np.concatenate(picked))
+
+
+def subset_index(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """A stratified sample of about ``n`` positions of ``labels`` (at least 6 per class)."""
+    return per_class_sample(labels, lambda m: min(m, max(6, round(n * m / len(labels)))), seed)
 
 
 def real_subset(n: int | None = None, seed: int = 0) -> Dataset:
@@ -42,14 +47,8 @@ def stratified_split(
     labels: np.ndarray, fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """(rest, held) index arrays: ``fraction`` of every class held out, seeded."""
-    rng = np.random.default_rng(seed)
-    held = []
-    for c in np.unique(labels):
-        members = np.flatnonzero(labels == c)
-        held.append(rng.choice(members, round(fraction * len(members)), replace=False))
-    held_index = np.sort(np.concatenate(held))
-    rest = np.setdiff1d(np.arange(len(labels)), held_index)
-    return rest, held_index
+    held = per_class_sample(labels, lambda m: round(fraction * m), seed)
+    return np.setdiff1d(np.arange(len(labels)), held), held
 
 
 def other_subset(n: int, seed: int = 1) -> Dataset:
@@ -57,8 +56,7 @@ def other_subset(n: int, seed: int = 1) -> Dataset:
     bench/end_to_end.py's held-out quarter (seed 0): the images of replay table B."""
     data = real_subset()
     rest, _ = stratified_split(data.labels, 0.25, 0)
-    used = set(subset_index(data.labels, 900, 0).tolist())
-    free = np.array([i for i in rest if i not in used])
+    free = np.setdiff1d(rest, subset_index(data.labels, 900, 0))
     return data.subset(free[subset_index(data.labels[free], n, seed)])
 
 

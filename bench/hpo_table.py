@@ -22,7 +22,7 @@ images (``--images-from other``: none of table A's and none of bench/end_to_end.
 quarter), at another resolution and fold count. ``--shard i/n`` trains every n-th point from the
 i-th (one process per core, ``--threads 1``), each shard in its own file; ``--merge`` joins them.
 
-    python bench/hpo_table.py --grid b --images 400 --images-from other --size 40 --folds 3 \
+    python bench/hpo_table.py --grid b --images 320 --images-from other --size 36 --folds 3 \
         --epochs 4 --threads 1 --shard 0/2 --out docs/hpo_table_b.part0.json   # and 1/2
     python bench/hpo_table.py --merge docs/hpo_table_b.json docs/hpo_table_b.part*.json
 """
@@ -74,7 +74,7 @@ def grid_points(grid: dict) -> list[dict]:
 
 def merge(out: Path, parts: list[Path]) -> None:
     tables = [json.loads(p.read_text()) for p in parts]
-    setups = [{k: v for k, v in t["setup"].items() if k != "shard"} for t in tables]
+    setups = [t["setup"] for t in tables]
     if any(s != setups[0] for s in setups):
         raise SystemExit("the parts were built with different settings")
     points = {k: v for t in tables for k, v in t["points"].items()}

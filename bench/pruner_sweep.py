@@ -338,7 +338,7 @@ def main() -> None:
         + f" --table {rel(args.table)} --out {rel(args.out)}` (in-process replay of our "
         "search; `--check-cli SEED` checks it against the CLI trial by trial).",
         "",
-        TABLE_ROLE[len(table.knobs) > 4],
+        TABLE_ROLE[table.held_out],
         "",
         f"Machine: {machine()}",
         "",

@@ -60,6 +60,11 @@ class Table:
         return min(self.grid["learning_rate"], key=lambda v: abs(math.log10(v / lr)))
 
     @property
+    def held_out(self) -> bool:
+        """Table B: recorded on images no constant was chosen on (bench/hpo_table.py)."""
+        return self.setup.get("images_from", "all") == "other"
+
+    @property
     def knobs(self) -> tuple[str, ...]:
         """The searched knobs, in the grid's order (learning rate among them)."""
         return tuple(self.grid)

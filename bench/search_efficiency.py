@@ -481,14 +481,14 @@ def write_report(args, table: Table, runs: list[Run], optimum: float, scores: di
         + f", on the table from `python bench/hpo_table.py "
         f"--images {table.setup['images']} --size {table.setup['size']} --folds {table.folds} "
         f"--epochs {table.epochs}"
-        + (f" --grid b --images-from {table.setup['images_from']}" if len(table.knobs) > 4 else "")
+        + (" --grid b --images-from other" if table.held_out else "")
         + f"` (`{rel(args.table)}`; {len(table.points)} configurations over "
         + ", ".join(table.knobs)
         + ").",
         "",
         f"Table built on: {table.setup['machine']}. Replays run on the same machine.",
         "",
-        TABLE_ROLE.get(len(table.knobs) > 4, ""),
+        TABLE_ROLE[table.held_out],
         "",
         "How it works: every grid configuration was trained once by the project's trainer on "
         f"{table.setup['images']} real blood-cell images at {table.setup['size']} px, "

@@ -11,8 +11,8 @@ twice on real blood cells, and prints the rank correlation (Spearman) between th
   for the final model (up to 48 epochs for the quick space; 30 in a 30-minute run on 2,399
   images), so every configuration trains the same count here rather than the fewer that
   ``search.policy.budget.epochs_to_converge`` would take from its curves (that count, x2 for
-  the stronger augmentation, is recorded beside it); scored on test images no configuration saw, clean and under
-  ``trainer/corruptions.py``'s corruptions (``end_to_end.score``).
+  the stronger augmentation, is recorded beside it); scored on test images no configuration
+  saw, clean and under ``trainer/corruptions.py``'s corruptions (``end_to_end.score``).
 
 The images are the ``--dev`` split of ``bench/end_to_end.py`` (half to train, a sixth to test),
 never its held-out quarter. Rewrites docs/fidelity.md (and docs/fidelity.json) after every
@@ -34,12 +34,12 @@ from common import ROOT, machine  # noqa: I001
 from end_to_end import load_split, score
 from scipy.stats import kendalltau, spearmanr
 
-from search.engine.finish import STRONGER_THAN_TAIL, TAIL_LEVEL, TAIL_SHARE
+from search.engine.finish import TAIL_LEVEL, TAIL_SHARE, final_tail
 from search.policy.budget import OTHER_AUGMENT_EPOCH_FACTOR, epochs_to_converge
 from spaces import SPACES, StudySettings
 from trainer import Decision
 from trainer.config import TrialConfig
-from trainer.final import Tail, cosine_schedule, fit_all
+from trainer.final import cosine_schedule, fit_all
 from trainer.folds import make_folds
 from trainer.train import train_trial
 from trainer.views import views_for, with_views
@@ -67,16 +67,16 @@ class _Draws:
 
 
 def final_fidelity(config: TrialConfig, result, train, epochs: int):
-    """Train ``config`` as ``--budget`` trains its final model for ``epochs``; return (model,
-    epochs, the epochs its curves alone would ask for)."""
+    """Train ``config`` as ``--budget`` trains its final model for ``epochs``; return the model
+    and the epochs its curves alone would ask for."""
     factor = OTHER_AUGMENT_EPOCH_FACTOR if config.augment != FINAL_AUGMENT else 1.0
     wanted, _ = epochs_to_converge(result.folds, "accuracy", config.epochs, factor)
     final = TrialConfig.from_dict(
         {**config.to_dict(), "image_size": 96, "epochs": epochs, "augment": FINAL_AUGMENT}
     )
-    tail = Tail(TAIL_LEVEL, TAIL_SHARE) if FINAL_AUGMENT in STRONGER_THAN_TAIL else None
+    tail = final_tail(FINAL_AUGMENT)
     fitted = fit_all(final, train, epochs, lr_schedule=cosine_schedule(final, epochs), tail=tail)
-    return with_views(fitted.model, views_for(FINAL_AUGMENT)), epochs, wanted
+    return with_views(fitted.model, views_for(FINAL_AUGMENT)), wanted
 
 
 def correlations(rows: list[dict], key: str) -> tuple[float, float, float]:
@@ -151,27 +151,35 @@ def main() -> None:
         help="rewrite the page from docs/fidelity.json, train nothing",
     )
     args = p.parse_args()
-    only = None if args.only is None else {int(k) for k in args.only.split(",")}
-    if args.page:
-        only = set()
-    space = SPACES["quick"]
     train, test, split = load_split(dev=True, seed=0)
+    rows: list[dict] = []
+    if (args.only is not None or args.page) and RESULTS.exists():
+        again = {int(k) for k in args.only.split(",")} if args.only else set()
+        rows = [r for r in json.loads(RESULTS.read_text()) if r["k"] not in again]
+    todo = [] if args.page else [k for k in range(args.configs) if k not in {r["k"] for r in rows}]
+    if todo:
+        measure(todo, rows, args, train, test, split)
+    write(rows, args, split, len(train), len(test), sum(r["minutes"] for r in rows))
+    for key in ("clean", "corrupted"):
+        rho, pval, tau = correlations(rows, key)
+        print(f"{key}: spearman {rho:.3f} (p {pval:.3f}), kendall {tau:.3f}")
+
+
+def measure(todo: list[int], rows: list[dict], args, train, test, split: str) -> None:
+    """Score configurations ``todo`` at both fidelities into ``rows``, rewriting the page after
+    each."""
     from search.data.images import resize_all  # the search's Lanczos resize
 
+    space = SPACES["quick"]
     small = type(train)(resize_all(train.images, space.image_size), train.labels, train.class_names)
     folds = make_folds(train.labels, space.folds, args.seed)
     settings = StudySettings(epochs=space.epochs, weights="none", seed=args.seed, image_size=64)
-    rows: list[dict] = []
-    if only is not None and RESULTS.exists():
-        rows = [r for r in json.loads(RESULTS.read_text()) if r["k"] not in only]
-    for k in range(args.configs):
-        if args.page or any(r["k"] == k for r in rows):
-            continue
+    for k in todo:
         began = time.monotonic()
         config = space.sample(_Draws(args.seed * 1000 + k), settings)
         result = train_trial(config, small, folds, lambda *a: Decision.CONTINUE, monitor="accuracy")
         cv = result.mean_score("accuracy")
-        model, epochs, wanted = final_fidelity(config, result, train, args.epochs)
+        model, wanted = final_fidelity(config, result, train, args.epochs)
         scores = score(model, test)
         rows.append(
             {
@@ -181,7 +189,7 @@ def main() -> None:
                 "batch_size": config.batch_size,
                 "config": config.to_dict(),
                 "cv": cv,
-                "epochs": epochs,
+                "epochs": args.epochs,
                 "wanted": wanted,
                 "clean": scores["clean"],
                 "corrupted": scores["corrupted"],
@@ -189,15 +197,11 @@ def main() -> None:
             }
         )
         print(f"config {k}: {config.backbone} {config.augment} {config.optimizer} "
-              f"lr {config.learning_rate:.2g}: cv {cv:.4f}, final {epochs} epochs -> "
+              f"lr {config.learning_rate:.2g}: cv {cv:.4f}, final {args.epochs} epochs -> "
               f"{scores['clean']:.4f} clean, {scores['corrupted']:.4f} corrupted "
               f"({rows[-1]['minutes']:.1f} min)", flush=True)  # fmt: skip
         rows.sort(key=lambda r: r["k"])
         write(rows, args, split, len(train), len(test), sum(r["minutes"] for r in rows))
-    write(rows, args, split, len(train), len(test), sum(r["minutes"] for r in rows))
-    for key in ("clean", "corrupted"):
-        rho, pval, tau = correlations(rows, key)
-        print(f"{key}: spearman {rho:.3f} (p {pval:.3f}), kendall {tau:.3f}")
 
 
 if __name__ == "__main__":

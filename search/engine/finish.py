@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
@@ -37,6 +37,9 @@ from storage import redact
 from storage.records import FINISHED, best_complete, fold_results
 from trainer.errors import TrialFailed
 
+if TYPE_CHECKING:
+    from trainer.final import Tail
+
 log = logging.getLogger("search.run")
 
 SPENT = "seconds_spent"  # study user attribute: wall seconds of every --budget run so far
@@ -46,6 +49,13 @@ SEARCHED = "searched"  # --final-augment: keep the trial's augmentation level
 # level (trainer.final.Tail; chosen on the dev split, see there).
 TAIL_LEVEL, TAIL_SHARE = "light", 1 / 6
 STRONGER_THAN_TAIL = ("moderate", "heavy", "robust")
+
+
+def final_tail(augment: str) -> Tail | None:
+    """The light tail a final model trained under ``augment`` ends on, if any."""
+    from trainer.final import Tail
+
+    return Tail(TAIL_LEVEL, TAIL_SHARE) if augment in STRONGER_THAN_TAIL else None
 
 
 @dataclass(frozen=True)
@@ -194,7 +204,7 @@ def train_final(
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from trainer.config import TrialConfig
-    from trainer.final import Deadline, Tail, cosine_schedule
+    from trainer.final import Deadline, cosine_schedule
 
     best = final_candidate(study, fidelity.metric)
     if best is None:
@@ -230,7 +240,7 @@ def train_final(
         }
     )
     schedule = cosine_schedule(config, plan.epochs)
-    tail = Tail(TAIL_LEVEL, TAIL_SHARE) if config.augment in STRONGER_THAN_TAIL else None
+    tail = final_tail(config.augment)
     augment = (
         config.augment
         if config.augment == stored.augment

@@ -205,5 +205,22 @@ def build_model(cfg: TrialConfig, n_classes: int, *, steps_per_epoch: int) -> Bu
     return built
 
 
+def at_size(built: BuiltModel, size: int) -> keras.Model:
+    """``built.model``'s layers and variables on a ``size`` x ``size`` input: training either
+    trains both. Every nested functional model's input check is relaxed to its rank and
+    channels (convolutions and global pooling do not depend on the spatial size; a Keras
+    functional model otherwise refuses any input shape but the one it was built on)."""
+    from keras.src.models.functional import Functional
+
+    for layer in built.model._flatten_layers(include_self=True):
+        for graph in (layer, getattr(layer, "_functional", None)):  # Sequential keeps its own
+            if isinstance(graph, Functional) and len(graph.inputs) == 1:
+                shape = graph.inputs[0].shape
+                if len(shape) == 4:
+                    graph.input_spec = keras.InputSpec(ndim=4, axes={-1: shape[-1]})
+    inputs = keras.Input((size, size, 3), name="image")
+    return keras.Model(inputs, built.model(inputs), name=f"{built.model.name}_{size}px")
+
+
 def head_variables(built: BuiltModel) -> list[keras.Variable]:
     return [v for layer in built.head_layers for v in layer.trainable_weights]

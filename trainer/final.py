@@ -32,8 +32,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from trainer import backend
-from trainer.backbones import BuiltModel, build_model
+from trainer import backend, steps
+from trainer.backbones import BuiltModel, at_size, build_model
 from trainer.batches import TrainBatches
 from trainer.config import TrialConfig
 from trainer.errors import InvalidConfig, NonFiniteLoss
@@ -63,6 +63,7 @@ class FitEpoch:
     learning_rate: float
     seconds: float
     augment: str = ""  # the level this epoch's batches were augmented with
+    size: int = 0  # the px this epoch's batches had
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -160,6 +161,29 @@ class Tail:
         return min(total, max(1, round(self.share * total)))
 
 
+@dataclass(frozen=True)
+class Progressive:
+    """The first ``share`` of a run's epochs trained at ``size`` px, the rest at the model's own.
+
+    Progressive resizing, as EfficientNetV2 trains: a convolutional network's weights do not
+    depend on the image size, and an epoch at 64 px costs about (64 / 96)^2 = 0.44 of one at
+    96 px, so the same wall time holds more epochs. The later epochs, the smallest learning
+    rates of the cosine decay and any ``Tail`` among them, are at full size; once a run has
+    switched to full size it stays there. ``size`` is the search's own resolution, at which the
+    configuration was scored."""
+
+    size: int
+    share: float
+
+    def epochs(self, total: int) -> int:
+        """Epochs at ``size`` in a run of ``total``: never all of them."""
+        return max(0, min(total - 1, round(self.share * total)))
+
+    def cost(self, full: int) -> float:
+        """An epoch at ``size`` relative to one at ``full`` px."""
+        return (self.size / full) ** 2
+
+
 def replanned(schedule: Sequence[float], done: int, last: float) -> list[float]:
     """A new schedule for the rest of a run that has trained ``done`` epochs, the last at rate
     ``last``: the epochs before keep their place, and the rest follow ``schedule``'s shape scaled
@@ -182,19 +206,50 @@ class Deadline:
     BatchNorm refresh; within ``[1, most]``. The total only grows while under half of it is done
     (the decay's shape is settled by then) and shrinks whenever time runs short; the cosine
     decay is re-drawn over the new total, so its rate never jumps by more than the change.
+
+    Epochs of unequal cost (``Progressive``) pass ``relative``, each done epoch's cost against a
+    full-size one, and ``cost(epoch, total)`` for the epochs to come: times are normalised by
+    their cost, the first epoch at each cost (it traces) is left out while others exist, and
+    the latest cost's epochs give the rate once one of them is left; the run may grow once
+    more on the first such epoch at a new cost, past half or not (small epochs cost more than
+    their pixels say, so the full-size price is usually lower than guessed).
     """
 
     at: float
     most: int
     clock: Callable[[], float] = time.monotonic
 
-    def total(self, done: int, planned: int, seconds: Sequence[float]) -> int:
-        per_epoch = statistics.median(seconds[1:] if len(seconds) > 1 else seconds)
-        if per_epoch <= 0:
+    def total(
+        self,
+        done: int,
+        planned: int,
+        seconds: Sequence[float],
+        relative: Sequence[float] | None = None,
+        cost: Callable[[int, int], float] | None = None,
+    ) -> int:
+        rel = list(relative) if relative is not None else [1.0] * len(seconds)
+        firsts = {rel.index(r) for r in set(rel)}
+        timed = list(zip(seconds, rel, strict=True))
+        pool = [(r, s / r) for i, (s, r) in enumerate(timed) if i not in firsts]
+        pool = pool or [(r, s / r) for s, r in timed]
+        latest = [u for r, u in pool if r == rel[-1]]
+        if not latest and len(firsts) > 1:
+            return planned  # the first epoch at a new size traced: wait for one that did not
+        per_unit = statistics.median(latest or [u for _, u in pool])
+        if per_unit <= 0:
             return planned
-        fits = done + int(max(0.0, self.at - self.clock() - 0.5 * per_epoch) // per_epoch)
+        left = self.at - self.clock() - 0.5 * per_unit
+        fits = done
+        for total in range(done + 1, self.most + 1):
+            future = sum(cost(e, total) for e in range(done, total)) if cost else total - done
+            if future * per_unit > left:
+                break
+            fits = total
         fits = max(done, min(self.most, fits), 1)
-        if fits > planned and 2 * done >= planned:
+        # The first untraced epoch at a new size is the first true price of the rest: it may
+        # still lengthen the run.
+        first_price = len(latest) == 1 and len(firsts) > 1
+        if fits > planned and 2 * done >= planned and not first_price:
             return planned
         return fits
 
@@ -215,16 +270,40 @@ class _Trainer:
         self.phases: dict[str, Phase] = make_phases(self.built, config)
         self.refresh = BatchNormRefresh(self.built, config, steps_per_epoch, data.images)
         self.batches = TrainBatches(config, data.images, data.labels, data.n_classes)
-        self.other: dict[str, TrainBatches] = {}
+        self.other: dict[tuple[str, int], TrainBatches] = {
+            (config.augment, config.image_size): self.batches
+        }
+        self.smaller: dict[tuple[str, int], Callable[[Any, Any, Any], Any]] = {}
 
-    def _batches(self, level: str) -> TrainBatches:
-        """Training batches under another augmentation level (made once)."""
-        if level not in self.other:
+    def _batches(self, level: str, size: int) -> TrainBatches:
+        """Training batches under an augmentation level at a size (made once)."""
+        if (level, size) not in self.other:
             cfg, data = self.config, self.data
-            self.other[level] = TrainBatches(
-                cfg.replace(augment=level), data.images, data.labels, data.n_classes
+            self.other[(level, size)] = TrainBatches(
+                cfg.replace(augment=level, image_size=size),
+                data.images,
+                data.labels,
+                data.n_classes,
             )
-        return self.other[level]
+        return self.other[(level, size)]
+
+    def _step(self, phase_name: str, size: int) -> Callable[[Any, Any, Any], Any]:
+        """The phase's training step at ``size`` px: the model's own, or (made once) a step
+        through the same layers and variables on a ``size``-px input, with the same optimizer."""
+        phase = self.phases[phase_name]
+        if size == self.config.image_size:
+            return phase.step
+        if (phase_name, size) not in self.smaller:
+            self.smaller[(phase_name, size)] = steps.train_step(
+                at_size(self.built, size),
+                phase.variables,
+                phase.optimizer,
+                smoothing=self.config.label_smoothing,
+                size=size,
+                n_classes=self.built.model.output_shape[-1],
+                jit=self.config.jit_compile,
+            )
+        return self.smaller[(phase_name, size)]
 
     def fit(
         self,
@@ -236,9 +315,12 @@ class _Trainer:
         progress: ProgressFn | None,
         deadline: Deadline | None = None,
         tail: Tail | None = None,
+        progressive: Progressive | None = None,
     ) -> tuple[FitEpoch, ...]:
         cfg, data = self.config, self.data
-        source, level = self.batches, cfg.augment
+        level, size, full = cfg.augment, cfg.image_size, cfg.image_size
+        if progressive is not None and progressive.size != full and epochs > 1:
+            size = progressive.size
         if deadline is not None:
             schedule = cosine_schedule(cfg, epochs)
         if schedule is not None and len(schedule) < epochs:
@@ -260,10 +342,13 @@ class _Trainer:
             if schedule is not None:
                 phase.set_lr(float(schedule[epoch]))
             if tail is not None and level != tail.level and epoch >= epochs - tail.epochs(epochs):
-                source, level = self._batches(tail.level), tail.level  # and so to the end
+                level = tail.level  # and so to the end
+            if size != full and (progressive is None or epoch >= progressive.epochs(epochs)):
+                size = full  # and so to the end
+            step = self._step(phase_name, size)
             start = time.perf_counter()
-            batches = source.epoch(index, weights, seed=seed, epoch=epoch)
-            losses = [float(phase.step(x, y, w)) for x, y, w in batches]
+            batches = self._batches(level, size).epoch(index, weights, seed=seed, epoch=epoch)
+            losses = [float(step(x, y, w)) for x, y, w in batches]
             loss = float(np.mean(losses)) if losses else float("nan")
             if not math.isfinite(loss):
                 raise NonFiniteLoss(
@@ -271,11 +356,17 @@ class _Trainer:
                     f"learning rate {phase.lr:.3g}); the configuration diverged"
                 )
             seconds = time.perf_counter() - start
-            record = FitEpoch(epoch, phase_name, loss, phase.lr, seconds, level)
+            record = FitEpoch(epoch, phase_name, loss, phase.lr, seconds, level, size)
             history.append(record)
             epoch += 1
             if deadline is not None:
-                total = deadline.total(epoch, epochs, [h.seconds for h in history])
+                total = deadline.total(
+                    epoch,
+                    epochs,
+                    [h.seconds for h in history],
+                    [(h.size / full) ** 2 for h in history],
+                    self._cost(progressive, size == full),
+                )
                 if total != epochs:
                     log.info(
                         "%s: %d epochs instead of %d to end by the deadline", name, total, epochs
@@ -286,6 +377,15 @@ class _Trainer:
                 progress(name, record, epochs)
         self.refresh(index, (seed, epochs))
         return tuple(history)
+
+    def _cost(
+        self, progressive: Progressive | None, at_full: bool
+    ) -> Callable[[int, int], float] | None:
+        """Relative cost of epoch e of a run of t epochs, for ``Deadline``."""
+        if progressive is None or at_full:
+            return None
+        low, cheap = progressive.epochs, progressive.cost(self.config.image_size)
+        return lambda e, t: cheap if e < low(t) else 1.0
 
 
 def _check(config: TrialConfig, data: Dataset, epochs: Sequence[int]) -> None:
@@ -307,6 +407,7 @@ def fit_all(
     progress: ProgressFn | None = None,
     deadline: Deadline | None = None,
     tail: Tail | None = None,
+    progressive: Progressive | None = None,
 ) -> FitResult:
     """Train ``config`` on every image of ``data`` for ``epochs`` epochs; return the model.
 
@@ -314,7 +415,8 @@ def fit_all(
     constant (the configuration's, a tenth of it after warm-up when fine-tuning). With a
     ``deadline`` the rates are a cosine decay (``cosine_schedule``) over an epoch count that
     ``Deadline`` re-plans after every epoch, starting from ``epochs``. With a ``tail`` the last
-    epochs of that count are augmented at ``tail.level``.
+    epochs of that count are augmented at ``tail.level``; with ``progressive`` the first ones are
+    trained at ``progressive.size`` px.
     """
     if deadline is not None and lr_schedule is not None:
         raise InvalidConfig("a deadline draws its own cosine schedule; pass no lr_schedule")
@@ -324,7 +426,9 @@ def fit_all(
     with oom_as_trial_failure(config):
         trainer = _Trainer(config, data, max(1, len(index) // config.batch_size))
         seed = data_seed(config, ALL_DATA)
-        history = trainer.fit("all", index, epochs, lr_schedule, seed, progress, deadline, tail)
+        history = trainer.fit(
+            "all", index, epochs, lr_schedule, seed, progress, deadline, tail, progressive
+        )
     return FitResult("all", trainer.built.model, history, len(index), time.perf_counter() - start)
 
 

@@ -38,7 +38,7 @@ from storage.records import FINISHED, best_complete, fold_results
 from trainer.errors import TrialFailed
 
 if TYPE_CHECKING:
-    from trainer.final import Tail
+    from trainer.final import Progressive, Tail
 
 log = logging.getLogger("search.run")
 
@@ -49,6 +49,9 @@ SEARCHED = "searched"  # --final-augment: keep the trial's augmentation level
 # level (trainer.final.Tail; chosen on the dev split, see there).
 TAIL_LEVEL, TAIL_SHARE = "light", 1 / 6
 STRONGER_THAN_TAIL = ("moderate", "heavy", "robust")
+# When the final model trains at a larger size than the search did, its first half of epochs
+# trains at the search's size (trainer.final.Progressive): more epochs in the same time.
+PROGRESSIVE_SHARE = 0.5
 
 
 def final_tail(augment: str) -> Tail | None:
@@ -56,6 +59,15 @@ def final_tail(augment: str) -> Tail | None:
     from trainer.final import Tail
 
     return Tail(TAIL_LEVEL, TAIL_SHARE) if augment in STRONGER_THAN_TAIL else None
+
+
+def final_progressive(fidelity: Fidelity) -> Progressive | None:
+    """The progressive resizing of a final model: from the search's size, when it is smaller."""
+    from trainer.final import Progressive
+
+    if fidelity.search_size >= fidelity.final_size:
+        return None
+    return Progressive(fidelity.search_size, PROGRESSIVE_SHARE)
 
 
 @dataclass(frozen=True)
@@ -105,6 +117,7 @@ def plan_for(trial: FrozenTrial, fidelity: Fidelity, max_seconds: float | None) 
     folds = [f for f in fold_results(trial) if not f.stopped]
     searched = dict(trial.user_attrs.get("config", {})).get("augment", trial.params.get("augment"))
     other = fidelity.final_augment(str(searched)) != searched
+    progressive = final_progressive(fidelity)
     return plan_final(
         folds,
         metric=fidelity.metric,
@@ -116,6 +129,8 @@ def plan_for(trial: FrozenTrial, fidelity: Fidelity, max_seconds: float | None) 
         max_seconds=max_seconds,
         epoch_factor=OTHER_AUGMENT_EPOCH_FACTOR if other else 1.0,
         fill=max_seconds is not None,
+        low_size=progressive.size if progressive else 0,
+        low_share=progressive.share if progressive else 0.0,
     )
 
 
@@ -241,6 +256,7 @@ def train_final(
     )
     schedule = cosine_schedule(config, plan.epochs)
     tail = final_tail(config.augment)
+    progressive = final_progressive(fidelity)
     augment = (
         config.augment
         if config.augment == stored.augment
@@ -278,9 +294,16 @@ def train_final(
         how=(
             f"chosen by --budget: {plan.reason}; cosine decay from {schedule[0]:.3g}; "
             f"augment {augment}"
+            + (
+                f"; the first {progressive.share:.0%} of the epochs at {progressive.size}px"
+                if progressive is not None
+                else ""
+            )
         ),
     )
-    trained = export_model(export, config, data, folds, out, deadline=deadline, tail=tail)
+    trained = export_model(
+        export, config, data, folds, out, deadline=deadline, tail=tail, progressive=progressive
+    )
     return best, dataclasses.replace(plan, epochs=trained.epochs[0])
 
 

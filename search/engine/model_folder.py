@@ -185,13 +185,15 @@ def export_model(
     *,
     deadline: Any = None,
     tail: Any = None,
+    progressive: Any = None,
 ) -> Plan:
     """Train what ``plan`` says, write the export folder and return the plan as trained; raises
     TrialFailed or OSError.
 
     With a ``trainer.final.Deadline`` (one model on all data) the epochs and their cosine rates
     follow the run's own epoch times, and the folder records the ones it trained; a
-    ``trainer.final.Tail`` trains the last epochs under its augmentation level."""
+    ``trainer.final.Tail`` trains the last epochs under its augmentation level and a
+    ``trainer.final.Progressive`` the first ones at a smaller size."""
     from trainer.final import ensemble_model, fit_all, fit_folds
     from trainer.views import with_views
 
@@ -212,6 +214,7 @@ def export_model(
                 progress=_progress,
                 deadline=deadline,
                 tail=tail,
+                progressive=progressive,
             )
         ]
         model = runs[0].model

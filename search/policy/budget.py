@@ -126,11 +126,19 @@ class FinalPlan:
     seconds: float  # expected, with the fixed overhead and the safety factor
     reason: str
     most: int  # the epochs a final model may grow to (``Deadline``): ``epochs`` unless filling
+    low_size: int = 0  # progressive resizing: the first ``low_share`` of the epochs at this px
+    low_share: float = 0.0
 
     def describe(self) -> str:
+        low = (
+            f" (the first {self.low_share:.0%} at {self.low_size}px)"
+            if self.low_share > 0 and self.low_size
+            else ""
+        )
         return (
-            f"{self.epochs} epochs at {self.image_size}px, about {self.seconds_per_epoch:.0f} s "
-            f"an epoch, {self.seconds / 60:.1f} min in all ({self.reason})"
+            f"{self.epochs} epochs at {self.image_size}px{low}, about "
+            f"{self.seconds_per_epoch:.0f} s an epoch, {self.seconds / 60:.1f} min in all "
+            f"({self.reason})"
         )
 
 
@@ -159,6 +167,8 @@ def plan_final(
     max_seconds: float | None = None,
     epoch_factor: float = 1.0,
     fill: bool = False,
+    low_size: int = 0,
+    low_share: float = 0.0,
 ) -> FinalPlan:
     """The final model's epochs and cost; with ``max_seconds``, epochs are cut to fit it.
 
@@ -167,12 +177,16 @@ def plan_final(
     search's epochs (x ``epoch_factor``): curves of a few constant-rate epochs stop rising long
     before a long cosine-decayed run under strong augmentation stops gaining (the small CNN
     under ``robust`` on bench/end_to_end.py --dev: 15 epochs clean 0.905 / corrupted 0.860,
-    30 epochs 0.921 / 0.898).
+    30 epochs 0.921 / 0.898). With ``low_share`` > 0 that share of the epochs trains at
+    ``low_size`` px (``trainer.final.Progressive``) and costs accordingly: the seconds an epoch
+    are the mean over the run.
     """
     epochs, reason = epochs_to_converge(folds, metric, search_epochs, epoch_factor)
     most = max(epochs, math.ceil(epoch_factor * MAX_EPOCH_FACTOR * search_epochs))
     rate = seconds_per_image_pixel(folds, train_images_per_fold, search_size)
-    per_epoch = rate * all_images * final_size * final_size if math.isfinite(rate) else math.nan
+    share = low_share if 0 < low_size < final_size else 0.0
+    pixels = share * low_size * low_size + (1.0 - share) * final_size * final_size
+    per_epoch = rate * all_images * pixels if math.isfinite(rate) else math.nan
     if max_seconds is not None and math.isfinite(per_epoch) and per_epoch > 0:
         affordable = max(1, int((max_seconds / SAFETY - FINAL_OVERHEAD_SECONDS) // per_epoch))
         if affordable < epochs:
@@ -186,7 +200,16 @@ def plan_final(
             )
             epochs = grown
     seconds = SAFETY * (FINAL_OVERHEAD_SECONDS + epochs * per_epoch)
-    return FinalPlan(final_size, epochs, per_epoch, seconds, reason, most if fill else epochs)
+    return FinalPlan(
+        final_size,
+        epochs,
+        per_epoch,
+        seconds,
+        reason,
+        most if fill else epochs,
+        low_size if share else 0,
+        share,
+    )
 
 
 def final_reserve(budget: float, plan: FinalPlan | None) -> float:

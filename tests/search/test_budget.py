@@ -97,6 +97,22 @@ def test_the_plan_prices_epochs_by_pixels_and_images_and_cuts_to_fit() -> None:
     assert "cut from" in tight.reason
 
 
+def test_a_progressive_final_model_is_priced_by_the_pixels_of_each_part() -> None:
+    folds = [_fold(list(0.95 - 0.4 * np.exp(-np.arange(1, 5) / 4.0)), seconds_per_epoch=2.0)]
+    common = dict(
+        metric="accuracy", search_epochs=4, search_size=64, train_images_per_fold=1000,
+        all_images=1500, max_seconds=150.0, fill=True,
+    )  # fmt: skip
+    full = plan_final(folds, **common, final_size=96)
+    mixed = plan_final(folds, **common, final_size=96, low_size=64, low_share=0.5)
+    ratio = 0.5 * (64 / 96) ** 2 + 0.5
+    assert mixed.seconds_per_epoch == pytest.approx(ratio * full.seconds_per_epoch)
+    assert mixed.epochs > full.epochs  # the same time holds more epochs
+    assert "(the first 50% at 64px)" in mixed.describe() and "64px" not in full.describe()
+    same = plan_final(folds, **common, final_size=64, low_size=64, low_share=0.5)
+    assert same.low_share == 0.0 and same.seconds_per_epoch == pytest.approx(2 * 1.5)
+
+
 def test_filling_the_time_grows_epochs_up_to_the_cap_never_below_the_curves() -> None:
     folds = [_fold(list(0.95 - 0.4 * np.exp(-np.arange(1, 5) / 4.0)), seconds_per_epoch=2.0)]
     common = dict(
@@ -212,6 +228,41 @@ def test_a_resumed_budget_run_counts_what_was_spent_and_trains_the_model_again(t
     assert load(url, "quick").user_attrs[SPENT] > spent
     assert (tmp_path / "again" / "config.json").is_file()
     assert len(load(url, "quick").trials) == len(study.trials)
+
+
+def test_a_final_model_larger_than_the_search_starts_at_the_searchs_size(
+    tmp_path, real_arrays
+) -> None:
+    """Real images at 80 px, searched at the quick space's 64 px: the final model trains at
+    80 px, its first epochs (about half) at 64 px, and the log and report say so."""
+    import json
+
+    from search.data.images import resize_all
+    from tests.conftest import stratified_subset
+    from tests.search.cli import load, run_cli
+
+    cells = stratified_subset(real_arrays, 160)
+    data = tmp_path / "cells80.npz"
+    np.savez(
+        data, images=resize_all(cells.images, 80), labels=cells.labels,
+        class_names=np.array(cells.class_names),
+    )  # fmt: skip
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    out = run_cli(
+        "--study", "quick", "--data", str(data), "--trainer", "fake", "--storage", url,
+        "--n-trials", "3", "--epochs", "2", "--budget", "60s", cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    folder = tmp_path / "models" / "quick"
+    config = json.loads((folder / "config.json").read_text())
+    assert config["image_size"] == 80 and load(url, "quick").best_trial.params
+    history = json.loads((folder / "history.json").read_text())["runs"][0]["epochs"]
+    sizes = [e["size"] for e in history]
+    low = sizes.count(64)
+    assert 1 <= low < len(sizes) and sizes == [64] * low + [80] * (len(sizes) - low), sizes
+    assert low <= round(0.5 * len(sizes)) + 1  # half of the planned epochs; fewer if cut
+    assert "the first 50% of the epochs at 64px" in (folder / "report.md").read_text()
+    assert "(the first 50% at 64px)" in out.stderr
 
 
 def test_export_without_budget_is_a_usage_error(tmp_path) -> None:

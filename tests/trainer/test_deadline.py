@@ -52,3 +52,36 @@ def test_fit_all_with_a_deadline_trains_what_fits_on_a_cosine_decay(real_small) 
     far = fit_all(config, data, 3, deadline=Deadline(at=time.monotonic() + 3600, most=4))
     rates = [e.learning_rate for e in far.epochs]
     assert np.allclose(rates, cosine_schedule(config, 4), rtol=1e-5)
+
+
+def test_epochs_of_unequal_cost_are_priced_by_their_size() -> None:
+    """Progressive resizing: epochs at a quarter of the cost (first half of the run) are timed
+    per unit of full-size cost; an epoch at full size costs four of theirs."""
+    now = [0.0]
+    deadline = Deadline(at=200.0, most=100, clock=lambda: now[0])
+    quarter = 0.25
+
+    def cost(epoch: int, total: int) -> float:
+        return quarter if epoch < total // 2 else 1.0
+
+    # 3 small epochs done (the first traced), 4 s each: 16 s a full-size epoch; 192 s left.
+    total = deadline.total(3, 10, [30.0, 4.0, 4.0], [quarter] * 3, cost)
+    expected = max(t for t in range(3, 101) if sum(cost(e, t) for e in range(3, t)) * 16 <= 200 - 8)
+    assert total == expected == 20
+    # Without the cost model the same times would count every future epoch as a small one.
+    assert deadline.total(3, 10, [30.0, 4.0, 4.0]) > 40
+
+
+def test_the_first_epoch_at_a_new_size_does_not_replan() -> None:
+    now = [0.0]
+    deadline = Deadline(at=50.0, most=100, clock=lambda: now[0])
+    # Switched to full size: its first epoch traced (30 s); wait for a second before re-planning.
+    assert deadline.total(6, 10, [9.0, 2.0, 2.0, 2.0, 2.0, 30.0], [0.25] * 5 + [1.0]) == 10
+    # One more at full size: 8 s each, 14 s left less 4 kept back: one more epoch.
+    now[0] = 36.0
+    seconds, relative = [9.0, 2.0, 2.0, 2.0, 2.0, 30.0, 8.0], [0.25] * 5 + [1.0] * 2
+    assert deadline.total(7, 10, seconds, relative) == 8
+    # That first price may lengthen the run although 7 of 10 are done; the next one may not.
+    now[0] = 0.0
+    assert deadline.total(7, 10, seconds, relative) == 7 + int((50 - 4) // 8)
+    assert deadline.total(8, 10, [*seconds, 8.0], [*relative, 1.0]) == 10

@@ -53,3 +53,55 @@ def test_a_replanned_cosine_never_steps_up_and_still_decays_to_the_end() -> None
             assert len(rates) == max(total, done)
             assert all(b <= a for a, b in zip(rates, rates[1:], strict=False)), (done, total)
             assert rates[-1] < 0.05 * rates[0]
+
+
+def test_at_size_trains_the_same_variables_on_a_smaller_input(real_small) -> None:
+    """The smaller model is the same layers: a step through it moves the full-size model's
+    weights, and the full-size model still takes its own size."""
+    from trainer.backbones import at_size, build_model
+
+    config = TrialConfig(backbone="small_cnn", image_size=32, batch_size=16)
+    built = build_model(config, 8, steps_per_epoch=4)
+    small = at_size(built, 16)
+    assert small.input_shape[1:3] == (16, 16)
+    assert all(a is b for a, b in zip(small.weights, built.model.weights, strict=True))
+    before = [keras.ops.convert_to_numpy(v).copy() for v in built.model.trainable_variables]
+    x = resize_all(real_small.images[:16], 16).astype(np.float32)
+    y = keras.ops.one_hot(real_small.labels[:16], 8)
+    small.compile(optimizer=keras.optimizers.SGD(0.1), loss="categorical_crossentropy")
+    small.train_on_batch(x, y)
+    after = [keras.ops.convert_to_numpy(v) for v in built.model.trainable_variables]
+    assert any(not np.allclose(a, b) for a, b in zip(before, after, strict=True))
+    full = built.model.predict(resize_all(real_small.images[:4], 32).astype(np.float32), verbose=0)
+    assert full.shape == (4, 8)
+
+
+def test_fit_all_trains_its_first_epochs_at_the_progressive_size(real_small, monkeypatch):
+    """Progressive resizing: the first half of the epochs see 32 px batches through a 32 px step,
+    the rest (the light tail among them) 48 px ones; the saved model is the 48 px one."""
+    from trainer import steps
+    from trainer.final import Progressive
+
+    seen: list[int] = []
+    made = steps.train_step
+
+    def spying(model, variables, optimizer, **kw):
+        step = made(model, variables, optimizer, **kw)
+
+        def run(x, y, w):
+            seen.append(int(x.shape[1]))
+            return step(x, y, w)
+
+        return run
+
+    monkeypatch.setattr(steps, "train_step", spying)
+    data = Dataset(
+        resize_all(real_small.images[:64], 48), real_small.labels[:64], real_small.class_names
+    )
+    config = TrialConfig(backbone="small_cnn", image_size=48, augment="robust", batch_size=32)
+    result = fit_all(config, data, 4, tail=Tail("light", 1 / 4), progressive=Progressive(32, 0.5))
+    assert [e.size for e in result.epochs] == [32, 32, 48, 48]
+    assert [e.augment for e in result.epochs] == ["robust", "robust", "robust", "light"]
+    assert seen == [32] * 4 + [48] * 4  # two batches an epoch
+    assert result.model.input_shape[1:3] == (48, 48)
+    assert Progressive(32, 0.5).epochs(1) == 0 and Progressive(32, 0.9).epochs(5) == 4

@@ -118,14 +118,31 @@ def run_ours(train: Dataset, budget: str, work: Path) -> tuple[object, dict]:
     (work / "ours.log").write_text(done.stdout + done.stderr)
     if done.returncode != 0:
         raise SystemExit(f"search.run failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    config = json.loads((work / "models" / "quick" / "config.json").read_text())
     model = keras.models.load_model(work / "models" / "quick" / "model.keras")
+    return model, {
+        "command": " ".join(["python", "-m", *command[2:]]),
+        "model": described(work / "models" / "quick"),
+    }
+
+
+def described(folder: Path) -> str:
+    """What a --budget model folder holds: the trial, its epochs by size, a full-size epoch's
+    seconds (how fast the machine was: the budget buys epochs at that rate)."""
+    config = json.loads((folder / "config.json").read_text())
+    epochs = json.loads((folder / "history.json").read_text())["runs"][0]["epochs"]
+    size = config["image_size"]
+    small = [e for e in epochs if e.get("size", size) != size]
+    full = [e["seconds"] for e in epochs if e.get("size", size) == size][1:]
     what = (
         f"trial {config['trial']}: {config['config']['backbone']}, augment "
         f"{config['config']['augment']}, {config['config']['optimizer']}, "
-        f"{config['epochs']} epochs at {config['image_size']} px"
+        f"{config['epochs']} epochs at {size} px"
     )
-    return model, {"command": " ".join(["python", "-m", *command[2:]]), "model": what}
+    if small:
+        what += f" (the first {len(small)} at {small[0]['size']} px)"
+    if full:
+        what += f"; a {size} px epoch {float(np.median(full)):.0f} s"
+    return what
 
 
 def run_hand(train: Dataset, augment: str) -> tuple[object, dict]:

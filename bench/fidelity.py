@@ -5,9 +5,10 @@ twice on real blood cells, and prints the rank correlation (Spearman) between th
 
 - search fidelity: the quick space's 3-fold cross-validation at 64 px, 4 epochs per fold, on the
   training images (what ``python -m search.run --study quick`` ranks by);
-- final fidelity: what ``--budget`` trains for the final model: all training images at their own
-  96 px under the default ``--final-augment robust`` with the light tail, a cosine schedule and
-  the dihedral test-time views, for ``--epochs`` epochs. ``--budget`` fills the time it keeps
+- final fidelity: close to what ``--budget`` trains for the final model: all training images at
+  their own 96 px (every epoch: ``--budget`` trains its first half at the search's 64 px,
+  ``trainer.final.Progressive``) under the default ``--final-augment robust`` with the light
+  tail, a cosine schedule and the dihedral test-time views, for ``--epochs`` epochs. ``--budget`` fills the time it keeps
   for the final model (up to 48 epochs for the quick space; 30 in a 30-minute run on 2,399
   images), so every configuration trains the same count here rather than the fewer that
   ``search.policy.budget.epochs_to_converge`` would take from its curves (that count, x2 for
@@ -98,11 +99,12 @@ def write(rows: list[dict], args, split: str, n_train: int, n_test: int, minutes
         "",
         f"`{command}` ({minutes:.0f} min for {len(rows)} of {args.configs} configurations). "
         "Configurations drawn at random from the quick space, each scored at the search's "
-        "fidelity (3-fold CV, 64 px, 4 epochs per fold, on the training images) and at the final "
-        f"model's as `--budget` trains it: all training images at 96 px, augment "
+        "fidelity (3-fold CV, 64 px, 4 epochs per fold, on the training images) and at a final "
+        "fidelity close to `--budget`'s: all training images at 96 px in every epoch (`--budget` "
+        "trains the first half of its epochs at the search's 64 px), augment "
         f"{FINAL_AUGMENT} with the last {TAIL_SHARE:.0%} of the epochs {TAIL_LEVEL}, cosine "
         f"schedule, {args.epochs} epochs for every configuration (`--budget` fills the time it "
-        "keeps, 30 epochs in a 30-minute run), dihedral test-time views; scored on test "
+        "keeps), dihedral test-time views; scored on test "
         f"images no configuration saw. Images: {n_train} to train, {n_test} to test ({split}).",
         "",
     ]

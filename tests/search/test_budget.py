@@ -263,6 +263,12 @@ def test_a_final_model_larger_than_the_search_starts_at_the_searchs_size(
     assert low <= round(0.5 * len(sizes)) + 1  # half of the planned epochs; fewer if cut
     assert "the first 50% of the epochs at 64px" in (folder / "report.md").read_text()
     assert "(the first 50% at 64px)" in out.stderr
+    import keras
+
+    model = keras.models.load_model(folder / "model.keras")
+    assert model.input_shape[1:3] == (80, 80)
+    probs = model.predict(resize_all(cells.images[:4], 80).astype(np.float32), verbose=0)
+    assert probs.shape == (4, 8) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
 
 
 def test_export_without_budget_is_a_usage_error(tmp_path) -> None:

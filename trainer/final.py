@@ -181,7 +181,12 @@ class Progressive:
 
     def cost(self, full: int) -> float:
         """An epoch at ``size`` relative to one at ``full`` px."""
-        return (self.size / full) ** 2
+        return relative_cost(self.size, full)
+
+
+def relative_cost(size: int, full: int) -> float:
+    """An epoch at ``size`` px against one at ``full`` px: their pixels' ratio."""
+    return (size / full) ** 2
 
 
 def replanned(schedule: Sequence[float], done: int, last: float) -> list[float]:
@@ -269,23 +274,25 @@ class _Trainer:
         )
         self.phases: dict[str, Phase] = make_phases(self.built, config)
         self.refresh = BatchNormRefresh(self.built, config, steps_per_epoch, data.images)
-        self.batches = TrainBatches(config, data.images, data.labels, data.n_classes)
-        self.other: dict[tuple[str, int], TrainBatches] = {
-            (config.augment, config.image_size): self.batches
+        # Batches by (augmentation level, size); the configuration's own made (traced) now.
+        self.made: dict[tuple[str, int], TrainBatches] = {
+            (config.augment, config.image_size): TrainBatches(
+                config, data.images, data.labels, data.n_classes
+            )
         }
         self.smaller: dict[tuple[str, int], Callable[[Any, Any, Any], Any]] = {}
 
     def _batches(self, level: str, size: int) -> TrainBatches:
         """Training batches under an augmentation level at a size (made once)."""
-        if (level, size) not in self.other:
+        if (level, size) not in self.made:
             cfg, data = self.config, self.data
-            self.other[(level, size)] = TrainBatches(
+            self.made[(level, size)] = TrainBatches(
                 cfg.replace(augment=level, image_size=size),
                 data.images,
                 data.labels,
                 data.n_classes,
             )
-        return self.other[(level, size)]
+        return self.made[(level, size)]
 
     def _step(self, phase_name: str, size: int) -> Callable[[Any, Any, Any], Any]:
         """The phase's training step at ``size`` px: the model's own, or (made once) a step
@@ -319,7 +326,7 @@ class _Trainer:
     ) -> tuple[FitEpoch, ...]:
         cfg, data = self.config, self.data
         level, size, full = cfg.augment, cfg.image_size, cfg.image_size
-        if progressive is not None and progressive.size != full and epochs > 1:
+        if progressive is not None and progressive.size != full:
             size = progressive.size
         if deadline is not None:
             schedule = cosine_schedule(cfg, epochs)
@@ -343,7 +350,7 @@ class _Trainer:
                 phase.set_lr(float(schedule[epoch]))
             if tail is not None and level != tail.level and epoch >= epochs - tail.epochs(epochs):
                 level = tail.level  # and so to the end
-            if size != full and (progressive is None or epoch >= progressive.epochs(epochs)):
+            if progressive is not None and size != full and epoch >= progressive.epochs(epochs):
                 size = full  # and so to the end
             step = self._step(phase_name, size)
             start = time.perf_counter()
@@ -364,7 +371,7 @@ class _Trainer:
                     epoch,
                     epochs,
                     [h.seconds for h in history],
-                    [(h.size / full) ** 2 for h in history],
+                    [relative_cost(h.size, full) for h in history],
                     self._cost(progressive, size == full),
                 )
                 if total != epochs:

@@ -131,9 +131,7 @@ class FinalPlan:
 
     def describe(self) -> str:
         low = (
-            f" (the first {self.low_share:.0%} at {self.low_size}px)"
-            if self.low_share > 0 and self.low_size
-            else ""
+            f" (the first {self.low_share:.0%} at {self.low_size}px)" if self.low_share > 0 else ""
         )
         return (
             f"{self.epochs} epochs at {self.image_size}px{low}, about "

@@ -63,7 +63,14 @@ class BatchNormRefresh:
     earlier network, and a from-scratch model that fits its batches predicts one class in
     inference mode. Averaging the exact batch statistics of a few clean training batches under
     the current weights ("precise BN") makes epoch-1 validation scores mean something.
+
+    The images of ``max_batches`` training batches go through the statistics pass in chunks of
+    up to ``CHUNK`` images (one chunk on most folds), and each layer's statistics are read back
+    once per chunk: reading them after every 32-image batch cost more than the forward passes
+    on backbones with tens of BatchNorm layers (``bench/bn_refresh.py``).
     """
+
+    CHUNK = 256  # images per statistics pass at most (the validation batch)
 
     def __init__(
         self, built: BuiltModel, cfg: TrialConfig, steps_per_epoch: int, images: np.ndarray
@@ -74,14 +81,17 @@ class BatchNormRefresh:
             if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable
         ]
         self.max_batches = refresh_batches(steps_per_epoch)
-        self.batch = cfg.batch_size
+        per_chunk = max(1, min(self.max_batches, self.CHUNK // cfg.batch_size))
+        self.chunk = per_chunk * cfg.batch_size  # images per pass
+        self.chunks = math.ceil(self.max_batches / per_chunk)
+        self.n_images = self.max_batches * cfg.batch_size
         self.images = images
         self.built = built
         self.size = cfg.image_size
         self.forward: Callable[[np.ndarray], None] | None = None  # built on first use
 
     def __call__(self, index: np.ndarray, seed: tuple[int, int]) -> None:
-        """Re-estimate from clean batches of ``images[index]``, shuffled by ``seed``."""
+        """Re-estimate from clean images of ``images[index]``, shuffled by ``seed``."""
         if not self.layers:
             return
         if self.forward is None:
@@ -94,21 +104,29 @@ class BatchNormRefresh:
             )
         means: list[list[np.ndarray]] = [[] for _ in self.layers]
         variances: list[list[np.ndarray]] = [[] for _ in self.layers]
-        batches = image_batches(
-            self.images, index, self.batch, shuffle_seed=seed, limit=self.max_batches
-        )
-        for x in batches:
+        counts: list[int] = []
+        left = self.n_images
+        chunks = image_batches(self.images, index, self.chunk, shuffle_seed=seed, limit=self.chunks)
+        for x in chunks:
+            x = x[:left]
+            if not len(x):
+                break
+            left -= len(x)
             self.forward(x)
+            counts.append(len(x))
             for i, layer in enumerate(self.layers):
                 means[i].append(keras.ops.convert_to_numpy(layer.moving_mean))
                 variances[i].append(keras.ops.convert_to_numpy(layer.moving_variance))
+        if not counts:
+            return
+        share = np.asarray(counts, np.float64)[:, None] / sum(counts)
         for i, layer in enumerate(self.layers):
-            if not means[i]:
-                continue
-            m = np.stack(means[i])
-            v = np.stack(variances[i])
-            layer.moving_mean.assign(m.mean(axis=0))
-            layer.moving_variance.assign(v.mean(axis=0) + m.var(axis=0))  # total variance
+            m = np.stack(means[i]).astype(np.float64)
+            v = np.stack(variances[i]).astype(np.float64)
+            mean = (share * m).sum(axis=0)
+            total = (share * (v + (m - mean) ** 2)).sum(axis=0)  # the pooled variance
+            layer.moving_mean.assign(mean.astype(layer.moving_mean.dtype))
+            layer.moving_variance.assign(total.astype(layer.moving_variance.dtype))
 
 
 class Phase:

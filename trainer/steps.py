@@ -2,7 +2,9 @@
 
 ``train_step`` returns ``step(images, onehot, sample_w) -> loss`` that updates ``variables``
 (a subset of the model's trainable variables: the head alone while warming up) with
-``optimizer``: ``tf.function`` around a ``GradientTape`` on TensorFlow (XLA when asked), one
+``optimizer``: ``tf.function`` around a ``GradientTape`` on TensorFlow (XLA when asked; a plain
+Keras ``Adam``/``AdamW`` updates each variable with TensorFlow's fused ``ResourceApplyAdam``
+kernel, see ``fused_adam``), one
 ``jax.jit`` of ``stateless_call`` and ``stateless_apply`` on JAX (XLA is how JAX runs), autograd
 on PyTorch (eager). ``forward`` returns ``fn(raw uint8 batch) -> probabilities`` in inference
 mode, and ``statistics_pass`` a forward pass in training mode that leaves each trainable
@@ -62,13 +64,18 @@ class _TfStep:
         scale = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
         variables = list(variables)
 
+        self.fused = fused_adam(optimizer)
+
         def step(images, onehot, sample_w):
             with tf.GradientTape() as tape:
                 probs = model(images, training=True)
                 loss = _loss(model, probs, onehot, sample_w, smoothing, model.losses)
                 scaled = optimizer.scale_loss(loss) if scale else loss
             grads = tape.gradient(scaled, variables)
-            optimizer.apply_gradients(zip(grads, variables, strict=True))
+            if self.fused is not None:
+                self.fused(grads, variables)
+            else:
+                optimizer.apply_gradients(zip(grads, variables, strict=True))
             return loss
 
         self._python = step
@@ -97,6 +104,68 @@ class _TfStep:
             loss = self._compiled(images, onehot, sample_w)
         self._checked = True
         return loss
+
+
+def fused_adam(optimizer: keras.optimizers.Optimizer) -> Callable[[Any, Any], None] | None:
+    """``apply(grads, variables)`` doing what ``optimizer.apply_gradients`` does for a plain Keras
+    ``Adam`` or ``AdamW`` on TensorFlow, one fused ``ResourceApplyAdam`` op per variable on the
+    optimizer's own moment slots; None for anything else (other optimizers, AMSGrad, EMA,
+    clipping, gradient accumulation, loss scaling).
+
+    Keras 3 builds Adam's update from about 40 graph ops per variable; the fused kernel (what
+    Keras 2 used) computes the same formula (``lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) +
+    eps)``) in one. On MobileNetV3Small that halves the training step's graph, and so its
+    tracing and graph optimisation on every trial's first step (``bench/step_tracing.py``).
+    The decoupled decay is Keras's: ``v -= v * wd * lr`` before the update, on the variables
+    ``_use_weight_decay`` admits; constraints are applied after it and ``iterations`` counts the
+    step, as in ``apply``.
+    """
+    if type(optimizer) not in (keras.optimizers.Adam, keras.optimizers.AdamW):
+        return None
+    if (
+        optimizer.amsgrad
+        or optimizer.use_ema
+        or optimizer.gradient_accumulation_steps
+        or optimizer.clipnorm
+        or optimizer.clipvalue
+        or optimizer.global_clipnorm
+        or optimizer.loss_scale_factor
+    ):
+        return None
+    import tensorflow as tf
+
+    decay = optimizer.weight_decay
+
+    def apply(grads, variables) -> None:
+        lr = tf.cast(optimizer.learning_rate, tf.float32)
+        t = tf.cast(optimizer.iterations + 1, tf.float32)
+        beta_1_power = tf.pow(tf.constant(optimizer.beta_1, tf.float32), t)
+        beta_2_power = tf.pow(tf.constant(optimizer.beta_2, tf.float32), t)
+        for grad, variable in zip(grads, variables, strict=True):
+            if grad is None:
+                continue
+            value = variable.value  # the tf.Variable
+            dtype = value.dtype
+            if decay and optimizer._use_weight_decay(variable):
+                value.assign_sub(value * tf.cast(decay * lr, dtype))
+            index = optimizer._get_variable_index(variable)
+            tf.raw_ops.ResourceApplyAdam(
+                var=value.handle,
+                m=optimizer._momentums[index].value.handle,
+                v=optimizer._velocities[index].value.handle,
+                beta1_power=tf.cast(beta_1_power, dtype),
+                beta2_power=tf.cast(beta_2_power, dtype),
+                lr=tf.cast(lr, dtype),
+                beta1=tf.cast(optimizer.beta_1, dtype),
+                beta2=tf.cast(optimizer.beta_2, dtype),
+                epsilon=tf.cast(optimizer.epsilon, dtype),
+                grad=tf.cast(grad, dtype),
+            )
+            if variable.constraint is not None:
+                variable.assign(variable.constraint(variable))
+        optimizer.iterations.assign_add(1)
+
+    return apply
 
 
 def _jax_step(model, variables, optimizer, smoothing) -> Step:

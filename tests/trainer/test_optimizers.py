@@ -401,3 +401,67 @@ def test_ranger_under_jax_jit_stateless_apply_matches_reference_including_a_rese
 
     _two_rounds_with_a_reset(apply, optimizer, variables, start)
     assert step._cache_size() == 1
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's fused kernel")
+@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_fused_adam_matches_keras_apply_gradients_including_a_reset(name, jit_compile) -> None:
+    """The training step's fused Adam/AdamW against Keras's own update: same variables after
+    every step, a bias excluded from decay, a reset in between; the fused graph holds one
+    ResourceApplyAdam per variable and is smaller."""
+    import tensorflow as tf
+
+    from trainer.steps import fused_adam
+
+    rng = np.random.default_rng(3)
+    start = [rng.normal(size=(3, 4)).astype("float32"), rng.normal(size=(4,)).astype("float32")]
+    grads = [[rng.normal(size=v.shape).astype("float32") for v in start] for _ in range(6)]
+    runs, graphs = {}, {}
+    for way in ("keras", "fused"):
+        variables = [keras.Variable(v, name=f"w{i}") for i, v in enumerate(start)]
+        optimizer = make_optimizer(name, 0.05, 0.1)
+        if name == "adamw":
+            optimizer.exclude_from_weight_decay(var_list=[variables[1]])
+        optimizer.build(variables)
+        fused = fused_adam(optimizer) if way == "fused" else None
+        assert (fused is not None) == (way == "fused")
+
+        apply = _compiled_update(fused, optimizer, variables, jit_compile)
+        seen = []
+        for k, g in enumerate(grads):
+            if k == 3:
+                reset_optimizer(optimizer)
+            apply([tf.constant(x) for x in g])
+            seen.append([keras.ops.convert_to_numpy(v) for v in variables])
+        runs[way] = seen
+        ops = apply.get_concrete_function([tf.constant(x) for x in grads[0]]).graph.get_operations()
+        graphs[way] = ops
+    for a, b in zip(runs["keras"], runs["fused"], strict=True):
+        for x, y in zip(a, b, strict=True):
+            np.testing.assert_allclose(y, x, rtol=1e-5, atol=1e-5)  # float32 rounding
+    assert sum(op.type == "ResourceApplyAdam" for op in graphs["fused"]) == 2
+    assert len(graphs["fused"]) < len(graphs["keras"])
+    assert not np.allclose(runs["fused"][-1][0], start[0])  # it trained
+
+
+def _compiled_update(fused, optimizer, variables, jit_compile):
+    import tensorflow as tf
+
+    @tf.function(jit_compile=jit_compile)
+    def apply(g):
+        if fused is not None:
+            fused(g, variables)
+        else:
+            optimizer.apply_gradients(zip(g, variables, strict=True))
+
+    return apply
+
+
+def test_fused_adam_leaves_other_optimizers_to_keras() -> None:
+    from trainer.steps import fused_adam
+
+    assert fused_adam(make_optimizer("lion", 1e-3, 1e-4)) is None
+    assert fused_adam(make_optimizer("ranger", 1e-3, 1e-4)) is None
+    assert fused_adam(keras.optimizers.Adam(1e-3, amsgrad=True)) is None
+    assert fused_adam(keras.optimizers.AdamW(1e-3, clipnorm=1.0)) is None

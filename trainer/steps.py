@@ -64,6 +64,7 @@ class _TfStep:
         scale = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
         variables = list(variables)
 
+        # The fused Adam update, or None for Keras's own; read when the step is traced.
         self.fused = fused_adam(optimizer)
 
         def step(images, onehot, sample_w):

@@ -40,7 +40,7 @@ CONFIGS = [
 ] + [
     {"backbone": "EfficientNetV2B0", "augment": "none", "optimizer": "adamw", "learning_rate": 1e-3}
 ]
-BATCH = 32  # TrialConfig's default batch size: the baseline's chunk
+BATCH = TrialConfig().batch_size  # the configurations' batch size: the baseline's chunk
 
 
 def main() -> None:

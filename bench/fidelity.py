@@ -9,8 +9,8 @@ twice on real blood cells, and prints the rank correlation (Spearman) between th
   their own 96 px (every epoch: ``--budget`` trains its first half at the search's 64 px,
   ``trainer.final.Progressive``) under the default ``--final-augment robust`` with the light
   tail, a cosine schedule and the dihedral test-time views, for ``--epochs`` epochs. ``--budget`` fills the time it keeps
-  for the final model (up to 48 epochs for the quick space; 30 in a 30-minute run on 2,399
-  images), so every configuration trains the same count here rather than the fewer that
+  for the final model (up to 96 epochs for the quick space under robust, as many as the time
+  affords), so every configuration trains the same count here rather than the fewer that
   ``search.policy.budget.epochs_to_converge`` would take from its curves (that count, x2 for
   the stronger augmentation, is recorded beside it); scored on test images no configuration
   saw, clean and under ``trainer/corruptions.py``'s corruptions (``end_to_end.score``).

@@ -10,6 +10,7 @@ import pytest
 
 from search.engine.finish import SPENT, BudgetClock, Fidelity
 from search.policy.budget import (
+    FILL_EPOCH_FACTOR,
     MAX_EPOCH_FACTOR,
     MAX_FINAL_SHARE,
     MIN_FINAL_SHARE,
@@ -121,10 +122,10 @@ def test_filling_the_time_grows_epochs_up_to_the_cap_never_below_the_curves() ->
     )  # fmt: skip
     needed = plan_final(folds, **common)
     roomy = plan_final(folds, **common, max_seconds=4 * needed.seconds, fill=True)
-    assert needed.epochs < roomy.epochs <= roomy.most == MAX_EPOCH_FACTOR * 4
+    assert needed.epochs < roomy.epochs <= roomy.most == FILL_EPOCH_FACTOR * 4
     assert roomy.seconds <= 4 * needed.seconds + 1e-6 and "to use the time kept" in roomy.reason
     huge = plan_final(folds, **common, max_seconds=1e6, fill=True, epoch_factor=2.0)
-    assert huge.epochs == huge.most == 2 * MAX_EPOCH_FACTOR * 4
+    assert huge.epochs == huge.most == 2 * FILL_EPOCH_FACTOR * 4
     unfilled = plan_final(folds, **common, max_seconds=1e6)
     assert unfilled.epochs == needed.epochs
 

@@ -34,8 +34,8 @@ FINAL_OVERHEAD_SECONDS = 20.0
 SAFETY = 1.15
 # A learning curve has converged when the fitted remaining gain is below this (score units).
 CONVERGED_GAIN = 0.005
-# The final model trains at least this many times the epochs its best fold needed, at most
-# MAX_EPOCH_FACTOR times the search's epochs per fold.
+# From its learning curves alone the final model takes at least this many times the epochs its
+# best fold needed, at most MAX_EPOCH_FACTOR times the search's epochs per fold.
 MIN_EPOCH_FACTOR, MAX_EPOCH_FACTOR = 1.5, 6
 # Filling the time kept for it, the final model grows to at most this many times the search's
 # epochs per fold (x OTHER_AUGMENT_EPOCH_FACTOR). Chosen on two inner splits of the images

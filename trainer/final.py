@@ -208,17 +208,22 @@ class Deadline:
     ``at`` is a ``clock()`` reading. After every epoch the run's total is set to the epochs done
     plus those that fit before ``at`` at the median epoch time so far (the first epoch, which
     traces the graph, left out once there are others), with half an epoch kept back for the
-    BatchNorm refresh; within ``[1, most]``. The total only grows while under half of it is done
-    (the decay's shape is settled by then) and shrinks whenever time runs short; the cosine
-    decay is re-drawn over the new total, so its rate never jumps by more than the change.
+    BatchNorm refresh; within ``[1, most]``. The total shrinks whenever time runs short and grows
+    whenever ``GROW_BY`` or more epochs fit beyond it, or ``most`` does (the margin keeps one
+    epoch's jitter from lengthening and then shortening the run), so the time that cautious
+    early prices held back is trained rather than left unused; the rest of the cosine decay is
+    re-drawn over the new total and scaled to continue from the rate the run has reached
+    (``replanned``), so the rate never steps up.
 
     Epochs of unequal cost (``Progressive``) pass ``relative``, each done epoch's cost against a
     full-size one, and ``cost(epoch, total)`` for the epochs to come: times are normalised by
     their cost, the first epoch at each cost (it traces) is left out while others exist, and
-    the latest cost's epochs give the rate once one of them is left; the run may grow once
-    more on the first such epoch at a new cost, past half or not (small epochs cost more than
-    their pixels say, so the full-size price is usually lower than guessed).
+    the latest cost's epochs give the rate once one of them is left (small epochs cost more
+    than their pixels say, so the full-size price is usually lower than guessed, and the run
+    grows when it is known).
     """
+
+    GROW_BY = 2  # epochs: the run lengthens only when at least this many more fit
 
     at: float
     most: int
@@ -251,10 +256,7 @@ class Deadline:
                 break
             fits = total
         fits = max(done, min(self.most, fits), 1)
-        # The first untraced epoch at a new size is the first true price of the rest: it may
-        # still lengthen the run.
-        first_price = len(latest) == 1 and len(firsts) > 1
-        if fits > planned and 2 * done >= planned and not first_price:
+        if planned < fits < min(planned + self.GROW_BY, self.most):
             return planned
         return fits
 

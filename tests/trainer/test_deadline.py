@@ -17,14 +17,24 @@ def test_epochs_grow_early_to_fill_the_time_and_never_past_the_cap() -> None:
     assert Deadline(at=400.0, most=20, clock=lambda: now[0]).total(2, 10, [25.0, 10.0]) == 20
 
 
-def test_epochs_grow_only_in_the_first_half_but_shrink_whenever_time_is_short() -> None:
+def test_epochs_grow_whenever_time_is_left_and_shrink_whenever_it_is_short() -> None:
     now = [100.0]
     deadline = Deadline(at=400.0, most=100, clock=lambda: now[0])
-    assert deadline.total(6, 10, [10.0] * 6) == 10  # past half: the decay's shape is kept
+    # 6 of 10 done at 10 s an epoch, 300 s left less 5 kept back: 29 more fit, past half or not.
+    assert deadline.total(6, 10, [10.0] * 6) == 35
     now[0] = 370.0  # 30 s left at 10 s an epoch: 2 more, half an epoch kept for the refresh
     assert deadline.total(6, 10, [10.0] * 6) == 8
     now[0] = 401.0
     assert deadline.total(6, 10, [10.0] * 6) == 6  # out of time: stop now
+
+
+def test_one_more_epoch_than_planned_is_not_worth_a_replan_unless_it_reaches_the_cap() -> None:
+    now = [0.0]
+    # 6 of 10 done at 10 s an epoch, 55 s left less 5 kept back: 5 more fit, one beyond the plan.
+    assert Deadline(at=55.0, most=100, clock=lambda: now[0]).total(6, 10, [10.0] * 6) == 10
+    assert Deadline(at=55.0, most=11, clock=lambda: now[0]).total(6, 10, [10.0] * 6) == 11
+    # Two beyond it: the run grows.
+    assert Deadline(at=65.0, most=100, clock=lambda: now[0]).total(6, 10, [10.0] * 6) == 12
 
 
 def test_the_first_epochs_tracing_is_left_out_once_there_are_others() -> None:
@@ -81,7 +91,6 @@ def test_the_first_epoch_at_a_new_size_does_not_replan() -> None:
     now[0] = 36.0
     seconds, relative = [9.0, 2.0, 2.0, 2.0, 2.0, 30.0, 8.0], [0.25] * 5 + [1.0] * 2
     assert deadline.total(7, 10, seconds, relative) == 8
-    # That first price may lengthen the run although 7 of 10 are done; the next one may not.
+    # With time to spare, that first price lengthens the run although 7 of 10 are done.
     now[0] = 0.0
     assert deadline.total(7, 10, seconds, relative) == 7 + int((50 - 4) // 8)
-    assert deadline.total(8, 10, [*seconds, 8.0], [*relative, 1.0]) == 10

@@ -343,7 +343,13 @@ def _artifact_dir(args: argparse.Namespace, made: _Created) -> str:
     missing = [p for p in (folder, *folder.parents) if not p.exists()]
     try:
         for parent in reversed(missing):
-            parent.mkdir()
+            try:
+                parent.mkdir()
+            except FileExistsError:
+                # Another host or worker sharing this study made it between the check and here.
+                if not parent.is_dir():
+                    raise
+                continue
             made.folders.append(parent)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-"):
             pass

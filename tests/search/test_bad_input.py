@@ -141,6 +141,32 @@ def test_read_only_artifacts_folder(study_db, tmp_path: Path) -> None:
     assert snapshot(url, "quick") == before
 
 
+def test_artifacts_folder_made_by_another_host_meanwhile_is_used_not_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two hosts starting together both see the folder missing; the slower mkdir must not fail."""
+    import argparse
+
+    from search.engine import session
+
+    folder = tmp_path / "shared" / "artifacts"
+    real_mkdir = Path.mkdir
+
+    def the_other_host_was_first(self: Path, *args, **kwargs) -> None:
+        real_mkdir(self, *args, **kwargs)  # the other host's mkdir ...
+        raise FileExistsError(17, "File exists", str(self))  # ... and then ours
+
+    monkeypatch.setattr(Path, "mkdir", the_other_host_was_first)
+    made = session._Created()
+    args = argparse.Namespace(artifacts=str(folder), storage=f"sqlite:///{tmp_path}/s.db")
+    assert session._artifact_dir(args, made) == str(folder.resolve())
+    monkeypatch.undo()
+    assert folder.is_dir()
+    assert made.folders == []  # not ours: a refused run must not remove another host's folder
+    made.undo()
+    assert folder.is_dir()
+
+
 def _one_class_folder(root: Path) -> Path:
     from PIL import Image
 

@@ -72,6 +72,11 @@ def load_split(dev: bool, seed: int) -> tuple[Dataset, Dataset, str]:
     )
 
 
+def predicted(model, images: np.ndarray) -> np.ndarray:
+    """The class ``model`` predicts for each image (0..255, any dtype)."""
+    return np.argmax(model.predict(images.astype(np.float32), batch_size=128, verbose=0), 1)
+
+
 def score(model, test: Dataset, seed: int = 0) -> dict[str, float]:
     """Clean accuracy, macro F1, the mean over the six corruptions and over composed pairs."""
     from sklearn.metrics import f1_score
@@ -79,7 +84,7 @@ def score(model, test: Dataset, seed: int = 0) -> dict[str, float]:
     from trainer.corruptions import CORRUPTIONS, corrupt
 
     def predict(images: np.ndarray) -> np.ndarray:
-        return np.argmax(model.predict(images.astype(np.float32), batch_size=128, verbose=0), 1)
+        return predicted(model, images)
 
     clean = predict(test.images)
     out = {

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 from common import ROOT, machine  # noqa: I001
-from end_to_end import described, load_split, run_hand
+from end_to_end import described, load_split, predicted, run_hand
 
 PAGE = ROOT / "docs" / "other_corruptions.md"
 RESULTS = ROOT / "docs" / "other_corruptions.json"
@@ -108,8 +108,13 @@ def speckle(x, rng):
     return _u8(x + x * rng.normal(0, 0.15, x.shape))
 
 
+def _luma(x: np.ndarray) -> np.ndarray:
+    """Each pixel's grey level (ITU-R 601 weights), keeping a channel axis of 1."""
+    return x.astype(np.float32) @ np.array([[0.299], [0.587], [0.114]], np.float32)
+
+
 def saturation(x, rng):
-    grey = (x.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
+    grey = _luma(x)
     f = rng.choice([0.3, 2.0], size=(len(x), 1, 1, 1))
     return _u8(grey + f * (x - grey))
 
@@ -170,8 +175,7 @@ def occlusion(x, rng):
 
 
 def grey_scale(x, rng):
-    grey = x.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-    return _u8(np.repeat(grey[..., None], 3, -1))
+    return _u8(np.repeat(_luma(x), 3, -1))
 
 
 CAMERA: dict[str, Kind] = {
@@ -231,18 +235,17 @@ def main() -> None:
     images = test.images.astype(np.uint8)
     sets = {"clean": images, **corrupted_sets(images)}
     print(f"{len(test)} test images ({split}), {len(sets) - 1} kinds", flush=True)
-    models = [(n, f, lambda f=f: keras.models.load_model(f / "model.keras")) for n, f in named]
+    models = [(n, lambda f=f: keras.models.load_model(f / "model.keras")) for n, f in named]
     what = {n: _described(f) for n, f in named}
     if args.hand:
-        models.append(("hand", None, lambda: run_hand(train, "light")[0]))
+        models.append(("hand", lambda: run_hand(train, "light")[0]))
         what["hand"] = "bench/end_to_end.py's hand recipe, trained in this run on the other images"
     scores: dict[str, dict[str, float]] = {}
-    for name, _, load in models:
+    for name, load in models:
         model = load()
-        scores[name] = {}
-        for kind, x in sets.items():
-            pred = np.argmax(model.predict(x.astype(np.float32), batch_size=128, verbose=0), 1)
-            scores[name][kind] = float(np.mean(pred == test.labels))
+        scores[name] = {
+            kind: float(np.mean(predicted(model, x) == test.labels)) for kind, x in sets.items()
+        }
         for group, kinds in GROUPS.items():
             scores[name][f"mean {group}"] = float(np.mean([scores[name][k] for k in kinds]))
         print(name, json.dumps({k: round(v, 4) for k, v in scores[name].items()}), flush=True)
@@ -258,7 +261,7 @@ def main() -> None:
             indent=1,
         )
     )
-    names = [n for n, _, _ in models]
+    names = [n for n, _ in models]
     rows = ["clean", "mean all 17", "mean camera", *CAMERA, "mean other", *OTHER]
     lines = [
         "# Other corruptions: how far robustness reaches beyond the six it is measured on",

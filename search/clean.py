@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from search.cli import EXIT_FATAL as EXIT_FAILED
-from search.cli import EXIT_OK, setup_logging, usage_error
+from search.cli import EXIT_OK, Parser, setup_logging, usage_error
 
 log = logging.getLogger("search.clean")
 
@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     from search.cleaning.records import CleanOptions
 
     d = CleanOptions()
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m search.clean",
         description="Write a cleaned copy of an image data set and a report of what was "
         "removed and why: exact duplicates and near duplicates (one copy kept when all copies "

@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 
 from search.atomic import atomic_write_bytes
 from search.cli import EXIT_FATAL as EXIT_FAILED
-from search.cli import EXIT_OK, setup_logging, usage_error
+from search.cli import EXIT_OK, Parser, setup_logging, usage_error
 from search.reporting.fold_epochs import pruning_rows
 from search.reporting.plots import Plot, all_plots
 from search.reporting.summary import lead, number, study_facts
@@ -40,7 +40,7 @@ class UnknownStudy(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m search.report",
         description="Write a self-contained HTML report of a study: leaderboard, optimisation "
         "history, parameter importances, parallel coordinates, per-backbone and "

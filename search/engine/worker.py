@@ -91,8 +91,11 @@ def worker_main(
     log_level: int,
 ) -> None:
     """Entry point of the spawned process."""
+    from search.cli import quiet_frameworks
+
     os.environ.update(env)  # before TensorFlow is imported: pins CUDA_VISIBLE_DEVICES
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # The coordinator's -v (DEBUG) shows the frameworks' start-up lines; otherwise they stay out.
+    quiet_frameworks(verbose=log_level <= logging.DEBUG)
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=log_level, format=f"worker {worker_id}: %(message)s")

@@ -47,7 +47,7 @@ class DirtSpec:
     near_cross: int = 10  # near copies with another label
     photos: int = 30  # crops of scikit-learn's sample photos (new images)
     cartoons: int = 15  # drawn cartoons (new images)
-    pasted: int = 15  # cartoons pasted over a real cell, covering most of it (in place)
+    pasted: int = 15  # cartoons pasted over a real image, covering most of it (in place)
     flips: int = 40  # labels changed to another class (in place)
     seed: int = 0
 
@@ -237,7 +237,8 @@ def cartoon(size: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def paste_cartoon(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """``img`` with a cartoon panel pasted over 60-90% of its area (the cell shows at the edge)."""
+    """``img`` with a cartoon panel pasted over 60-90% of its area (the original shows at the
+    edge)."""
     size = img.shape[0]
     frac = float(np.sqrt(rng.uniform(0.6, 0.9)))
     side = max(8, int(round(size * frac)))

@@ -1,10 +1,10 @@
 """Cheap per-image features, all computed on the 64 x 64 working copy.
 
-``look_features`` describe how an image looks regardless of what cell it shows (colour as stain
-optical density, saturation, edges, flat areas, colour count, fine texture): the outlier
-detector compares images on them. ``class_features`` describe the cell in the middle (colour
-and texture in rings around the centre, an optical-density colour histogram): the quick
-mislabel model learns the classes from them.
+``look_features`` describe how an image looks regardless of what it shows (colour as optical
+density, as for stained slides, saturation, edges, flat areas, colour count, fine texture): the
+outlier detector compares images on them. ``class_features`` describe the object in the middle
+(colour and texture in rings around the centre, an optical-density colour histogram), as in a
+centred cell or specimen: the quick mislabel model learns the classes from them.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Likely mislabels: out-of-fold predictions of a quick model that confidently disagree.
 
-The model is a multinomial logistic regression on ``class_features`` (ring colour/texture
-profile around the centre and an optical-density histogram; about 92% accurate on the real
-blood-cell file), scored by stratified k-fold so no image is judged by a model that saw it.
+The model is a multinomial logistic regression on ``class_features`` (ring colour/texture profile
+around the centre and an optical-density histogram; about 92% accurate on the real blood-cell images
+the project tests with), scored by stratified k-fold so no image is judged by a model that saw it.
 An image is flagged when the model gives its label a probability below ``max_label_prob`` and
 another class at least ``confidence``. Single-threaded; a few seconds for 3,200 images.
 """

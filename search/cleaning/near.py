@@ -1,12 +1,12 @@
 """Near duplicates: a perceptual-hash candidate search, then a pixel-level check.
 
-Blood-cell images all look alike (a purple nucleus on a beige background), so a hash alone
-would pair distinct cells. The hash only proposes candidates: pairs whose 64-bit pHash (signs
-of the 8 x 8 lowest DCT frequencies of a 32 x 32 grayscale, as in ``imagehash.phash``) differ
-in at most ``near_distance`` bits, the smallest distance over the first image's thumbnail moved
-by -1, 0, +1 pixels (2 px of the 64 x 64 work image; a shifted re-capture changes many pHash
-bits). A candidate is confirmed only if the best Pearson correlation of the two 64 x 64
-grayscale images over shifts of up to ``MAX_SHIFT`` pixels reaches ``min_correlation``.
+The images of one data set can all look alike (blood cells, for example: a purple nucleus on a beige
+background), so a hash alone would pair distinct images. The hash only proposes candidates: pairs
+whose 64-bit pHash (signs of the 8 x 8 lowest DCT frequencies of a 32 x 32 grayscale, as in
+``imagehash.phash``) differ in at most ``near_distance`` bits, the smallest distance over the first
+image's thumbnail moved by -1, 0, +1 pixels (2 px of the 64 x 64 work image; a shifted re-capture
+changes many pHash bits). A candidate is confirmed only if the best Pearson correlation of the two
+64 x 64 grayscale images over shifts of up to ``MAX_SHIFT`` pixels reaches ``min_correlation``.
 Pearson correlation ignores brightness and contrast changes; JPEG re-compression barely lowers
 it. A cheap 32 x 32 check first drops candidates that are clearly below the threshold (on the
 real file, copies lose at most 0.022 of correlation at 32 x 32; the margin is ``COARSE_MARGIN``).

@@ -1,20 +1,21 @@
 """Outliers: images that do not look like the rest, found without labels.
 
-Each image is described by ``look_features`` (colour as stain optical density, saturation,
+Each image is described by ``look_features`` (colour as optical density, saturation,
 edges, flat areas, colour count, fine texture). Every feature is centred on its median and
 divided by its 10-90% inter-quantile range (/ 2.563, so one unit is one standard deviation for
 normal data): up to 10% odd images cannot stretch the scale, while the spread between real
-staining batches still counts (a MAD scale, set by the largest batch alone, made every image of
+acquisition batches still counts (a MAD scale, set by the largest batch alone, made every image of
 a smaller batch look odd on small data sets). The score of an image is its mean Euclidean distance to
 its ``k`` nearest other images in that space, divided by the median of that distance over the
 data set. An image is an outlier when its score exceeds the threshold: "more than T times as
 far from its neighbours as a typical image is".
 
-Why neighbours and not one robust centre (``MinCovDet`` Mahalanobis distance): real data come
-in staining batches. In the blood-cell file, 14% of the images have a grey-lavender background;
-a single robust ellipse fits the main beige batch and puts the lavender one as far out as
-pasted photos. A batch of hundreds of images still has close neighbours; a stray image does not.
-A cluster of more than ``k`` near-identical strays would hide itself (see docs/cleaning.md).
+Why neighbours and not one robust centre (``MinCovDet`` Mahalanobis distance): real data come in
+batches (a staining run, a scanner, a lighting setup). In the blood-cell images the project tests
+with, for example, 14% of the images have a grey-lavender background; a single robust ellipse fits
+the main beige batch and puts the lavender one as far out as pasted photos. A batch of hundreds of
+images still has close neighbours; a stray image does not. A cluster of more than ``k``
+near-identical strays would hide itself (see docs/cleaning.md).
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ Class names are the sorted sub-folder names (class index = position in that orde
 files directly inside each class folder are read; extensions are matched case-insensitively,
 other files and anything hidden (a name starting with ".") are ignored. Every image is decoded
 with Pillow and converted to RGB; with ``image_size`` it is resized right after decoding (Lanczos,
-whole frame, no crop), so large originals are never all held in memory at once.
+whole frame, no crop), so large originals are never all held in memory at once, and a warning
+says how many of them were not square (stretched). Every file is tried before an error: one
+error names all the files that do not decode.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from search.data.errors import DataError
-from search.data.images import decode_image, resize_image
+from search.data.images import decode_each, resize_image, stretch_warning
 from search.text import counted
 from trainer.records import Dataset
 
@@ -41,20 +43,27 @@ def read_folder(root: Path, image_size: int | None) -> Dataset:
             "check the folder layout: --data must be the folder that holds one sub-folder per "
             "class (<folder>/<class name>/<image>.png)",
         )
+    labels = [index for index, name in enumerate(class_names) for _ in files[name]]
+    paths = [path for name in class_names for path in files[name]]
     images: list[np.ndarray] = []
-    labels: list[int] = []
     first_of_shape: dict[tuple[int, ...], Path] = {}
-    for index, name in enumerate(class_names):
-        for path in files[name]:
-            image = decode_image(path)
-            if image_size is not None:
-                image = resize_image(image, image_size)
-            else:
-                first_of_shape.setdefault(image.shape, path)
-                if len(first_of_shape) > 1:
-                    raise _mixed_sizes(root, first_of_shape)
-            images.append(image)
-            labels.append(index)
+    stretched, example = 0, (0, 0)
+    for path, image in decode_each(paths, str(root)):
+        if image_size is not None:
+            if image.shape[0] != image.shape[1]:
+                example = example if stretched else (image.shape[0], image.shape[1])
+                stretched += 1
+            image = resize_image(image, image_size)
+        elif len(first_of_shape) < 2:
+            first_of_shape.setdefault(image.shape, path)
+        if len(first_of_shape) > 1:
+            images.clear()  # decoding goes on only to name every unreadable file first
+            continue
+        images.append(image)
+    if len(first_of_shape) > 1:
+        raise _mixed_sizes(root, first_of_shape)
+    if image_size is not None:
+        stretch_warning(stretched, example, image_size, str(root))
     log.info(
         "read %s in %s from %s",
         counted(len(images), "image"),

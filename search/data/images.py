@@ -1,20 +1,30 @@
 """Pixel helpers shared by the loaders: channel handling, decoding and resizing.
 
 Resizing is Pillow ``Image.resize(..., Resampling.LANCZOS)`` on the uint8 RGB frame: the whole
-frame, no crop, so a non-square image is stretched to square (the real blood-cell data set was
-made the same way from 360 x 363 frames).
+frame, no crop, so a non-square image is stretched to square (the real blood-cell images the
+project tests with were made the same way from 360 x 363 frames); the loaders log a warning
+saying how many images that stretches. Files that do not decode are collected, so one error
+names every broken file of a folder instead of one per run.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from search.data.errors import DataError
+from search.text import counted
 
 MIN_IMAGE_SIZE = 8
+MAX_LISTED = 10  # unreadable files named in one error; the rest are counted
+DECODE_FIX = "replace or delete the file (or move it out of the class folder)"
+DECODE_FIXES = (DECODE_FIX, "replace or delete those files (or move them out of the class folder)")
+
+log = logging.getLogger(__name__)
 
 
 def check_image_size(image_size: int | None) -> int | None:
@@ -81,13 +91,73 @@ def decode_image(path: Path) -> np.ndarray:
             im.load()
             rgb = im.convert("RGB")
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DataError(
-            f"cannot decode image ({type(exc).__name__}: {exc})",
-            str(path),
-            "replace or delete the file (or move it out of the class folder)",
-        ) from exc
+        raise DataError(f"cannot decode image ({_why(exc, path)})", str(path), DECODE_FIX) from exc
     except Image.DecompressionBombError as exc:
         raise DataError(
             f"image too large to decode safely ({exc})", str(path), "downscale or remove the file"
         ) from exc
     return np.asarray(rgb, dtype=np.uint8)
+
+
+def decode_each(
+    paths: Iterable[Path],
+    where: str,
+    fixes: tuple[str, str] = DECODE_FIXES,
+    unreadable: Sequence[tuple[str, str]] = (),
+) -> Iterator[tuple[Path, np.ndarray]]:
+    """``(path, image)`` for every file that decodes, then one DataError naming every file that
+    did not, after the ``(file, problem)`` pairs already found in ``unreadable`` (``where``: the
+    folder or input they came from; ``fixes``: what to do about one file, and about several), so
+    several broken files are reported in one run, not one per run."""
+    bad = list(unreadable)
+    for path in paths:
+        try:
+            image = decode_image(path)
+        except DataError as exc:
+            bad.append((str(path), exc.problem))
+            continue
+        yield path, image
+    if bad:
+        raise unreadable_files(bad, where, fixes)
+
+
+def unreadable_files(
+    bad: Sequence[tuple[str, str]], where: str, fixes: tuple[str, str] = DECODE_FIXES
+) -> DataError:
+    """One error for the ``(file, problem)`` pairs in ``bad``, the first MAX_LISTED named and the
+    rest counted; a single file reads ``"<file>: <problem>. <fix>."`` as decode_image's own."""
+    if len(bad) == 1:
+        ((path, problem),) = bad
+        return DataError(problem, path, fixes[0])
+    listed = "; ".join(f"{path} ({problem})" for path, problem in bad[:MAX_LISTED])
+    rest = f"; and {len(bad) - MAX_LISTED} more" if len(bad) > MAX_LISTED else ""
+    return DataError(
+        f"{counted(len(bad), 'file')} cannot be read as images: {listed}{rest}", where, fixes[1]
+    )
+
+
+def _why(exc: Exception, path: Path) -> str:
+    """``"<Type>: <message>"`` without the file name that Pillow repeats in some messages."""
+    text = str(exc).replace(f" '{path}'", "")
+    return f"{type(exc).__name__}: {text}"
+
+
+def stretch_warning(count: int, example: tuple[int, int], size: int, source: str) -> None:
+    """Warn that ``count`` images that are not square (``example``: one's height x width) are
+    resized to ``size`` x ``size``: the whole frame is stretched, so their proportions change."""
+    if count == 0:
+        return
+    height, width = example
+    log.warning(
+        "warning: %s from %s %s not square (e.g. %dx%d, width x height) and %s stretched to "
+        "%dx%d squares (whole frame, no crop); crop them to squares first to keep their "
+        "proportions",
+        counted(count, "image"),
+        source,
+        "is" if count == 1 else "are",
+        width,
+        height,
+        "is" if count == 1 else "are",
+        size,
+        size,
+    )

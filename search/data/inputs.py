@@ -2,7 +2,8 @@
 
 Inputs (``read_inputs``): one ``.npz`` (``images``, optional ``labels`` and ``class_names``, or
 the MedMNIST layout), one folder of class folders (labels from the folder names), one folder of
-loose images (no labels), one or more image files, or the keywords ``demo`` / ``bloodmnist``.
+loose images (no labels), one or more image files, or the keywords ``demo``, ``demo-orientation``
+and ``bloodmnist``.
 Labels are mapped to the model's classes by name (an npz without ``class_names`` holds indices
 in the model's class order); a name the model does not know is an error.
 
@@ -21,14 +22,22 @@ import numpy as np
 
 from search.data import DataError, load_dataset
 from search.data.folder import IMAGE_SUFFIXES, list_images
-from search.data.images import decode_image, resize_image, to_rgb
+from search.data.images import decode_each, resize_image, to_rgb
 from search.data.npz import read_npz
 from search.text import counted
 
 log = logging.getLogger(__name__)
 
-KEYWORDS = ("demo", "bloodmnist")
+KEYWORDS = ("demo", "demo-orientation", "bloodmnist")
 _KINDS = "an .npz, a folder of class folders, a folder of images, or image files"
+_FIXES = (
+    f"replace or delete the file, or pass {_KINDS}",
+    f"replace or delete those files, or pass {_KINDS}",
+)
+_FIXES_WITH_SUFFIXES = (
+    f"pass {_KINDS}; image files end in {', '.join(sorted(IMAGE_SUFFIXES))}; several .npz "
+    "files or folders are not read together",
+) * 2
 
 
 @dataclass(frozen=True)
@@ -62,18 +71,15 @@ def read_inputs(
         return _read_dir(first, names, size, resize)
     if len(paths) == 1 and first.suffix.lower() == ".npz":
         return _read_npz(first, names, size, resize)
-    files = [Path(p).expanduser() for p in paths]
-    for path in files:
+    files, bad = [], []
+    for path in (Path(p).expanduser() for p in paths):
         if not path.is_file():
-            raise DataError("no such file", str(path), f"pass {_KINDS}")
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
-            raise DataError(
-                f"not an image file ({path.suffix or 'no extension'})",
-                str(path),
-                f"pass {_KINDS}; image files end in {', '.join(sorted(IMAGE_SUFFIXES))}; "
-                "several .npz files or folders are not read together",
-            )
-    return _decode_files(files, None, size, resize)
+            bad.append((str(path), "no such file"))
+        elif path.suffix.lower() not in IMAGE_SUFFIXES:
+            bad.append((str(path), f"not an image file ({path.suffix or 'no extension'})"))
+        else:
+            files.append(path)
+    return _decode_files(files, None, size, resize, unreadable=bad)
 
 
 def _read_dir(root: Path, names: tuple[str, ...], size: int, resize: bool) -> Inputs:
@@ -89,7 +95,8 @@ def _read_dir(root: Path, names: tuple[str, ...], size: int, resize: bool) -> In
             )
         files = [f for cls in by_class for f in by_class[cls]]
         labels = [names.index(cls) for cls in by_class for _ in by_class[cls]]
-        return _decode_files(files, np.asarray(labels, dtype=np.int64), size, resize)
+        labelled = np.asarray(labels, dtype=np.int64)
+        return _decode_files(files, labelled, size, resize, where=str(root))
     loose = sorted(
         p
         for p in root.iterdir()
@@ -101,16 +108,24 @@ def _read_dir(root: Path, names: tuple[str, ...], size: int, resize: bool) -> In
             str(root),
             "put .png/.jpg/.jpeg/.bmp files in it, or one sub-folder per class",
         )
-    return _decode_files(loose, None, size, resize)
+    return _decode_files(loose, None, size, resize, where=str(root))
 
 
 def _decode_files(
-    files: Sequence[Path], labels: np.ndarray | None, size: int, resize: bool
+    files: Sequence[Path],
+    labels: np.ndarray | None,
+    size: int,
+    resize: bool,
+    *,
+    where: str = "--data",
+    unreadable: Sequence[tuple[str, str]] = (),
 ) -> Inputs:
+    """Decode ``files``; one DataError names every file that cannot be read (``unreadable``:
+    those already found, e.g. missing), after all the others were tried."""
     images = np.empty((len(files), size, size, 3), dtype=np.uint8)
     resized: dict[tuple[int, int], int] = {}
-    for i, path in enumerate(files):
-        image = decode_image(path)
+    fixes = _FIXES_WITH_SUFFIXES if unreadable else _FIXES
+    for i, (path, image) in enumerate(decode_each(files, where, fixes, unreadable)):
         if image.shape[:2] != (size, size):
             _check_size(image.shape[1], image.shape[0], size, str(path), resize)
             key = (image.shape[1], image.shape[0])

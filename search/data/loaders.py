@@ -7,10 +7,12 @@ import os
 from pathlib import Path
 
 from search.data.bloodmnist import fetch_bloodmnist, nearest_size
+from search.data.classes import BLOODMNIST_CLASSES
 from search.data.demo import make_demo
+from search.data.demo_orientation import make_demo_orientation
 from search.data.errors import DataError
 from search.data.folder import read_folder
-from search.data.images import check_image_size, resize_all
+from search.data.images import check_image_size, resize_all, stretch_warning
 from search.data.npz import read_npz
 from search.data.validate import validate
 from search.text import counted
@@ -18,7 +20,9 @@ from trainer.records import Dataset
 
 DEMO_N = 1600
 DEMO_SIZE = 64
-_SPECS = "'demo', 'bloodmnist', a path to an .npz file, or a folder of class folders"
+_SPECS = (
+    "'demo', 'bloodmnist', 'demo-orientation', a path to an .npz file, or a folder of class folders"
+)
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +32,12 @@ def load_dataset(
 ) -> Dataset:
     """Load, check and (with ``image_size``) resize the data set that ``spec`` names.
 
-    ``spec`` is ``"demo"`` (1,600 synthetic images, see ``make_demo``), ``"bloodmnist"``
-    (MedMNIST's file nearest ``image_size`` of 28/64/128/224, downloaded once into ``cache_dir``,
-    default ``~/.cache/bloodcell-search``), a path to an ``.npz`` file, or a folder of class
-    folders. The two keywords win over a folder of the same name (write ``./demo`` for that).
+    ``spec`` is ``"demo"`` (1,600 synthetic blood-cell images, see ``make_demo``),
+    ``"demo-orientation"`` (1,600 synthetic images whose 8 classes differ only by orientation, see
+    ``make_demo_orientation``), ``"bloodmnist"`` (MedMNIST's file nearest ``image_size`` of
+    28/64/128/224, downloaded once into ``cache_dir``, default ``~/.cache/bloodcell-search``), a
+    path to an ``.npz`` file, or a folder of class folders. The keywords win over a folder of the
+    same name (write ``./demo`` for that).
 
     Images of another size than ``image_size`` are resized with Pillow, Lanczos, whole frame,
     no crop. With ``image_size=None`` the native size is kept, and every image must share it.
@@ -44,9 +50,12 @@ def load_dataset(
     if keyword == "demo":
         ds = make_demo(DEMO_N, size or DEMO_SIZE)
         return validate(ds, source="demo")
+    if keyword == "demo-orientation":
+        ds = make_demo_orientation(DEMO_N, size or DEMO_SIZE)
+        return validate(ds, source="demo-orientation")
     if keyword == "bloodmnist":
         path = fetch_bloodmnist(nearest_size(size), cache_dir)
-        return _checked(read_npz(path), str(path), size)
+        return _checked(read_npz(path, class_names=BLOODMNIST_CLASSES), str(path), size)
     if not text.strip():
         raise DataError("empty data spec", "--data", f"pass {_SPECS}")
     path = Path(text).expanduser()
@@ -67,5 +76,7 @@ def _checked(ds: Dataset, source: str, size: int | None) -> Dataset:
     ds = validate(ds, source=source)
     if size is not None and ds.images.shape[1:3] != (size, size):
         log.info("resizing %s from %s to %dx%d", counted(len(ds), "image"), source, size, size)
+        height, width = ds.images.shape[1:3]
+        stretch_warning(len(ds) if height != width else 0, (height, width), size, source)
         ds = Dataset(resize_all(ds.images, size), ds.labels, ds.class_names)
     return ds

@@ -3,6 +3,10 @@
 Generic: ``images`` uint8 N x H x W x 3 (or grayscale N x H x W / N x H x W x 1), ``labels`` as
 class indices (N or N x 1) or one-hot N x C, optional ``class_names`` (string array).
 
+Class names come from the file's ``class_names``; without it, from the caller (the
+``bloodmnist`` keyword passes BloodMNIST's, since MedMNIST files store none), else they are
+``class_0``, ``class_1``, ... The file's name never chooses them.
+
 MedMNIST (``train_images``, ``train_labels``, ``val_*``, ``test_*``): the splits present are
 concatenated in the order train, val, test, so the official split is not kept; the search makes
 its own stratified folds over all of them.
@@ -18,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 
-from search.data.classes import BLOODMNIST_CLASSES
 from search.data.errors import DataError
 from search.data.images import to_rgb
 from trainer.records import Dataset
@@ -27,8 +30,12 @@ MEDMNIST_SPLITS: tuple[str, ...] = ("train", "val", "test")
 _SAVE_HINT = "save it with np.savez(path, images=images_uint8, labels=labels_int64)"
 
 
-def read_npz(path: Path) -> Dataset:
-    """Load an .npz file as a Dataset (not yet validated: dtypes are as stored)."""
+def read_npz(path: Path, *, class_names: tuple[str, ...] | None = None) -> Dataset:
+    """Load an .npz file as a Dataset (not yet validated: dtypes are as stored).
+
+    ``class_names`` name the classes of a file that stores none and has that many classes;
+    otherwise they are ``class_0``, ``class_1``, ...
+    """
     if not path.is_file():
         raise DataError(
             "no such file",
@@ -52,9 +59,9 @@ def read_npz(path: Path) -> Dataset:
     with archive:
         keys = set(archive.files)
         if "images" in keys:
-            return _read_generic(archive, path)
+            return _read_generic(archive, path, class_names)
         if any(f"{s}_images" in keys for s in MEDMNIST_SPLITS):
-            return _read_medmnist(archive, path)
+            return _read_medmnist(archive, path, class_names)
     raise DataError(
         f"no 'images' array (keys found: {sorted(keys)}); expected 'images' and 'labels' "
         "(optional 'class_names'), or the MedMNIST keys 'train_images', 'train_labels', ...",
@@ -63,7 +70,9 @@ def read_npz(path: Path) -> Dataset:
     )
 
 
-def _read_generic(archive: np.lib.npyio.NpzFile, path: Path) -> Dataset:
+def _read_generic(
+    archive: np.lib.npyio.NpzFile, path: Path, default: tuple[str, ...] | None
+) -> Dataset:
     if "labels" not in archive.files:
         raise DataError(
             f"has 'images' but no 'labels' array (keys found: {sorted(archive.files)})",
@@ -72,11 +81,13 @@ def _read_generic(archive: np.lib.npyio.NpzFile, path: Path) -> Dataset:
         )
     images = to_rgb(_array(archive, "images", path), f"{path} [images]")
     labels, width = _indices(_array(archive, "labels", path), f"{path} [labels]")
-    names = _names(archive, path, labels, width, default=None)
+    names = _names(archive, path, labels, width, default=default)
     return Dataset(images, labels, names)
 
 
-def _read_medmnist(archive: np.lib.npyio.NpzFile, path: Path) -> Dataset:
+def _read_medmnist(
+    archive: np.lib.npyio.NpzFile, path: Path, default: tuple[str, ...] | None
+) -> Dataset:
     images, labels, widths = [], [], []
     for split in MEDMNIST_SPLITS:
         if f"{split}_images" not in archive.files:
@@ -109,7 +120,6 @@ def _read_medmnist(archive: np.lib.npyio.NpzFile, path: Path) -> Dataset:
         )
     width = max((w for w in widths if w is not None), default=None)
     merged = np.concatenate(labels)
-    default = BLOODMNIST_CLASSES if "blood" in path.name.lower() else None
     names = _names(archive, path, merged, width, default=default)
     return Dataset(np.concatenate(images), merged, names)
 

@@ -76,10 +76,34 @@ def test_medmnist_layout_concatenates_train_val_test(write_npz: WriteNpz) -> Non
         arrays[f"{split}_labels"] = (np.arange(n) % 8 + i).reshape(n, 1).astype(np.uint8) % 8
     ds = load_dataset(write_npz("bloodmnist_64.npz", **arrays))
     assert len(ds) == 16
-    assert ds.class_names == BLOODMNIST_CLASSES
+    # A path is a path, whatever its name: only the "bloodmnist" keyword names BloodMNIST's
+    # classes (test_data_bloodmnist.py), since MedMNIST files store no class names.
+    assert ds.class_names == tuple(f"class_{i}" for i in range(8))
     np.testing.assert_array_equal(ds.images[:8], arrays["train_images"])
     np.testing.assert_array_equal(ds.images[12:], arrays["test_images"])
     np.testing.assert_array_equal(ds.labels[8:12], arrays["val_labels"].ravel())
+
+
+@pytest.mark.parametrize("name", ["blood.npz", "bloodcells_96.npz", "BloodMNIST.npz", "x.npz"])
+def test_a_file_without_class_names_gets_generic_names_whatever_its_name(
+    write_npz: WriteNpz, name: str
+) -> None:
+    labels = np.arange(16) % 8  # 8 classes, as many as BloodMNIST has
+    generic = tuple(f"class_{i}" for i in range(8))
+    assert load_dataset(write_npz(name, images=tiny_images(16), labels=labels)).class_names == (
+        generic
+    )
+    medmnist = write_npz(f"medmnist_{name}", train_images=tiny_images(16), train_labels=labels)
+    assert load_dataset(medmnist).class_names == generic
+
+
+def test_a_files_own_class_names_win(write_npz: WriteNpz) -> None:
+    names = np.array([f"kind {i}" for i in range(8)])
+    path = write_npz(
+        "bloodmnist_64.npz", train_images=tiny_images(16), train_labels=np.arange(16) % 8,
+        class_names=names,
+    )  # fmt: skip
+    assert load_dataset(path).class_names == tuple(names.tolist()) != BLOODMNIST_CLASSES
 
 
 def test_medmnist_layout_without_blood_in_the_name_gets_generic_names(

@@ -7,7 +7,11 @@ detector against the truth, sweeps the outlier threshold, the near-duplicate dis
 correlation and the mislabel confidence, and writes docs/cleaning.md. Contact sheets go to
 artifacts/cleaning/. One thread (BLAS too), seeded, reproducible.
 
-    python bench/cleaning.py [--seed 0] [--no-doc]
+``--dataset digits`` (or another of ``bench/datasets.py``) measures the same on real images of
+another kind: its figures go to docs/cleaning.json and the page's "Other kinds of images"
+section (``bench/cleaning_other.py``), its sheets to artifacts/cleaning/NAME/.
+
+    python bench/cleaning.py [--seed 0] [--no-doc] [--dataset digits]
 """
 
 from __future__ import annotations
@@ -22,7 +26,10 @@ import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
 
+import cleaning_other  # noqa: E402
+import datasets  # noqa: E402
 import numpy as np  # noqa: E402
 import sklearn  # noqa: E402
 from common import REAL, ROOT  # noqa: E402
@@ -257,8 +264,16 @@ def main(argv: list[str] | None = None) -> int:
         help="more dirt seeds to score at the defaults, comma-separated ('' for none)",
     )
     p.add_argument("--no-doc", action="store_true", help="print only, do not write the doc")
+    p.add_argument(
+        "--dataset",
+        default="bloodcells",
+        choices=list(datasets.LOADERS),
+        help="the real images to dirty (default: the blood-cell file)",
+    )
     args = p.parse_args(argv)
-    real = load_dataset(REAL)
+    bench_started = time.perf_counter()
+    blood = args.dataset == "bloodcells"
+    real = load_dataset(REAL) if blood else datasets.load(args.dataset)
     spec = D.DirtSpec(seed=args.seed)
     dirty = D.inject_dirt(real, spec)
     ds = dirty.dataset
@@ -323,7 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     ]  # fmt: skip
     doubt = sorted(flagged - truth_flip)
     real_dups = exact_groups(real.images)
-    _sheets(dirty, result, scores, top_real, close_pairs, doubt)
+    sheets = OUT if blood else OUT / args.dataset
+    _sheets(dirty, result, scores, top_real, close_pairs, doubt, sheets)
     facts = {
         "seconds": seconds,
         "steps": result.summary["step_seconds"],
@@ -336,24 +352,47 @@ def main(argv: list[str] | None = None) -> int:
             f"scikit-learn {sklearn.__version__}"
         ),
         "date": time.strftime("%Y-%m-%d"),
-        "command": "python bench/cleaning.py" + (f" --seed {args.seed}" if args.seed else ""),
+        "command": "python bench/cleaning.py"
+        + (f" --seed {args.seed}" if args.seed else "")
+        + ("" if blood else f" --dataset {args.dataset}"),
         "real_exact_groups": len(real_dups),
     }
     for name, value in (("near pairs", f"{near_pairs_s:.1f}s"), ("clean()", f"{seconds:.1f}s")):
         print(f"{name:<16} {value}")
-    if not args.no_doc:
+    docs, page = ROOT / "docs", ROOT / "docs" / "cleaning.md"
+    if args.no_doc:
+        print(f"wrote {sheets}/*.png")
+    elif blood:
         text = render(
             spec, dirty, result, options, scores, near_sweep, outlier_sweep, conf_sweep,
             top_real, close_pairs, doubt, facts, others,
         )  # fmt: skip
-        (ROOT / "docs" / "cleaning.md").write_text(text, encoding="utf-8")
-        print(f"wrote {ROOT / 'docs' / 'cleaning.md'} and {OUT}/*.png")
+        text = cleaning_other.splice(text, cleaning_other.section(cleaning_other.load(docs)))
+        page.write_text(text, encoding="utf-8")
+        print(f"wrote {page} and {OUT}/*.png")
+    else:
+        record = cleaning_other.summary(
+            description=datasets.DESCRIPTIONS[args.dataset],
+            n_real=len(real),
+            dirty=dirty,
+            outlier_scores=result.outlier_scores,
+            scores=scores,
+            others=others,
+            seed=args.seed,
+            near_sweep=near_sweep,
+            options=options,
+            facts=facts,
+            bench_seconds=time.perf_counter() - bench_started,
+        )
+        section = cleaning_other.section(cleaning_other.save(docs, args.dataset, record))
+        page.write_text(cleaning_other.splice(page.read_text(encoding="utf-8"), section))
+        print(f"wrote {docs / cleaning_other.RESULTS_NAME}, {page} and {sheets}/*.png")
     return 0
 
 
-def _sheets(dirty, result: CleanResult, scores, top_real, close_pairs, doubt) -> None:
+def _sheets(dirty, result: CleanResult, scores, top_real, close_pairs, doubt, out: Path) -> None:
     """Contact sheets to look at: misses and false alarms, the real file's closest calls."""
-    OUT.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     images, names, src = dirty.dataset.images, dirty.dataset.class_names, dirty.source
     s = result.outlier_scores
 
@@ -393,13 +432,13 @@ def _sheets(dirty, result: CleanResult, scores, top_real, close_pairs, doubt) ->
             )
         )
     title = "bench/cleaning.py: what to look at (#index in the dirty set, real file index)"
-    contact_sheet(images, parts, title).save(OUT / "review.png")
+    contact_sheet(images, parts, title).save(out / "review.png")
     grouped: dict[str, list] = {}
     for r in result.removals:
         grouped.setdefault(r.reason, []).append(tile(r.index, dirty.kind[r.index]))
     contact_sheet(
         images, list(grouped.items()), "everything removed (caption: injected kind)"
-    ).save(OUT / "removed.png")
+    ).save(out / "removed.png")
 
 
 def _pct(x: float) -> str:

@@ -5,6 +5,12 @@ gives each system the same budget on the rest and scores each one's final model 
 clean and under ``trainer/corruptions.py``'s corruptions: every image under each of the six
 (their mean accuracy) and every image under two different ones composed ("pairs").
 
+``--dataset digits`` (or ``mnist5k``; ``bench/datasets.py``) does the same on real images of
+another kind, handwritten digits, where a flip or a quarter turn changes the label: the same
+quarter convention, rows scored clean only (accuracy and macro F1), and for ours also the
+search's own best cross-validation score, to compare the exported model with what its search
+promised. Each data set has its own section of the page; rows carry their ``dataset``.
+
 Systems (``--systems``, comma-separated; rows are merged into ``docs/end_to_end.json``, one per
 system and split, and the page ``docs/end_to_end.md`` is rewritten from it, each row saying when
 it ran; the goal is judged on the quarter of seed 0, where every system ran):
@@ -15,52 +21,48 @@ it ran; the goal is judged on the quarter of seed 0, where every system ran):
   names the one workaround it needs);
 - ``hand``: one hand-configured run, no search: the small CNN from scratch, flips and 90-degree
   rotations, AdamW with a cosine decay from 2e-3, 15 epochs at 96 px (``trainer.final.fit_all``);
-- ``hand_robust``: the same with the ``robust`` augmentation level (for choosing, with ``--dev``).
+  on another data set at its own size, and without flips or turns where the trainer can be told
+  (the ``symmetry`` field of ``TrialConfig``): a user knows that digits have an up;
+- ``hand_robust``: the same with the ``robust`` augmentation level (for choosing, with ``--dev``);
+- ``svc``: scikit-learn's RBF SVC on standardised pixels, C and gamma chosen by 3-fold CV on the
+  training images (``bench/baselines.py``), timed; it has no budget.
 
 ``--dev`` never touches the held-out quarter: it holds out a further stratified third of the
 other images as its test set and trains on the remaining half; constants are chosen there, and
 ``docs/end_to_end.md`` marks such rows ``dev``.
 
     python bench/end_to_end.py --systems ours,hand [--budget 30m] [--dev]
+    python bench/end_to_end.py --dataset digits --systems ours,svc,hand --budget 10m
+
+``--no-doc`` prints the rows and writes nothing (for smoke runs); ``--ours-args`` appends flags
+to ours' command (they are part of the row's command).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import datasets
 import numpy as np
-from common import REAL, ROOT, machine, save_npz, stratified_split  # noqa: I001
+from common import ROOT, machine, save_npz, stratified_split  # noqa: I001
+from end_to_end_page import BLOOD, RESULTS, SYSTEMS, held_out, row_key, write_page
 
 from search.policy.budget import parse_duration
 from trainer.records import Dataset
 
-DOCS = ROOT / "docs"
-RESULTS = DOCS / "end_to_end.json"
-PAGE = DOCS / "end_to_end.md"
-SYSTEMS = ("ours", "kerastuner", "autokeras", "hand", "hand_robust")
 
-
-def held_out(seed: int) -> str:
-    """The split name of the quarter held out with ``seed``."""
-    return f"held-out quarter (seed {seed})"
-
-
-PUBLISHED = held_out(0)  # the quarter every system ran on, where the goal is judged
-
-
-def load_split(dev: bool, seed: int) -> tuple[Dataset, Dataset, str]:
-    with np.load(REAL, allow_pickle=False) as z:
-        data = Dataset(
-            z["images"], z["labels"].astype(np.int64), tuple(str(c) for c in z["class_names"])
-        )
+def load_split(dev: bool, seed: int, dataset: str = BLOOD) -> tuple[Dataset, Dataset, str]:
+    data = datasets.load(dataset)
     rest, held = stratified_split(data.labels, 0.25, seed)
     if not dev:
         return data.subset(rest), data.subset(held), held_out(seed)
@@ -73,7 +75,13 @@ def load_split(dev: bool, seed: int) -> tuple[Dataset, Dataset, str]:
 
 
 def predicted(model, images: np.ndarray) -> np.ndarray:
-    """The class ``model`` predicts for each image (0..255, any dtype)."""
+    """The class ``model`` predicts for each image (0..255, any dtype). Images of another size
+    than a Keras model's input are resized as ``search.predict`` resizes them (Lanczos)."""
+    size = (getattr(model, "input_shape", None) or (None, None))[1]
+    if size is not None and images.shape[1:3] != (size, size):
+        from search.data.images import resize_all
+
+        images = resize_all(np.clip(np.rint(images), 0, 255).astype(np.uint8), int(size))
     return np.argmax(model.predict(images.astype(np.float32), batch_size=128, verbose=0), 1)
 
 
@@ -112,7 +120,20 @@ def score(model, test: Dataset, seed: int = 0) -> dict[str, float]:
     return out
 
 
-def run_ours(train: Dataset, budget: str, work: Path) -> tuple[object, dict]:
+def score_clean(model, test: Dataset) -> dict[str, float]:
+    """Accuracy and macro F1 on the clean images (the other data sets' rows)."""
+    from sklearn.metrics import f1_score
+
+    clean = predicted(model, test.images)
+    return {
+        "clean": float(np.mean(clean == test.labels)),
+        "macro_f1": float(f1_score(test.labels, clean, average="macro")),
+    }
+
+
+def run_ours(
+    train: Dataset, budget: str, work: Path, extra: tuple[str, ...] = ()
+) -> tuple[object, dict]:
     import keras
 
     data = save_npz(train, work / "train.npz")
@@ -126,6 +147,7 @@ def run_ours(train: Dataset, budget: str, work: Path) -> tuple[object, dict]:
         str(data),
         "--budget",
         budget,
+        *extra,
     ]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True)
@@ -136,6 +158,34 @@ def run_ours(train: Dataset, budget: str, work: Path) -> tuple[object, dict]:
     return model, {
         "command": " ".join(["python", "-m", *command[2:]]),
         "model": described(work / "models" / "quick"),
+        **search_summary(work / "studies.db", "quick", work / "models" / "quick"),
+    }
+
+
+def search_summary(db: Path, study: str, folder: Path) -> dict:
+    """What the search itself promised: its best complete trial's CV score (the study's own
+    choice of best, ``storage.records.best_complete``), the exported trial's, and the counts."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from storage.records import best_complete
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    loaded = optuna.load_study(study_name=study, storage=f"sqlite:///{db}")
+    best = best_complete(loaded)
+    states = [t.state for t in loaded.get_trials(deepcopy=False)]
+    config = json.loads((folder / "config.json").read_text())
+    return {
+        "search_cv": float(best.value) if best is not None and best.value is not None else None,
+        "search_best_trial": best.number if best is not None else None,
+        "exported_trial": config["trial"],
+        "exported_cv": config["value"],
+        "cv_metric": config.get("metric", "accuracy"),
+        "trials": {
+            "complete": states.count(TrialState.COMPLETE),
+            "pruned": states.count(TrialState.PRUNED),
+            "failed": states.count(TrialState.FAIL),
+        },
     }
 
 
@@ -159,10 +209,12 @@ def described(folder: Path) -> str:
     return what
 
 
-def run_hand(train: Dataset, augment: str) -> tuple[object, dict]:
+def run_hand(train: Dataset, augment: str, symmetry: str = "") -> tuple[object, dict]:
+    """The hand recipe; ``symmetry`` (e.g. ``none``) where the trainer's config has the field."""
     from trainer.config import TrialConfig
     from trainer.final import cosine_schedule, fit_all
 
+    told = symmetry and "symmetry" in {f.name for f in dataclasses.fields(TrialConfig)}
     config = TrialConfig(
         backbone="small_cnn",
         image_size=int(train.images.shape[1]),
@@ -174,95 +226,15 @@ def run_hand(train: Dataset, augment: str) -> tuple[object, dict]:
         weight_decay=1e-4,
         batch_size=32,
         epochs=15,
+        **({"symmetry": symmetry} if told else {}),
     )
     result = fit_all(config, train, 15, lr_schedule=cosine_schedule(config, 15))
-    return result.model, {
-        "model": f"small_cnn, augment {augment}, adamw cosine from 2e-3, 15 epochs at {config.image_size} px"
-    }
-
-
-GOAL_CLEAN, GOAL_CORRUPTED = 0.975, 0.90
-
-
-def order(row: dict) -> tuple:
-    system = SYSTEMS.index(row["system"]) if row["system"] in SYSTEMS else 99
-    return (row["dev"], row["split"], system)  # seed 0's quarter first among the held-out
-
-
-def split_label(row: dict) -> str:
-    return "dev" if row["dev"] else row["split"].replace("held-out quarter", "held-out")
-
-
-def goal_line(rows: list[dict]) -> str:
-    """Whether ours reaches the goal on the published quarter (seed 0) and is ahead of every
-    other row there; ours on other quarters (``--holdout-seed``), where no peer ran, after it."""
-    held = {r["system"]: r["scores"] for r in rows if not r["dev"] and r["split"] == PUBLISHED}
-    more = [
-        f"{r['split']}: {r['scores']['clean']:.1%} clean, {r['scores']['corrupted']:.1%} corrupted"
-        for r in sorted(rows, key=order)
-        if r["system"] == "ours" and not r["dev"] and r["split"] != PUBLISHED
-    ]
-    also = f" Ours on other quarters, where only ours ran: {'; '.join(more)}." if more else ""
-    if "ours" not in held:
-        return "Goal (ours at least 97.5% clean and 90% corrupted, ahead of every other row): no held-out row of ours yet."
-    ours = held["ours"]
-    others = {k: v for k, v in held.items() if k != "ours"}
-    behind = sorted(
-        k for k, v in others.items()
-        if not (ours["clean"] > v["clean"] and ours["corrupted"] > v["corrupted"])
-    )  # fmt: skip
-    met = ours["clean"] >= GOAL_CLEAN and ours["corrupted"] >= GOAL_CORRUPTED and not behind
-    return (
-        f"Goal: ours at least {GOAL_CLEAN:.1%} clean and {GOAL_CORRUPTED:.0%} corrupted, ahead "
-        f"of every other held-out row on both: **{'met' if met else 'not met'}** (ours "
-        f"{ours['clean']:.1%} clean, {ours['corrupted']:.1%} corrupted; "
-        + (f"not ahead of {', '.join(behind)} on both)." if behind else "ahead of every row).")
-        + also
+    what = (
+        f"small_cnn, augment {augment}, adamw cosine from 2e-3, 15 epochs at {config.image_size} px"
     )
-
-
-def write_page(rows: list[dict]) -> None:
-    lines = [
-        "# End to end: the model each system hands back, on images it never saw",
-        "",
-        "`python bench/end_to_end.py --systems ours,kerastuner,autokeras,hand --budget 30m` "
-        "(rows may come from separate runs of the same command; each says when it ran). Real "
-        "PBC blood-cell images: "
-        "a stratified quarter is held out, every system gets the rest and the same wall-clock "
-        "budget on this machine, and its final model is scored on the quarter: clean, under "
-        "each of `trainer/corruptions.py`'s six corruptions (mean), and under two different "
-        "ones composed per image (pairs). `dev` rows are scored on a third of the other "
-        "images instead (the quarter untouched) and are the ones constants were chosen on.",
-        "",
-        goal_line(rows),
-        "",
-        "| system | split | budget | minutes | clean accuracy | corrupted (mean of 6) | pairs | macro F1 | model | ran |",
-        "|---|---|---|---:|---:|---:|---:|---:|---|---|",
-    ]
-    for r in sorted(rows, key=order):
-        s = r["scores"]
-        lines.append(
-            f"| {r['system']} | {split_label(r)} | {r['budget']} | "
-            f"{r['minutes']:.1f} | {s['clean']:.4f} | {s['corrupted']:.4f} | {s['pairs']:.4f} | "
-            f"{s['macro_f1']:.4f} | {r['info'].get('model', '')} | {r['date']}"
-            f"{'; ' + r['conditions'] if r.get('conditions') else ''} |"
-        )
-    lines += [
-        "",
-        "Per corruption:",
-        "",
-        "| system | split | "
-        + " | ".join(
-            k[len("corrupted_") :] for k in rows[0]["scores"] if k.startswith("corrupted_")
-        )
-        + " |",
-        "|---|---|" + "---:|" * sum(k.startswith("corrupted_") for k in rows[0]["scores"]),
-    ]
-    for r in sorted(rows, key=order):
-        per = [f"{v:.4f}" for k, v in r["scores"].items() if k.startswith("corrupted_")]
-        lines.append(f"| {r['system']} | {split_label(r)} | " + " | ".join(per) + " |")
-    lines += ["", f"Machine: {rows[-1]['machine']}", ""]
-    PAGE.write_text("\n".join(lines))
+    if symmetry:
+        what += f", symmetry {symmetry}" if told else " (flips and turns: no symmetry field yet)"
+    return result.model, {"model": what}
 
 
 def main() -> None:
@@ -276,43 +248,64 @@ def main() -> None:
     p.add_argument(
         "--conditions", default="", help="what else ran on the machine, shown with the row's date"
     )
+    p.add_argument("--dataset", default=BLOOD, choices=list(datasets.LOADERS))
+    p.add_argument(
+        "--ours-args", default="", help="more flags for ours' search.run command, e.g. '--seed 1'"
+    )
+    p.add_argument("--no-doc", action="store_true", help="print the rows, write nothing")
     args = p.parse_args()
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = [s for s in systems if s not in SYSTEMS]
     if unknown:
         raise SystemExit(f"unknown systems {unknown}; choose from {', '.join(SYSTEMS)}")
-    train, test, split = load_split(args.dev, args.holdout_seed)
-    print(f"{len(train)} training images, {len(test)} test images ({split})", flush=True)
+    train, test, split = load_split(args.dev, args.holdout_seed, args.dataset)
+    print(
+        f"{args.dataset}: {len(train)} training images, {len(test)} test images ({split})",
+        flush=True,
+    )
     rows = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+    blood = args.dataset == BLOOD
     for system in systems:
         work = Path(tempfile.mkdtemp(prefix=f"e2e-{system}-"))
         start = time.monotonic()
+        budget = args.budget
         if system == "ours":
-            model, info = run_ours(train, args.budget, work)
+            model, info = run_ours(train, args.budget, work, tuple(shlex.split(args.ours_args)))
         elif system in ("kerastuner", "autokeras"):
             import peers
 
             run = peers.run_kerastuner if system == "kerastuner" else peers.run_autokeras
             model, info = run(train, parse_duration(args.budget), work)
+        elif system == "svc":
+            from baselines import run_svc
+
+            model, info = run_svc(train)
+            budget = "none (grid search)"
         else:
-            model, info = run_hand(train, "robust" if system == "hand_robust" else "light")
+            level = "robust" if system == "hand_robust" else "light"
+            model, info = run_hand(train, level, "" if blood else "none")
+            budget = "none (one run)"
         minutes = (time.monotonic() - start) / 60
-        scores = score(model, test)
+        scores = score(model, test) if blood else score_clean(model, test)
         row = {
+            "dataset": args.dataset,
             "conditions": args.conditions,
             "system": system,
             "dev": args.dev,
             "split": split,
-            "budget": args.budget if not system.startswith("hand") else "none (one run)",
+            "budget": budget,
             "minutes": round(minutes, 2),
+            "test_images": len(test),
             "scores": scores,
             "info": info,
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": machine(),
         }
         print(json.dumps(row, indent=1), flush=True)
-        key = (system, args.dev, split)
-        rows = [r for r in rows if (r["system"], r["dev"], r["split"]) != key] + [row]
+        if args.no_doc:
+            continue
+        key = row_key(row)
+        rows = [r for r in rows if row_key(r) != key] + [row]
         RESULTS.write_text(json.dumps(rows, indent=1) + "\n")
         write_page(rows)
 

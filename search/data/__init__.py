@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from search.data.classes import BLOODMNIST_CLASSES
 from search.data.demo import make_demo
+from search.data.demo_orientation import make_demo_orientation
 from search.data.errors import DataError
 from search.data.fingerprint import fingerprint
 from search.data.loaders import load_dataset
@@ -18,5 +19,6 @@ __all__ = [
     "fingerprint",
     "load_dataset",
     "make_demo",
+    "make_demo_orientation",
     "validate",
 ]

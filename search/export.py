@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from search.cli import EXIT_FATAL as EXIT_FAILED
-from search.cli import EXIT_OK, setup_logging, usage_error
+from search.cli import EXIT_OK, Parser, setup_logging, usage_error
 from search.engine.model_folder import FILES, Plan, export_model, views_chosen
 
 _STUDY_KEYS = ("data", "data_fingerprint", "image_size", "class_names", "fold_of", "folds")
@@ -47,7 +47,7 @@ log = logging.getLogger("search.export")
 def build_parser() -> argparse.ArgumentParser:
     from storage import DEFAULT_URL
 
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m search.export",
         description="Retrain a study's best trial on all its data (or keep one model per fold "
         "with --ensemble) and write a ready-to-use model folder.",
@@ -229,7 +229,7 @@ def _plan(args: argparse.Namespace):
         epochs=epochs,
         schedules=schedules,
         image_size=int(attrs["image_size"]),
-        views=views_chosen(args.tta, config.augment),
+        views=views_chosen(args.tta, config.augment, config.symmetry),
         how=(
             "that fold's best epoch + 1"
             if args.ensemble
@@ -244,8 +244,7 @@ def _plan(args: argparse.Namespace):
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(quiet=args.quiet)
-    for noisy in ("absl", "tensorflow", "optuna"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("optuna").setLevel(logging.WARNING)
     out = Path(args.out).expanduser()
     if out.exists() and not out.is_dir():
         return usage_error(f"--out {args.out} exists and is not a folder")

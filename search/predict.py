@@ -36,15 +36,15 @@ from typing import Any
 import numpy as np
 
 from search.cli import EXIT_FATAL as EXIT_FAILED
-from search.cli import EXIT_OK, setup_logging, usage_error
-from search.reporting.scores import predict_probs, robustness, score, summary_text
+from search.cli import EXIT_OK, Parser, setup_logging, usage_error
+from search.reporting.scores import VIEW_COUNT, predict_probs, robustness, score, summary_text
 from search.text import counted
 
 log = logging.getLogger("search.predict")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m search.predict",
         description="Predict classes and probabilities with a model from search.export, and "
         "score them when the inputs carry labels.",
@@ -81,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--tta",
         action="store_true",
-        help="average over the 8 flips/90-degree rotations and report the change in accuracy",
+        help="average over the views of the model's symmetry (config.json: the 8 flips and "
+        "quarter turns, or the image and its mirror; nothing where turns change the label) and "
+        "report the change in accuracy",
     )
     p.add_argument(
         "--corruptions",
@@ -147,8 +149,6 @@ def predictions_csv(
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(quiet=args.quiet)
-    for noisy in ("absl", "tensorflow"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
     from search.atomic import atomic_write_bytes
     from search.data import DataError
     from search.data.inputs import read_inputs
@@ -198,17 +198,33 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"classes, but config.json/classes.json say {expected} and {len(names)}"
         )
     built_in = config.get("tta", "none")
-    if args.tta and built_in == "dihedral":
+    # The model's own symmetry (exports made before it was recorded trained dihedral).
+    symmetry = str(
+        config.get("symmetry", dict(config.get("config", {})).get("symmetry", "dihedral"))
+    )
+    colour = str(config.get("colour", dict(config.get("config", {})).get("colour", "shift")))
+    if args.tta and built_in != "none":
         log.warning(
-            "%s averages its 8 dihedral views itself (config.json: tta dihedral); --tta adds "
-            "nothing and is ignored",
+            "%s averages its %s views itself (config.json: tta %s); --tta adds nothing and is "
+            "ignored",
+            folder,
+            built_in,
+            built_in,
+        )
+        args.tta = False
+    elif args.tta and symmetry == "none":
+        log.warning(
+            "%s was trained for images whose turns and mirrors change the label (symmetry "
+            "none): --tta has no views to average and is ignored",
             folder,
         )
         args.tta = False
     labels = inputs.labels
     plain = predict_probs(model, inputs.images, tta=False, batch=args.batch_size)
     probs = (
-        predict_probs(model, inputs.images, tta=True, batch=args.batch_size) if args.tta else plain
+        predict_probs(model, inputs.images, tta=True, batch=args.batch_size, views=symmetry)
+        if args.tta
+        else plain
     )
     pred = probs.argmax(axis=1)
     metrics: dict[str, Any] = {"n_images": len(pred)}
@@ -224,7 +240,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.tta:
         before = plain.argmax(axis=1)
-        tta: dict[str, Any] = {"views": 8, "changed_predictions": float(np.mean(before != pred))}
+        tta: dict[str, Any] = {
+            "views": VIEW_COUNT[symmetry],
+            "symmetry": symmetry,
+            "changed_predictions": float(np.mean(before != pred)),
+        }
         if labels is not None:
             without, with_ = float(np.mean(before == labels)), float(np.mean(pred == labels))
             tta.update(
@@ -240,6 +260,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             tta=args.tta,
             batch=args.batch_size,
             seed=args.corruption_seed,
+            views=symmetry,
+            colour=colour,
         )
     written = [out]
     try:

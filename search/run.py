@@ -10,12 +10,12 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from search.cli import setup_logging, usage_error
+from search.cli import Parser, setup_logging, usage_error
 from search.engine.devices import default_backend
 from search.engine.plugins import parse_trainer
 from spaces import SPACES
 from storage import DEFAULT_URL
-from trainer.config import AUGMENT_LEVELS, BACKENDS, MONITORS
+from trainer.config import AUGMENT_LEVELS, BACKENDS, COLOURS, MONITORS, SYMMETRIES
 from trainer.folds import MAX_FOLDS
 
 log = logging.getLogger("search.run")
@@ -35,7 +35,7 @@ def _duration(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     from search.policy.pruning import PRUNERS
 
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m search.run",
         description="Search backbones, unfreeze depth, augmentation and optimizers for an image "
         "classifier, scored by stratified k-fold cross-validation. Re-run the same command to "
@@ -115,18 +115,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--final-augment",
         default=None,
-        choices=(*AUGMENT_LEVELS, "searched"),
-        help="with --budget: the final model's augmentation level (default robust: rotation "
-        "by any angle, exposure and stain colour, defocus, sensor noise and JPEG, so the model "
-        "holds up on another microscope; 'searched' keeps the best trial's own level)",
+        choices=("auto", *AUGMENT_LEVELS, "searched"),
+        help="with --budget: the final model's augmentation level. auto (default): robust "
+        "(exposure, colour as --colour allows, defocus, sensor noise, JPEG, turns as --symmetry "
+        "allows), but only when a paired check on a held-back fold of this data scores it above "
+        "the best trial's own level (clean and corrupted accuracy); else the trial's own. "
+        "'searched' keeps the trial's level without the check; a level forces it",
     )
     p.add_argument(
         "--tta",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="with --budget: build test-time views into the final model, which then averages "
-        "its softmax over the 8 dihedral views of each image (default: on, since every "
-        "augmentation level trains on those views; off for --final-augment none)",
+        "its softmax over the views of the study's symmetry (8 dihedral, or the image and its "
+        "mirror; none where turns change the label). Default: on when the final model trains "
+        "under an augmentation level",
+    )
+    p.add_argument(
+        "--symmetry",
+        default=None,
+        choices=("auto", *SYMMETRIES),
+        help="which turns keep an image's label: dihedral (quarter turns and mirror: cells, "
+        "tissue, aerial images), mirror (left-right only: photos of things, scenes), none "
+        "(digits, text, signs, radiographs with a side). auto (the space's default): measured "
+        "on the data before the first trial and said in the log, the study and the export. "
+        "Augmentation, the robustness score and test-time views follow it",
+    )
+    p.add_argument(
+        "--colour",
+        default=None,
+        choices=("auto", *COLOURS),
+        help="whether augmentation may shift hue and saturation: shift (colour is noise, e.g. "
+        "stain), keep (colour carries the label). auto (the space's default): measured on the "
+        "data (does a grey-image classifier do as well?)",
     )
     p.add_argument(
         "--timeout",
@@ -283,8 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(quiet=args.quiet, verbose=args.verbose)
-    for noisy in ("optuna", "absl", "tensorflow"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("optuna").setLevel(logging.WARNING)
     if args.space_file:
         from spaces.file import SpaceFileError, load_space_file
 
@@ -340,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "run's final model); search.export takes --tta/--no-tta for an export by hand"
         )
     if args.final_augment is None:
-        args.final_augment = "robust"
+        args.final_augment = "auto"
     if args.export is not None and args.budget is None:
         return usage_error(
             "--export DIR needs --budget (it names where the --budget run's final model goes); "

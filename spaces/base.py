@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from trainer.config import BACKBONES, TrialConfig, is_pretrained
+from trainer.config import BACKBONES, COLOURS, SYMMETRIES, TrialConfig, is_pretrained
 
 
 class Suggester(Protocol):
@@ -37,6 +37,8 @@ class StudySettings:
     jit_compile: bool = False
     backend: str = "tensorflow"
     weights_dir: str = ""  # --weights-dir, resolved; travels in every trial's configuration
+    symmetry: str = "dihedral"  # the study's, resolved (never "auto"): trainer.config.SYMMETRIES
+    colour: str = "shift"  # the study's, resolved: trainer.config.COLOURS
 
 
 @dataclass(frozen=True)
@@ -62,12 +64,26 @@ class Space:
     label_smoothing: tuple[float, float] = (0.0, 0.2)
     class_weighting: tuple[bool, ...] = (False, True)
     patience: int = 4
+    # What augmentation may change: "auto" (measured on the data before the first trial), or a
+    # declared trainer.config.SYMMETRIES / COLOURS value; search.run --symmetry / --colour win.
+    symmetry: str = "auto"
+    colour: str = "auto"
     starting_points: tuple[dict[str, Any], ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         unknown = [b for b in self.backbones if b not in BACKBONES]
         if unknown:
             raise ValueError(f"space {self.name!r} names unknown backbones {unknown}")
+        if self.symmetry not in ("auto", *SYMMETRIES):
+            raise ValueError(
+                f"space {self.name!r}: symmetry {self.symmetry!r} is not one of auto, "
+                + ", ".join(SYMMETRIES)
+            )
+        if self.colour not in ("auto", *COLOURS):
+            raise ValueError(
+                f"space {self.name!r}: colour {self.colour!r} is not one of auto, "
+                + ", ".join(COLOURS)
+            )
 
     def sample(self, s: Suggester, settings: StudySettings) -> TrialConfig:
         """Draw one configuration; unfreeze depth is conditional on the chosen backbone."""
@@ -85,6 +101,8 @@ class Space:
             weights_dir=settings.weights_dir if weights == "imagenet" else "",
             unfreeze_depth=depth,
             augment=s.suggest_categorical("augment", self.augment_levels),
+            symmetry=settings.symmetry,
+            colour=settings.colour,
             optimizer=s.suggest_categorical("optimizer", self.optimizers),
             learning_rate=s.suggest_float("learning_rate", *self.learning_rate, log=True),
             weight_decay=s.suggest_float("weight_decay", *self.weight_decay, log=True),

@@ -21,6 +21,7 @@ from spaces.rules import (
     CHOICES,
     INTEGERS,
     NAME,
+    ONE_OF,
     RANGES,
     TEXTS,
     Whole,
@@ -86,6 +87,13 @@ def _check_field(path: Path, key: str, value: object, checked: dict[str, Any]) -
         return _check_integer(path, key, value, rule)
     if key in TEXTS:
         return _check_text(path, key, value)
+    if key in ONE_OF:
+        if isinstance(value, str) and value in ONE_OF[key]:
+            return value
+        raise SpaceFileError(
+            f"space file {path}: {key} must be one of {', '.join(ONE_OF[key])}, e.g. "
+            f'"auto" (decided from the data); got {as_json(value)}'
+        )
     raise NotImplementedError(f"spaces/file.py has no check for Space.{key}")
 
 

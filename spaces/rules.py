@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
-from trainer.config import AUGMENT_LEVELS, BACKBONES, OPTIMIZERS
+from trainer.config import AUGMENT_LEVELS, BACKBONES, COLOURS, OPTIMIZERS, SYMMETRIES
 
 # trainer/folds.py stores one character per image for its fold, so a study holds at most 36
 # folds; spaces import only trainer.config, so the limit is restated here (a test ties the two).
@@ -128,6 +128,11 @@ INTEGERS = {
     "epochs": Whole(lowest=1),
     "n_trials": Whole(lowest=1),
     "patience": Whole(lowest=1),
+}
+# Fields holding one name from a table (not a list of choices: the study has one value).
+ONE_OF = {
+    "symmetry": ("auto", *SYMMETRIES),
+    "colour": ("auto", *COLOURS),
 }
 TEXTS = {
     "name": 'a study name of 1 to 64 letters, digits, "-", "_" or ".", starting with a letter '

@@ -5,7 +5,7 @@ Everything here runs before the first write: a refused resume leaves the study a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
@@ -35,9 +35,12 @@ class StudyPlan:
     metric: str
     weights: str
     image_size_fixed: bool = False  # --image-size given: the final model keeps that size too
+    # The study's symmetry and colour with their reasons and evidence (search.policy.traits).
+    traits: dict[str, Any] = field(default_factory=dict)
 
     def attrs(self, fold_of: str) -> dict[str, Any]:
         return {
+            **self.traits,
             "space": self.space,
             "data": self.data,
             "data_fingerprint": self.fingerprint,

@@ -1,6 +1,8 @@
 """Augmentation levels for training batches: Keras 3 layers and ops, seeded per batch.
 
-Blood cells have no up or down, so both flips and 90-degree rotations are label-safe. Every level
+What a level may change follows the data, never a constant: the orientation changes are the
+study's ``symmetry`` (quarter turns and mirror, mirror only, or none) and the colour changes its
+``colour`` (hue and saturation shifted, or kept when colour carries the label). Every level
 maps a batch ``(images float32 0..255, one-hot labels)`` to the same shapes and dtypes; ``heavy``
 mixes pairs of images (MixUp or CutMix), so its labels become soft but still sum to one.
 
@@ -25,19 +27,27 @@ from trainer.augment_layers import (
     OneOp,
     SensorNoise,
 )
-from trainer.config import AUGMENT_LEVELS
+from trainer.config import AUGMENT_LEVELS, COLOURS, SYMMETRIES
 from trainer.errors import InvalidConfig
 
 
-def _layers(level: str) -> list[keras.layers.Layer]:
+def _colour(colour: str, **shift: object) -> Colour:
+    """The ``Colour`` layer with ``shift``'s hue and saturation ranges, or none of them when the
+    study's colour is ``keep`` (brightness and contrast as given either way)."""
+    if colour == "keep":
+        shift = {**shift, "hue": 0.0, "saturation": (0.5, 0.5)}  # 0.5: saturation unchanged
+    return Colour(**shift)  # type: ignore[arg-type]
+
+
+def _layers(level: str, colour: str) -> list[keras.layers.Layer]:
     """Image-only layers of a level after the geometry (each level adds to the one before)."""
     if level in ("moderate", "heavy"):
-        return [Colour(), Blur(factor=0.3, sigma=1.0), Noise(0.015)]  # noise: 4 grey levels
+        return [_colour(colour), Blur(factor=0.3, sigma=1.0), Noise(0.015)]  # noise: 4 greys
     if level == "robust":
-        # What a second microscope, scanner or lab changes: exposure and stain colour (hue up
-        # to +-18 degrees), focus, sensor noise and compression, each on part of the batch.
+        # What a second camera, scanner or lab changes: exposure and colour (hue up to +-18
+        # degrees), focus, sensor noise and compression, each on part of the batch.
         return [
-            Colour(brightness=0.12, contrast=0.3, saturation=(0.4, 0.6), hue=0.1, p=0.6),
+            _colour(colour, brightness=0.12, contrast=0.3, saturation=(0.4, 0.6), hue=0.1, p=0.6),
             Defocus(),
             SensorNoise(),
             Jpeg(),
@@ -64,18 +74,27 @@ class Augment:
     uses ``(seed, number of calls so far)``.
     """
 
-    def __init__(self, level: str, *, seed: int = 0) -> None:
+    def __init__(
+        self, level: str, *, seed: int = 0, symmetry: str = "dihedral", colour: str = "shift"
+    ) -> None:
         if level not in AUGMENT_LEVELS:
             raise InvalidConfig(f"augment={level!r} is not one of {', '.join(AUGMENT_LEVELS)}")
+        if symmetry not in SYMMETRIES:
+            raise InvalidConfig(f"symmetry={symmetry!r} is not one of {', '.join(SYMMETRIES)}")
+        if colour not in COLOURS:
+            raise InvalidConfig(f"colour={colour!r} is not one of {', '.join(COLOURS)}")
         self.level = level
+        self.symmetry = symmetry
+        self.colour = colour
         self.seed = seed
         self.calls = 0
         self.geometry = Geometry(
             zoom=0.1,
             shift=0.08 if level in ("moderate", "heavy", "robust") else 0.0,
             any_angle=level == "robust",
+            symmetry=symmetry,
         )
-        self.layers = _layers(level)
+        self.layers = _layers(level, colour)
         self.one_op = (
             OneOp(
                 keras.layers.RandAugment(
@@ -124,6 +143,9 @@ class Augment:
         return keras.ops.cast(images, "float32"), keras.ops.cast(onehot, "float32")
 
 
-def make_augment(level: str, *, seed: int = 0) -> Augment:
-    """Return the batch function ``(images, onehot[, seed]) -> (images, labels)`` for a level."""
-    return Augment(level, seed=seed)
+def make_augment(
+    level: str, *, seed: int = 0, symmetry: str = "dihedral", colour: str = "shift"
+) -> Augment:
+    """Return the batch function ``(images, onehot[, seed]) -> (images, labels)`` for a level,
+    changing orientation and colour only as ``symmetry`` and ``colour`` allow."""
+    return Augment(level, seed=seed, symmetry=symmetry, colour=colour)

@@ -49,7 +49,7 @@ def dihedral_matrices(draws, square: bool):
 
 def rotation_matrices(draws):
     """N x 2 x 2: rotation by a uniform angle in [0, 360) degrees, then a left-right flip with
-    probability 1/2 (cells under a microscope lie at any angle, either side up)."""
+    probability 1/2 (for images whose label survives any turn and a mirror)."""
     angle = 2.0 * math.pi * draws[:, 0]
     cos, sin = ops.cos(angle), ops.sin(angle)
     zero, one = ops.zeros_like(angle), ops.ones_like(angle)
@@ -57,26 +57,49 @@ def rotation_matrices(draws):
     return ops.matmul(_matrices([cos, -sin, sin, cos], 2), _matrices([flip, zero, zero, one], 2))
 
 
-class Geometry(keras.layers.Layer):
-    """Random rotation by a multiple of 90 degrees and flip, zoom and shift: one warp per image.
+# Under ``robust``, images whose label does not survive a quarter turn still tilt by up to this
+# many degrees either way (a slide or a page lies a little askew); never enough to turn a 6 into a 9.
+TILT_DEGREES = 10.0
 
-    Output pixel p is read from input ``c + z * D (p - c) + t`` (c the centre, D a dihedral
-    matrix, z in [1 - zoom, 1 + zoom], t up to ``shift`` of the size), bilinear with reflected
-    borders, like ``RandomZoom`` and ``RandomTranslation`` with ``fill_mode="reflect"``. With
-    ``zoom = shift = 0`` it only moves pixels: every output is one of the 8 dihedral images.
+
+def upright_matrices(draws, mirror: bool, tilt: float):
+    """N x 2 x 2 for images with an up: a tilt by up to ``tilt`` degrees either way, then (with
+    ``mirror``) a left-right flip with probability 1/2. No quarter turns, no upside down."""
+    angle = math.radians(tilt) * (2.0 * draws[:, 0] - 1.0)
+    cos, sin = ops.cos(angle), ops.sin(angle)
+    zero, one = ops.zeros_like(angle), ops.ones_like(angle)
+    flip = ops.where(draws[:, 1] < 0.5, -one, one) if mirror else one
+    return ops.matmul(_matrices([cos, -sin, sin, cos], 2), _matrices([flip, zero, zero, one], 2))
+
+
+class Geometry(keras.layers.Layer):
+    """Random orientation (as the data's ``symmetry`` allows), zoom and shift: one warp per image.
+
+    Output pixel p is read from input ``c + z * D (p - c) + t`` (c the centre, D the orientation,
+    z in [1 - zoom, 1 + zoom], t up to ``shift`` of the size), bilinear with reflected borders,
+    like ``RandomZoom`` and ``RandomTranslation`` with ``fill_mode="reflect"``. D is one of the 8
+    dihedral matrices (``dihedral``), a left-right mirror or not (``mirror``) or the identity
+    (``none``); ``any_angle`` (``robust``) turns the dihedral by any angle and tilts the others by
+    up to ``TILT_DEGREES``. With ``zoom = shift = 0`` and no ``any_angle`` it only moves pixels.
     """
 
-    def __init__(self, zoom: float, shift: float, any_angle: bool = False) -> None:
+    def __init__(
+        self, zoom: float, shift: float, any_angle: bool = False, symmetry: str = "dihedral"
+    ) -> None:
         super().__init__(name="geometry", dtype="float32")
         self.zoom = zoom
         self.shift = shift
         self.any_angle = any_angle
+        self.symmetry = symmetry
 
     def call(self, images, seed):
         n = ops.shape(images)[0]
         h, w = images.shape[1], images.shape[2]
         draws = uniform(seed, (n, 5), salt=1)
-        if self.any_angle:
+        if self.symmetry != "dihedral":
+            tilt = TILT_DEGREES if self.any_angle else 0.0
+            d = upright_matrices(draws[:, :2], mirror=self.symmetry == "mirror", tilt=tilt)
+        elif self.any_angle:
             d = rotation_matrices(draws[:, :2])
         else:
             d = dihedral_matrices(draws[:, :2], square=h == w)

@@ -96,7 +96,13 @@ _KEEP = 4  # traced batch functions a worker keeps (one per augmentation level a
 
 
 def _prepare_fn(
-    level: str, raw_shape: tuple[int, ...], raw_dtype: str, size: int, n_classes: int
+    level: str,
+    raw_shape: tuple[int, ...],
+    raw_dtype: str,
+    size: int,
+    n_classes: int,
+    symmetry: str = "dihedral",
+    colour: str = "shift",
 ) -> Callable[..., Any]:
     """``(uint8 batch, labels, class weights, seed) -> (x, one-hot, weights)``; traced into a
     graph on TensorFlow, eager on the other backends (its branches depend on the draws).
@@ -104,11 +110,11 @@ def _prepare_fn(
     It depends only on its key, not on the trial (augmentation is seeded per call), so a worker
     traces it once per augmentation level and image shape and later trials reuse it.
     """
-    key = (backend.NAME, level, raw_shape, raw_dtype, size, n_classes)
+    key = (backend.NAME, level, raw_shape, raw_dtype, size, n_classes, symmetry, colour)
     if key in _PREPARED:
         _PREPARED[key] = _PREPARED.pop(key)  # most recently used last
         return _PREPARED[key]
-    augment = make_augment(level)
+    augment = make_augment(level, symmetry=symmetry, colour=colour)
 
     def prepare(images: Any, labels: Any, class_w: Any, seed: Any):
         onehot = keras.ops.one_hot(labels, n_classes, dtype="float32")
@@ -144,7 +150,13 @@ class TrainBatches:
         self.images = images
         self.labels = labels.astype(np.int32)
         self.prepare = _prepare_fn(
-            cfg.augment, images.shape[1:], images.dtype.name, cfg.image_size, n_classes
+            cfg.augment,
+            images.shape[1:],
+            images.dtype.name,
+            cfg.image_size,
+            n_classes,
+            cfg.symmetry,
+            cfg.colour,
         )
 
     def epoch(

@@ -16,6 +16,12 @@ from typing import Any
 from trainer.errors import InvalidConfig
 
 AUGMENT_LEVELS: tuple[str, ...] = ("none", "light", "moderate", "heavy", "robust")
+# Which changes of orientation keep an image's label (the data's, declared or measured):
+# ``dihedral`` quarter turns and mirror, ``mirror`` left-right only, ``none`` neither.
+SYMMETRIES: tuple[str, ...] = ("dihedral", "mirror", "none")
+# Whether colour may be shifted (hue, saturation) without changing the label: ``shift`` it may,
+# ``keep`` it carries the label (brightness and contrast still vary).
+COLOURS: tuple[str, ...] = ("shift", "keep")
 OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "lion", "ranger")
 PRECISIONS: tuple[str, ...] = ("float32", "mixed_float16", "mixed_bfloat16")
 # Keras 3 backends a trial can run on (KERAS_BACKEND, chosen before Keras is imported).
@@ -141,6 +147,10 @@ class TrialConfig:
     weights_dir: str = ""
     unfreeze_depth: int = 0  # top blocks trainable after warm-up when pretrained
     augment: str = "light"
+    # What the augmentation, the robustness score and the test-time views may change (the
+    # study's; a configuration stored before these fields existed trained as the defaults).
+    symmetry: str = "dihedral"
+    colour: str = "shift"
     optimizer: str = "adamw"
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
@@ -176,6 +186,10 @@ class TrialConfig:
             )
         if self.augment not in AUGMENT_LEVELS:
             problems.append(f"augment={self.augment!r} is not one of {', '.join(AUGMENT_LEVELS)}")
+        if self.symmetry not in SYMMETRIES:
+            problems.append(f"symmetry={self.symmetry!r} is not one of {', '.join(SYMMETRIES)}")
+        if self.colour not in COLOURS:
+            problems.append(f"colour={self.colour!r} is not one of {', '.join(COLOURS)}")
         if self.optimizer not in OPTIMIZERS:
             problems.append(f"optimizer={self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
         if self.precision not in PRECISIONS:

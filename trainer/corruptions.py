@@ -5,6 +5,11 @@ on copies of its test images that went through what a microscope, a scanner or a
 focus (blur), sensor noise, JPEG re-compression, exposure (brightness/contrast), stain colour
 (a hue shift) and orientation (rotation by an arbitrary angle, reflected at the borders).
 
+What may change follows the data, as the augmentation does: the rotation turns by any angle only
+where the images' ``symmetry`` is ``dihedral`` (else it tilts by 5..15 degrees, never upside
+down), and the stain shift turns the hue only where ``colour`` is ``shift`` (else it changes
+saturation alone).
+
 Every corruption maps uint8 N x H x W x 3 to uint8 of the same shape and is deterministic given
 the seed: ``corrupt(images, name, seed)`` draws from ``numpy.random.default_rng((seed, k))``
 where k is the corruption's position in ``CORRUPTIONS``, so each corruption has its own stream.
@@ -33,6 +38,7 @@ CONTRAST = (0.2, 0.35)  # +- relative change of the contrast
 HUE_DEGREES = (10.0, 25.0)  # +- rotation of the hue (YIQ chroma plane)
 SATURATION = (0.8, 1.2)
 ROTATION_DEGREES = (15.0, 75.0)  # plus a random multiple of 90: never a dihedral symmetry
+TILT_DEGREES = (5.0, 15.0)  # +- for images with an up (symmetry mirror or none)
 
 
 def _scale(images: np.ndarray) -> float:
@@ -108,14 +114,14 @@ _RGB_TO_YIQ = np.array(
 _YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ)
 
 
-def stain_shift(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def stain_shift(images: np.ndarray, rng: np.random.Generator, hue: bool = True) -> np.ndarray:
     """Stain colour change: hue rotated +- 10..25 degrees, saturation x0.8..1.2, luma kept.
 
     One 3 x 3 colour matrix per image (rotation and scaling of the YIQ chroma plane), so a
     purple nucleus turns bluer or redder the way another lab's Wright-Giemsa batch does.
     """
     n = len(images)
-    angle = np.deg2rad(_signs(rng, n) * rng.uniform(*HUE_DEGREES, size=n))
+    angle = np.deg2rad(_signs(rng, n) * rng.uniform(*HUE_DEGREES, size=n)) * float(hue)
     saturation = rng.uniform(*SATURATION, size=n)
     cos, sin = np.cos(angle) * saturation, np.sin(angle) * saturation
     chroma = np.zeros((n, 3, 3))
@@ -136,10 +142,14 @@ def _reflect(coord: np.ndarray, size: int) -> np.ndarray:
     return np.where(c > size - 1, period - c, c)
 
 
-def rotation(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Rotation about the centre by 15..75 degrees plus k x 90, bilinear, borders reflected."""
+def rotation(images: np.ndarray, rng: np.random.Generator, upright: bool = False) -> np.ndarray:
+    """Rotation about the centre by 15..75 degrees plus k x 90 (``upright``: by 5..15 degrees
+    either way), bilinear, borders reflected."""
     n, h, w, _ = images.shape
-    degrees = rng.uniform(*ROTATION_DEGREES, size=n) + 90.0 * rng.integers(0, 4, size=n)
+    if upright:
+        degrees = _signs(rng, n) * rng.uniform(*TILT_DEGREES, size=n)
+    else:
+        degrees = rng.uniform(*ROTATION_DEGREES, size=n) + 90.0 * rng.integers(0, 4, size=n)
     theta = np.deg2rad(degrees)[:, None, None]
     cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
     yy, xx = np.meshgrid(np.arange(h) - cy, np.arange(w) - cx, indexing="ij")
@@ -173,8 +183,17 @@ CORRUPTIONS: dict[str, Corruption] = {
 }
 
 
-def corrupt(images: np.ndarray, name: str, seed: int = 0) -> np.ndarray:
-    """``images`` (uint8 N x H x W x 3, or one H x W x 3) under corruption ``name``, seeded.
+def corrupt(
+    images: np.ndarray,
+    name: str,
+    seed: int = 0,
+    *,
+    symmetry: str = "dihedral",
+    colour: str = "shift",
+) -> np.ndarray:
+    """``images`` (uint8 N x H x W x 3, or one H x W x 3) under corruption ``name``, seeded;
+    the rotation and the stain shift change only what the images' ``symmetry`` and ``colour``
+    allow (``trainer.config``).
 
     Raises ValueError for an unknown name or images that are not uint8 RGB.
     """
@@ -192,11 +211,18 @@ def corrupt(images: np.ndarray, name: str, seed: int = 0) -> np.ndarray:
     if len(batch) == 0:
         return batch.copy() if not single else array.copy()
     rng = np.random.default_rng((int(seed), list(CORRUPTIONS).index(name)))
-    out = fn(batch, rng)
+    if name == "rotation":
+        out = rotation(batch, rng, upright=symmetry != "dihedral")
+    elif name == "stain_shift":
+        out = stain_shift(batch, rng, hue=colour != "keep")
+    else:
+        out = fn(batch, rng)
     return out[0] if single else out
 
 
-def corrupt_each(images: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def corrupt_each(
+    images: np.ndarray, seed: int = 0, *, symmetry: str = "dihedral", colour: str = "shift"
+) -> tuple[np.ndarray, np.ndarray]:
     """Every image under one corruption, the kinds dealt out evenly in a seeded order.
 
     Returns the corrupted copy and each image's corruption index into ``CORRUPTIONS``. One
@@ -211,5 +237,5 @@ def corrupt_each(images: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndar
     for k, name in enumerate(names):
         chosen = np.flatnonzero(kinds == k)
         if chosen.size:
-            out[chosen] = corrupt(array[chosen], name, seed=seed)
+            out[chosen] = corrupt(array[chosen], name, seed=seed, symmetry=symmetry, colour=colour)
     return out, kinds

@@ -342,7 +342,7 @@ class _Trainer:
             else np.ones(data.n_classes, np.float32)
         )
         history: list[FitEpoch] = []
-        epoch = 0
+        epoch, planned = 0, epochs
         while epoch < epochs:
             phase_name = (
                 "warmup" if "warmup" in self.phases and epoch < cfg.warmup_epochs else "train"
@@ -377,13 +377,21 @@ class _Trainer:
                     self._cost(progressive, size == full),
                 )
                 if total != epochs:
-                    log.info(
+                    log.debug(
                         "%s: %d epochs instead of %d to end by the deadline", name, total, epochs
                     )
                     epochs = total
                     schedule = replanned(cosine_schedule(cfg, epochs), epoch, phase.lr)
             if progress is not None:
                 progress(name, record, epochs)
+        if deadline is not None and epochs != planned:
+            log.info(
+                "%s: planned %d epochs, trained %d: the deadline re-planned them from the run's "
+                "own epoch times",
+                name,
+                planned,
+                epochs,
+            )
         self.refresh(index, (seed, epochs))
         return tuple(history)
 
@@ -417,8 +425,10 @@ def fit_all(
     deadline: Deadline | None = None,
     tail: Tail | None = None,
     progressive: Progressive | None = None,
+    index: np.ndarray | None = None,
 ) -> FitResult:
-    """Train ``config`` on every image of ``data`` for ``epochs`` epochs; return the model.
+    """Train ``config`` on every image of ``data`` (or those at ``index``) for ``epochs``
+    epochs; return the model.
 
     ``lr_schedule`` (one rate per epoch) overrides the configured rate; without it the rate is
     constant (the configuration's, a tenth of it after warm-up when fine-tuning). With a
@@ -431,7 +441,7 @@ def fit_all(
         raise InvalidConfig("a deadline draws its own cosine schedule; pass no lr_schedule")
     _check(config, data, [epochs])
     start = time.perf_counter()
-    index = np.arange(len(data))
+    index = np.arange(len(data)) if index is None else np.asarray(index)
     with oom_as_trial_failure(config):
         trainer = _Trainer(config, data, max(1, len(index) // config.batch_size))
         seed = data_seed(config, ALL_DATA)

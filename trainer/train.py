@@ -63,11 +63,15 @@ def _check_data(cfg: TrialConfig, data: Dataset, folds: Sequence[Fold]) -> None:
             raise InvalidConfig(f"fold {i} has an empty train or validation split")
 
 
-def _corrupted_sets(data: Dataset, index: np.ndarray, fold: int) -> list[np.ndarray]:
-    """The fold's validation images, each under one seeded corruption, made once per fold."""
+def _corrupted_sets(
+    data: Dataset, index: np.ndarray, fold: int, cfg: TrialConfig
+) -> list[np.ndarray]:
+    """The fold's validation images, each under one seeded corruption (as the study's symmetry
+    and colour allow), made once per fold."""
     from trainer.corruptions import corrupt_each
 
-    return [corrupt_each(data.images[index], seed=fold)[0]]
+    images = data.images[index]
+    return [corrupt_each(images, seed=fold, symmetry=cfg.symmetry, colour=cfg.colour)[0]]
 
 
 def _predict_all(predict, images: np.ndarray, index: np.ndarray) -> np.ndarray:
@@ -194,7 +198,7 @@ def _run_fold(run: _TrialRun, index: int, fold: Fold) -> tuple[FoldResult, bool]
         else np.ones(data.n_classes, np.float32)
     )
     seed = data_seed(cfg, index)
-    corrupted = _corrupted_sets(data, fold.val, index) if monitor == "robust_accuracy" else []
+    corrupted = _corrupted_sets(data, fold.val, index, cfg) if monitor == "robust_accuracy" else []
     every = np.arange(len(fold.val))
     val_labels = data.labels[fold.val]
     epochs: list[EpochMetrics] = []

@@ -1,11 +1,11 @@
-"""Test-time views: a model that averages its softmax over the 8 dihedral views of each image.
+"""Test-time views: a model that averages its softmax over the views its training made it
+invariant to, which are the study's symmetry (``trainer.config.SYMMETRIES``).
 
-Every augmentation level but ``none`` trains on all 8 dihedral transforms of an image (rotations
-by multiples of 90 degrees, each also mirrored; ``robust`` rotates by any angle), so the model
-has learnt that they carry the same label, and averaging its predictions over them is free
-accuracy at 8x the inference cost. On the dev split of the real blood-cell images
-(``bench/end_to_end.py --dev``) it added 2.0 points clean and 1.0 point under the corruptions to
-a robust small CNN.
+Every augmentation level but ``none`` trains on the orientations the data's symmetry allows: all
+8 dihedral transforms (rotations by multiples of 90 degrees, each also mirrored), or the image
+and its left-right mirror, or the image alone. The model has learnt that those carry the same
+label, so averaging its predictions over them is accuracy for 8x (or 2x) the inference cost;
+where a turn or a mirror changes the label (digits, text) there are no views to average.
 
 The views are built from Keras's own layers, so the saved model still loads with
 ``keras.models.load_model`` and no custom objects: ``Permute`` transposes an image, and a mirror
@@ -21,12 +21,14 @@ import numpy as np
 
 from trainer.errors import InvalidConfig
 
-VIEWS = ("dihedral", "none")
+VIEWS = ("dihedral", "mirror", "none")
+VIEW_COUNT = {"dihedral": 8, "mirror": 2, "none": 1}
 
 
-def views_for(augment: str) -> str:
-    """The test-time views a model trained under ``augment`` has learnt to be invariant to."""
-    return "none" if augment == "none" else "dihedral"
+def views_for(augment: str, symmetry: str = "dihedral") -> str:
+    """The test-time views a model trained under ``augment`` with the data's ``symmetry`` has
+    learnt to be invariant to (``symmetry`` is also the name of its views)."""
+    return "none" if augment == "none" else symmetry
 
 
 class _Mirror:
@@ -66,8 +68,24 @@ def dihedral_model(model: keras.Model, *, name: str = "dihedral_views") -> keras
     return keras.Model(inputs, mean, name=name)
 
 
+def mirror_model(model: keras.Model, *, name: str = "mirror_views") -> keras.Model:
+    """``model`` wrapped to return the mean of its outputs on each image and its left-right
+    mirror."""
+    shape = tuple(model.input_shape[1:])
+    if len(shape) != 3 or shape[1] is None:
+        raise InvalidConfig(f"mirror views need images with a fixed width, got {shape}")
+    inputs = keras.Input(shape, name="image")
+    mirror = _Mirror(int(shape[1]))
+    outputs = [model(inputs), model(mirror(inputs))]
+    mean = keras.layers.Average(dtype="float32", name="mean_over_views")(outputs)
+    return keras.Model(inputs, mean, name=name)
+
+
 def with_views(model: keras.Model, views: str) -> keras.Model:
-    """``model`` itself for ``"none"``, the dihedral average for ``"dihedral"``."""
+    """``model`` itself for ``"none"``, else the mean over its ``"dihedral"`` or ``"mirror"``
+    views."""
     if views not in VIEWS:
         raise InvalidConfig(f"test-time views {views!r} is not one of {', '.join(VIEWS)}")
-    return model if views == "none" else dihedral_model(model)
+    if views == "none":
+        return model
+    return dihedral_model(model) if views == "dihedral" else mirror_model(model)

@@ -9,6 +9,7 @@ configuration at full fidelity on all images and writes the same folder ``search
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -25,38 +26,33 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.cli import EXIT_FATAL, EXIT_OK, UsageError
 from search.data import DataError, load_dataset
+from search.policy import final as final_policy
 from search.policy.budget import (
     FINAL_OVERHEAD_SECONDS,
     MAX_FINAL_SHARE,
-    OTHER_AUGMENT_EPOCH_FACTOR,
     FinalPlan,
     final_reserve,
-    plan_final,
+)
+from search.policy.final import (
+    STRONGER_THAN_TAIL,
+    TAIL_LEVEL,
+    TAIL_SHARE,
+    Fidelity,
+    FinalRecipe,
+    RecipeCheck,
 )
 from storage import redact
 from storage.records import FINISHED, best_complete, fold_results
 from trainer.errors import TrialFailed
 
 if TYPE_CHECKING:
-    from trainer.final import Progressive, Tail
+    from trainer.final import Tail
 
 log = logging.getLogger("search.run")
 
 SPENT = "seconds_spent"  # study user attribute: wall seconds of every --budget run so far
 RECORD_EVERY = 15.0  # seconds between two writes of SPENT
-SEARCHED = "searched"  # --final-augment: keep the trial's augmentation level
-# The final model's last sixth of epochs under light augmentation when it trains under a stronger
-# level (trainer.final.Tail; chosen on the dev split, see there). A third costs robustness: on an
-# inner split of the non-held-out images (72 epochs, 64 px then 96 px) a light third scored 0.966
-# clean / 0.899 corrupted against 0.964 / 0.939 for a light sixth.
-TAIL_LEVEL, TAIL_SHARE = "light", 1 / 6
-STRONGER_THAN_TAIL = ("moderate", "heavy", "robust")
-# When the final model trains at a larger size than the search did, its first half of epochs
-# trains at the search's size (trainer.final.Progressive): more epochs in the same time. Set
-# beforehand, not swept; on the dev split of the real images (starting point, robust + light tail)
-# at equal compute: seed 0, 42 such epochs 0.951 clean / 0.920 corrupted against 30 at 96 px
-# 0.944 / 0.907; seed 1, 28 against 20: 0.943 / 0.897 against 0.928 / 0.868.
-PROGRESSIVE_SHARE = 0.5
+FINAL_RECIPE = "final_recipe"  # study user attribute: the last --budget final model's recipe
 
 
 def final_tail(augment: str) -> Tail | None:
@@ -66,39 +62,17 @@ def final_tail(augment: str) -> Tail | None:
     return Tail(TAIL_LEVEL, TAIL_SHARE) if augment in STRONGER_THAN_TAIL else None
 
 
-def final_progressive(fidelity: Fidelity) -> Progressive | None:
-    """The progressive resizing of a final model: from the search's size, when it is smaller."""
-    from trainer.final import Progressive
-
-    if fidelity.search_size >= fidelity.final_size:
-        return None
-    return Progressive(fidelity.search_size, PROGRESSIVE_SHARE)
-
-
 @dataclass(frozen=True)
 class FinalSetup:
-    """Where the final model goes, what it trains on, and at which fidelity."""
+    """Where the final model goes, what it trains on (and the search's copy and folds, for the
+    paired check), and at which fidelity."""
 
     out: Path
     data: Any
     fidelity: Fidelity
     tta: bool | None = None  # --tta/--no-tta; None: the views the final augmentation trained on
-
-
-@dataclass(frozen=True)
-class Fidelity:
-    """What the final model trains on, next to what the search trained on."""
-
-    search_size: int
-    final_size: int
-    search_epochs: int
-    train_images_per_fold: int
-    all_images: int
-    metric: str
-    augment: str = SEARCHED  # the final model's augmentation level, or the trial's own
-
-    def final_augment(self, trial_augment: str) -> str:
-        return trial_augment if self.augment == SEARCHED else self.augment
+    search_data: Any = None
+    folds: list[Any] = dataclasses.field(default_factory=list)
 
 
 def final_candidate(study: optuna.Study, metric: str) -> FrozenTrial | None:
@@ -116,27 +90,30 @@ def final_candidate(study: optuna.Study, metric: str) -> FrozenTrial | None:
     return max(scored, key=lambda x: x[:2])[2] if scored else None
 
 
+def trial_augment(trial: FrozenTrial) -> str:
+    return str(dict(trial.user_attrs.get("config", {})).get("augment", trial.params.get("augment")))
+
+
 def plan_for(trial: FrozenTrial, fidelity: Fidelity, max_seconds: float | None) -> FinalPlan:
-    """The final model of ``trial``: as many epochs as ``max_seconds`` affords (``plan_final``'s
-    ``fill``), from its curves' count up to the cap."""
+    """The final model of ``trial`` as the budget prices it: the recipe the policy would choose
+    (the candidate level while the paired check is still to come) plus that check's cost."""
     folds = [f for f in fold_results(trial) if not f.stopped]
-    searched = dict(trial.user_attrs.get("config", {})).get("augment", trial.params.get("augment"))
-    other = fidelity.final_augment(str(searched)) != searched
-    progressive = final_progressive(fidelity)
-    return plan_final(
-        folds,
-        metric=fidelity.metric,
-        search_epochs=fidelity.search_epochs,
-        search_size=fidelity.search_size,
-        final_size=fidelity.final_size,
-        train_images_per_fold=fidelity.train_images_per_fold,
-        all_images=fidelity.all_images,
-        max_seconds=max_seconds,
-        epoch_factor=OTHER_AUGMENT_EPOCH_FACTOR if other else 1.0,
-        fill=max_seconds is not None,
-        low_size=progressive.size if progressive else 0,
-        low_share=progressive.share if progressive else 0.0,
-    )
+    searched = trial_augment(trial)
+    recipe = final_policy.decide(fidelity, searched, folds, max_seconds=max_seconds, planning=True)
+    plan = recipe.plan
+    if final_policy.needs_check(fidelity.augment, searched):
+        extra = final_policy.check_seconds(
+            folds,
+            fidelity.train_images_per_fold,
+            fidelity.search_size,
+            fidelity.search_epochs,
+        )
+        plan = dataclasses.replace(
+            plan,
+            seconds=plan.seconds + extra,
+            reason=plan.reason + f"; a paired check {extra:.0f} s",
+        )
+    return plan
 
 
 class BudgetClock:
@@ -203,29 +180,68 @@ class BudgetClock:
             log.warning("could not record the time spent on the study: %s", exc)
 
 
+def run_check(stored: Any, data: Any, fold: Any, epochs: int) -> RecipeCheck:
+    """The paired check (``search.policy.final``): configuration ``stored`` (a TrialConfig)
+    trained on ``fold``'s training images under its own level and under the candidate for
+    ``epochs`` each, both scored on the fold's held-back images, clean and corrupted (as the
+    study's symmetry and colour allow), with the study's views."""
+    from search.reporting.scores import predict_probs
+    from trainer.corruptions import corrupt_each
+    from trainer.final import cosine_schedule, fit_all
+
+    images, labels = data.images[fold.val], data.labels[fold.val]
+    corrupted, _ = corrupt_each(images, seed=0, symmetry=stored.symmetry, colour=stored.colour)
+    started = time.monotonic()
+    predictions = {}
+    for level in (stored.augment, final_policy.CANDIDATE):
+        n = epochs if level == stored.augment else final_policy.check_epochs_of(epochs)
+        config = stored.replace(augment=level, epochs=n)
+        log.info("paired check: %s, %d epochs on fold 0", level, n)
+        fitted = fit_all(
+            config,
+            data,
+            n,
+            lr_schedule=cosine_schedule(config, n),
+            tail=final_tail(level),
+            index=fold.train,
+        )
+        views = final_policy.views_for(level, stored.symmetry, None)
+        predictions[level] = tuple(
+            predict_probs(fitted.model, x, tta=views != "none", batch=64, views=views).argmax(1)
+            for x in (images, corrupted)
+        )
+    return final_policy.paired_check(
+        stored.augment,
+        final_policy.CANDIDATE,
+        epochs,
+        labels,
+        predictions,  # type: ignore[arg-type]
+        time.monotonic() - started,
+    )
+
+
 def train_final(
     study: optuna.Study,
+    final: FinalSetup,
     *,
-    data: Any,
-    folds: list[Any],
-    fidelity: Fidelity,
     seconds_left: float,
-    out: Path,
     spec: str,
     storage: str,
-    tta: bool | None = None,
-) -> tuple[FrozenTrial, FinalPlan]:
-    """Train the best trial at full fidelity in the time left and write the export to ``out``.
+) -> tuple[FrozenTrial, FinalRecipe]:
+    """Train the best trial at full fidelity in the time left and write the export to
+    ``final.out``, the recipe decided by ``search.policy.final`` (after the paired check when
+    it asks for one).
 
     Raises UsageError when the study has no complete trial, TrialFailed or OSError as
     ``search.export`` does."""
     from search.data import fingerprint
-    from search.engine.model_folder import Plan, export_model, views_chosen
+    from search.engine.model_folder import Plan, export_model
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from trainer.config import TrialConfig
-    from trainer.final import Deadline, cosine_schedule
+    from trainer.final import Deadline, Progressive, Tail, cosine_schedule
 
+    fidelity, data = final.fidelity, final.data
     best = final_candidate(study, fidelity.metric)
     if best is None:
         raise UsageError(
@@ -240,45 +256,44 @@ def train_final(
             best.user_attrs.get("pruned_at", "pruned"),
         )
     started = time.monotonic()
-    plan = plan_for(best, fidelity, max(60.0, seconds_left))
+    finished = [f for f in fold_results(best) if not f.stopped]
+    stored = TrialConfig.from_dict(dict(best.user_attrs["config"]))
+    check = None
+    if final_policy.needs_check(fidelity.augment, stored.augment) and final.folds:
+        epochs = final_policy.check_epochs(fidelity.search_epochs)
+        check = run_check(stored, final.search_data, final.folds[0], epochs)
+        log.info("final model: %s", check.describe())
+    left = max(60.0, seconds_left - (time.monotonic() - started))
+    recipe = final_policy.decide(
+        fidelity, stored.augment, finished, max_seconds=left, check=check, tta=final.tta
+    )
+    plan = recipe.plan
     # Epochs follow the final model's own epoch times to end with FINAL_OVERHEAD_SECONDS left
     # for saving and the report.
-    deadline = Deadline(started + max(60.0, seconds_left) - FINAL_OVERHEAD_SECONDS, plan.most)
-    finished = [f for f in fold_results(best) if not f.stopped]
+    deadline = Deadline(time.monotonic() + left - FINAL_OVERHEAD_SECONDS, plan.most)
     score = (
         float(best.value)
         if best.value is not None
         else float(np.mean([f.score(fidelity.metric) for f in finished]))
     )
-    stored = TrialConfig.from_dict(dict(best.user_attrs["config"]))
-    config = TrialConfig.from_dict(
-        {
-            **stored.to_dict(),
-            "image_size": fidelity.final_size,
-            "epochs": plan.epochs,
-            "augment": fidelity.final_augment(stored.augment),
-        }
+    config = stored.replace(
+        image_size=fidelity.final_size, epochs=plan.epochs, augment=recipe.augment
     )
     schedule = cosine_schedule(config, plan.epochs)
-    tail = final_tail(config.augment)
-    progressive = final_progressive(fidelity)
-    augment = (
-        config.augment
-        if config.augment == stored.augment
-        else f"{config.augment} (--final-augment; the trial searched {stored.augment})"
-    )
-    if tail is not None:
-        augment += f", the last {tail.share:.0%} of the epochs {tail.level}"
+    tail = Tail(*recipe.tail) if recipe.tail else None
+    progressive = Progressive(*recipe.progressive) if recipe.progressive else None
     log.info(
-        "final model: trial %d (%s %.4f, %s %s, augment %s) on all %d images, %s",
+        "final model: trial %d (%s %.4f, %s %s, symmetry %s, colour %s) on all %d images, %s; %s",
         best.number,
         fidelity.metric,
         score,
         config.backbone,
         config.optimizer,
-        augment,
+        config.symmetry,
+        config.colour,
         len(data),
         plan.describe(),
+        recipe.describe(),
     )
     export = Plan(
         study=study.study_name,
@@ -295,21 +310,26 @@ def train_final(
         epochs=[plan.epochs],
         schedules=[schedule],
         image_size=fidelity.final_size,
-        views=views_chosen(tta, config.augment),
-        how=(
-            f"chosen by --budget: {plan.reason}; cosine decay from {schedule[0]:.3g}; "
-            f"augment {augment}"
-            + (
-                f"; the first {progressive.share:.0%} of the epochs at {progressive.size}px"
-                if progressive is not None
-                else ""
-            )
-        ),
+        views=recipe.views,
+        how=f"chosen by --budget: {plan.reason}; cosine decay from {schedule[0]:.3g}; "
+        + recipe.describe(),
+        recipe={
+            "augment": recipe.augment,
+            "augment_reason": recipe.augment_reason,
+            "tail": list(recipe.tail) if recipe.tail else None,
+            "progressive": list(recipe.progressive) if recipe.progressive else None,
+            "views": recipe.views,
+            "planned_epochs": plan.epochs,
+            "check": check.as_dict() if check else None,
+        },
     )
     trained = export_model(
-        export, config, data, folds, out, deadline=deadline, tail=tail, progressive=progressive
+        export, config, data, [], final.out, deadline=deadline, tail=tail, progressive=progressive
     )
-    return best, dataclasses.replace(plan, epochs=trained.epochs[0])
+    recipe = dataclasses.replace(recipe, plan=dataclasses.replace(plan, epochs=trained.epochs[0]))
+    with contextlib.suppress(Exception):  # a record for the report; the export is what counts
+        study.set_user_attr(FINAL_RECIPE, {**(export.recipe or {}), "epochs": trained.epochs[0]})
+    return best, recipe
 
 
 def minutes(seconds: float) -> str:
@@ -324,10 +344,17 @@ def final_setup(args, name, plan, data, folds, kept, size_fixed: bool) -> FinalS
     probe = next((p for p in (out, *out.parents) if p.exists()), Path("."))
     if not os.access(probe, os.W_OK | os.X_OK):
         raise UsageError(f"--export {out}: {probe} is not writable; pass a writable --export DIR")
-    if size_fixed:
-        final_data, size = data, plan.image_size
-    else:
-        final_data, size = _native(args.data, data, plan.image_size, kept)
+    final_data, native = (data, plan.image_size) if size_fixed else _native(args.data, data, kept)
+    size = final_policy.final_size(native, plan.image_size, size_fixed)
+    if native < size:
+        log.info(
+            "final model at the search's %dpx: the images are %dpx, and the trial was scored at "
+            "%dpx",
+            size,
+            native,
+            plan.image_size,
+        )
+        final_data = data
     train_per_fold = int(np.median([len(f.train) for f in folds]))
     fidelity = Fidelity(
         search_size=plan.image_size,
@@ -337,12 +364,18 @@ def final_setup(args, name, plan, data, folds, kept, size_fixed: bool) -> FinalS
         all_images=len(final_data),
         metric=plan.metric,
         augment=args.final_augment,
+        symmetry=plan.traits.get("symmetry", "dihedral"),
+        colour=plan.traits.get("colour", "shift"),
     )
-    return FinalSetup(out=out, data=final_data, fidelity=fidelity, tta=args.tta)
+    return FinalSetup(
+        out=out, data=final_data, fidelity=fidelity, tta=args.tta, search_data=data, folds=folds
+    )
 
 
-def _native(spec: str, data, search_size: int, kept):
-    """The data at its own resolution (the search's copy when it has none, e.g. mixed sizes)."""
+def _native(spec: str, data, kept):
+    """The data at its own resolution and that size (the search's copy and size when it has
+    none, e.g. mixed sizes)."""
+    search_size = int(data.images.shape[1])
     try:
         native = load_dataset(spec)
     except DataError as exc:
@@ -362,16 +395,12 @@ def run_final(study: optuna.Study, final: FinalSetup, clock: BudgetClock, args) 
     clock.record()
     start = time.monotonic()
     try:
-        best, plan = train_final(
+        best, recipe = train_final(
             study,
-            data=final.data,
-            folds=[],
-            fidelity=final.fidelity,
+            final,
             seconds_left=clock.left(),
-            out=final.out,
             spec=args.data,
             storage=redact(args.storage),
-            tta=final.tta,
         )
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -386,7 +415,7 @@ def run_final(study: optuna.Study, final: FinalSetup, clock: BudgetClock, args) 
     finally:
         clock.record()
     print(
-        f"model: {final.out} (trial {best.number}, {plan.epochs} epochs at "
+        f"model: {final.out} (trial {best.number}, {recipe.plan.epochs} epochs at "
         f"{final.fidelity.final_size}px in {minutes(time.monotonic() - start)}; "
         f"{minutes(clock.elapsed())} of the {minutes(args.budget)} budget used)"
     )

@@ -39,15 +39,17 @@ class Plan:
     image_size: int  # the model's input size
     views: str  # test-time views built into the model: trainer.views.VIEWS
     how: str = ""  # how the epochs and rates were chosen, for the report
+    recipe: dict[str, Any] | None = None  # a --budget final model's recipe and its evidence
 
 
-def views_chosen(tta: bool | None, augment: str) -> str:
-    """--tta/--no-tta, or by default the views the augmentation level trained on."""
+def views_chosen(tta: bool | None, augment: str, symmetry: str = "dihedral") -> str:
+    """--tta/--no-tta, or by default the views the augmentation level trained on; never more
+    than the study's symmetry allows (``--tta`` under ``none`` is one view)."""
     from trainer.views import views_for
 
     if tta is None:
-        return views_for(augment)
-    return "dihedral" if tta else "none"
+        return views_for(augment, symmetry)
+    return symmetry if tta else "none"
 
 
 def _progress(name: str, epoch: Any, total: int) -> None:
@@ -82,6 +84,11 @@ def _config_json(plan: Plan, n_images: int) -> dict[str, Any]:
         "input": "float32 RGB, values 0..255, N x S x S x 3 (the model rescales itself)",
         "mode": "ensemble" if plan.ensemble else "all_data",
         "tta": plan.views,
+        "symmetry": plan.config.get("symmetry", "dihedral"),
+        "colour": plan.config.get("colour", "shift"),
+        "symmetry_reason": attrs.get("symmetry_reason", ""),
+        "colour_reason": attrs.get("colour_reason", ""),
+        "recipe": plan.recipe,
         "epochs": plan.epochs if plan.ensemble else plan.epochs[0],
         "learning_rates": plan.schedules if plan.ensemble else plan.schedules[0],
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -91,6 +98,8 @@ def _config_json(plan: Plan, n_images: int) -> dict[str, Any]:
 _VIEWS_TEXT = {
     "dihedral": "the model averages its softmax over the 8 dihedral views of each image "
     "(rotations by multiples of 90 degrees, plain and mirrored; 8x the inference cost)",
+    "mirror": "the model averages its softmax over each image and its left-right mirror "
+    "(2x the inference cost)",
     "none": "none (one view per image)",
 }
 
@@ -111,6 +120,8 @@ def _report(plan: Plan, cfg: dict[str, Any], runs: list[Any], seconds: float) ->
         f"- cross-validated {metric}: **{plan.value:.4f}** (mean over folds)",
         f"- model: {mode}",
         f"- test-time views: {_VIEWS_TEXT[plan.views]}",
+        f"- symmetry: {cfg['symmetry']} ({cfg['symmetry_reason'] or 'as the study was made'})",
+        f"- colour: {cfg['colour']} ({cfg['colour_reason'] or 'as the study was made'})",
         f"- data: `{plan.spec}`, {cfg['data']['n_images']} images at {cfg['image_size']} px, "
         f"fingerprint `{plan.fingerprint[:16]}`",
         f"- exported {cfg['date']} in {seconds:.0f} s",
@@ -221,7 +232,10 @@ def export_model(
         trained = runs[0].epochs
         if deadline is not None:
             plan = dataclasses.replace(
-                plan, epochs=[len(trained)], schedules=[[e.learning_rate for e in trained]]
+                plan,
+                epochs=[len(trained)],
+                schedules=[[e.learning_rate for e in trained]],
+                config={**plan.config, "epochs": len(trained)},
             )
     model = with_views(model, plan.views)
     _write(out, model, plan, len(data), runs, time.perf_counter() - start)

@@ -22,6 +22,7 @@ import sqlalchemy
 
 from search.cli import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
 from search.data import DataError, fingerprint, load_dataset, validate
+from search.data.invariance import measure as measure_invariance
 from search.engine.coordinator import Coordinator
 from search.engine.devices import (
     DeviceError,
@@ -40,6 +41,9 @@ from search.engine.worker import write_worker_data
 from search.policy.budget import PRIOR_FINAL_SHARE
 from search.policy.pruning import make_pruner
 from search.policy.samplers import make_sampler
+from search.policy.traits import AUTO, Traits
+from search.policy.traits import decide as decide_traits
+from search.policy.traits import stored as stored_traits
 from search.reporting.dashboard import default_artifact_dir
 from search.reporting.summary import run_summary
 from search.testing.faults import check_drills
@@ -134,6 +138,8 @@ def run_study(args: argparse.Namespace, space: Space) -> int:
         jit_compile=args.xla == "on" or (args.xla == "auto" and bool(gpus)),
         backend=args.backend,
         weights_dir=str(Path(args.weights_dir).resolve()) if args.weights_dir else "",
+        symmetry=plan.traits["symmetry"],
+        colour=plan.traits["colour"],
     )
     counts = count_states(study)
     finished = counts[optuna.trial.TrialState.COMPLETE] + counts[optuna.trial.TrialState.PRUNED]
@@ -177,7 +183,10 @@ def run_study(args: argparse.Namespace, space: Space) -> int:
             100 * PRIOR_FINAL_SHARE,
             final.fidelity.all_images,
             final.fidelity.final_size,
-            "as it searched" if final.fidelity.augment == "searched" else final.fidelity.augment,
+            {
+                "searched": "as it searched",
+                "auto": "robust if a paired check on fold 0 takes it, else as it searched",
+            }.get(final.fidelity.augment, final.fidelity.augment),
             final.out,
         )
     coordinator = Coordinator(
@@ -304,6 +313,7 @@ def _prepare(args: argparse.Namespace, space: Space, name: str):
         data, cleaning, kept = result.dataset, result.summary, result.kept
         log.info("cleaning kept %d of %d images", cleaning["n_kept"], cleaning["n_input"])
     data = validate(data, n_folds=folds_k, source=args.data)
+    traits = _traits(args, space, stored, data, name)
     plan = StudyPlan(
         space=space.name,
         data=args.data,
@@ -317,6 +327,7 @@ def _prepare(args: argparse.Namespace, space: Space, name: str):
         metric=metric,
         weights=weights,
         image_size_fixed=args.image_size is not None or bool(stored.get("image_size_fixed")),
+        traits=traits.attrs(),
     )
     if existing is not None:
         check_resume(stored, plan, name)
@@ -325,6 +336,33 @@ def _prepare(args: argparse.Namespace, space: Space, name: str):
     else:
         folds = make_folds(data.labels, folds_k, args.seed)
     return found, existing, plan, data, folds, cleaning, kept
+
+
+def _traits(args: argparse.Namespace, space: Space, stored: dict, data, name: str) -> Traits:
+    """The study's symmetry and colour: a resumed study's own (a declared value that differs is
+    refused), else as declared or measured on the data now."""
+    symmetry = getattr(args, "symmetry", None) or space.symmetry
+    colour = getattr(args, "colour", None) or space.colour
+    if "fold_of" in stored:
+        traits = stored_traits(stored)
+        for flag, given, kept in (
+            ("symmetry", symmetry, traits.symmetry),
+            ("colour", colour, traits.colour),
+        ):
+            if given != AUTO and given != kept:
+                raise UsageError(
+                    f"study {name!r} was created with --{flag} {kept}, not {given}; resume with "
+                    f"--{flag} {kept} (or leave the flag out), or use a new --name"
+                )
+        return traits
+    if AUTO in (symmetry, colour):
+        log.info("reading the images' symmetry and colour from %d images ...", len(data))
+    traits = decide_traits(
+        symmetry, colour, lambda: measure_invariance(data.images, data.labels, seed=args.seed)
+    )
+    log.info("symmetry %s (%s)", traits.symmetry, traits.symmetry_reason)
+    log.info("colour %s (%s)", traits.colour, traits.colour_reason)
+    return traits
 
 
 def _create_storage(args: argparse.Namespace, made: _Created) -> optuna.storages.RDBStorage:

@@ -18,18 +18,33 @@ PREDICT_CHUNK = 512
 
 
 def dihedral(images: np.ndarray) -> list[np.ndarray]:
-    """The 8 label-safe views of N x H x W x 3 square images: rot90 k=0..3, plain and mirrored."""
+    """The 8 dihedral views of N x H x W x 3 square images: rot90 k=0..3, plain and mirrored."""
     views = []
     for flipped in (images, images[:, :, ::-1]):
         views += [np.rot90(flipped, k, axes=(1, 2)) for k in range(4)]
     return views
 
 
-def predict_probs(model: Any, images: np.ndarray, *, tta: bool, batch: int) -> np.ndarray:
-    """Softmax probabilities (float64 N x C); with ``tta`` the mean over the 8 dihedral views."""
-    views = dihedral(images) if tta else [images]
+VIEW_COUNT = {"dihedral": 8, "mirror": 2, "none": 1}  # images a prediction averages over
+
+
+def view_images(images: np.ndarray, views: str) -> list[np.ndarray]:
+    """The images under each view of ``views`` (``trainer.views.VIEWS``): 8, 2 or 1 copies."""
+    if views == "dihedral":
+        return dihedral(images)
+    if views == "mirror":
+        return [images, images[:, :, ::-1]]
+    return [images]
+
+
+def predict_probs(
+    model: Any, images: np.ndarray, *, tta: bool, batch: int, views: str = "dihedral"
+) -> np.ndarray:
+    """Softmax probabilities (float64 N x C); with ``tta`` the mean over ``views`` (the model's
+    symmetry: 8 dihedral views, the image and its mirror, or the image alone)."""
+    views_ = view_images(images, views) if tta else [images]
     per_view = []
-    for view in views:
+    for view in views_:
         parts = [
             model.predict(
                 np.ascontiguousarray(view[s : s + PREDICT_CHUNK], dtype=np.float32),
@@ -89,15 +104,19 @@ def robustness(
     tta: bool,
     batch: int,
     seed: int,
+    views: str = "dihedral",
+    colour: str = "shift",
 ) -> dict[str, Any]:
-    """Accuracy (with labels) and agreement with the clean predictions under each corruption."""
+    """Accuracy (with labels) and agreement with the clean predictions under each corruption
+    (turning and recolouring only as the model's symmetry ``views`` and ``colour`` allow)."""
     from sklearn.metrics import balanced_accuracy_score
 
     from trainer.corruptions import CORRUPTIONS, corrupt
 
     per: dict[str, dict[str, float]] = {}
     for name in CORRUPTIONS:
-        pred = predict_probs(model, corrupt(images, name, seed), tta=tta, batch=batch).argmax(1)
+        changed = corrupt(images, name, seed, symmetry=views, colour=colour)
+        pred = predict_probs(model, changed, tta=tta, batch=batch, views=views).argmax(1)
         row = {"agreement": float(np.mean(pred == clean_pred))}
         if labels is not None:
             with warnings.catch_warnings():

@@ -173,7 +173,11 @@ def _budget_run(tmp_path):
     from tests.search.cli import FAKE_QUICK, load, run_cli
 
     url = f"sqlite:///{tmp_path / 'studies.db'}"
-    args = (*FAKE_QUICK, "--storage", url, "--n-trials", "6", "--epochs", "2", "--budget", "90s")
+    args = (
+        *FAKE_QUICK,
+        *("--storage", url, "--n-trials", "6", "--epochs", "2", "--budget", "90s"),
+        *("--final-augment", "robust", "--symmetry", "dihedral"),
+    )
     out = run_cli(*args, cwd=tmp_path, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     folder = tmp_path / "models" / "quick"
@@ -184,8 +188,10 @@ def _budget_run(tmp_path):
     study = load(url, "quick")
     assert config["trial"] == study.best_trial.number and config["image_size"] == 32
     searched = study.best_trial.user_attrs["config"]["augment"]
-    assert config["config"]["augment"] == "robust"  # the default --final-augment
-    assert config["tta"] == "dihedral"  # robust trains on the 8 dihedral views: averaged
+    assert config["config"]["augment"] == "robust"  # --final-augment robust: no paired check
+    assert config["recipe"]["check"] is None and config["recipe"]["augment"] == "robust"
+    assert config["tta"] == "dihedral"  # robust under --symmetry dihedral: 8 views averaged
+    assert config["symmetry"] == "dihedral" and "declared" in config["symmetry_reason"]
     # The last sixth of the epochs (at least one) is trained under light augmentation; fewer when
     # the deadline cut the run short after the switch.
     levels = [
@@ -282,7 +288,7 @@ def test_export_without_budget_is_a_usage_error(tmp_path) -> None:
     out = run_cli(*FAKE_QUICK, "--no-tta", cwd=tmp_path)
     assert out.returncode == 2 and "--no-tta needs --budget" in out.stderr
     out = run_cli(*FAKE_QUICK, "--budget", "5m", "--final-augment", "wild", cwd=tmp_path)
-    assert out.returncode == 2 and "invalid choice: 'wild'" in out.stderr
+    assert out.returncode == 2 and "--final-augment 'wild' is not one of" in out.stderr
     bad = run_cli(*FAKE_QUICK, "--budget", "soon", cwd=tmp_path)
     assert bad.returncode == 2 and "not a duration" in bad.stderr
     assert list(tmp_path.iterdir()) == []

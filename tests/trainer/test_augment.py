@@ -281,3 +281,60 @@ def test_robust_reaches_the_sharpness_of_blurred_and_noisy_images_and_light_does
     assert blurred < 0.9 < 1.1 < noisy
     assert (robust <= blurred).mean() > 0.015 and (robust >= noisy).mean() > 0.015
     assert (light <= blurred).mean() == 0 and (light >= noisy).mean() == 0
+
+
+def _variants(a: np.ndarray) -> list[np.ndarray]:
+    """The 8 dihedral images of ``a``: identity, 3 turns, mirror, mirror turned."""
+    return [np.rot90(a, k) for k in range(4)] + [np.rot90(a[:, ::-1], k) for k in range(4)]
+
+
+@pytest.mark.parametrize(("symmetry", "allowed"), [("mirror", {0, 4}), ("none", {0})])
+def test_geometry_changes_orientation_only_as_the_symmetry_allows(symmetry, allowed) -> None:
+    """Mirror data is only mirrored left-right (both ways seen); data with an up keeps it."""
+    asym = np.arange(5 * 5 * 3, dtype="float32").reshape(5, 5, 3)
+    out = N(Geometry(zoom=0.0, shift=0.0, symmetry=symmetry)(T(np.stack([asym] * 64)), seed(2, 0)))
+    seen = {next(k for k, v in enumerate(_variants(asym)) if np.allclose(o, v)) for o in out}
+    assert seen == allowed
+
+
+def test_robust_tilts_upright_images_but_never_turns_them() -> None:
+    """Under robust an upright image is tilted (so it changes) but stays closest to itself, never
+    to a quarter or half turn, where dihedral data is turned by any angle."""
+    glyph = np.zeros((32, 32, 3), np.float32)
+    glyph[4:28, 8:13] = 255.0  # an L
+    glyph[23:28, 8:26] = 255.0
+    images = T(np.stack([glyph] * 48))
+    for symmetry, upright in (("none", True), ("dihedral", False)):
+        out = N(
+            Geometry(zoom=0.0, shift=0.0, any_angle=True, symmetry=symmetry)(images, seed(4, 0))
+        )
+        nearest = [
+            int(np.argmin([np.abs(o - np.rot90(glyph, k)).mean() for k in range(4)])) for o in out
+        ]
+        assert (set(nearest) == {0}) is upright
+        assert not all(np.allclose(o, glyph) for o in out)
+
+
+def test_kept_colour_keeps_the_hue_that_a_colour_shift_moves() -> None:
+    """robust's colour step under colour keep varies brightness and contrast but not the hue
+    (sensor noise and JPEG, which follow it, are not colour shifts)."""
+    rng = np.random.default_rng(5)
+    base = np.zeros((16, 16, 16, 3), np.float32)
+    base[...] = rng.uniform(60, 200, (16, 1, 1, 3))  # one flat colour per image
+    images = T(base)
+
+    def hue(x: np.ndarray) -> np.ndarray:
+        i = x @ np.array([0.596, -0.274, -0.322])
+        q = x @ np.array([0.211, -0.523, 0.312])
+        return np.angle(i + 1j * q)
+
+    def moved(colour: str) -> float:
+        step = make_augment("robust", seed=1, symmetry="none", colour=colour).layers[0]
+        assert isinstance(step, Colour)
+        out = N(step(images, seed(7, 0)))
+        assert not np.allclose(out, base)  # brightness and contrast still vary
+        centre = out[:, 6:10, 6:10].mean(axis=(1, 2))
+        return float(np.max(np.abs(np.angle(np.exp(1j * (hue(centre) - hue(base[:, 0, 0])))))))
+
+    assert moved("keep") < np.deg2rad(3.0)
+    assert moved("shift") > np.deg2rad(6.0)

@@ -102,3 +102,44 @@ def test_corrupt_each_deals_every_kind_evenly_and_changes_every_image(cells) -> 
     again, same = corrupt_each(cells, seed=2)
     assert np.array_equal(again, out) and np.array_equal(same, kinds)
     assert not np.array_equal(corrupt_each(cells, seed=3)[1], kinds)
+
+
+def _turn_distances(original: np.ndarray, out: np.ndarray) -> list[float]:
+    """Mean absolute difference of ``out`` to the original and to its three quarter turns."""
+    o = original.astype(np.float32)
+    return [float(np.abs(out.astype(np.float32) - np.rot90(o, k)).mean()) for k in range(4)]
+
+
+def test_rotation_and_stain_shift_follow_the_symmetry_and_colour():
+    """Images with an up are only tilted (closest to themselves, never to a quarter or half
+    turn); kept colour keeps every pixel's hue while the shift moves it."""
+    from trainer.corruptions import corrupt
+
+    rng = np.random.default_rng(0)
+    glyph = np.zeros((48, 48, 3), np.uint8)
+    glyph[6:42, 10:18] = 255  # an L: asymmetric under every turn
+    glyph[34:42, 10:38] = 255
+    batch = np.stack([glyph] * 24)
+    for out in corrupt(batch, "rotation", seed=1, symmetry="none"):
+        distances = _turn_distances(glyph, out)
+        assert int(np.argmin(distances)) == 0 and distances[0] < 0.6 * min(distances[1:])
+    turned = [int(np.argmin(_turn_distances(glyph, o))) for o in corrupt(batch, "rotation", 1)]
+    assert len(set(turned)) > 1  # dihedral data: turned by any angle
+
+    coloured = rng.integers(40, 215, (8, 16, 16, 3), dtype=np.uint8)
+
+    def chroma(x: np.ndarray) -> np.ndarray:
+        """The YIQ chroma plane of each pixel as a complex number."""
+        x = x.astype(np.float64)
+        return x @ np.array([0.596, -0.274, -0.322]) + 1j * (x @ np.array([0.211, -0.523, 0.312]))
+
+    base = chroma(coloured)
+    strong = np.abs(base) > 20  # pixels with a hue to speak of
+
+    def moved(out: np.ndarray) -> np.ndarray:
+        return np.abs(np.angle(chroma(out) / base))[strong]
+
+    kept = corrupt(coloured, "stain_shift", seed=2, colour="keep")
+    shifted = corrupt(coloured, "stain_shift", seed=2)
+    assert np.median(moved(kept)) < np.deg2rad(2.0)
+    assert np.median(moved(shifted)) > np.deg2rad(8.0)

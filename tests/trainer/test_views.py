@@ -56,3 +56,23 @@ def test_views_follow_the_augmentation_and_refuse_what_they_cannot_do():
     wide = keras.Model(inputs, keras.layers.Flatten()(inputs))
     with pytest.raises(InvalidConfig, match="square"):
         dihedral_model(wide)
+
+
+def test_mirror_views_average_the_image_and_its_mirror_and_follow_the_symmetry(tmp_path):
+    keras.utils.set_random_seed(4)
+    model = _position_sensitive_model(6)
+    images = np.random.default_rng(1).uniform(0, 255, (3, 6, 6, 3)).astype(np.float32)
+    plain = model.predict(images, verbose=0)
+    mirrored = model.predict(np.ascontiguousarray(images[:, :, ::-1]), verbose=0)
+    wrapped = with_views(model, "mirror")
+    np.testing.assert_allclose(
+        wrapped.predict(images, verbose=0), (plain + mirrored) / 2, rtol=1e-5, atol=1e-6
+    )
+    wrapped.save(tmp_path / "m.keras")  # plain Keras layers: loads with no custom objects
+    np.testing.assert_allclose(
+        keras.models.load_model(tmp_path / "m.keras").predict(images, verbose=0),
+        wrapped.predict(images, verbose=0),
+        rtol=1e-6,
+    )
+    assert views_for("robust", "mirror") == "mirror"
+    assert views_for("light", "none") == "none" and views_for("none", "dihedral") == "none"

@@ -181,6 +181,9 @@ def search_summary(db: Path, study: str, folder: Path) -> dict:
         "exported_trial": config["trial"],
         "exported_cv": config["value"],
         "cv_metric": config.get("metric", "accuracy"),
+        "symmetry": config.get("symmetry"),
+        "colour": config.get("colour"),
+        "recipe": config.get("recipe"),
         "trials": {
             "complete": states.count(TrialState.COMPLETE),
             "pruned": states.count(TrialState.PRUNED),

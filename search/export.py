@@ -30,6 +30,7 @@ import argparse
 import dataclasses
 import logging
 import os
+import statistics
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -122,7 +123,7 @@ def _pick_trial(study: Any, number: int | None):
     from optuna.trial import TrialState
 
     from search.cli import UsageError
-    from storage.records import best_complete
+    from storage.records import best_complete, fold_results
 
     complete = [
         t
@@ -140,6 +141,13 @@ def _pick_trial(study: Any, number: int | None):
         raise UsageError(
             f"study {study.study_name!r} has no trial {number}; complete trials: {numbers}"
         )
+    if found[0].state == TrialState.PRUNED and any(not r.stopped for r in fold_results(found[0])):
+        # A --budget run's final model may be a pruned trial's: its finished folds give the
+        # epochs, as they do there, so the command a failed final model names works.
+        log.warning(
+            "trial %d was pruned; exporting it from its finished folds' learning curves", number
+        )
+        return found[0]
     if found[0].state != TrialState.COMPLETE:
         raise UsageError(
             f"trial {number} is {found[0].state.name.lower()}, not complete; export a complete trial "
@@ -218,7 +226,9 @@ def _plan(args: argparse.Namespace):
         study=args.study,
         storage=redact(args.storage),
         trial=trial.number,
-        value=float(trial.value),
+        value=float(trial.value)
+        if trial.value is not None
+        else statistics.mean(r.score(str(attrs.get("metric", "accuracy"))) for r in done),
         params=dict(trial.params),
         config=config.to_dict(),
         attrs=attrs,

@@ -45,7 +45,7 @@ def clean(ds: Dataset, options: CleanOptions | None = None) -> CleanResult:
     seconds["exact"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    _near_step(ds, options, removed)
+    near_used = _near_step(ds, options, removed)
     seconds["near"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -78,6 +78,7 @@ def clean(ds: Dataset, options: CleanOptions | None = None) -> CleanResult:
         "flagged_mislabels": len(flags),
         "mislabel_model": model_note,
         "options": options.to_dict(),
+        "near_correlation_used": near_used,
         "seconds": round(total, 2),
         "step_seconds": {k: round(v, 2) for k, v in seconds.items()},
     }
@@ -95,11 +96,37 @@ def _alive(n: int, removed: Removed) -> np.ndarray:
     return np.array([i for i in range(n) if i not in removed], dtype=np.int64)
 
 
-def _near_step(ds: Dataset, options: CleanOptions, removed: Removed) -> None:
+# Near duplicates are dirt, a few in a hundred; when more images than this share pair up at the
+# threshold, the images themselves are alike (low-detail digits, say), not copied, and the
+# threshold is raised along STRICTER until they do not (bench/cleaning.py --dataset digits).
+MAX_NEAR_SHARE = 0.05
+STRICTER = (0.95, 0.97, 0.98, 0.99, 0.995)
+
+
+def _near_step(ds: Dataset, options: CleanOptions, removed: Removed) -> float | None:
+    """Remove near duplicates; return the correlation threshold used (None: none was safe)."""
     idx = _alive(len(ds), removed)
     log.info("near duplicates: pHash candidates and shift-tolerant correlation on %d", idx.size)
     pairs = near_pairs(ds.images[idx], options.near_distance, options.near_correlation)
+    used: float | None = options.near_correlation
     ok = pairs.confirmed(options.near_distance, options.near_correlation)
+    for stricter in (t for t in STRICTER if t > options.near_correlation):
+        share = np.union1d(pairs.i[ok], pairs.j[ok]).size / max(1, idx.size)
+        if share <= MAX_NEAR_SHARE:
+            break
+        log.warning(
+            "near duplicates: %.0f%% of the images pair up at correlation %.3g, too many to be "
+            "copies (the images are alike); trying %.3g",
+            100 * share,
+            used,
+            stricter,
+        )
+        used, ok = stricter, pairs.confirmed(options.near_distance, stricter)
+    if np.union1d(pairs.i[ok], pairs.j[ok]).size / max(1, idx.size) > MAX_NEAR_SHARE:
+        log.warning(
+            "near duplicates: skipped, the images are too alike for the check at any threshold"
+        )
+        return None
     best: dict[int, tuple[int, float]] = {}  # each image's most alike confirmed partner
     for a, b, c in zip(
         idx[pairs.i[ok]].tolist(), idx[pairs.j[ok]].tolist(), pairs.correlation[ok].tolist(),
@@ -110,6 +137,7 @@ def _near_step(ds: Dataset, options: CleanOptions, removed: Removed) -> None:
                 best[me] = (other, c)
     for comp in components(idx.size, pairs.i[ok], pairs.j[ok]):
         _resolve(ds, [int(idx[k]) for k in comp], "near", best, removed)
+    return used
 
 
 def _outlier_step(ds: Dataset, options: CleanOptions, removed: Removed) -> np.ndarray:

@@ -406,9 +406,12 @@ def run_final(study: optuna.Study, final: FinalSetup, clock: BudgetClock, args) 
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FATAL
     except (TrialFailed, OSError) as exc:
+        best_now = final_candidate(study, final.fidelity.metric)
+        trial = f" --trial {best_now.number}" if best_now is not None else ""
         print(
             f"error: the final model failed ({type(exc).__name__}: {exc}); the study is kept: "
-            f"export by hand with python -m search.export --study {study.study_name} --out DIR",
+            f"export by hand with python -m search.export --study {study.study_name}{trial} "
+            f"--storage {redact(args.storage)} --out DIR",
             file=sys.stderr,
         )
         return EXIT_FATAL

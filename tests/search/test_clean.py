@@ -326,3 +326,24 @@ def test_search_run_clean_cleans_before_the_study(real_arrays, tmp_path: Path) -
     cleaning = study.user_attrs["cleaning"]
     assert cleaning["removed"]["exact_duplicate"] == 3
     assert study.user_attrs["n_images"] == len(ds) == cleaning["n_kept"]
+
+
+def test_images_that_are_merely_alike_are_not_removed_as_near_duplicates() -> None:
+    """scikit-learn's real digits (8 x 8 scans, upscaled) correlate above the default threshold
+    with many distinct digits of their class; the check raises its threshold instead of removing
+    most of the set, and still removes a real copy."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    small = (d.images * 255 / 16).astype(np.uint8)
+    grey = np.stack([np.asarray(Image.fromarray(i).resize((32, 32), Image.BICUBIC)) for i in small])
+    images = np.repeat(grey[..., None], 3, -1)[:600]
+    labels = d.target[:600].astype(np.int64)
+    copy = np.roll(images[5], 1, axis=1)  # a shifted copy of image 5, same label
+    ds = Dataset(
+        np.concatenate([images, copy[None]]), np.append(labels, labels[5]), tuple("0123456789")
+    )
+    result = clean(ds, CleanOptions(outlier_threshold=float("inf")))
+    assert result.summary["near_correlation_used"] > CleanOptions().near_correlation
+    assert result.summary["removed"]["near_duplicate"] <= 0.05 * len(ds)
+    assert {5, 600} & {r.index for r in result.removals}  # the copy is still found

@@ -372,3 +372,35 @@ def test_epochs_are_the_rounded_median_and_rates_are_replayed() -> None:
     assert final_epochs([_fold(0, 1, [1e-3] * 2), _fold(1, 2, [1e-3] * 3)]) == 2  # 2.5 -> even
     assert final_epochs([_fold(0, 5, [1e-3] * 6, stopped=True), _fold(1, 0, [1e-3])]) == 1
     assert replay_schedule(folds, 5) == [1e-3, 1e-3, 5e-4, 5e-4, 5e-4]
+
+
+def test_a_pruned_trial_with_finished_folds_can_be_exported(study, tmp_path) -> None:
+    """A --budget run whose search ended before any trial completed trains a pruned trial's
+    configuration from its finished folds, and the command its failure names must work too."""
+    import shutil
+
+    import optuna
+
+    db = tmp_path / "studies.db"
+    shutil.copy(study["url"].removeprefix("sqlite:///"), db)
+    url = f"sqlite:///{db}"
+    loaded = optuna.load_study(study_name="quick", storage=url)
+    first = loaded.trials[0]
+    trial = loaded.ask()
+    for key in ("config", "fold_0"):
+        trial.set_user_attr(key, first.user_attrs[key])
+    loaded.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    out = tmp_path / "pruned"
+    done = run_module(
+        "search.export",
+        *("--study", "quick", "--storage", url, "--trial", str(trial.number), "--out", str(out)),
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "was pruned" in done.stderr
+    config = json.loads((out / "config.json").read_text())
+    assert config["trial"] == trial.number
+    from trainer.records import FoldResult
+
+    fold = FoldResult.from_dict(first.user_attrs["fold_0"])
+    assert config["value"] == pytest.approx(fold.score("accuracy"))

@@ -55,6 +55,17 @@ def _layers(level: str, colour: str) -> list[keras.layers.Layer]:
     return []
 
 
+def _rand_augment(seed: int, symmetry: str) -> OneOp:
+    """Keras's RandAugment, one operation a batch; its rotation (up to +-108 degrees at this
+    factor) only where the data's symmetry allows turns."""
+    layer = keras.layers.RandAugment(
+        value_range=(0, 255), num_ops=1, factor=0.3, seed=seed + 5, dtype="float32"
+    )
+    if symmetry != "dihedral":
+        layer._AUGMENT_LAYERS = [n for n in layer._AUGMENT_LAYERS if n != "random_rotation"]
+    return OneOp(layer)
+
+
 def _seed_generators(layers: list[keras.layers.Layer]) -> list[keras.random.SeedGenerator]:
     found: dict[int, keras.random.SeedGenerator] = {}
     for layer in layers:
@@ -95,15 +106,7 @@ class Augment:
             symmetry=symmetry,
         )
         self.layers = _layers(level, colour)
-        self.one_op = (
-            OneOp(
-                keras.layers.RandAugment(
-                    value_range=(0, 255), num_ops=1, factor=0.3, seed=seed + 5, dtype="float32"
-                )
-            )
-            if level == "heavy"
-            else None
-        )
+        self.one_op = _rand_augment(seed, symmetry) if level == "heavy" else None
         self.mixers = (
             [
                 keras.layers.MixUp(alpha=0.2, seed=seed + 6, dtype="float32"),

@@ -338,3 +338,13 @@ def test_kept_colour_keeps_the_hue_that_a_colour_shift_moves() -> None:
 
     assert moved("keep") < np.deg2rad(3.0)
     assert moved("shift") > np.deg2rad(6.0)
+
+
+def test_heavy_drops_randaugments_rotation_where_turns_change_the_label() -> None:
+    def ops(symmetry: str) -> set[str]:
+        one_op = make_augment("heavy", symmetry=symmetry).one_op
+        assert one_op is not None
+        return {type(op).__name__ for op in one_op.ops}
+
+    assert "RandomRotation" in ops("dihedral")
+    assert "RandomRotation" not in ops("none") and "RandomRotation" not in ops("mirror")

@@ -277,8 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info(
         "trial %d (%s %.4f): %s, %s lr=%.3g, augment %s; training on %s for %s epochs",
         plan.trial,
-        plan.attrs.get("metric", "accuracy"),
-        plan.value,
+        plan.metric,
+        plan.cv_score(),
         config.backbone,
         config.optimizer,
         config.learning_rate,

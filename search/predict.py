@@ -205,9 +205,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     colour = str(config.get("colour", dict(config.get("config", {})).get("colour", "shift")))
     if args.tta and built_in != "none":
         log.warning(
-            "%s averages its %s views itself (config.json: tta %s); --tta adds nothing and is "
-            "ignored",
+            "%s averages its %d %s views itself (config.json: tta %s); --tta adds nothing and "
+            "is ignored",
             folder,
+            VIEW_COUNT.get(built_in, 0),
             built_in,
             built_in,
         )

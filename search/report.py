@@ -22,9 +22,10 @@ from optuna.trial import TrialState
 from search.atomic import atomic_write_bytes
 from search.cli import EXIT_FATAL as EXIT_FAILED
 from search.cli import EXIT_OK, Parser, setup_logging, usage_error
+from search.reporting.final_model import final_rows
 from search.reporting.fold_epochs import pruning_rows
 from search.reporting.plots import Plot, all_plots
-from search.reporting.summary import lead, number, study_facts
+from search.reporting.summary import importance_note, lead, number, study_facts
 from search.reporting.view import StudyView, fold_mean, param, state_label
 from search.text import counted
 from storage import DEFAULT_URL, StorageError, find_storage, redact, storage_errors
@@ -91,9 +92,9 @@ def study_view(study: optuna.Study) -> StudyView:
 
 def param_importances(study: optuna.Study, view: StudyView) -> tuple[dict[str, float], str]:
     """fANOVA importances over complete trials, or empty and a note saying why not."""
-    n = len(view.ranked())
-    if n < 2:
-        return {}, f"Parameter importances need at least 2 complete trials; this study has {n}."
+    note = importance_note(len(view.ranked()))
+    if note:
+        return {}, note
     from optuna.importance import FanovaImportanceEvaluator, get_param_importances
 
     try:
@@ -170,12 +171,25 @@ def _left_out(plots: Sequence[Plot]) -> str:
     )
 
 
-def render_html(name: str, facts: list[tuple[str, str]], view: StudyView, plots: list[Plot]) -> str:
+def render_html(
+    name: str,
+    facts: list[tuple[str, str]],
+    view: StudyView,
+    plots: list[Plot],
+    final: Sequence[tuple[str, str]] = (),
+) -> str:
     """The whole page: no external resource, every figure inline as a data URI.
 
-    It opens with what happened; without a complete trial the failed-trials table comes next,
-    and figures with nothing to draw are left out (listed with the reason)."""
+    It opens with the final model a --budget run exported (``final``, when there is one), then
+    what happened; without a complete trial the failed-trials table comes next, and figures
+    with nothing to draw are left out (listed with the reason)."""
     e = html.escape
+    model = (
+        "<h2>Final model</h2>\n<p class='note'>What search.run --budget exported last.</p>\n"
+        + _table(("final model", "value"), final, "")
+        if final
+        else ""
+    )
     board = _table(
         ("trial", "value", "fold scores", "backbone", "augment", "optimizer", "lr", "state"),
         leaderboard_rows(view),
@@ -212,6 +226,7 @@ def render_html(name: str, facts: list[tuple[str, str]], view: StudyView, plots:
 <meta http-equiv="Content-Security-Policy" content="{CSP}">
 <title>Study {e(name)}: report</title><style>{STYLE}</style></head>
 <body><h1>Study {e(name)}</h1><p class="note">Generated {stamp} by python -m search.report.</p>
+{model}
 <p class="lead">{e(lead(view))}</p>
 {first}
 {_table(("fact", "value"), facts, "")}
@@ -251,7 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return usage_error(f"--out {args.out!r} is not a writable folder ({exc}); choose another")
     scores, note = param_importances(study, view)
     plots = all_plots(view, scores, note)
-    page = render_html(args.study, study_facts(study, args.storage, view), view, plots)
+    facts = study_facts(study, args.storage, view)
+    page = render_html(args.study, facts, view, plots, final_rows(study.user_attrs))
     try:
         for p in plots:
             atomic_write_bytes(out / "plots" / f"{p.name}.png", p.png)

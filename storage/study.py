@@ -12,7 +12,18 @@ import optuna
 
 from trainer.folds import decode_folds, encode_folds
 
-__all__ = ["ResumeRefused", "StudyPlan", "check_resume", "decode_folds", "encode_folds"]
+__all__ = [
+    "FINAL_RECIPE",
+    "ResumeRefused",
+    "StudyPlan",
+    "check_resume",
+    "decode_folds",
+    "encode_folds",
+]
+
+# Study user attribute: the last --budget final model, its recipe, folder and input size
+# (written by search.engine.finish, shown by search.reporting).
+FINAL_RECIPE = "final_recipe"
 
 
 class ResumeRefused(ValueError):

@@ -24,6 +24,7 @@ SYMMETRIES: tuple[str, ...] = ("dihedral", "mirror", "none")
 COLOURS: tuple[str, ...] = ("shift", "keep")
 OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "lion", "ranger")
 PRECISIONS: tuple[str, ...] = ("float32", "mixed_float16", "mixed_bfloat16")
+MAX_IMAGE_SIZE = 1024  # the largest input a trial takes, in px
 # Keras 3 backends a trial can run on (KERAS_BACKEND, chosen before Keras is imported).
 BACKENDS: tuple[str, ...] = ("tensorflow", "jax", "torch")
 # Objectives a trial can be scored and early-stopped on (all maximised).
@@ -177,8 +178,10 @@ class TrialConfig:
     def __post_init__(self) -> None:
         info = backbone_info(self.backbone)
         problems: list[str] = []
-        if not info.min_size <= self.image_size <= 1024:
-            problems.append(f"image_size={self.image_size} must be in [{info.min_size}, 1024]")
+        if not info.min_size <= self.image_size <= MAX_IMAGE_SIZE:
+            problems.append(
+                f"image_size={self.image_size} must be in [{info.min_size}, {MAX_IMAGE_SIZE}]"
+            )
         if not 0 <= self.unfreeze_depth <= info.n_blocks:
             problems.append(
                 f"unfreeze_depth={self.unfreeze_depth} is beyond {self.backbone}, which has "

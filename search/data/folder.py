@@ -64,11 +64,16 @@ def read_folder(root: Path, image_size: int | None) -> Dataset:
         raise _mixed_sizes(root, first_of_shape)
     if image_size is not None:
         stretch_warning(stretched, example, image_size, str(root))
+    # Said with the size: a --budget run reads the folder twice, for the search and at native size.
+    height, width = images[0].shape[:2]
     log.info(
-        "read %s in %s from %s",
+        "read %s in %s from %s, %s",
         counted(len(images), "image"),
         counted(len(class_names), "class"),
         root,
+        f"resized to {image_size} px"
+        if image_size is not None
+        else f"at native size {width}x{height} px",
     )
     return Dataset(np.stack(images), np.asarray(labels, dtype=np.int64), class_names)
 

@@ -43,6 +43,8 @@ from search.policy.final import (
 )
 from storage import redact
 from storage.records import FINISHED, best_complete, fold_results
+from storage.study import FINAL_RECIPE
+from trainer.config import MAX_IMAGE_SIZE
 from trainer.errors import TrialFailed
 
 if TYPE_CHECKING:
@@ -52,7 +54,6 @@ log = logging.getLogger("search.run")
 
 SPENT = "seconds_spent"  # study user attribute: wall seconds of every --budget run so far
 RECORD_EVERY = 15.0  # seconds between two writes of SPENT
-FINAL_RECIPE = "final_recipe"  # study user attribute: the last --budget final model's recipe
 
 
 def final_tail(augment: str) -> Tail | None:
@@ -271,9 +272,10 @@ def train_final(
     # Epochs follow the final model's own epoch times to end with FINAL_OVERHEAD_SECONDS left
     # for saving and the report.
     deadline = Deadline(time.monotonic() + left - FINAL_OVERHEAD_SECONDS, plan.most)
+    # A pruned trial's value is the last score it reported, not a fold mean.
     score = (
         float(best.value)
-        if best.value is not None
+        if best.state == TrialState.COMPLETE and best.value is not None
         else float(np.mean([f.score(fidelity.metric) for f in finished]))
     )
     config = stored.replace(
@@ -328,7 +330,21 @@ def train_final(
     )
     recipe = dataclasses.replace(recipe, plan=dataclasses.replace(plan, epochs=trained.epochs[0]))
     with contextlib.suppress(Exception):  # a record for the report; the export is what counts
-        study.set_user_attr(FINAL_RECIPE, {**(export.recipe or {}), "epochs": trained.epochs[0]})
+        study.set_user_attr(
+            FINAL_RECIPE,
+            {
+                **(export.recipe or {}),
+                "epochs": trained.epochs[0],
+                "folder": str(final.out.resolve()),
+                "trial": best.number,
+                "backbone": config.backbone,
+                "cv_score": trained.cv_score(),  # as report.md states it, over cv_folds folds
+                "cv_folds": len(trained.finished()),
+                "image_size": fidelity.final_size,  # the model's input, not the search's
+                "symmetry": config.symmetry,
+                "colour": config.colour,
+            },
+        )
     return best, recipe
 
 
@@ -346,6 +362,12 @@ def final_setup(args, name, plan, data, folds, kept, size_fixed: bool) -> FinalS
         raise UsageError(f"--export {out}: {probe} is not writable; pass a writable --export DIR")
     final_data, native = (data, plan.image_size) if size_fixed else _native(args.data, data, kept)
     size = final_policy.final_size(native, plan.image_size, size_fixed)
+    if size > MAX_IMAGE_SIZE:
+        raise UsageError(
+            f"the images are {native}px, and a final model takes at most {MAX_IMAGE_SIZE}px; "
+            f"pass --image-size N (N <= {MAX_IMAGE_SIZE}) to train the search and the final "
+            "model at that size"
+        )
     if native < size:
         log.info(
             "final model at the search's %dpx: the images are %dpx, and the trial was scored at "
@@ -376,6 +398,9 @@ def _native(spec: str, data, kept):
     """The data at its own resolution and that size (the search's copy and size when it has
     none, e.g. mixed sizes)."""
     search_size = int(data.images.shape[1])
+    quiet = logging.getLogger("search.data")
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)  # the search's read already said what was read
     try:
         native = load_dataset(spec)
     except DataError as exc:
@@ -383,6 +408,8 @@ def _native(spec: str, data, kept):
             "final model at the search's %dpx: the data has no single size (%s)", search_size, exc
         )
         return data, search_size
+    finally:
+        quiet.setLevel(level)
     if kept is not None:
         native = native.subset(kept)
     if len(native) != len(data) or not np.array_equal(native.labels, data.labels):

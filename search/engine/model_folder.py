@@ -41,6 +41,21 @@ class Plan:
     how: str = ""  # how the epochs and rates were chosen, for the report
     recipe: dict[str, Any] | None = None  # a --budget final model's recipe and its evidence
 
+    @property
+    def metric(self) -> str:
+        return str(self.attrs.get("metric", "accuracy"))
+
+    def finished(self) -> list[Any]:
+        """The folds the trial finished (a STOP decision ended none of them)."""
+        return [r for r in self.folds if not r.stopped]
+
+    def cv_score(self) -> float:
+        """The cross-validated score the export states: the mean over the finished folds of each
+        fold's best epoch, from the rows of the report's fold table. Not the trial's ``value``:
+        a pruned trial's is the last score it reported, one epoch of one fold."""
+        scores = [r.score(self.metric) for r in self.finished()]
+        return statistics.mean(scores) if scores else self.value
+
 
 def views_chosen(tta: bool | None, augment: str, symmetry: str = "dihedral") -> str:
     """--tta/--no-tta, or by default the views the augmentation level trained on; never more
@@ -73,9 +88,9 @@ def _config_json(plan: Plan, n_images: int) -> dict[str, Any]:
         "study": plan.study,
         "storage": plan.storage,
         "trial": plan.trial,
-        "value": plan.value,
-        "metric": attrs.get("metric", "accuracy"),
-        "fold_scores": [r.score(attrs.get("metric", "accuracy")) for r in plan.folds],
+        "value": plan.cv_score(),
+        "metric": plan.metric,
+        "fold_scores": [r.score(plan.metric) for r in plan.finished()],
         "params": plan.params,
         "config": plan.config,
         "data": {"spec": plan.spec, "fingerprint": plan.fingerprint, "n_images": n_images},
@@ -104,6 +119,15 @@ _VIEWS_TEXT = {
 }
 
 
+def _cv_basis(plan: Plan) -> str:
+    """What the export's cross-validated score is a mean of, in words."""
+    n = len(plan.finished())
+    if not n:
+        return "the trial's value (it finished no fold)"
+    folds = "the 1 finished fold" if n == 1 else f"the {n} finished folds"
+    return f"the mean over {folds} of each fold's best epoch (the table below)"
+
+
 def _report(plan: Plan, cfg: dict[str, Any], runs: list[Any], seconds: float) -> str:
     metric = cfg["metric"]
     mode = (
@@ -117,7 +141,7 @@ def _report(plan: Plan, cfg: dict[str, Any], runs: list[Any], seconds: float) ->
         f"# Export of trial {plan.trial} from study '{plan.study}'",
         "",
         f"- storage: `{plan.storage}`",
-        f"- cross-validated {metric}: **{plan.value:.4f}** (mean over folds)",
+        f"- cross-validated {metric}: **{plan.cv_score():.4f}**, {_cv_basis(plan)}",
         f"- model: {mode}",
         f"- test-time views: {_VIEWS_TEXT[plan.views]}",
         f"- symmetry: {cfg['symmetry']} ({cfg['symmetry_reason'] or 'as the study was made'})",
@@ -141,13 +165,18 @@ def _report(plan: Plan, cfg: dict[str, Any], runs: list[Any], seconds: float) ->
     ]
     for r in plan.folds:
         b = r.best
+        fold = f"{r.fold} (stopped, not in the mean)" if r.stopped else str(r.fold)
         lines.append(
-            f"| {r.fold} | {r.best_epoch} | {r.score(metric):.4f} | {b.balanced_accuracy:.4f} | "
+            f"| {fold} | {r.best_epoch} | {r.score(metric):.4f} | {b.balanced_accuracy:.4f} | "
             f"{b.macro_f1:.4f} | {b.loss:.4f} |"
         )
-    scores = [r.score(metric) for r in plan.folds if not r.stopped]
+    scores = [r.score(metric) for r in plan.finished()]
     if len(scores) > 1:
-        lines += ["", f"mean {statistics.mean(scores):.4f}, sd {statistics.pstdev(scores):.4f}"]
+        lines += [
+            "",
+            f"mean over the {len(scores)} finished folds {statistics.mean(scores):.4f}, "
+            f"sd {statistics.pstdev(scores):.4f}",
+        ]
     lines += ["", "## Training of this export", ""]
     for run in runs:
         lines += [

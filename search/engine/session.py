@@ -243,6 +243,7 @@ def run_study(args: argparse.Namespace, space: Space) -> int:
         print(run_summary(study, args.storage, name, limit, artifact_dir, plan.metric))
     if code == EXIT_OK and final is not None and clock is not None:
         code = run_final(study, final, clock, args)
+        coordinator.dashboard.study_changed()  # the note now leads with the final model
     return code
 
 

@@ -2,8 +2,10 @@
 
 Each finished trial gets a Markdown note (fold scores, per-class summary), a ``per_class`` user
 attribute (precision/recall/F1 from the confusion matrix summed over its finished folds) and,
-with an artifact folder, that confusion matrix as a PNG artifact. The study gets a note with
-the current leaderboard. None of this may fail a trial: errors are logged and skipped.
+with an artifact folder, that confusion matrix as a PNG artifact. The study gets a note
+(``study_note``): the final model a --budget run exported, the objective, how to read the curves
+and the importance chart, and the current leaderboard. None of this may fail a trial: errors
+are logged and skipped.
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import optuna
+from optuna.trial import TrialState
 
+from search.reporting.final_model import final_rows
+from search.reporting.summary import curves_note, importance_note, objective_text
 from search.text import counted
 from storage.records import leaderboard, trial_note
 from trainer.records import FoldResult
@@ -69,7 +74,9 @@ class DashboardWriter:
         try:
             from optuna_dashboard import save_note
 
-            save_note(trial, trial_note(trial.number, self.metric, folds, self.class_names))
+            epochs = self.study.user_attrs.get("epochs")
+            note = trial_note(trial.number, self.metric, folds, self.class_names)
+            save_note(trial, f"{note}\n\nIntermediate values: {curves_note(epochs)}.")
             confusions = [np.array(f.confusion) for f in folds if f.confusion]
             if not confusions:
                 return
@@ -107,27 +114,52 @@ class DashboardWriter:
             )
 
     def study_changed(self) -> None:
-        """Refresh the study's note: the current leaderboard."""
+        """Refresh the study's note (``study_note``)."""
         try:
             from optuna_dashboard import save_note
 
-            rows = leaderboard(self.study, top=10)
-            lines = [
-                "## Leaderboard",
-                "",
-                f"| trial | {self.metric} | backbone | augment | "
-                "optimizer | learning rate | fold scores |",
-                "|---:|---:|---|---|---|---:|---|",
-            ]
-            for r in rows:
-                folds = ", ".join(f"{s:.3f}" for s in r["fold_scores"])
-                lines.append(
-                    f"| {r['trial']} | {r['value']:.4f} | {r['backbone']} | "
-                    f"{r['augment']} | {r['optimizer']} | {r['learning_rate']:.2g} | "
-                    f"{folds} |"
-                )
-            if not rows:
-                lines.append("| - | no complete trial yet | | | | | |")
-            save_note(self.study, "\n".join(lines))
+            save_note(self.study, study_note(self.study, self.metric))
         except Exception as exc:
             log.warning("could not save the study's leaderboard note: %s", exc)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def study_note(study: optuna.Study, metric: str) -> str:
+    """The study's Markdown note: the final model a --budget run exported (when there is one),
+    the objective, how to read the per-step curves and the importance chart, the leaderboard."""
+    attrs = study.user_attrs
+    lines = []
+    final = final_rows(attrs)
+    if final:
+        lines += ["## Final model", "", "| | |", "|---|---|"]
+        lines += [f"| {what} | {_cell(value)} |" for what, value in final]
+        lines.append("")
+    complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    lines += [
+        "## Objective",
+        "",
+        f"**{objective_text(metric, study.direction.name)}**.",
+        "",
+        f"Intermediate values: {curves_note(attrs.get('epochs'))}.",
+        "",
+        importance_note(complete)
+        or f"Parameter importances: over {counted(complete, 'complete trial')}, a rough guide.",
+        "",
+        "## Leaderboard",
+        "",
+        f"| trial | {metric} | backbone | augment | optimizer | learning rate | fold scores |",
+        "|---:|---:|---|---|---|---:|---|",
+    ]
+    rows = leaderboard(study, top=10)
+    for r in rows:
+        folds = ", ".join(f"{s:.3f}" for s in r["fold_scores"])
+        lines.append(
+            f"| {r['trial']} | {r['value']:.4f} | {r['backbone']} | {r['augment']} | "
+            f"{r['optimizer']} | {r['learning_rate']:.2g} | {folds} |"
+        )
+    if not rows:
+        lines.append("| - | no complete trial yet | | | | | |")
+    return "\n".join(lines)

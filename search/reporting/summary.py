@@ -10,6 +10,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from search.reporting.final_model import final_recipe
 from search.reporting.view import STATE_LABELS, StudyView, param, state_label
 from search.text import counted
 from storage import redact
@@ -17,6 +18,33 @@ from storage.records import count_states, failure_kind, leaderboard
 
 FAILURE_KINDS_SHOWN = 3
 REASON_CHARS = 200
+# fANOVA on fewer complete trials ranks noise as readily as a real effect: no importances below.
+MIN_IMPORTANCE_TRIALS = 10
+
+
+def importance_note(complete: int) -> str:
+    """Why parameter importances are not shown for ``complete`` complete trials; empty when
+    there are enough."""
+    if complete >= MIN_IMPORTANCE_TRIALS:
+        return ""
+    return (
+        f"Parameter importances are not meaningful yet: {counted(complete, 'complete trial')}, "
+        f"fewer than the {MIN_IMPORTANCE_TRIALS} that fANOVA needs to tell an effect from noise."
+    )
+
+
+def curves_note(epochs: int | None) -> str:
+    """What the per-step curves' x axis is, and why each curve drops back between folds
+    (``epochs`` per fold, None where not known)."""
+    return (
+        "each fold restarts at epoch 0, so the curve steps back at every fold boundary "
+        f"(step = fold x {epochs or 'epochs'} + epoch)"
+    )
+
+
+def objective_text(metric: str, direction: str) -> str:
+    """``accuracy (maximize)``, and what the objective is a mean of."""
+    return f"{metric} ({direction.lower()}): the mean over folds of each fold's best epoch"
 
 
 def number(value: Any, digits: int = 4) -> str:
@@ -125,8 +153,9 @@ def study_facts(study: optuna.Study, url: str, view: StudyView) -> list[tuple[st
         ("data", f"{a.get('data', '?')} ({a.get('n_images', '?')} images)"),
         ("classes", ", ".join(map(str, a.get("class_names", []))) or "?"),
         ("folds x epochs", f"{view.folds} x {view.epochs} = {view.budget} fold-epochs per trial"),
-        ("image size", f"{a.get('image_size', '?')} px"),
-        ("objective", f"mean fold {view.metric} ({study.direction.name.lower()})"),
+        ("search image size", f"{a.get('image_size', '?')} px (every trial trained at it)"),
+        ("model input size", _model_size(a)),
+        ("objective", objective_text(view.metric, study.direction.name)),
         ("weights", weights_fact(a.get("weights"), view)),
         ("trials", state_counts(view.trials) or "none"),
     ]
@@ -140,6 +169,13 @@ def study_facts(study: optuna.Study, url: str, view: StudyView) -> list[tuple[st
     elif c is not None:
         facts.append(("cleaning", json.dumps(c)[:300]))
     return facts
+
+
+def _model_size(attrs: dict[str, Any]) -> str:
+    recipe = final_recipe(attrs)
+    if recipe is None or "image_size" not in recipe:
+        return "no final model recorded (search.run --budget records the one it exports)"
+    return f"{recipe['image_size']} px (the exported final model's)"
 
 
 def _finished_of(finished: int, n_trials: int | None) -> str:

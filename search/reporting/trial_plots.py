@@ -26,6 +26,7 @@ from search.reporting.canvas import (
     mark_failed,
 )
 from search.reporting.fold_epochs import PruningRow, trial_budgets
+from search.reporting.summary import curves_note
 from search.reporting.view import StudyView, param, state_label
 from search.text import counted
 from storage.records import FINISHED, fold_results
@@ -132,9 +133,9 @@ def learning_curves(view: StudyView) -> Plot:
     """Every trial's validation score per fold and epoch, the best complete trials in colour."""
     fig = figure(11, 5)
     caption = (
-        f"Validation {view.metric} at every epoch of every fold (step = fold x {view.epochs} + "
-        f"epoch) for all trials in grey, the {TOP_CURVES} best complete trials in colour; an x "
-        "marks where a pruned trial stopped."
+        f"Validation {view.metric} at every epoch of every fold for all trials in grey, the "
+        f"{TOP_CURVES} best complete trials in colour; an x marks where a pruned trial stopped; "
+        f"{curves_note(view.epochs)}."
     )
     reported = [t for t in view.trials if t.intermediate_values]
     if not reported:

@@ -46,6 +46,30 @@ def start_cli(*args: str, cwd: Path, **env: str) -> subprocess.Popen:
     )
 
 
+def dashboard_get(app, path: str) -> tuple[str, bytes]:
+    """GET ``path`` from an Optuna dashboard WSGI ``app``: the status line and the body."""
+    import io
+    from wsgiref.util import setup_testing_defaults
+
+    environ: dict = {}
+    setup_testing_defaults(environ)
+    environ.update({"PATH_INFO": path, "REQUEST_METHOD": "GET", "wsgi.input": io.BytesIO()})
+    status: list[str] = []
+    body = b"".join(app(environ, lambda s, h, *a: status.append(s)))
+    return status[0], body
+
+
+def dashboard_note(url: str, name: str) -> str:
+    """The study's note as the Optuna dashboard serves it."""
+    import json
+
+    from optuna_dashboard import wsgi
+
+    status, body = dashboard_get(wsgi(url), f"/api/studies/{load(url, name)._study_id}")
+    assert status.startswith("200"), body[:500]
+    return json.loads(body)["note"]["body"]
+
+
 def load(url: str, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=url)
 

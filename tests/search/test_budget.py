@@ -170,7 +170,8 @@ def _budget_run(tmp_path):
     """Through the real CLI: the fake trainer searches, the final model trains for real."""
     import json
 
-    from tests.search.cli import FAKE_QUICK, load, run_cli
+    from storage.study import FINAL_RECIPE
+    from tests.search.cli import FAKE_QUICK, dashboard_note, load, run_cli
 
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     args = (
@@ -207,6 +208,16 @@ def _budget_run(tmp_path):
     assert "chosen by --budget" in (folder / "report.md").read_text()
     assert f"model: {folder.relative_to(tmp_path)}" in out.stdout
     assert study.user_attrs[SPENT] > 0
+    # The study records what the user got, and the dashboard's note leads with it.
+    recorded = study.user_attrs[FINAL_RECIPE]
+    assert recorded["folder"] == str(folder.resolve()) and recorded["trial"] == config["trial"]
+    assert recorded["image_size"] == config["image_size"] and recorded["epochs"] == config["epochs"]
+    assert recorded["backbone"] == config["config"]["backbone"]
+    assert (recorded["symmetry"], recorded["colour"]) == (config["symmetry"], config["colour"])
+    assert recorded["cv_score"] == config["value"]  # the number report.md states
+    assert f"**{config['value']:.4f}**, the mean over the" in (folder / "report.md").read_text()
+    note = dashboard_note(url, "quick")
+    assert note.startswith("## Final model") and f"| folder | {folder.resolve()} |" in note
     return url, args, study
 
 
@@ -313,3 +324,43 @@ def test_a_gpu_space_gets_the_same_budget_planning_and_final_training(tmp_path) 
     assert config["config"]["backbone"].startswith("EfficientNetV2")
     assert config["config"]["augment"] == "robust" and config["epochs"] >= 1
     assert "chosen by --budget" in (tmp_path / "models" / "efficientnet" / "report.md").read_text()
+
+
+def test_a_folder_read_twice_is_said_once(tmp_path, caplog) -> None:
+    """A --budget run reads a folder for the search (resized to its size) and again for the final
+    model (``_native``, at the images' own size); the user reads "read 8 images" once."""
+    import logging
+
+    from PIL import Image
+
+    from search.data import load_dataset
+    from search.engine.finish import _native
+
+    root = tmp_path / "cells"
+    for k, name in enumerate(("a", "b")):
+        (root / name).mkdir(parents=True)
+        for i in range(4):
+            Image.new("RGB", (40, 40), (60 * k, 10 * i, 90)).save(root / name / f"{i}.png")
+    caplog.set_level(logging.INFO, logger="search.data")
+    data = load_dataset(str(root), image_size=32)  # as search.engine.session reads it
+    _, size = _native(str(root), data, None)
+    reads = [r.getMessage() for r in caplog.records if r.getMessage().startswith("read ")]
+    assert size == 40
+    assert reads == [f"read 8 images in 2 classes from {root}, resized to 32 px"]
+
+
+def test_images_too_large_for_a_final_model_are_refused_before_the_search(tmp_path) -> None:
+    """1,100 px images: the final model would train at their own size, above what a trial takes,
+    so the run says so (and what to pass) before the first trial and writes nothing."""
+    from tests.search.cli import run_cli
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (8, 1100, 1100, 3), dtype=np.uint8)
+    np.savez(tmp_path / "big.npz", images=images, labels=np.arange(8) % 2)
+    out = run_cli(
+        *("--study", "quick", "--trainer", "fake", "--data", str(tmp_path / "big.npz")),
+        *("--folds", "2", "--budget", "5m", "--storage", f"sqlite:///{tmp_path / 's.db'}"),
+        cwd=tmp_path,
+    )
+    assert out.returncode == 2 and "at most 1024px" in out.stderr and "--image-size" in out.stderr
+    assert not (tmp_path / "s.db").exists() and not (tmp_path / "models").exists()

@@ -18,6 +18,7 @@ from PIL import Image
 from search.report import main
 from search.reporting.summary import study_facts
 from search.reporting.view import StudyView, state_label
+from storage.study import FINAL_RECIPE
 from tests.conftest import require
 from tests.search.cli import FAKE_QUICK, ROOT, by_state, cli_env, load, run_cli
 
@@ -32,6 +33,8 @@ PLOTS = (
     "top_trials",
 )
 ROW_HEAD = ("state", "trials", "fold-epochs trained", "re-used", "continued", "saved")
+# The 8-trial study completes fewer than MIN_IMPORTANCE_TRIALS: every figure but the importances.
+DRAWN = len(PLOTS) - 1
 CHROMIUM_FLAGS = (
     "--headless",
     "--no-sandbox",
@@ -101,7 +104,7 @@ def test_report_writes_html_and_every_plot_as_png(report_dir: Path) -> None:
             assert hi - lo > 50, f"{name}.png is (nearly) one colour"
             assert len(grey.getcolors(maxcolors=1 << 16) or range(1 << 16)) > 20, name
     page = (report_dir / "report.html").read_text(encoding="utf-8")
-    assert page.count("src='data:image/png;base64,") == len(PLOTS)
+    assert page.count("src='data:image/png;base64,") == DRAWN
     assert not re.search(r"(src|href)=['\"]?(https?:)?//", page), "external resource in report"
     assert "OOM when allocating (drill)" in page and "out_of_memory" in page
     assert "<h2>Leaderboard</h2>" in page and "small_cnn" in page
@@ -133,7 +136,7 @@ def test_report_renders_in_headless_chromium(report_dir: Path, tmp_path: Path) -
         shutil.which("chromium") is not None, "chromium is not installed (apt-get install chromium)"
     )
     attrs, errors = _render(report_dir / "report.html", tmp_path / "profile")
-    assert int(attrs["images"]) == len(PLOTS) > 5, attrs
+    assert int(attrs["images"]) == DRAWN > 5, attrs
     assert attrs["rendered"] == attrs["images"], attrs
     assert not errors, errors
     # The check can fail: a copy with one image corrupted renders one image fewer.
@@ -141,7 +144,7 @@ def test_report_renders_in_headless_chromium(report_dir: Path, tmp_path: Path) -
     broken = tmp_path / "broken.html"
     broken.write_text(re.sub(r"base64,[^']{40}", "base64,AAAA", page, count=1), encoding="utf-8")
     attrs, _ = _render(broken, tmp_path / "profile")
-    assert int(attrs["rendered"]) == len(PLOTS) - 1, attrs
+    assert int(attrs["rendered"]) == DRAWN - 1, attrs
 
 
 def test_unknown_study_is_exit_2_and_lists_the_studies(study_url: str, tmp_path: Path) -> None:
@@ -205,7 +208,7 @@ def test_edge_cases_still_give_a_full_report(
         assert main(["--study", name, "--storage", url, "--out", str(tmp_path / name)]) == 0
         assert {p.stem for p in (tmp_path / name / "plots").glob("*.png")} == set(PLOTS)
     page = (tmp_path / "edge" / "report.html").read_text(encoding="utf-8")
-    assert "need at least 2 complete trials" in page
+    assert "Parameter importances are not meaningful yet" in page
     assert "&lt;b&gt;width&lt;/b&gt; must be positive" in page  # escaped, not markup
     if complete == 0:
         assert "No complete or pruned trials yet." in page
@@ -275,7 +278,10 @@ def test_an_all_failed_study_leads_with_what_happened(all_failed_url: str, tmp_p
     left_out = page.split("Left out, nothing to draw yet", 1)[1].split("</ul>", 1)[0]
     items = re.findall(r"<li>([^<]*)</li>", left_out)
     assert len(items) == len(PLOTS), items
-    assert items[1] == "Parameter importances need at least 2 complete trials; this study has 0."
+    assert items[1] == (
+        "Parameter importances are not meaningful yet: 0 complete trials, fewer than the 10 that "
+        "fANOVA needs to tell an effect from noise."
+    )
     assert "<li>Optimisation history: No trial has a score yet (5 failed).</li>" in left_out
     assert {p.stem for p in (tmp_path / "r" / "plots").glob("*.png")} == set(PLOTS)
     facts = _facts(page)
@@ -448,3 +454,121 @@ def test_a_promoted_trial_continues_its_screened_trial_nothing_saved_twice(
     for word in ("trained", "re-used", "continued", "saved"):
         assert word in caption, word
     assert f"{expect['pruned']['continued']} more were continued (a screened" in caption
+
+
+def _scored_study(url: str, name: str, complete: int) -> optuna.Study:
+    """``complete`` complete trials whose value follows the learning rate (plus a little noise),
+    with the study attributes search.run writes: 2 folds x 3 epochs of accuracy at 64 px."""
+    import numpy as np
+
+    study = optuna.create_study(study_name=name, storage=url, direction="maximize")
+    attrs = {"folds": 2, "epochs": 3, "metric": "accuracy", "space": "quick", "image_size": 64}
+    for key, value in attrs.items():
+        study.set_user_attr(key, value)
+    space = {
+        "backbone": CategoricalDistribution(["small_cnn", "MobileNetV3Small"]),
+        "learning_rate": FloatDistribution(1e-4, 1e-2, log=True),
+    }
+    rng = np.random.default_rng(0)
+    for i in range(complete):
+        exponent = float(rng.uniform(-4, -2))
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={
+                    "backbone": space["backbone"].choices[i % 2],
+                    "learning_rate": 10**exponent,
+                },
+                distributions=space,
+                value=0.5 + 0.1 * (exponent + 4) + float(rng.normal(0, 0.01)),
+            )
+        )
+    return study
+
+
+@pytest.mark.parametrize("complete, drawn", [(9, False), (10, True)])
+def test_importances_are_left_out_below_ten_complete_trials(
+    complete: int, drawn: bool, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'scored.db'}"
+    _scored_study(url, "scored", complete)
+    page, _ = _page_and_view(url, "scored", tmp_path / "r")
+    assert ("<h2>Parameter importances</h2>" in page) == drawn
+    if not drawn:
+        assert (
+            "<li>Parameter importances are not meaningful yet: 9 complete trials, fewer than the "
+            "10 that fANOVA needs to tell an effect from noise.</li>" in page
+        )
+
+
+def test_the_curves_say_why_they_step_back_at_each_fold(report_dir: Path) -> None:
+    page = (report_dir / "report.html").read_text(encoding="utf-8")
+    caption = page.split("<h2>Learning curves</h2>", 1)[1].split("</figcaption>", 1)[0]
+    assert (
+        "each fold restarts at epoch 0, so the curve steps back at every fold boundary "
+        "(step = fold x 4 + epoch)" in caption
+    )
+    # No --budget run: no final model section, and the facts say so.
+    assert "<h2>Final model</h2>" not in page
+    assert _facts(page)["model input size"].startswith("no final model recorded")
+
+
+RECORDED_FINAL = {  # as search.engine.finish records it at the end of a --budget run
+    "augment": "robust",
+    "augment_reason": "robust (paired check on 200 held-back images: taken)",
+    "tail": ["light", 1 / 6],
+    "progressive": None,
+    "views": "dihedral",
+    "planned_epochs": 20,
+    "check": None,
+    "epochs": 22,
+    "folder": "/work/models/budget",
+    "trial": 2,
+    "backbone": "small_cnn",
+    "cv_score": 0.97561,
+    "cv_folds": 3,
+    "image_size": 32,
+    "symmetry": "dihedral",
+    "colour": "keep",
+}
+
+
+def test_the_page_leads_with_the_final_model_and_names_both_sizes(tmp_path: Path) -> None:
+    import html
+
+    url = f"sqlite:///{tmp_path / 'budget.db'}"
+    study = _scored_study(url, "budget", 3)
+    study.set_user_attr("symmetry", "dihedral")
+    study.set_user_attr("symmetry_reason", "declared with --symmetry")
+    study.set_user_attr("colour", "keep")
+    study.set_user_attr("colour_reason", "colour carries the label")
+    study.set_user_attr(FINAL_RECIPE, RECORDED_FINAL)
+    page, _ = _page_and_view(url, "budget", tmp_path / "r")
+    body = page.split("<body>", 1)[1]
+    order = [body.index(s) for s in ("<h2>Final model</h2>", 'class="lead"', "<td>storage</td>")]
+    assert order == sorted(order), order
+    section = body.split("<h2>Final model</h2>", 1)[1].split("</table>", 1)[0]
+    rows = dict(re.findall(r"<tr><td>([^<]*)</td><td>([^<]*)</td></tr>", section))
+    assert rows == {
+        k: html.escape(v)
+        for k, v in {
+            "folder": "/work/models/budget",
+            "trial": "2 (cross-validated accuracy 0.9756, the mean over the 3 finished folds of "
+            "each fold's best epoch)",
+            "backbone": "small_cnn",
+            "input size": "32 px (the search trained and scored its trials at 64 px)",
+            "augmentation": "robust (paired check on 200 held-back images: taken); the last 17% "
+            "of the epochs light",
+            "test-time views": "dihedral: the softmax averaged over 8 views: quarter turns, plain "
+            "and mirrored (8x cost)",
+            "symmetry": "dihedral (declared with --symmetry)",
+            "colour": "keep (colour carries the label)",
+            "epochs": "22 trained (planned 20; re-planned from its own epoch times)",
+        }.items()
+    }
+    facts = _facts(body.split('<p class="lead">', 1)[1])
+    assert facts["search image size"] == "64 px (every trial trained at it)"
+    assert facts["model input size"] == "32 px (the exported final model&#x27;s)"
+    assert "image size" not in facts
+    assert facts["objective"] == html.escape(
+        "accuracy (maximize): the mean over folds of each fold's best epoch"
+    )

@@ -105,3 +105,27 @@ def test_fit_all_trains_its_first_epochs_at_the_progressive_size(real_small, mon
     assert seen == [32] * 4 + [48] * 4  # two batches an epoch
     assert result.model.input_shape[1:3] == (48, 48)
     assert Progressive(32, 0.5).epochs(1) == 0 and Progressive(32, 0.9).epochs(5) == 4
+
+
+def test_a_deadline_run_says_its_replanned_epochs_once_at_the_end(real_small, caplog) -> None:
+    """A clock that jumps makes the deadline cut a 6-epoch plan short; the log has one line,
+    "planned 6 epochs, trained N", and no re-plan per epoch."""
+    import logging
+
+    from trainer.final import Deadline
+
+    data = Dataset(
+        resize_all(real_small.images[:64], 32), real_small.labels[:64], real_small.class_names
+    )
+    config = TrialConfig(backbone="small_cnn", image_size=32, augment="none", batch_size=32)
+    ticks = iter(range(0, 10_000, 30))  # each reading 30 s later: time runs short at once
+    deadline = Deadline(at=100.0, most=6, clock=lambda: float(next(ticks)))
+    with caplog.at_level(logging.INFO, logger="trainer.final"):
+        result = fit_all(config, data, 6, deadline=deadline)
+    lines = [r.getMessage() for r in caplog.records if r.name == "trainer.final"]
+    trained = len(result.epochs)
+    assert trained < 6
+    assert lines == [
+        f"all: planned 6 epochs, trained {trained}: the deadline re-planned them from the run's "
+        "own epoch times"
+    ]

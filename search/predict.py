@@ -152,6 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from search.atomic import atomic_write_bytes
     from search.data import DataError
     from search.data.inputs import read_inputs
+    from search.reporting.calibration import reliability, reliability_png
     from search.reporting.confusion import confusion_png
 
     if args.batch_size < 1:
@@ -174,6 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         data = [spec]
     out = Path(args.out)
+    reliability_out = out.with_name(out.stem + "_reliability.png")
     confusion_out = (
         Path(args.confusion_out)
         if args.confusion_out
@@ -229,8 +231,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     pred = probs.argmax(axis=1)
     metrics: dict[str, Any] = {"n_images": len(pred)}
+    table = None
     if labels is not None:
         metrics.update(score(labels, pred, names))
+        table = reliability(probs, labels)
+        metrics.update(ece=table.ece, reliability=table.as_dict())
     metrics.update(
         model=str(folder),
         data=list(data),
@@ -277,6 +282,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 confusion_out, confusion_png(np.array(metrics["confusion"]["matrix"]), names, title)
             )
             written.append(confusion_out)
+        if table is not None:
+            title = f"{folder.name}: ECE {table.ece:.3f} over {len(pred)} images"
+            atomic_write_bytes(reliability_out, reliability_png(table, title))
+            written.append(reliability_out)
     except OSError as exc:
         print(f"error: cannot write the outputs ({exc})", file=sys.stderr)
         return EXIT_FAILED

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+def load_font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     try:
         return ImageFont.load_default(size=size)
     except (TypeError, OSError):  # Pillow without FreeType: the fixed bitmap font
@@ -24,7 +24,7 @@ def confusion_png(matrix: np.ndarray, class_names: Sequence[str], title: str = "
     """
     m = np.asarray(matrix, dtype=np.int64)
     n = m.shape[0]
-    font, small = _font(14), _font(12)
+    font, small = load_font(14), load_font(12)
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     label_w = max(int(probe.textlength(str(c), font=small)) for c in class_names) + 12
     cell = max(40, len(str(int(m.max()) if m.size else 0)) * 10 + 14)

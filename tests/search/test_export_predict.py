@@ -157,6 +157,12 @@ def test_predict_metrics_match_sklearn_on_held_out_images(exported: Path, study)
     for i in present:
         assert metrics["per_class"][names[i]]["support"] == int(np.sum(y_true == i))
     assert metrics["accuracy"] > 0.3  # 8 classes, the largest 22%: it learned something
+    from search.reporting.calibration import expected_calibration_error
+
+    # Expected calibration error over 15 equal-width bins, and its diagram beside --out.
+    assert metrics["ece"] == pytest.approx(expected_calibration_error(probs, y_true), abs=1e-3)
+    assert sum(metrics["reliability"]["counts"]) == 100
+    assert (root / "pred_reliability.png").read_bytes()[:4] == b"\x89PNG"
     # The model has the dihedral views built in: --tta would only repeat them.
     assert "averages its 8 dihedral views itself" in out.stderr and "tta" not in metrics
     assert metrics["model_views"] == "dihedral" and metrics["tta_used"] is False

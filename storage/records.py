@@ -17,6 +17,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from storage.optuna_internals import write_user_attrs
 from trainer.records import FoldResult
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -53,27 +54,9 @@ class FailureKind(str, enum.Enum):
         return self.value.__format__(spec)
 
 
-def _rdb(storage: Any) -> optuna.storages.RDBStorage | None:
-    backend = getattr(storage, "_backend", storage)  # a Study's storage is a cache over it
-    return backend if isinstance(backend, optuna.storages.RDBStorage) else None
-
-
 def _write(storage: Any, trial_id: int, attrs: Mapping[str, Any]) -> None:
-    """Every attribute in one transaction on an RDB storage (one by one elsewhere); raises
-    optuna's UpdateFinishedTrialError when the trial is finished."""
-    rdb = _rdb(storage)
-    if rdb is None:
-        for key, value in attrs.items():
-            storage.set_trial_user_attr(trial_id, key, value)
-        return
-    from optuna.storages._rdb import models
-    from optuna.storages._rdb.storage import _create_scoped_session
-
-    with _create_scoped_session(rdb.scoped_session, True) as session:
-        for key, value in attrs.items():
-            rdb._set_trial_attr_without_commit(
-                session, models.TrialUserAttributeModel, trial_id, key, value
-            )
+    """Every attribute in one transaction on an RDB storage (``optuna_internals``)."""
+    write_user_attrs(storage, trial_id, attrs)
 
 
 def tag_started(storage: Any, trial_id: int, tags: Mapping[str, Any]) -> None:

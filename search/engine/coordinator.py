@@ -17,7 +17,6 @@ from typing import Any
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import TrialState
 
 from search.engine.pool import Worker, WorkerPool
@@ -41,6 +40,7 @@ from search.policy.pruning import FoldEpochPruner, StopReason
 from search.policy.sampling import LeaveOutSampler
 from search.reporting.dashboard import DashboardWriter
 from spaces.base import Space, StudySettings
+from storage.optuna_internals import beat, study_storage, trial_id
 from storage.records import (
     FailureKind,
     record_failure,
@@ -173,12 +173,12 @@ class Coordinator:
             "weights": config.weights,
             "backend": config.backend,
         }
-        tag_started(self.study._storage, trial._trial_id, attrs)
+        tag_started(study_storage(self.study), trial_id(trial), attrs)
         running = Running(trial, config, worker, time.monotonic(), last_beat=time.monotonic())
         for result in completed:
             running.scores[result.fold] = result.score(self.run_settings.metric)
         worker.trial = running
-        self._beat(trial._trial_id)
+        self._beat(trial_id(trial))
         self.progress.trial_started(trial.number, config, worker.device, origin)
         self._send(
             worker,
@@ -201,14 +201,12 @@ class Coordinator:
             why = "a starting configuration queued twice (two coordinators created the study)"
         else:
             return False
-        record_failure(self.study._storage, trial._trial_id, FailureKind.SURPLUS, why)
+        record_failure(study_storage(self.study), trial_id(trial), FailureKind.SURPLUS, why)
         self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         return True
 
     def _beat(self, trial_id: int) -> None:
-        storage = self.study._storage
-        if isinstance(storage, BaseHeartbeat):
-            storage.record_heartbeat(trial_id)
+        beat(study_storage(self.study), trial_id)
 
     def _maintenance(self) -> None:
         """Every heartbeat interval: fail trials of dead coordinators and enforce timeouts."""
@@ -248,7 +246,7 @@ class Coordinator:
         for w in self.pool.workers:
             r = w.trial
             if r is not None and now - r.last_beat >= self.run_settings.heartbeat_seconds / 2:
-                self._beat(r.trial._trial_id)
+                self._beat(trial_id(r.trial))
                 r.last_beat = now
 
     # ---------------------------------------------------------------- messages
@@ -356,7 +354,7 @@ class Coordinator:
         self, trial: optuna.Trial, kind: str, reason: str, running: Running | None = None
     ) -> None:
         try:
-            record_failure(self.study._storage, trial._trial_id, kind, reason)
+            record_failure(study_storage(self.study), trial_id(trial), kind, reason)
         except UpdateFinishedTrialError:
             log.warning(
                 "trial %d (%s) was already finished by another coordinator", trial.number, kind
@@ -406,7 +404,7 @@ class Coordinator:
                 trial = w.trial.trial
                 w.trial = None
                 try:
-                    record_failure(self.study._storage, trial._trial_id, kind, reason)
+                    record_failure(study_storage(self.study), trial_id(trial), kind, reason)
                     self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
                 except Exception as exc:  # storage gone: heartbeat expiry will fail it later
                     log.warning("could not mark trial %d failed: %s", trial.number, exc)

@@ -13,10 +13,10 @@ import os
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
 from search.policy.pruning import SCREENED
+from storage.optuna_internals import heartbeats, stale_trial_ids, study_id, study_storage, trial_id
 from storage.records import FailureKind, failure_kind, record_failure
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ UNTAGGED_GRACE_SECONDS = 15.0
 
 def _fail(study: optuna.Study, trial_id: int, kind: str, reason: str) -> bool:
     """Tag and fail a RUNNING trial; False when another process finished it first."""
-    storage = study._storage
+    storage = study_storage(study)
     try:
         record_failure(storage, trial_id, kind, reason)
         return bool(storage.set_trial_state_values(trial_id, state=TrialState.FAIL))
@@ -60,19 +60,19 @@ def recover(study: optuna.Study, host: str) -> list[int]:
     - no coordinator tag long after it started (killed between ask and tag).
     """
     failed: list[int] = []
-    storage = study._storage
-    if isinstance(storage, BaseHeartbeat) and is_heartbeat_enabled(storage):
-        for trial_id in storage._get_stale_trial_ids(study._study_id):
-            attrs = storage.get_trial(trial_id).user_attrs
+    storage = study_storage(study)
+    if heartbeats(storage):
+        for stale in stale_trial_ids(storage, study_id(study)):
+            attrs = storage.get_trial(stale).user_attrs
             if attrs.get("host") == host and attrs.get("coordinator_pid") == os.getpid():
                 continue  # our own trial: a slow loop, not a dead coordinator
             if _fail(
                 study,
-                trial_id,
+                stale,
                 FailureKind.HEARTBEAT_STALE,
                 "its host stopped beating (heartbeat older than the grace period)",
             ):
-                failed.append(storage.get_trial(trial_id).number)
+                failed.append(storage.get_trial(stale).number)
     now = datetime.datetime.now()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         pid = t.user_attrs.get("coordinator_pid")
@@ -85,7 +85,7 @@ def recover(study: optuna.Study, host: str) -> list[int]:
             reason = f"its coordinator (pid {pid} on {host}) stopped"
         else:
             continue
-        if _fail(study, t._trial_id, FailureKind.INTERRUPTED, reason):
+        if _fail(study, trial_id(t), FailureKind.INTERRUPTED, reason):
             failed.append(t.number)
     if failed:
         log.info("marked interrupted trials %s failed; their configurations will be re-run", failed)

@@ -14,6 +14,12 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.engine.pool import Worker
 from search.policy import pruning
+from storage.optuna_internals import (
+    enqueued_params,
+    frozen_enqueued_params,
+    study_storage,
+    trial_id,
+)
 from storage.records import FINISHED, fold_results, reuse_folds
 from trainer.config import TrialConfig
 from trainer.errors import FatalError
@@ -196,7 +202,7 @@ def queued_left_out(
     this run by ``leave_out``; None when it can."""
     if not unavailable:
         return None  # one storage read per trial only once a backbone is left out
-    fixed = study._storage.get_trial_system_attrs(trial._trial_id).get("fixed_params", {})
+    fixed = enqueued_params(study_storage(study), trial_id(trial)) or {}
     backbone = str(fixed.get("backbone"))
     if backbone not in unavailable:
         return None
@@ -212,10 +218,10 @@ def queued_twice(study: optuna.Study, trial: optuna.Trial) -> bool:
     (each saw an empty study). The lowest number is kept, whoever looks."""
     if not trial.user_attrs.get(STARTING_POINT):
         return False
-    fixed = study._storage.get_trial_system_attrs(trial._trial_id).get("fixed_params")
+    fixed = enqueued_params(study_storage(study), trial_id(trial))
     return any(
         t.number < trial.number
         and t.user_attrs.get(STARTING_POINT)
-        and t.system_attrs.get("fixed_params") == fixed
+        and frozen_enqueued_params(t) == fixed
         for t in study.get_trials(deepcopy=False)
     )

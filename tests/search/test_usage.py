@@ -262,3 +262,24 @@ def test_quiet_export_and_predict_print_no_framework_lines(searched) -> None:
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     assert predicted.stderr.strip() == "", predicted.stderr
     assert (root / "p.csv").read_text().count("\n") == 9
+
+
+def test_the_readmes_first_command_runs_as_written() -> None:
+    """The first search.run command of the README's 'Set up and run' block parses, and its
+    --data is built in (no file the reader does not have); the next one names their own folder."""
+    import shlex
+
+    from search.data.inputs import KEYWORDS
+    from search.run import build_parser
+
+    text = (ROOT / "README.md").read_text()
+    block = text.split("## Set up and run", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    commands = [
+        shlex.split(line.split("#", 1)[0])[2:]
+        for line in block.splitlines()
+        if line.strip().startswith("python -m search.run")
+    ]
+    assert len(commands) >= 2
+    first = build_parser().parse_args(commands[0][1:])
+    assert first.data in KEYWORDS
+    assert build_parser().parse_args(commands[1][1:]).data.endswith("/")  # a folder of classes

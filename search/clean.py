@@ -38,9 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--data",
         required=True,
-        metavar="PATH|demo|bloodmnist",
+        metavar="PATH|demo|demo-orientation|bloodmnist",
         help="the data set to clean: an .npz (images/labels[/class_names] or MedMNIST "
-        "layout), a folder of class folders, 'demo' or 'bloodmnist'",
+        "layout), a folder of class folders, 'demo', 'demo-orientation' or 'bloodmnist'",
     )
     p.add_argument(
         "--out",
@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.near_correlation,
         metavar="R",
         help="correlation (best over shifts of up to 3/64 of the frame) that confirms a near "
-        f"duplicate (default {d.near_correlation}; distinct cells score below about 0.85)",
+        f"duplicate (default {d.near_correlation}, raised when more than 5%% of the images pair "
+        "up: then they are alike, not copied)",
     )
     p.add_argument(
         "--outlier-threshold",

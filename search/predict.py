@@ -11,10 +11,10 @@ scikit-learn on the predicted classes:
   it; ``per_class`` is ``classification_report(output_dict=True)`` over the same classes;
 - ``confusion``: the full class x class matrix (rows true, columns predicted), also as a PNG.
 
-``--tta`` averages the softmax over the 8 dihedral transforms (rot90 k=0..3, each also
-mirrored; label-safe for cells) and reports how accuracy changed; a model exported with
-test-time views (config.json ``tta: dihedral``, the default) does this itself, and ``--tta`` is
-ignored. ``--corruptions`` repeats the prediction under each corruption of
+``--tta`` averages the softmax over the views of the model's symmetry (config.json: the 8
+dihedral transforms, the image and its mirror, or none where turns change the label) and reports
+how accuracy changed; a model exported with test-time views (config.json ``tta`` other than
+``none``) does this itself, and ``--tta`` is ignored. ``--corruptions`` repeats the prediction under each corruption of
 ``trainer/corruptions.py`` (seeded, ``--corruption-seed``) in the same mode (TTA or not),
 reporting per-corruption accuracy, their mean and how many predictions stayed the same; the
 corruptions act on the images as the model sees them (after any resize), as a training-time

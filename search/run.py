@@ -63,9 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--data",
         default="demo",
-        metavar="PATH|demo|bloodmnist",
+        metavar="PATH|demo|demo-orientation|bloodmnist",
         help="an .npz (images/labels[/class_names] or MedMNIST layout), a folder of "
-        "class folders, 'demo' (generated, default) or 'bloodmnist' (downloaded)",
+        "class folders, 'demo' (generated, default), 'demo-orientation' (generated; classes "
+        "differ only by a turn) or 'bloodmnist' (downloaded)",
     )
     p.add_argument(
         "--clean",

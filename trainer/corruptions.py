@@ -1,9 +1,9 @@
 """A fixed, seeded set of realistic image corruptions, for a robustness score.
 
-The original team was ranked on an artificially augmented test set, so a model is also judged
-on copies of its test images that went through what a microscope, a scanner or a lab changes:
-focus (blur), sensor noise, JPEG re-compression, exposure (brightness/contrast), stain colour
-(a hue shift) and orientation (rotation by an arbitrary angle, reflected at the borders).
+A model is also judged on copies of its test images that went through what a second camera,
+scanner, microscope or lab changes: focus (blur), sensor noise, JPEG re-compression, exposure
+(brightness/contrast), colour (a hue shift, as a second stain batch gives) and orientation
+(rotation, reflected at the borders).
 
 What may change follows the data, as the augmentation does: the rotation turns by any angle only
 where the images' ``symmetry`` is ``dihedral`` (else it tilts by 5..15 degrees, never upside

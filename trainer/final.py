@@ -147,12 +147,10 @@ def cosine_schedule(config: TrialConfig, epochs: int, *, floor: float = 0.01) ->
 class Tail:
     """The last ``share`` of a run's epochs (at least one) trained under ``level`` instead.
 
-    A model trained under strong augmentation (``robust``: exposure, stain colour, defocus,
-    noise, JPEG, any-angle rotation) ends closer to clean images when its last epochs, at the
-    smallest learning rates of the cosine decay, see only ``light`` augmentation (flips,
-    quarter turns, zoom). On the dev split of the real images, a robust small CNN trained 30
-    epochs with its last 5 light scored 0.930 clean against 0.921 for all 30 robust, with the
-    same 0.898 under the corruptions (``bench/end_to_end.py --dev``)."""
+    A model trained under strong augmentation (``robust``: exposure, colour, defocus, noise,
+    JPEG, turns as the data allows) ends closer to clean images when its last epochs, at the
+    smallest learning rates of the cosine decay, see only ``light`` augmentation (the data's
+    turns and mirrors, zoom). Evidence: ``bench/end_to_end.py --dev`` (docs/end_to_end.md)."""
 
     level: str
     share: float

@@ -367,9 +367,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "--export DIR needs --budget (it names where the --budget run's final model goes); "
             "to export a study by hand run python -m search.export --study NAME --out DIR"
         )
+    from search.engine.request import RunRequest
     from search.engine.session import run_study
 
-    return run_study(args, space)
+    return run_study(RunRequest.of(vars(args)), space)
 
 
 if __name__ == "__main__":

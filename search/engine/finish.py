@@ -26,6 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.cli import EXIT_FATAL, EXIT_OK, UsageError
 from search.data import DataError, load_dataset
+from search.engine.request import RunRequest
 from search.policy import final as final_policy
 from search.policy.budget import (
     FINAL_OVERHEAD_SECONDS,
@@ -352,7 +353,9 @@ def minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min"
 
 
-def final_setup(args, name, plan, data, folds, kept, size_fixed: bool) -> FinalSetup:
+def final_setup(
+    args: RunRequest, name: str, plan: Any, data: Any, folds: list[Any], kept: Any, size_fixed: bool
+) -> FinalSetup:
     """What a --budget run trains at its end, settled (and the export folder checked) up front."""
     out = Path(args.export or Path("models") / name).expanduser()
     if out.exists() and not out.is_dir():
@@ -417,7 +420,7 @@ def _native(spec: str, data, kept):
     return native, int(native.images.shape[1])
 
 
-def run_final(study: optuna.Study, final: FinalSetup, clock: BudgetClock, args) -> int:
+def run_final(study: optuna.Study, final: FinalSetup, clock: BudgetClock, args: RunRequest) -> int:
     """Train and export the final model in what is left of the budget; the exit code."""
     clock.record()
     start = time.monotonic()
@@ -447,6 +450,6 @@ def run_final(study: optuna.Study, final: FinalSetup, clock: BudgetClock, args) 
     print(
         f"model: {final.out} (trial {best.number}, {recipe.plan.epochs} epochs at "
         f"{final.fidelity.final_size}px in {minutes(time.monotonic() - start)}; "
-        f"{minutes(clock.elapsed())} of the {minutes(args.budget)} budget used)"
+        f"{minutes(clock.elapsed())} of the {minutes(clock.budget)} budget used)"
     )
     return EXIT_OK

@@ -6,7 +6,6 @@ leaves an existing study exactly as it was and creates nothing.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import os
@@ -35,6 +34,7 @@ from search.engine.devices import (
 from search.engine.finish import BudgetClock, final_setup, minutes, run_final
 from search.engine.plugins import BUILT_IN, resolve_trainer
 from search.engine.progress import UNCOUNTED, Progress
+from search.engine.request import RunRequest
 from search.engine.trials import STARTING_POINT, RunSettings
 from search.engine.weights import check_weights
 from search.engine.worker import write_worker_data
@@ -74,7 +74,7 @@ def _stored_or(stored: dict, key: str, given, default):
     return stored.get(key, default)
 
 
-def run_study(args: argparse.Namespace, space: Space) -> int:
+def run_study(args: RunRequest, space: Space) -> int:
     """Check, write the worker data, create or resume the study, search; return the exit code."""
     name = args.name or space.name
     made = _Created()
@@ -172,13 +172,13 @@ def run_study(args: argparse.Namespace, space: Space) -> int:
         )
     clock = None
     if final is not None:
-        clock = BudgetClock(study, args.budget, final.fidelity)
+        clock = BudgetClock(study, float(args.budget or 0.0), final.fidelity)
         log.info(
             "budget %s: %.1f min spent before this run; the search runs until only the final "
             "model's reserve is left (%.0f%% of the budget until a trial completes, then the "
             "best trial's measured cost), then the best trial trains on all %d images at %dpx "
             "with augmentation %s and is exported to %s",
-            minutes(args.budget),
+            minutes(clock.budget),
             clock.spent_before / 60,
             100 * PRIOR_FINAL_SHARE,
             final.fidelity.all_images,
@@ -279,14 +279,14 @@ def _holds_a_study(database: Path) -> bool:
         return False  # no schema (or no file): nothing of anyone's in it
 
 
-def _storage_options(args: argparse.Namespace) -> dict[str, int]:
+def _storage_options(args: RunRequest) -> dict[str, int]:
     return {
         "heartbeat_interval": max(1, round(args.heartbeat)),
         "grace_period": max(2, round(3 * args.heartbeat)),
     }
 
 
-def _prepare(args: argparse.Namespace, space: Space, name: str):
+def _prepare(args: RunRequest, space: Space, name: str):
     """Every check that can refuse the run, in order; nothing is written here."""
     found = find_storage(args.storage, **_storage_options(args))
     existing = None
@@ -307,7 +307,7 @@ def _prepare(args: argparse.Namespace, space: Space, name: str):
     data = load_dataset(args.data, image_size=image_size)
     cleaning: dict | None = None
     kept = None
-    if getattr(args, "clean", False):
+    if args.clean:
         from search.cleaning import CleanOptions, clean  # scikit-learn only when asked
 
         result = clean(data, CleanOptions())
@@ -339,11 +339,11 @@ def _prepare(args: argparse.Namespace, space: Space, name: str):
     return found, existing, plan, data, folds, cleaning, kept
 
 
-def _traits(args: argparse.Namespace, space: Space, stored: dict, data, name: str) -> Traits:
+def _traits(args: RunRequest, space: Space, stored: dict, data, name: str) -> Traits:
     """The study's symmetry and colour: a resumed study's own (a declared value that differs is
     refused), else as declared or measured on the data now."""
-    symmetry = getattr(args, "symmetry", None) or space.symmetry
-    colour = getattr(args, "colour", None) or space.colour
+    symmetry = args.symmetry or space.symmetry
+    colour = args.colour or space.colour
     if "fold_of" in stored:
         traits = stored_traits(stored)
         for flag, given, kept in (
@@ -366,7 +366,7 @@ def _traits(args: argparse.Namespace, space: Space, stored: dict, data, name: st
     return traits
 
 
-def _create_storage(args: argparse.Namespace, made: _Created) -> optuna.storages.RDBStorage:
+def _create_storage(args: RunRequest, made: _Created) -> optuna.storages.RDBStorage:
     """Open the storage, creating its database (a new SQLite file is recorded in ``made``)."""
     database = sqlite_file(args.storage)
     new_file = database is not None and not database.exists()
@@ -376,7 +376,7 @@ def _create_storage(args: argparse.Namespace, made: _Created) -> optuna.storages
     return storage
 
 
-def _artifact_dir(args: argparse.Namespace, made: _Created) -> str:
+def _artifact_dir(args: RunRequest, made: _Created) -> str:
     """The dashboard's artifact folder, created (recorded in ``made``) and checked writable."""
     folder = Path(args.artifacts or default_artifact_dir(args.storage)).expanduser().resolve()
     missing = [p for p in (folder, *folder.parents) if not p.exists()]

@@ -145,9 +145,8 @@ def test_artifacts_folder_made_by_another_host_meanwhile_is_used_not_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two hosts starting together both see the folder missing; the slower mkdir must not fail."""
-    import argparse
-
     from search.engine import session
+    from search.engine.request import RunRequest
 
     folder = tmp_path / "shared" / "artifacts"
     real_mkdir = Path.mkdir
@@ -158,7 +157,7 @@ def test_artifacts_folder_made_by_another_host_meanwhile_is_used_not_refused(
 
     monkeypatch.setattr(Path, "mkdir", the_other_host_was_first)
     made = session._Created()
-    args = argparse.Namespace(artifacts=str(folder), storage=f"sqlite:///{tmp_path}/s.db")
+    args = RunRequest(artifacts=str(folder), storage=f"sqlite:///{tmp_path}/s.db")
     assert session._artifact_dir(args, made) == str(folder.resolve())
     monkeypatch.undo()
     assert folder.is_dir()

@@ -29,7 +29,7 @@ from search.reporting.summary import importance_note, lead, number, study_facts
 from search.reporting.view import StudyView, fold_mean, param, state_label
 from search.text import counted
 from storage import DEFAULT_URL, StorageError, find_storage, redact, storage_errors
-from storage.records import failure_kind
+from storage.records import direction_sign, failure_kind
 
 TOP = 10
 
@@ -86,7 +86,7 @@ def study_view(study: optuna.Study) -> StudyView:
         folds=int(a.get("folds", 1)),
         epochs=int(a.get("epochs", last + 1)),
         metric=str(a.get("metric", "value")),
-        maximize=study.direction == optuna.study.StudyDirection.MAXIMIZE,
+        maximize=direction_sign(study) > 0,
     )
 
 

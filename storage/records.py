@@ -10,6 +10,7 @@ transaction on an RDB storage, so no reader sees a half-tagged trial; ``record_f
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -141,14 +142,28 @@ def trial_note(number: int, metric: str, folds: list[FoldResult], class_names: l
     return "\n".join(lines)
 
 
-def leaderboard(study: optuna.Study, top: int = 10) -> list[dict[str, Any]]:
+def direction_sign(study: optuna.Study) -> float:
+    """1 when the study maximises, -1 when it minimises: ``sign * value`` is higher-is-better.
+    The one place the objective's direction is read."""
+    return 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
+
+
+def ranked_complete(study: optuna.Study, *, with_fold_scores: bool = False) -> list[FrozenTrial]:
+    """The complete trials with a finite value, best first (the lower number on a tie);
+    ``with_fold_scores``: only those that recorded their fold scores (the paired fold test's)."""
     done = [
         t
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if t.value is not None
+        and math.isfinite(t.value)
+        and (not with_fold_scores or "fold_scores" in t.user_attrs)
     ]
-    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    done.sort(key=lambda t: -float(t.value or 0.0) if maximize else float(t.value or 0.0))
+    sign = direction_sign(study)
+    return sorted(done, key=lambda t: (-sign * float(t.value or 0.0), t.number))
+
+
+def leaderboard(study: optuna.Study, top: int = 10) -> list[dict[str, Any]]:
+    done = ranked_complete(study)
     rows = []
     for t in done[:top]:
         config = t.user_attrs.get("config", {})
@@ -166,17 +181,11 @@ def leaderboard(study: optuna.Study, top: int = 10) -> list[dict[str, Any]]:
     return rows
 
 
-def best_complete(study: optuna.Study) -> FrozenTrial | None:
-    """The study's best complete trial (the lower number on a tie), or None before the first."""
-    done = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.value is not None
-    ]
-    if not done:
-        return None
-    sign = 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
-    return max(done, key=lambda t: (sign * float(t.value or 0.0), -t.number))
+def best_complete(study: optuna.Study, *, with_fold_scores: bool = False) -> FrozenTrial | None:
+    """The study's best complete trial (the lower number on a tie), or None before the first:
+    the one definition the pruner, the final model, the export and the reports share."""
+    ranked = ranked_complete(study, with_fold_scores=with_fold_scores)
+    return ranked[0] if ranked else None
 
 
 def best_so_far(study: optuna.Study) -> tuple[int, float] | None:

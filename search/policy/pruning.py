@@ -17,7 +17,6 @@ trains every fold, only to be beaten a few trials later.
 from __future__ import annotations
 
 import enum
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +24,8 @@ import optuna
 from optuna.pruners import BasePruner
 from optuna.trial import FrozenTrial, TrialState
 from scipy.stats import wilcoxon
+
+from storage.records import best_complete, direction_sign
 
 PRUNERS = ("default", "median", "halving", "fold", "none")
 # Trial user attributes of the screen: a trial stopped by it, and the trial queued from the best.
@@ -185,9 +186,8 @@ class FoldEpochPruner(BasePruner):
         ref = [best.intermediate_values[s] for s in steps if s in best.intermediate_values]
         if not mine or not ref:
             return False
-        if study.direction == optuna.study.StudyDirection.MAXIMIZE:
-            return max(mine) < max(ref) - self.epoch_gap
-        return min(mine) > min(ref) + self.epoch_gap
+        sign = direction_sign(study)  # compared as higher-is-better
+        return max(sign * v for v in mine) < max(sign * v for v in ref) - self.epoch_gap
 
     def prune_fold(self, study: optuna.Study, scores: list[float]) -> bool:
         """After a fold: compare the trial's fold scores with the best completed trial's."""
@@ -196,7 +196,7 @@ class FoldEpochPruner(BasePruner):
         best = best_fold_scores(study)
         if best is None:
             return False
-        maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+        maximize = direction_sign(study) > 0
         return self.fold_test.should_prune(scores, best, maximize=maximize)
 
     def screen_fold(
@@ -255,8 +255,7 @@ class FoldEpochPruner(BasePruner):
 
 
 def _sign(study: optuna.Study) -> float:
-    """1 when the study maximises, -1 when it minimises: ``sign * value`` is higher-is-better."""
-    return 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
+    return direction_sign(study)
 
 
 def _beat_screen_alive(trials: list[FrozenTrial], number: int) -> bool:
@@ -285,16 +284,8 @@ def _best(study: optuna.Study, screened: list[tuple[float, int, dict]]) -> tuple
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
-    """The best completed trial with fold scores, or None before the first one."""
-    done = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.value is not None and math.isfinite(t.value) and "fold_scores" in t.user_attrs
-    ]
-    if not done:
-        return None
-    sign = _sign(study)
-    return max(done, key=lambda t: float(t.value or 0.0) * sign)
+    """The best completed trial with fold scores (``storage.records.best_complete``)."""
+    return best_complete(study, with_fold_scores=True)
 
 
 def best_fold_scores(study: optuna.Study) -> list[float] | None:

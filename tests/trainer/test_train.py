@@ -279,8 +279,8 @@ def test_robust_accuracy_validates_under_corruptions(real_small, monkeypatch) ->
     made = []
     real_sets = train_module._corrupted_sets
 
-    def spy(data, index, fold):
-        made.append((index, real_sets(data, index, fold)))
+    def spy(data, index, fold, cfg):
+        made.append((index, real_sets(data, index, fold, cfg)))
         return made[-1][1]
 
     monkeypatch.setattr(train_module, "_corrupted_sets", spy)
@@ -295,7 +295,7 @@ def test_robust_accuracy_validates_under_corruptions(real_small, monkeypatch) ->
     assert best.robust_accuracy == pytest.approx((best.accuracy + best.corrupted_accuracy) / 2)
     assert result.mean_score("robust_accuracy") == pytest.approx(best.robust_accuracy)
     # The score is taken on that copy: handed the clean images instead, it equals the accuracy.
-    monkeypatch.setattr(train_module, "_corrupted_sets", lambda data, index, fold: [clean])
+    monkeypatch.setattr(train_module, "_corrupted_sets", lambda data, index, fold, cfg: [clean])
     same = train_trial(cfg, real_small, folds[:1], _go, monitor="robust_accuracy").folds[0].best
     assert same.corrupted_accuracy == same.accuracy
     monkeypatch.setattr(train_module, "_corrupted_sets", real_sets)

@@ -302,7 +302,13 @@ def main(argv: list[str] | None = None) -> int:
     t = time.perf_counter()
     pairs = near_pairs(ds.images[after_exact], max(DISTANCE_SWEEP))
     near_pairs_s = time.perf_counter() - t
-    mask = pairs.confirmed(options.near_distance, options.near_correlation)
+    # clean() raises its threshold on images that are merely alike (None: it skipped the step).
+    used = result.summary.get("near_correlation_used", options.near_correlation)
+    mask = (
+        pairs.confirmed(options.near_distance, used)
+        if used is not None
+        else np.zeros(len(pairs.i), dtype=bool)
+    )
     default = near_removals(ds.labels, after_exact, pairs, mask)
     assert default == near, "the bench's near-duplicate rule drifted from clean()"
     near_sweep = []
@@ -341,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     sheets = OUT if blood else OUT / args.dataset
     _sheets(dirty, result, scores, top_real, close_pairs, doubt, sheets)
     facts = {
+        "near_used": used,
         "seconds": seconds,
         "steps": result.summary["step_seconds"],
         "near_pairs_s": near_pairs_s,

@@ -72,6 +72,7 @@ def summary(
         "injected_outlier_min": float(injected[0]),
         "injected_outlier_median": float(np.median(injected)),
         "near_default": [options.near_distance, options.near_correlation],
+        "near_used": facts.get("near_used", options.near_correlation),
         "near_sweep": [
             {
                 "distance": d,
@@ -131,6 +132,16 @@ def section(results: dict[str, dict[str, Any]]) -> str:
             + ", ".join(f"{k}: {v}" for k, v in wrong.items())
             + f"), against {r['real_images']} real images; flagged mislabels are only reported.",
         ]
+        used = r.get("near_used", r["near_default"][1])
+        if used is None:
+            lines += ["", "Near duplicates: `clean()` skipped the step (the images are too alike)."]
+        elif used != r["near_default"][1]:
+            lines += [
+                "",
+                f"Near duplicates: more than 5% of the images paired up at correlation "
+                f"{r['near_default'][1]:g}, so `clean()` raised its threshold to {used:g} "
+                "(the images are alike, not copied); the table is at that threshold.",
+            ]
         d0, r0 = r["near_default"]
         at_d = [x for x in r["near_sweep"] if x["distance"] == d0]
         at_r = [x for x in r["near_sweep"] if x["correlation"] == r0]

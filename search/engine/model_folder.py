@@ -60,11 +60,9 @@ class Plan:
 def views_chosen(tta: bool | None, augment: str, symmetry: str = "dihedral") -> str:
     """--tta/--no-tta, or by default the views the augmentation level trained on; never more
     than the study's symmetry allows (``--tta`` under ``none`` is one view)."""
-    from trainer.views import views_for
+    from search.policy.final import views_for
 
-    if tta is None:
-        return views_for(augment, symmetry)
-    return symmetry if tta else "none"
+    return views_for(augment, symmetry, tta)
 
 
 def _progress(name: str, epoch: Any, total: int) -> None:

@@ -209,10 +209,11 @@ class FinalRecipe:
 
 
 def views_for(augment: str, symmetry: str, tta: bool | None) -> str:
-    """--tta/--no-tta, or by default the views the level and the symmetry trained on."""
-    if tta is False or augment == "none" or symmetry == "none":
-        return "none"
-    return symmetry
+    """--tta/--no-tta, or by default the views the level and the symmetry trained on; never
+    more than the symmetry allows (its name is its views'). The one rule for every export."""
+    if tta is None:
+        return "none" if augment == "none" else symmetry
+    return symmetry if tta else "none"
 
 
 def decide(

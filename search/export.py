@@ -38,7 +38,7 @@ from typing import Any
 
 from search.cli import EXIT_FATAL as EXIT_FAILED
 from search.cli import EXIT_OK, Parser, setup_logging, usage_error
-from search.engine.model_folder import FILES, Plan, export_model, views_chosen
+from search.engine.model_folder import FILES, TRUST_FILES, Plan, export_model, views_chosen
 
 _STUDY_KEYS = ("data", "data_fingerprint", "image_size", "class_names", "fold_of", "folds")
 
@@ -52,7 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m search.export",
         description="Retrain a study's best trial on all its data (or keep one model per fold "
         "with --ensemble) and write a ready-to-use model folder.",
-        epilog=f"DIR gets {', '.join(FILES)}. Exit codes: 0 done, 1 training failed, 2 bad "
+        epilog=f"DIR gets {', '.join(FILES)}, and {' and '.join(TRUST_FILES)} when a "
+        "calibration slice was held back (10% of the images, at most 300, when that is at least "
+        "20): the model's probabilities are calibrated on it and search.predict flags images "
+        "unlike the training data. Exit codes: 0 done, 1 training failed, 2 bad "
         "usage or input.",
     )
     p.add_argument("--study", required=True, metavar="NAME", help="the study's name in storage")
@@ -273,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         plan, config, data, folds = _plan(args)
     except (UsageError, DataError, StorageError, TrialFailed) as exc:
         return usage_error(str(exc))
-    what = f"{len(folds)} fold models" if plan.ensemble else f"all {len(data)} images"
+    what = f"{len(folds)} fold models" if plan.ensemble else f"the {len(data)} images"
     log.info(
         "trial %d (%s %.4f): %s, %s lr=%.3g, augment %s; training on %s for %s epochs",
         plan.trial,

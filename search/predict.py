@@ -18,7 +18,16 @@ how accuracy changed; a model exported with test-time views (config.json ``tta``
 ``trainer/corruptions.py`` (seeded, ``--corruption-seed``) in the same mode (TTA or not),
 reporting per-corruption accuracy, their mean and how many predictions stayed the same; the
 corruptions act on the images as the model sees them (after any resize), as a training-time
-robustness metric would. Exit codes: 0 done, 1 an output could not be written, 2 bad input.
+robustness metric would.
+
+An export with ``trust.npz`` (all made since calibration existed) gives calibrated probabilities
+(the temperature is in the model), the columns ``domain_score``/``in_domain`` (1: like the
+training images; the threshold keeps at least 95% of in-domain images) and, with ``--coverage P``,
+``prediction_set`` (split-conformal sets holding the true class with probability P). With labels
+``--metrics-out`` adds ``ece`` (15 equal-width bins; the reliability diagram goes to
+``<out stem>_reliability.png``), ``abstention`` (accuracy on the most confident shares),
+``set_coverage`` and ``mean_set_size``. An older export predicts as before and says what it
+lacks. Exit codes: 0 done, 1 an output could not be written, 2 bad input.
 """
 
 from __future__ import annotations
@@ -99,6 +108,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="refuse images whose size differs from the model's instead of resizing them",
     )
+    p.add_argument(
+        "--coverage",
+        type=float,
+        default=None,
+        metavar="P",
+        help="also give each image the smallest set of classes that holds the true class with "
+        "probability P (e.g. 0.95; split conformal on the export's calibration slice): the CSV "
+        "column prediction_set, and set_coverage/mean_set_size in --metrics-out with labels",
+    )
     p.add_argument("--batch-size", type=int, default=128, metavar="B", help="default 128")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and the summary")
     return p
@@ -131,19 +149,70 @@ def predictions_csv(
     probs: np.ndarray,
     class_names: Sequence[str],
     labels: np.ndarray | None,
+    domain: np.ndarray | None = None,
+    threshold: float | None = None,
+    sets: np.ndarray | None = None,
 ) -> str:
-    """index, source, predicted, [true,] p_<class>... (probabilities with 8 significant digits)."""
+    """index, source, predicted, [true,] p_<class>..., domain_score, in_domain, [prediction_set]
+    (probabilities with 8 significant digits; the domain columns are empty for a model without
+    an in-domain detector, the set's classes joined by ``|``)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     header = ["index", "source", "predicted"] + (["true"] if labels is not None else [])
-    writer.writerow(header + [f"p_{c}" for c in class_names])
+    header += [f"p_{c}" for c in class_names] + ["domain_score", "in_domain"]
+    writer.writerow(header + (["prediction_set"] if sets is not None else []))
     pred = probs.argmax(axis=1)
     for i, source in enumerate(sources):
         row: list[Any] = [i, source, class_names[pred[i]]]
         if labels is not None:
             row.append(class_names[labels[i]])
-        writer.writerow(row + [f"{p:.8g}" for p in probs[i]])
+        row += [f"{p:.8g}" for p in probs[i]]
+        if domain is not None and threshold is not None:
+            row += [f"{domain[i]:.6g}", int(domain[i] <= threshold)]
+        else:
+            row += ["", ""]
+        if sets is not None:
+            row.append("|".join(class_names[int(k)] for k in np.flatnonzero(sets[i])))
+        writer.writerow(row)
     return buffer.getvalue()
+
+
+def domain_metrics(
+    domain: np.ndarray, threshold: float, pred: np.ndarray, labels: np.ndarray | None
+) -> dict[str, Any]:
+    """How many images the in-domain flag let through, and with labels the accuracy on each side."""
+    inside = domain <= threshold
+    out: dict[str, Any] = {
+        "threshold": threshold,
+        "in_domain": int(inside.sum()),
+        "flagged": int((~inside).sum()),
+        "share_flagged": float(np.mean(~inside)) if len(domain) else 0.0,
+    }
+    if labels is not None:
+        right = pred == labels
+        for key, mask in (("accuracy_in_domain", inside), ("accuracy_flagged", ~inside)):
+            out[key] = float(right[mask].mean()) if mask.any() else None
+    return out
+
+
+def trust_text(metrics: dict[str, Any]) -> list[str]:
+    """Lines for the terminal: the in-domain count and the prediction sets."""
+    lines = []
+    domain = metrics.get("domain")
+    if domain:
+        lines.append(
+            f"{domain['flagged']} of {metrics['n_images']} images look unlike the training data "
+            f"(domain_score above {domain['threshold']:.3f}; in_domain 0 in the CSV)"
+        )
+    if "mean_set_size" in metrics:
+        line = (
+            f"prediction sets at {metrics['coverage']:.0%} coverage: "
+            f"{metrics['mean_set_size']:.2f} classes on average"
+        )
+        if "set_coverage" in metrics:
+            line += f", the true class in {metrics['set_coverage']:.1%} of them"
+        lines.append(line)
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -154,14 +223,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     from search.data.inputs import read_inputs
     from search.reporting.calibration import reliability, reliability_png
     from search.reporting.confusion import confusion_png
+    from trainer.calibrate import load as load_trust
+    from trainer.readout import Reader
+    from trainer.trust import abstention
 
     if args.batch_size < 1:
         return usage_error(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.coverage is not None and not 0.0 < args.coverage < 1.0:
+        return usage_error(f"--coverage must be between 0 and 1, e.g. 0.95; got {args.coverage}")
     folder = Path(args.model).expanduser()
     try:
         config, names = read_export(folder)
     except ValueError as exc:
         return usage_error(str(exc))
+    try:
+        trust = load_trust(folder)
+    except ValueError as exc:
+        log.warning("warning: %s; predicting without calibration and in-domain flag", exc)
+        trust = None
     size = int(config["image_size"])
     data = args.data
     if not data:
@@ -235,7 +314,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     if labels is not None:
         metrics.update(score(labels, pred, names))
         table = reliability(probs, labels)
-        metrics.update(ece=table.ece, reliability=table.as_dict())
+        metrics.update(
+            ece=table.ece, reliability=table.as_dict(), abstention=abstention(probs, labels)
+        )
+    domain, sets = None, None
+    if trust is None:
+        log.warning(
+            "warning: %s has no trust.npz (exported before calibration existed, or from too "
+            "few images): its probabilities are not calibrated, domain_score/in_domain are "
+            "empty%s; export it again to get them",
+            folder,
+            " and --coverage gives no prediction sets" if args.coverage else "",
+        )
+    else:
+        features = Reader(model).features(inputs.images, args.batch_size)
+        domain = trust.domain_score(features, inputs.images)
+        metrics["domain"] = domain_metrics(domain, trust.threshold, pred, labels)
+        if args.coverage is not None:
+            sets = trust.sets(probs, args.coverage)
+            metrics["coverage"] = args.coverage
+            metrics["mean_set_size"] = float(sets.sum(axis=1).mean())
+            if labels is not None:
+                metrics["set_coverage"] = float(sets[np.arange(len(labels)), labels].mean())
     metrics.update(
         model=str(folder),
         data=list(data),
@@ -271,7 +371,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     written = [out]
     try:
-        atomic_write_bytes(out, predictions_csv(inputs.sources, probs, names, labels).encode())
+        threshold = trust.threshold if trust is not None else None
+        text = predictions_csv(inputs.sources, probs, names, labels, domain, threshold, sets)
+        atomic_write_bytes(out, text.encode())
         if args.metrics_out:
             text = json.dumps(metrics, indent=2) + "\n"
             atomic_write_bytes(Path(args.metrics_out), text.encode())
@@ -290,6 +392,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: cannot write the outputs ({exc})", file=sys.stderr)
         return EXIT_FAILED
     print(summary_text(metrics, labels, pred, names))
+    for line in trust_text(metrics):
+        print(line)
+    share = metrics.get("domain", {}).get("share_flagged", 0.0)
+    if share > 0.5:
+        log.warning(
+            "warning: %.0f%% of these images look unlike the images the model trained on "
+            "(another microscope, stain, camera or kind of image?): its predictions on them are "
+            "not to be trusted",
+            100 * share,
+        )
     print("wrote " + ", ".join(str(p) for p in written))
     return EXIT_OK
 

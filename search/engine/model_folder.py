@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import io
 import json
 import logging
 import statistics
@@ -14,7 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 FILES = ("model.keras", "config.json", "classes.json", "report.md", "history.json")
+# Written when the data leaves a calibration slice (trainer.trust.calibration_slice).
+TRUST_FILES = ("trust.npz", "reliability.png")
 
 log = logging.getLogger("search.export")
 
@@ -79,7 +84,7 @@ def _progress(name: str, epoch: Any, total: int) -> None:
     )
 
 
-def _config_json(plan: Plan, n_images: int) -> dict[str, Any]:
+def _config_json(plan: Plan, n_images: int, trust: dict[str, Any]) -> dict[str, Any]:
     attrs = plan.attrs
     return {
         "format": "bloodcell-search export v1",
@@ -102,6 +107,7 @@ def _config_json(plan: Plan, n_images: int) -> dict[str, Any]:
         "symmetry_reason": attrs.get("symmetry_reason", ""),
         "colour_reason": attrs.get("colour_reason", ""),
         "recipe": plan.recipe,
+        "trust": trust,
         "epochs": plan.epochs if plan.ensemble else plan.epochs[0],
         "learning_rates": plan.schedules if plan.ensemble else plan.schedules[0],
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -126,13 +132,20 @@ def _cv_basis(plan: Plan) -> str:
     return f"the mean over {folds} of each fold's best epoch (the table below)"
 
 
+def _trained_on(n: int, cfg: dict[str, Any]) -> str:
+    total = int(cfg["data"]["n_images"])
+    if n >= total:
+        return f"all {total} images"
+    return f"{n} of the {total} images (the other {total - n} calibrate it)"
+
+
 def _report(plan: Plan, cfg: dict[str, Any], runs: list[Any], seconds: float) -> str:
     metric = cfg["metric"]
     mode = (
         f"ensemble of {len(runs)} fold models (mean of their softmax outputs), each retrained on "
         f"its fold's training split for {plan.epochs} epochs ({plan.how})"
         if plan.ensemble
-        else f"retrained on all {cfg['data']['n_images']} images at {plan.image_size} px for "
+        else f"retrained on {_trained_on(runs[0].n_images, cfg)} at {plan.image_size} px for "
         f"{plan.epochs[0]} epochs ({plan.how})"
     )
     lines = [
@@ -192,22 +205,42 @@ def _report(plan: Plan, cfg: dict[str, Any], runs: list[Any], seconds: float) ->
     return "\n".join(lines)
 
 
-def _write(out: Path, model: Any, plan: Plan, n_images: int, runs: list[Any], seconds: float):
+def _write(
+    out: Path,
+    model: Any,
+    plan: Plan,
+    n_images: int,
+    runs: list[Any],
+    seconds: float,
+    checked: Any,
+) -> None:
     from search.atomic import atomic_write_bytes
+    from search.reporting.calibration import Reliability, reliability_png
+    from search.reporting.trust import trust_lines
     from trainer.final import save_model
 
     out.mkdir(parents=True, exist_ok=True)
-    cfg = _config_json(plan, n_images)
+    record, summary = checked
+    cfg = _config_json(plan, n_images, summary)
     history = {
         "mode": cfg["mode"],
         "runs": [r.history() for r in runs],
         "cv": {"metric": cfg["metric"], "folds": [r.to_dict() for r in plan.folds]},
     }
     save_model(model, out / "model.keras")
+    for name in TRUST_FILES:  # a stale pair from an earlier export must not outlive it
+        (out / name).unlink(missing_ok=True)
+    if record is not None:
+        buffer = io.BytesIO()
+        np.savez(buffer, **record.arrays())
+        atomic_write_bytes(out / "trust.npz", buffer.getvalue())
+        table = Reliability.from_dict(summary["reliability"])
+        title = f"calibration slice: ECE {summary['ece_after']:.3f} (cross-fitted)"
+        atomic_write_bytes(out / "reliability.png", reliability_png(table, title))
     texts = {
         "classes.json": json.dumps(cfg["class_names"], indent=2),
         "history.json": json.dumps(history, indent=2),
-        "report.md": _report(plan, cfg, runs, seconds),
+        "report.md": _report(plan, cfg, runs, seconds) + "\n" + "\n".join(trust_lines(summary)),
         "config.json": json.dumps(cfg, indent=2),  # last: its presence marks a complete export
     }
     for name, text in texts.items():
@@ -233,12 +266,24 @@ def export_model(
     ``trainer.final.Tail`` trains the last epochs under its augmentation level and a
     ``trainer.final.Progressive`` the first ones at a smaller size."""
     from trainer.final import ensemble_model, fit_all, fit_folds
+    from trainer.records import Fold
+    from trainer.trust import calibration_slice
     from trainer.views import with_views
 
     start = time.perf_counter()
+    held = calibration_slice(data.labels, config.seed)
+    train_index = np.setdiff1d(np.arange(len(data)), held)
+    if len(held):
+        log.info(
+            "holding back %d of %d images (stratified) to calibrate the model and its "
+            "in-domain flag: its weights never train on them",
+            len(held),
+            len(data),
+        )
     if plan.ensemble:
+        kept = [Fold(np.setdiff1d(f.train, held), f.val) for f in folds]
         runs = fit_folds(
-            config, data, folds, plan.epochs, lr_schedules=plan.schedules, progress=_progress
+            config, data, kept, plan.epochs, lr_schedules=plan.schedules, progress=_progress
         )
         model = ensemble_model([r.model for r in runs])
     else:
@@ -253,6 +298,7 @@ def export_model(
                 deadline=deadline,
                 tail=tail,
                 progressive=progressive,
+                index=train_index,
             )
         ]
         model = runs[0].model
@@ -265,5 +311,38 @@ def export_model(
                 config={**plan.config, "epochs": len(trained)},
             )
     model = with_views(model, plan.views)
-    _write(out, model, plan, len(data), runs, time.perf_counter() - start)
+    checked = _calibrate(model, plan.views, data, train_index, held, config.seed)
+    _write(out, model, plan, len(data), runs, time.perf_counter() - start, checked)
     return plan
+
+
+def _calibrate(
+    model: Any, views: str, data: Any, train_index: np.ndarray, held: np.ndarray, seed: int
+) -> tuple[Any, dict[str, Any]]:
+    """Calibrate ``model`` on the held-back slice and fit its in-domain flag (the temperature
+    is baked into ``model``); the record is None, with the reason, when nothing was held back."""
+    from trainer import calibrate
+
+    if not len(held):
+        from trainer.trust import CALIBRATION_MIN, CALIBRATION_SHARE
+
+        return None, {
+            "missing": f"not calibrated: {CALIBRATION_SHARE:.0%} of {len(data)} images is under "
+            f"the {CALIBRATION_MIN} a calibration slice needs, so every image trained the model"
+        }
+    started = time.perf_counter()
+    record, summary = calibrate.fit(
+        model, views, data.images, data.labels, train_index, held, seed=seed
+    )
+    log.info(
+        "calibrated on %d held-back images in %.0f s: temperature %.2f, ECE %.3f -> %.3f; "
+        "in-domain threshold %.2f keeps %.1f%% of them",
+        len(held),
+        time.perf_counter() - started,
+        summary["temperature"],
+        summary["ece_before"],
+        summary["ece_after"],
+        summary["domain"]["threshold"],
+        100 * summary["domain"]["retained"],
+    )
+    return record, summary

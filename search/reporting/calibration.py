@@ -9,61 +9,13 @@ probability in the bin|, with the top probability binned into ``BINS`` equal-wid
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 
-import numpy as np
 from PIL import Image, ImageDraw
 
 from search.reporting.confusion import load_font
+from trainer.trust import BINS, Reliability, expected_calibration_error, reliability
 
-BINS = 15
-
-
-@dataclass(frozen=True)
-class Reliability:
-    """Per confidence bin: its edges, image count, mean top probability and accuracy."""
-
-    edges: np.ndarray  # BINS + 1
-    counts: np.ndarray
-    confidence: np.ndarray  # nan where a bin is empty
-    accuracy: np.ndarray
-
-    @property
-    def ece(self) -> float:
-        total = int(self.counts.sum())
-        if total == 0:
-            return 0.0
-        used = self.counts > 0
-        gaps = np.abs(self.accuracy[used] - self.confidence[used])
-        return float(np.sum(self.counts[used] / total * gaps))
-
-    def as_dict(self) -> dict[str, object]:
-        def clean(values: np.ndarray) -> list[float | None]:
-            return [None if np.isnan(v) else round(float(v), 4) for v in values]
-
-        return {
-            "bins": len(self.counts),
-            "counts": [int(c) for c in self.counts],
-            "confidence": clean(self.confidence),
-            "accuracy": clean(self.accuracy),
-        }
-
-
-def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = BINS) -> Reliability:
-    """The reliability table of ``probs`` (N x C, rows summing to 1) against ``labels``."""
-    top = probs.max(axis=1)
-    right = (probs.argmax(axis=1) == labels).astype(np.float64)
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.searchsorted(edges, top, side="left") - 1, 0, bins - 1)
-    counts = np.bincount(which, minlength=bins)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        confidence = np.bincount(which, weights=top, minlength=bins) / counts
-        accuracy = np.bincount(which, weights=right, minlength=bins) / counts
-    return Reliability(edges, counts, confidence, accuracy)
-
-
-def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = BINS) -> float:
-    return reliability(probs, labels, bins).ece
+__all__ = ["BINS", "Reliability", "expected_calibration_error", "reliability", "reliability_png"]
 
 
 def reliability_png(table: Reliability, title: str = "") -> bytes:

@@ -97,7 +97,7 @@ def exported(study) -> Path:
 
 
 def test_export_writes_the_documented_folder(exported: Path, study) -> None:
-    assert sorted(p.name for p in exported.iterdir()) == sorted(export.FILES)
+    assert sorted(p.name for p in exported.iterdir()) == sorted(export.FILES + export.TRUST_FILES)
     config = json.loads((exported / "config.json").read_text())
     assert config["study"] == "quick" and config["trial"] == 0 and config["mode"] == "all_data"
     assert config["storage"] == study["url"] and config["image_size"] == SIZE
@@ -181,6 +181,84 @@ def test_predict_metrics_match_sklearn_on_held_out_images(exported: Path, study)
     with Image.open(root / "pred_confusion.png") as png:
         assert png.format == "PNG" and png.width > 200
     assert "mean accuracy" in out.stdout
+
+
+def test_the_export_is_calibrated_and_flags_images_unlike_its_training_data(
+    exported: Path, study, tmp_path: Path
+) -> None:
+    from trainer.calibrate import load
+    from trainer.shifts import shift
+
+    config = json.loads((exported / "config.json").read_text())
+    summary = config["trust"]
+    # 10% of the 300 study images, stratified, never trained on.
+    assert summary["calibration_images"] == 30
+    history = json.loads((exported / "history.json").read_text())
+    assert history["runs"][0]["n_images"] == 270
+    assert summary["temperature"] == pytest.approx(load(exported).temperature)
+    assert {s["coverage"] for s in summary["sets"]} == {0.9, 0.95, 0.99}
+    report = (exported / "report.md").read_text()
+    assert "## Trust" in report and "reliability.png" in report and "270 of the 300" in report
+    # Held-out images and the same images as smooth noise: the noise is flagged.
+    noise = _write_npz(
+        tmp_path / "noise.npz",
+        shift(study["held_images"], "noise"),
+        study["held_labels"],
+        study["names"],
+    )
+    shares = {}
+    for name, data in (("held", study["held"]), ("noise", noise)):
+        out = run_module(
+            "search.predict",
+            *("--model", str(exported), "--data", str(data), "--coverage", "0.9"),
+            *(
+                "--out",
+                str(tmp_path / f"{name}.csv"),
+                "--metrics-out",
+                str(tmp_path / f"{name}.json"),
+            ),
+            cwd=tmp_path,
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        metrics = json.loads((tmp_path / f"{name}.json").read_text())
+        with open(tmp_path / f"{name}.csv", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        flags = np.array([int(r["in_domain"]) for r in rows])
+        scores = np.array([float(r["domain_score"]) for r in rows])
+        assert np.array_equal(flags, (scores <= metrics["domain"]["threshold"]).astype(int))
+        assert metrics["domain"]["flagged"] == int(np.sum(flags == 0))
+        assert f"{metrics['domain']['flagged']} of 100 images look unlike" in out.stdout
+        sets = [r["prediction_set"].split("|") for r in rows]
+        assert all(r["predicted"] in s for r, s in zip(rows, sets, strict=True))
+        assert metrics["mean_set_size"] == pytest.approx(np.mean([len(s) for s in sets]))
+        covered = np.mean([r["true"] in s for r, s in zip(rows, sets, strict=True)])
+        assert metrics["set_coverage"] == pytest.approx(covered)
+        shares[name] = metrics["domain"]["share_flagged"]
+    assert shares["noise"] >= 0.9 > shares["held"]
+    assert "look unlike the images the model trained on" in out.stderr  # most were flagged
+
+
+def test_an_export_from_before_calibration_still_predicts_and_says_what_it_lacks(
+    exported: Path, study, tmp_path: Path
+) -> None:
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(exported, old)
+    (old / "trust.npz").unlink()
+    out = run_module(
+        "search.predict",
+        *("--model", str(old), "--data", str(study["held"]), "--coverage", "0.95"),
+        *("--out", str(tmp_path / "p.csv"), "--metrics-out", str(tmp_path / "m.json")),
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "has no trust.npz" in out.stderr and "no prediction sets" in out.stderr
+    with open(tmp_path / "p.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 100 and {r["domain_score"] for r in rows} == {""}
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert "ece" in metrics and "domain" not in metrics and "set_coverage" not in metrics
 
 
 def test_ensemble_export_loads_and_predicts(study, tmp_path: Path, caplog) -> None:
@@ -297,7 +375,7 @@ def test_export_refuses_other_data_and_existing_exports(exported: Path, study, c
     before = {name: (replaced / name).stat().st_mtime_ns for name in export.FILES}
     common = ["--study", "quick", "--storage", study["url"], "--out", str(replaced)]
     assert export.main([*common, "--force", "--no-tta"]) == 0
-    assert sorted(p.name for p in replaced.iterdir()) == sorted(export.FILES)
+    assert sorted(p.name for p in replaced.iterdir()) == sorted(export.FILES + export.TRUST_FILES)
     assert all((replaced / name).stat().st_mtime_ns != t for name, t in before.items())
     assert json.loads((replaced / "config.json").read_text())["tta"] == "none"
     assert export.main(["--study", "nope", "--storage", study["url"], "--out", str(other)]) == 2

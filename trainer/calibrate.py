@@ -24,6 +24,19 @@ log = logging.getLogger(__name__)
 
 FILE = "trust.npz"
 FORMAT = 1
+# One image's forward pass against one training step's, per image (roughly a third on CPU).
+INFERENCE_COST = 0.35
+
+
+def cost_in_epochs(n_train: int, n_calibration: int, views: int) -> float:
+    """What ``fit`` costs in training epochs of ``n_train`` images: a forward pass over every
+    training image (the neighbours), every view of the slice, and the slice under each shift."""
+    from trainer.shifts import SHIFTS
+
+    if not n_calibration or not n_train:
+        return 0.0
+    images = min(n_train, trust.BANK_MAX) + n_calibration * (views + len(SHIFTS))
+    return INFERENCE_COST * images / n_train
 
 
 @dataclass(frozen=True)

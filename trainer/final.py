@@ -205,8 +205,8 @@ class Deadline:
 
     ``at`` is a ``clock()`` reading. After every epoch the run's total is set to the epochs done
     plus those that fit before ``at`` at the median epoch time so far (the first epoch, which
-    traces the graph, left out once there are others), with half an epoch kept back for the
-    BatchNorm refresh; within ``[1, most]``. The total shrinks whenever time runs short and grows
+    traces the graph, left out once there are others), with ``keep_back`` epochs (half an epoch
+    by default) kept back for the BatchNorm refresh and what follows the training; within ``[1, most]``. The total shrinks whenever time runs short and grows
     whenever ``GROW_BY`` or more epochs fit beyond it, or ``most`` does (the margin keeps one
     epoch's jitter from lengthening and then shortening the run), so the time that cautious
     early prices held back is trained rather than left unused; the rest of the cosine decay is
@@ -226,6 +226,7 @@ class Deadline:
     at: float
     most: int
     clock: Callable[[], float] = time.monotonic
+    keep_back: float = 0.5  # epochs' worth of time left after the last one (refresh, calibration)
 
     def total(
         self,
@@ -246,7 +247,7 @@ class Deadline:
         per_unit = statistics.median(latest or [u for _, u in pool])
         if per_unit <= 0:
             return planned
-        left = self.at - self.clock() - 0.5 * per_unit
+        left = self.at - self.clock() - self.keep_back * per_unit
         fits = done
         for total in range(done + 1, self.most + 1):
             future = sum(cost(e, total) for e in range(done, total)) if cost else total - done

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import sys
@@ -240,8 +241,11 @@ def train_final(
     from search.engine.model_folder import Plan, export_model
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from trainer.calibrate import cost_in_epochs
     from trainer.config import TrialConfig
     from trainer.final import Deadline, Progressive, Tail, cosine_schedule
+    from trainer.trust import calibration_slice
+    from trainer.views import VIEW_COUNT
 
     fidelity, data = final.fidelity, final.data
     best = final_candidate(study, fidelity.metric)
@@ -271,8 +275,12 @@ def train_final(
     )
     plan = recipe.plan
     # Epochs follow the final model's own epoch times to end with FINAL_OVERHEAD_SECONDS left
-    # for saving and the report.
-    deadline = Deadline(time.monotonic() + left - FINAL_OVERHEAD_SECONDS, plan.most)
+    # for saving and the report, and the calibration's forward passes kept back in epochs.
+    held = len(calibration_slice(data.labels, stored.seed))
+    keep_back = 0.5 + cost_in_epochs(len(data) - held, held, VIEW_COUNT[recipe.views])
+    deadline = Deadline(
+        time.monotonic() + left - FINAL_OVERHEAD_SECONDS, plan.most, keep_back=keep_back
+    )
     # A pruned trial's value is the last score it reported, not a fold mean.
     score = (
         float(best.value)
@@ -344,6 +352,7 @@ def train_final(
                 "image_size": fidelity.final_size,  # the model's input, not the search's
                 "symmetry": config.symmetry,
                 "colour": config.colour,
+                "trust": json.loads((final.out / "config.json").read_text()).get("trust"),
             },
         )
     return best, recipe

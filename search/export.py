@@ -3,7 +3,7 @@
 Takes the best complete trial (or ``--trial N``) and trains its configuration again, because
 cross-validation keeps no weights:
 
-- default: on all the study's images, for round(median(best_epoch + 1)) epochs over its folds
+- default: on all the study's images but a calibration slice (``trainer.trust``), for round(median(best_epoch + 1)) epochs over its folds
   (``trainer.final.final_epochs``; ``--epochs`` overrides), each epoch at the median learning
   rate the folds used at that epoch (so plateau reductions are replayed);
 - ``--ensemble``: one model per fold on that fold's training split, for that fold's own best
@@ -50,8 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = Parser(
         prog="python -m search.export",
-        description="Retrain a study's best trial on all its data (or keep one model per fold "
-        "with --ensemble) and write a ready-to-use model folder.",
+        description="Retrain a study's best trial on its data (or keep one model per fold "
+        "with --ensemble), calibrate it on a held-back slice and write a ready-to-use model "
+        "folder.",
         epilog=f"DIR gets {', '.join(FILES)}, and {' and '.join(TRUST_FILES)} when a "
         "calibration slice was held back (10% of the images, at most 300, when that is at least "
         "20): the model's probabilities are calibrated on it and search.predict flags images "

@@ -224,6 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from search.reporting.calibration import reliability, reliability_png
     from search.reporting.confusion import confusion_png
     from trainer.calibrate import load as load_trust
+    from trainer.errors import InvalidConfig
     from trainer.readout import Reader
     from trainer.trust import abstention
 
@@ -239,8 +240,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         trust = load_trust(folder)
     except ValueError as exc:
-        log.warning("warning: %s; predicting without calibration and in-domain flag", exc)
-        trust = None
+        log.warning(
+            "warning: %s; predicting without the in-domain flag and prediction sets (the "
+            "model's own calibration is in model.keras and still applies)",
+            exc,
+        )
+        trust, trust_unreadable = None, True
+    else:
+        trust_unreadable = False
     size = int(config["image_size"])
     data = args.data
     if not data:
@@ -318,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ece=table.ece, reliability=table.as_dict(), abstention=abstention(probs, labels)
         )
     domain, sets = None, None
-    if trust is None:
+    if trust is None and not trust_unreadable:
         log.warning(
             "warning: %s has no trust.npz (exported before calibration existed, or from too "
             "few images): its probabilities are not calibrated, domain_score/in_domain are "
@@ -326,12 +333,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             folder,
             " and --coverage gives no prediction sets" if args.coverage else "",
         )
-    else:
-        features = Reader(model).features(inputs.images, args.batch_size)
-        domain = trust.domain_score(features, inputs.images)
+    elif trust is not None:
+        try:
+            features = Reader(model).features(inputs.images, args.batch_size)
+            domain = trust.domain_score(features, inputs.images)
+        except (InvalidConfig, ValueError, TypeError, IndexError) as exc:
+            log.warning(
+                "warning: %s's trust.npz does not fit its model (%s); domain_score/in_domain "
+                "are empty and --coverage gives no prediction sets; export it again",
+                folder,
+                exc,
+            )
+            trust = None
+    if trust is not None and domain is not None:
         metrics["domain"] = domain_metrics(domain, trust.threshold, pred, labels)
         if args.coverage is not None:
-            sets = trust.sets(probs, args.coverage)
+            # The sets' scores were calibrated on the model's own output, not on --tta views.
+            sets = trust.sets(plain, args.coverage)
             metrics["coverage"] = args.coverage
             metrics["mean_set_size"] = float(sets.sum(axis=1).mean())
             if labels is not None:

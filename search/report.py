@@ -22,10 +22,11 @@ from optuna.trial import TrialState
 from search.atomic import atomic_write_bytes
 from search.cli import EXIT_FATAL as EXIT_FAILED
 from search.cli import EXIT_OK, Parser, setup_logging, usage_error
-from search.reporting.final_model import final_rows
+from search.reporting.final_model import final_recipe, final_rows
 from search.reporting.fold_epochs import pruning_rows
 from search.reporting.plots import Plot, all_plots
 from search.reporting.summary import importance_note, lead, number, study_facts
+from search.reporting.trust import trust_html
 from search.reporting.view import StudyView, fold_mean, param, state_label
 from search.text import counted
 from storage import DEFAULT_URL, StorageError, find_storage, redact, storage_errors
@@ -177,6 +178,7 @@ def render_html(
     view: StudyView,
     plots: list[Plot],
     final: Sequence[tuple[str, str]] = (),
+    trust: str = "",
 ) -> str:
     """The whole page: no external resource, every figure inline as a data URI.
 
@@ -187,6 +189,7 @@ def render_html(
     model = (
         "<h2>Final model</h2>\n<p class='note'>What search.run --budget exported last.</p>\n"
         + _table(("final model", "value"), final, "")
+        + trust
         if final
         else ""
     )
@@ -267,7 +270,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     scores, note = param_importances(study, view)
     plots = all_plots(view, scores, note)
     facts = study_facts(study, args.storage, view)
-    page = render_html(args.study, facts, view, plots, final_rows(study.user_attrs))
+    recipe = final_recipe(study.user_attrs)
+    trust = trust_html(recipe.get("trust")) if recipe is not None else ""
+    page = render_html(args.study, facts, view, plots, final_rows(study.user_attrs), trust)
     try:
         for p in plots:
             atomic_write_bytes(out / "plots" / f"{p.name}.png", p.png)

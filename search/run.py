@@ -247,8 +247,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--weights",
         default=None,
-        metavar="imagenet|none|PATH",
-        help="backbone weights (default: the space's; quick uses none)",
+        metavar="imagenet|none|PATH|DIR",
+        help="backbone weights (default: the space's; quick uses none): ImageNet's, none, a "
+        "weights file, or an export folder (search.export or --budget) whose backbone starts "
+        "the study, e.g. to adapt a model to another microscope from a few labelled images; "
+        "the search keeps that backbone and searches unfreeze depth",
     )
     p.add_argument(
         "--weights-dir",

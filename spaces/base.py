@@ -10,7 +10,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from trainer.config import BACKBONES, COLOURS, SYMMETRIES, TrialConfig, is_pretrained
+from trainer.config import (
+    BACKBONES,
+    COLOURS,
+    SYMMETRIES,
+    TrialConfig,
+    is_pretrained,
+    starts_pretrained,
+)
 
 
 class Suggester(Protocol):
@@ -39,6 +46,7 @@ class StudySettings:
     weights_dir: str = ""  # --weights-dir, resolved; travels in every trial's configuration
     symmetry: str = "dihedral"  # the study's, resolved (never "auto"): trainer.config.SYMMETRIES
     colour: str = "shift"  # the study's, resolved: trainer.config.COLOURS
+    start_backbone: str = ""  # --weights DIR: the export's backbone, which the weights fit
 
 
 @dataclass(frozen=True)
@@ -89,7 +97,11 @@ class Space:
         """Draw one configuration; unfreeze depth is conditional on the chosen backbone."""
         backbone = s.suggest_categorical("backbone", self.backbones)
         info = BACKBONES[backbone]
-        weights = settings.weights if info.has_pretrained_weights else "none"
+        weights = (
+            settings.weights
+            if starts_pretrained(info, settings.weights, settings.start_backbone)
+            else "none"
+        )
         if is_pretrained(weights):
             depth = s.suggest_int(f"unfreeze_{backbone}", 0, info.n_blocks)
         else:
@@ -128,8 +140,8 @@ class Space:
             if backbone not in self.backbones:
                 continue
             params = dict(point)
-            pretrained = (
-                is_pretrained(settings.weights) and BACKBONES[backbone].has_pretrained_weights
+            pretrained = starts_pretrained(
+                BACKBONES[backbone], settings.weights, settings.start_backbone
             )
             depth_key = f"unfreeze_{backbone}"
             if not pretrained:

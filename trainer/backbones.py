@@ -62,12 +62,12 @@ def _small_cnn(size: int) -> keras.Model:
 def _construct(info: BackboneInfo, cfg: TrialConfig) -> keras.Model:
     size = cfg.image_size
     if info.family == "cnn":
-        if cfg.pretrained:
+        if cfg.weights == "imagenet":
             raise WeightsUnavailable(
-                f"small_cnn has no pretrained weights (weights={cfg.weights!r}); "
-                "use weights 'none' for it, or pick a keras.applications backbone"
+                "small_cnn has no ImageNet weights; use weights 'none' or a small_cnn weights "
+                "file for it, or pick a keras.applications backbone"
             )
-        return _small_cnn(size)
+        return _load_file(_small_cnn(size), cfg, info)
     ctor = getattr(keras.applications, info.keras_name)
     kwargs: dict[str, object] = {
         "include_top": False,
@@ -97,7 +97,11 @@ def _construct(info: BackboneInfo, cfg: TrialConfig) -> keras.Model:
                 f"{info.weights_file} elsewhere and put it there (or point --weights-dir at a "
                 "folder holding it), pass --weights PATH to a weights file, or use --weights none"
             ) from exc
-    model = ctor(weights=None, **kwargs)
+    return _load_file(ctor(weights=None, **kwargs), cfg, info)
+
+
+def _load_file(model: keras.Model, cfg: TrialConfig, info: BackboneInfo) -> keras.Model:
+    """``model`` with the weights file ``cfg.weights`` loaded (as it is with weights none)."""
     if cfg.weights != "none":
         path = Path(cfg.weights).expanduser()
         if not path.is_file():

@@ -2,14 +2,15 @@
 both back to score new images. The numbers live in ``trust.npz`` beside the model; the
 temperature is also baked into the model (``Reader.temper``), so its own output is calibrated.
 
-``fit`` returns the ``Trust`` record and a JSON summary with its evidence: ECE before and after
-(after: fitted on one half of the slice, scored on the other, both ways), prediction-set sizes
-and coverage, accuracy when abstaining, and the detector's threshold with the share of the
-slice it keeps and of shifted copies of the slice it flags (``trainer.shifts``).
+``fit`` returns the ``Trust`` record and a JSON summary with its evidence, every figure
+cross-fitted (each half of the slice scored with what the other half fitted): ECE, prediction-set
+sizes and coverage, the share the detector's threshold keeps; plus accuracy when abstaining and
+the share of shifted copies of the slice the detector flags (``trainer.shifts``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,7 +108,7 @@ def load(folder: Path) -> Trust | None:
     try:
         with np.load(path) as arrays:
             return Trust.from_arrays(arrays)
-    except (OSError, KeyError, ValueError) as exc:
+    except (OSError, KeyError, ValueError, TypeError, IndexError) as exc:
         raise ValueError(f"cannot read {path} ({exc})") from exc
 
 
@@ -123,104 +124,109 @@ def fit(
     batch: int = 128,
 ) -> tuple[Trust, dict[str, Any]]:
     """Calibrate ``model`` (with ``views`` built in) on the images at ``calibration_index``,
-    which its weights never trained on, fit the detector on those at ``train_index``, and bake
-    the temperature into ``model``. Returns the record and its summary."""
+    which its weights never trained on, fit the detector on (at most ``BANK_MAX`` of) those at
+    ``train_index``, and bake the temperature into ``model``. Returns the record and its
+    summary."""
     from trainer.shifts import SHIFTS, shift
 
     reader = Reader(model)
     cal_images, cal_labels = images[calibration_index], np.asarray(labels)[calibration_index]
     cal = reader.read(cal_images, views, batch)
-    temperature = trust.fit_temperature(cal.logits, cal_labels)
-    before, after = trust.tempered(cal.logits, 1.0), trust.tempered(cal.logits, temperature)
-    rng = np.random.default_rng((seed, 37))
+    temperature = trust.fit_temperature(cal.logits, cal_labels, seed)
     bank_index = np.asarray(train_index)
     if len(bank_index) > trust.BANK_MAX:
+        rng = np.random.default_rng((seed, 37))
         bank_index = np.sort(rng.choice(bank_index, trust.BANK_MAX, replace=False))
-    bank = reader.features(images[bank_index], batch)
-    pixels = trust.Gaussian.fit(trust.pixel_statistics(images[train_index]))
-    record = Trust(
+    bank_images = images[bank_index]
+    # Stored as float16: the scales and threshold are fitted on what predict will read.
+    bank = reader.features(bank_images, batch).astype(np.float16).astype(np.float32)
+    pixels = trust.Gaussian.fit(trust.pixel_statistics(bank_images))
+    unscaled = Trust(
         temperature=temperature,
-        set_scores=np.sort(trust.set_scores(after, cal_labels)),
+        set_scores=np.sort(trust.set_scores(trust.tempered(cal.logits, temperature), cal_labels)),
         bank=bank,
         feature_scale=trust.Scale(0.0, 1.0),
         pixels=pixels,
         pixel_scale=trust.Scale(0.0, 1.0),
         threshold=0.0,
     )
-    raw = record.detectors(cal.features, cal_images)
-    record = Trust(
-        **{
-            **record.__dict__,
-            "feature_scale": trust.Scale.fit(raw["knn"]),
-            "pixel_scale": trust.Scale.fit(raw["pixels"]),
-        }
+    raw = unscaled.detectors(cal.features, cal_images)
+    scaled = dataclasses.replace(
+        unscaled,
+        feature_scale=trust.Scale.fit(raw["knn"]),
+        pixel_scale=trust.Scale.fit(raw["pixels"]),
     )
-    scores = record.domain_score(cal.features, cal_images)
-    record = Trust(**{**record.__dict__, "threshold": trust.threshold_for(scores)})
+    scores = scaled.domain_score(cal.features, cal_images)
+    record = dataclasses.replace(scaled, threshold=trust.threshold_for(scores))
     flagged = {}
     for name in SHIFTS:
         moved = shift(cal_images, name, seed)
-        flagged[name] = float(
-            np.mean(record.domain_score(reader.features(moved, batch), moved) > record.threshold)
-        )
+        moved_scores = record.domain_score(reader.features(moved, batch), moved)
+        flagged[name] = float(np.mean(moved_scores > record.threshold))
     reader.temper(temperature)
-    summary = _summary(record, cal.logits, cal_labels, before, after, scores, flagged, seed)
+    summary = _summary(record, cal.logits, cal_labels, scores, flagged, seed)
     return record, summary
+
+
+def _halves(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.random.default_rng((seed, 38)).permutation(n)
+    return order[: n // 2], order[n // 2 :]
 
 
 def _summary(
     record: Trust,
     logits: np.ndarray,
     labels: np.ndarray,
-    before: np.ndarray,
-    after: np.ndarray,
     scores: np.ndarray,
     flagged: dict[str, float],
     seed: int,
 ) -> dict[str, Any]:
-    sets = []
-    for coverage in trust.COVERAGES:
-        member = record.sets(after, coverage)
-        sets.append(
-            {
-                "coverage": coverage,
-                "mean_set_size": float(member.sum(axis=1).mean()),
-                "set_coverage": float(member[np.arange(len(labels)), labels].mean()),
-            }
-        )
+    """The evidence, each figure on images its own fit did not see: every half of the slice is
+    scored with the temperature, conformal threshold and detector threshold of the other half."""
+    before = trust.tempered(logits, 1.0)
+    after = trust.tempered(logits, record.temperature)
+    crossed = np.zeros_like(after)
+    kept = np.zeros(len(labels), bool)
+    members = {c: np.zeros((len(labels), after.shape[1]), bool) for c in trust.COVERAGES}
+    for fit_on, score_on in (_halves(len(labels), seed), _halves(len(labels), seed)[::-1]):
+        t = trust.fit_temperature(logits[..., fit_on, :], labels[fit_on], seed)
+        crossed[score_on] = trust.tempered(logits[..., score_on, :], t)
+        kept[score_on] = scores[score_on] <= trust.threshold_for(scores[fit_on])
+        fit_scores = trust.set_scores(trust.tempered(logits[..., fit_on, :], t), labels[fit_on])
+        for coverage in trust.COVERAGES:
+            q = trust.conformal_threshold(fit_scores, coverage)
+            members[coverage][score_on] = trust.prediction_sets(crossed[score_on], q)
+    rows = np.arange(len(labels))
+    sets = [
+        {
+            "coverage": c,
+            "mean_set_size": float(m.sum(axis=1).mean()),
+            "set_coverage": float(m[rows, labels].mean()),
+        }
+        for c, m in members.items()
+    ]
     return trust.as_json(
         {
             "calibration_images": len(labels),
             "temperature": record.temperature,
+            "accuracy_before": float(np.mean(before.argmax(axis=1) == labels)),
             "accuracy": float(np.mean(after.argmax(axis=1) == labels)),
             "nll_before": trust.nll(before, labels),
-            "nll_after": trust.nll(after, labels),
+            "nll_after": trust.nll(crossed, labels),
             "ece_before": trust.reliability(before, labels).ece,
-            "ece_after": _cross_fitted(logits, labels, seed),
-            "reliability": trust.reliability(after, labels).as_dict(),
+            "ece_after": trust.reliability(crossed, labels).ece,
+            "reliability": trust.reliability(crossed, labels).as_dict(),
             "sets": sets,
             "abstention": trust.abstention(after, labels),
             "domain": {
                 "threshold": record.threshold,
                 "retain_goal": trust.RETAIN,
-                "confidence": trust.CONFIDENCE,
-                "retained": float(np.mean(scores <= record.threshold)),
-                "detector": f"max of the {record.neighbours}-th nearest training image's "
+                "confidence": trust.retention_confidence(len(labels)),
+                "retained": float(kept.mean()),
+                "detector": f"the larger of the {record.neighbours}-th nearest training image's "
                 "feature distance and the pixel statistics' Mahalanobis distance, each scaled "
                 "to the calibration slice",
                 "flagged_shifted": flagged,
             },
         }
     )
-
-
-def _cross_fitted(logits: np.ndarray, labels: np.ndarray, seed: int) -> float:
-    """ECE of the tempered probabilities, each half's temperature fitted on the other half."""
-    rng = np.random.default_rng((seed, 38))
-    order = rng.permutation(len(labels))
-    halves = (order[: len(order) // 2], order[len(order) // 2 :])
-    probs = np.zeros((len(labels), logits.shape[-1]))
-    for fit_on, score_on in (halves, halves[::-1]):
-        t = trust.fit_temperature(logits[..., fit_on, :], labels[fit_on])
-        probs[score_on] = trust.tempered(logits[..., score_on, :], t)
-    return trust.reliability(probs, labels).ece

@@ -136,6 +136,15 @@ def is_pretrained(weights: str) -> bool:
     return weights != "none"
 
 
+def starts_pretrained(info: BackboneInfo, weights: str, start_backbone: str = "") -> bool:
+    """Whether ``info`` starts from ``weights``: ``imagenet`` or a file for the backbones Keras
+    ships ImageNet files for, and any file for ``start_backbone`` (the backbone of the export
+    ``--weights DIR`` named, which the file was read out of)."""
+    if not is_pretrained(weights):
+        return False
+    return info.has_pretrained_weights or info.name == start_backbone
+
+
 @dataclass(frozen=True)
 class TrialConfig:
     """Everything that decides how one trial trains. Frozen, JSON-able, validated on creation."""

@@ -57,6 +57,8 @@ def calibration_slice(labels: np.ndarray, seed: int) -> np.ndarray:
     for k in np.argsort(-(exact - take))[: total - int(take.sum())]:
         take[k] += 1
     take = np.minimum(take, counts - 1)
+    if take.sum() < CALIBRATION_MIN:
+        return np.zeros(0, np.int64)
     rng = np.random.default_rng((int(seed), 36))
     chosen = [
         rng.choice(np.flatnonzero(labels == c), size=n, replace=False)
@@ -84,18 +86,41 @@ def nll(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(-np.mean(np.log(np.clip(picked, 1e-12, None))))
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """The temperature in [0.05, 20] with the smallest negative log-likelihood of ``labels``."""
+# The temperature is searched within these bounds: a model more than 3x under- or 10x
+# overconfident is outside what one scalar should fix.
+TEMPERATURES = (1 / 3, 10.0)
+
+
+def _best_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     from scipy.optimize import minimize_scalar
 
-    labels = np.asarray(labels)
     found = minimize_scalar(
         lambda t: nll(tempered(logits, math.exp(t)), labels),
-        bounds=(math.log(0.05), math.log(20.0)),
+        bounds=tuple(math.log(b) for b in TEMPERATURES),
         method="bounded",
         options={"xatol": 1e-4},
     )
     return float(math.exp(found.x))
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray, seed: int = 0) -> float:
+    """The temperature (within ``TEMPERATURES``) with the smallest negative log-likelihood of
+    ``labels``; 1.0 when the model makes no mistake on them (the fit would run to its lower
+    bound), or when it does not also lower the likelihood on each half of the images when fitted
+    on the other half."""
+    labels = np.asarray(labels)
+    if np.all(tempered(logits, 1.0).argmax(axis=1) == labels):
+        return 1.0  # no mistake on the slice: nothing says how overconfident the model is
+    order = np.random.default_rng((seed, 40)).permutation(len(labels))
+    halves = (order[: len(order) // 2], order[len(order) // 2 :])
+    if min(len(h) for h in halves) < 2:
+        return 1.0
+    for fit_on, score_on in (halves, halves[::-1]):
+        t = _best_temperature(logits[..., fit_on, :], labels[fit_on])
+        held, score = logits[..., score_on, :], labels[score_on]
+        if nll(tempered(held, t), score) >= nll(tempered(held, 1.0), score):
+            return 1.0
+    return _best_temperature(logits, labels)
 
 
 def conformal_threshold(scores: np.ndarray, coverage: float) -> float:
@@ -136,13 +161,21 @@ def abstention(probs: np.ndarray, labels: np.ndarray) -> list[dict[str, float]]:
 def retention_rank(n: int, retain: float = RETAIN, confidence: float = CONFIDENCE) -> int:
     """The smallest rank k (1-based) whose order statistic, as a threshold, keeps at least
     ``retain`` of in-domain images with probability ``confidence`` (that retention is
-    Beta(k, n + 1 - k)); n when no rank reaches it."""
+    Beta(k, n + 1 - k)); n when no rank reaches it (``retention_confidence`` says how sure)."""
     from scipy.stats import beta
 
     for k in range(max(1, math.ceil(retain * (n + 1))), n + 1):
         if beta.sf(retain, k, n + 1 - k) >= confidence:
             return k
     return n
+
+
+def retention_confidence(n: int, retain: float = RETAIN) -> float:
+    """The probability that the threshold of ``retention_rank(n)`` keeps at least ``retain``."""
+    from scipy.stats import beta
+
+    k = retention_rank(n, retain)
+    return float(beta.sf(retain, k, n + 1 - k))
 
 
 # Equal-width confidence bins of the expected calibration error (Guo et al. 2017).
@@ -211,10 +244,15 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
 # Pixel statistics ---------------------------------------------------------------------------
 
 
-def pixel_statistics(images: np.ndarray) -> np.ndarray:
-    """N x 24 numbers about how an image was taken, not what it shows: per RGB channel the mean,
+def pixel_statistics(images: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """N x 23 numbers about how an image was taken, not what it shows: per RGB channel the mean,
     spread and 5/50/95th percentiles, chromaticity and saturation, and the sharpness (mean
-    gradient) at two scales and their ratio (focus, magnification)."""
+    gradient) at full and half resolution (focus, magnification). In chunks of ``chunk``."""
+    parts = [_pixel_statistics(images[i : i + chunk]) for i in range(0, len(images), chunk)]
+    return np.concatenate(parts) if parts else np.zeros((0, 23))
+
+
+def _pixel_statistics(images: np.ndarray) -> np.ndarray:
     x = np.asarray(images, np.float32) / 255.0
     n = len(x)
     flat = x.reshape(n, -1, 3)
@@ -227,11 +265,9 @@ def pixel_statistics(images: np.ndarray) -> np.ndarray:
     sat = (high - low) / (high + 1e-3)
     out.append(np.stack([sat.mean(axis=1), sat.std(axis=1)], axis=1))
     grey = x.mean(axis=3)
-    fine = _sharpness(grey)
     h, w = grey.shape[1] // 2 * 2, grey.shape[2] // 2 * 2
     half = grey[:, :h, :w].reshape(n, h // 2, 2, w // 2, 2).mean(axis=(2, 4))
-    coarse = _sharpness(half)
-    out.append(np.stack([np.log(fine), np.log(coarse), np.log(fine / coarse)], axis=1))
+    out.append(np.stack([np.log(_sharpness(grey)), np.log(_sharpness(half))], axis=1))
     return np.concatenate(out, axis=1).astype(np.float64)
 
 
@@ -318,6 +354,8 @@ def auroc(inside: np.ndarray, outside: np.ndarray) -> float:
     """Probability that an outside image scores higher than an inside one (ties count half)."""
     from scipy.stats import rankdata
 
+    if not len(inside) or not len(outside):
+        raise ValueError("AUROC needs images on both sides")
     both = np.concatenate([inside, outside])
     ranks = rankdata(both)[len(inside) :]
     n_in, n_out = len(inside), len(outside)

@@ -4,7 +4,7 @@
 the study spent in earlier runs (user attribute ``seconds_spent``, kept up to date while it
 runs), less this run's time so far, less the reserve for the final model (``search.policy.budget``),
 re-planned whenever the best trial changes. ``train_final`` then trains the best trial's
-configuration at full fidelity on all images and writes the same folder ``search.export`` does.
+configuration at full fidelity on all images but the calibration slice and writes the same folder ``search.export`` does.
 """
 
 from __future__ import annotations
@@ -294,7 +294,8 @@ def train_final(
     tail = Tail(*recipe.tail) if recipe.tail else None
     progressive = Progressive(*recipe.progressive) if recipe.progressive else None
     log.info(
-        "final model: trial %d (%s %.4f, %s %s, symmetry %s, colour %s) on all %d images, %s; %s",
+        "final model: trial %d (%s %.4f, %s %s, symmetry %s, colour %s) on %d images less the "
+        "calibration slice, %s; %s",
         best.number,
         fidelity.metric,
         score,

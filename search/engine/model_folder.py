@@ -227,9 +227,11 @@ def _write(
         "runs": [r.history() for r in runs],
         "cv": {"metric": cfg["metric"], "folds": [r.to_dict() for r in plan.folds]},
     }
-    save_model(model, out / "model.keras")
-    for name in TRUST_FILES:  # a stale pair from an earlier export must not outlive it
+    # config.json marks a complete export: gone until the new one is whole, as are the trust
+    # files of an earlier export, which must not outlive it.
+    for name in ("config.json", *TRUST_FILES):
         (out / name).unlink(missing_ok=True)
+    save_model(model, out / "model.keras")
     if record is not None:
         buffer = io.BytesIO()
         np.savez(buffer, **record.arrays())

@@ -7,6 +7,7 @@ leaves an existing study exactly as it was and creates nothing.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -35,6 +36,7 @@ from search.engine.finish import BudgetClock, final_setup, minutes, run_final
 from search.engine.plugins import BUILT_IN, resolve_trainer
 from search.engine.progress import UNCOUNTED, Progress
 from search.engine.request import RunRequest
+from search.engine.start_model import StartModel, is_export
 from search.engine.trials import STARTING_POINT, RunSettings
 from search.engine.weights import check_weights
 from search.engine.worker import write_worker_data
@@ -87,6 +89,21 @@ def run_study(args: RunRequest, space: Space) -> int:
             resolve_trainer(args.trainer)  # import errors now, before anything is written
         check_drills(trial_timeout=args.trial_timeout)
         found, existing, plan, data, folds, cleaning, kept = _prepare(args, space, name)
+        start = StartModel.read(plan.weights) if is_export(plan.weights) else None
+        if start is not None:
+            space = dataclasses.replace(
+                space,
+                backbones=(start.backbone,),
+                starting_points=tuple(
+                    p for p in space.starting_points if p["backbone"] == start.backbone
+                ),
+            )
+            log.info(
+                "--weights %s: the search keeps its backbone, %s, and searches unfreeze depth "
+                "and the rest as for ImageNet weights (the head is new)",
+                start.folder,
+                start.backbone,
+            )
         check_weights(space, plan.weights, args.weights_dir, resuming=existing is not None)
         final = (
             final_setup(args, name, plan, data, folds, kept, plan.image_size_fixed)
@@ -118,10 +135,11 @@ def run_study(args: RunRequest, space: Space) -> int:
         # Everything was checked: the first writes, each undone if a later one fails.
         made.workdir, data_path = write_worker_data(data, folds)
         artifact_dir = _artifact_dir(args, made)
+        weights = start.extract(Path(artifact_dir) / "start_weights") if start else plan.weights
         with storage_errors(args.storage):
             storage = found or _create_storage(args, made)
             study = _open_study(
-                storage, name, existing, plan, sampler, pruner, folds, space, args.seed
+                storage, name, existing, plan, sampler, pruner, folds, space, args.seed, start
             )
             if cleaning is not None:
                 study.set_user_attr("cleaning", cleaning)
@@ -131,7 +149,7 @@ def run_study(args: RunRequest, space: Space) -> int:
         return EXIT_USAGE
     settings = StudySettings(
         epochs=plan.epochs,
-        weights=plan.weights,
+        weights=weights,
         seed=args.seed,
         image_size=plan.image_size,
         precision=args.precision if args.precision != "auto" else auto_precision(gpus),
@@ -140,6 +158,7 @@ def run_study(args: RunRequest, space: Space) -> int:
         weights_dir=str(Path(args.weights_dir).resolve()) if args.weights_dir else "",
         symmetry=plan.traits["symmetry"],
         colour=plan.traits["colour"],
+        start_backbone=start.backbone if start else "",
     )
     counts = count_states(study)
     finished = counts[optuna.trial.TrialState.COMPLETE] + counts[optuna.trial.TrialState.PRUNED]
@@ -302,8 +321,10 @@ def _prepare(args: RunRequest, space: Space, name: str):
     if args.weights_dir:
         if not Path(args.weights_dir).is_dir():
             raise UsageError(f"--weights-dir {args.weights_dir} is not a folder")
-    if weights not in ("imagenet", "none") and not Path(weights).is_file():
-        raise UsageError(f"--weights {weights!r} is neither imagenet, none nor a file")
+    if weights not in ("imagenet", "none") and not Path(weights).expanduser().exists():
+        raise UsageError(
+            f"--weights {weights!r} is neither imagenet, none, a weights file nor an export folder"
+        )
     data = load_dataset(args.data, image_size=image_size)
     cleaning: dict | None = None
     kept = None
@@ -400,7 +421,7 @@ def _artifact_dir(args: RunRequest, made: _Created) -> str:
     return str(folder)
 
 
-def _open_study(storage, name, existing, plan, sampler, pruner, folds, space, seed):
+def _open_study(storage, name, existing, plan, sampler, pruner, folds, space, seed, start=None):
     """The first writes. A new study that cannot be fully set up is deleted again."""
     study = optuna.create_study(
         study_name=name,
@@ -422,7 +443,11 @@ def _open_study(storage, name, existing, plan, sampler, pruner, folds, space, se
         study.set_user_attr("runs", 1)
         if not study.trials:
             settings = StudySettings(
-                epochs=plan.epochs, weights=plan.weights, seed=seed, image_size=plan.image_size
+                epochs=plan.epochs,
+                weights=plan.weights,
+                seed=seed,
+                image_size=plan.image_size,
+                start_backbone=start.backbone if start else "",
             )
             for params in space.starting_params(settings):
                 study.enqueue_trial(params, user_attrs={STARTING_POINT: True}, skip_if_exists=True)

@@ -215,6 +215,9 @@ def _budget_run(tmp_path):
     assert recorded["backbone"] == config["config"]["backbone"]
     assert (recorded["symmetry"], recorded["colour"]) == (config["symmetry"], config["colour"])
     assert recorded["cv_score"] == config["value"]  # the number report.md states
+    # The export is calibrated on images held back from it, and the study records the evidence.
+    assert recorded["trust"] == config["trust"]
+    assert "missing" not in config["trust"] and (folder / "trust.npz").is_file()
     assert f"**{config['value']:.4f}**, the mean over the" in (folder / "report.md").read_text()
     note = dashboard_note(url, "quick")
     assert note.startswith("## Final model") and f"| folder | {folder.resolve()} |" in note

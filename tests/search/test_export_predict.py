@@ -196,6 +196,28 @@ def test_the_export_is_calibrated_and_flags_images_unlike_its_training_data(
     history = json.loads((exported / "history.json").read_text())
     assert history["runs"][0]["n_images"] == 270
     assert summary["temperature"] == pytest.approx(load(exported).temperature)
+    # The temperature is in the model: its own probabilities on the slice are the calibrated ones.
+    import keras
+
+    from trainer.trust import calibration_slice, fit_temperature, tempered
+
+    names = study["names"]
+    with np.load(study["data"]) as z:
+        images, labels = resize_all(z["images"], SIZE), z["labels"].astype(np.int64)
+    held = calibration_slice(labels, config["config"]["seed"])
+    probs = keras.models.load_model(exported / "model.keras").predict(images[held], verbose=0)
+    from trainer.readout import Reader
+
+    logits = (
+        Reader(keras.models.load_model(exported / "model.keras"))
+        .read(images[held], config["tta"])
+        .logits
+    )
+    np.testing.assert_allclose(probs, tempered(logits, 1.0), rtol=1e-4, atol=1e-5)
+    # Fitted again on the model's own slice logits, the temperature is 1: it is already in them.
+    seed = config["config"]["seed"]
+    assert fit_temperature(logits, labels[held], seed) == pytest.approx(1.0, abs=0.02)
+    assert len(names) == 8
     assert {s["coverage"] for s in summary["sets"]} == {0.9, 0.95, 0.99}
     report = (exported / "report.md").read_text()
     assert "## Trust" in report and "reliability.png" in report and "270 of the 300" in report
@@ -233,8 +255,10 @@ def test_the_export_is_calibrated_and_flags_images_unlike_its_training_data(
         assert metrics["mean_set_size"] == pytest.approx(np.mean([len(s) for s in sets]))
         covered = np.mean([r["true"] in s for r, s in zip(rows, sets, strict=True)])
         assert metrics["set_coverage"] == pytest.approx(covered)
+        if name == "held":  # split conformal at 0.9 on 30 slice images, 100 new ones
+            assert covered >= 0.75
         shares[name] = metrics["domain"]["share_flagged"]
-    assert shares["noise"] >= 0.9 > shares["held"]
+    assert shares["noise"] >= 0.9 and shares["held"] <= 0.2
     assert "look unlike the images the model trained on" in out.stderr  # most were flagged
 
 
@@ -259,6 +283,50 @@ def test_an_export_from_before_calibration_still_predicts_and_says_what_it_lacks
     assert len(rows) == 100 and {r["domain_score"] for r in rows} == {""}
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert "ece" in metrics and "domain" not in metrics and "set_coverage" not in metrics
+
+
+def test_a_new_study_starts_from_an_exports_backbone(exported: Path, study, tmp_path) -> None:
+    """--weights DIR: the export's backbone, its weights, unfreeze depth searched, a new head."""
+    import keras
+
+    from tests.search.cli import load
+    from trainer.readout import classifiers
+
+    url = f"sqlite:///{tmp_path / 'adapt.db'}"
+    out = run_cli(
+        *("--study", "quick", "--name", "adapt", "--data", str(study["held"])),
+        *("--storage", url, "--weights", str(exported), "--n-trials", "1", "--epochs", "1"),
+        *("--folds", "2", "--image-size", str(SIZE), "--pruner", "none"),
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    backbone = json.loads((exported / "config.json").read_text())["config"]["backbone"]
+    assert f"the search keeps its backbone, {backbone}" in out.stderr
+    trial = load(url, "adapt").trials[0]
+    config = trial.user_attrs["config"]
+    assert config["backbone"] == backbone and f"unfreeze_{backbone}" in trial.params
+    start = Path(config["weights"])
+    assert start.parent == tmp_path / "artifacts" / "start_weights" and start.is_file()
+    # The file holds the export's backbone weights.
+    member = classifiers(keras.models.load_model(exported / "model.keras"))[0]
+    source = next(layer for layer in member.layers if isinstance(layer, keras.Model))
+    copy = keras.models.clone_model(source)
+    copy.load_weights(str(start))
+    for a, b in zip(copy.get_weights(), source.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_weights_naming_a_folder_that_is_not_an_export_is_refused(study, tmp_path) -> None:
+    (tmp_path / "empty").mkdir()
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    out = run_cli(
+        *("--study", "quick", "--data", str(study["held"]), "--storage", url),
+        *("--weights", str(tmp_path / "empty"), "--n-trials", "1"),
+        cwd=tmp_path,
+    )
+    assert out.returncode == 2
+    assert "is a folder but not an export (missing model.keras, config.json)" in out.stderr
+    assert not (tmp_path / "x.db").exists()
 
 
 def test_ensemble_export_loads_and_predicts(study, tmp_path: Path, caplog) -> None:

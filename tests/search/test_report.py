@@ -532,6 +532,52 @@ RECORDED_FINAL = {  # as search.engine.finish records it at the end of a --budge
 }
 
 
+TRUST = {
+    "calibration_images": 120,
+    "temperature": 1.42,
+    "accuracy": 0.95,
+    "ece_before": 0.061,
+    "ece_after": 0.018,
+    "reliability": {
+        "bins": 15,
+        "counts": [0] * 13 + [20, 100],
+        "confidence": [None] * 13 + [0.9, 0.99],
+        "accuracy": [None] * 13 + [0.85, 0.97],
+    },
+    "sets": [{"coverage": 0.95, "mean_set_size": 1.31, "set_coverage": 0.958}],
+    "abstention": [{"coverage": 1.0, "images": 120, "accuracy": 0.95}],
+    "domain": {
+        "threshold": 2.5,
+        "retain_goal": 0.95,
+        "confidence": 0.9,
+        "retained": 0.975,
+        "detector": "the detector",
+        "flagged_shifted": {"stain": 1.0, "noise": 1.0},
+    },
+}
+
+
+def test_the_page_shows_the_final_models_calibration_and_in_domain_flag(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'trust.db'}"
+    study = _scored_study(url, "trust", 3)
+    study.set_user_attr(FINAL_RECIPE, {**RECORDED_FINAL, "trust": TRUST})
+    page, _ = _page_and_view(url, "trust", tmp_path / "r")
+    section = page.split("<h2>Trust: calibration, prediction sets, in-domain flag</h2>", 1)[1]
+    rows = dict(re.findall(r"<tr><td>([^<]*)</td><td>([^<]*)</td></tr>", section))
+    assert "ECE 0.061 before, 0.018 after" in rows["calibration"]
+    assert "95%: 1.31 classes on average, 95.8% covered" in rows["prediction sets"]
+    assert (
+        "above 2.500 is flagged" in rows["in-domain flag"]
+        and "97.5% of the slice" in rows["in-domain flag"]
+    )
+    assert "stain 100%" in rows["flagged when shifted"]
+    assert "alt='reliability diagram' src='data:image/png;base64," in section
+    # A final model recorded before calibration existed says what it lacks.
+    study.set_user_attr(FINAL_RECIPE, RECORDED_FINAL)
+    page, _ = _page_and_view(url, "trust", tmp_path / "r2")
+    assert "exported before they existed" in page and "reliability diagram" not in page
+
+
 def test_the_page_leads_with_the_final_model_and_names_both_sizes(tmp_path: Path) -> None:
     import html
 

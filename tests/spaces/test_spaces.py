@@ -95,3 +95,21 @@ def test_the_weights_folder_travels_in_each_pretrained_trials_configuration() ->
     assert mobile.weights == "imagenet" and mobile.weights_dir == "/models/keras"
     assert scratch.weights == "none" and scratch.weights_dir == ""
     assert TrialConfig.from_dict(mobile.to_dict()) == mobile
+
+
+def test_a_weights_file_starts_only_the_backbones_it_can_fit() -> None:
+    """A file fits the backbones Keras ships ImageNet files for (small_cnn trains from scratch);
+    a file read out of an export (--weights DIR) also fits that export's backbone."""
+    space = SPACES["quick"]
+    file = StudySettings(epochs=3, weights="w.weights.h5", seed=7, image_size=64)
+    small = space.sample(FakeSuggester({"backbone": "small_cnn"}), file)
+    assert small.weights == "none"
+    mobile = space.sample(FakeSuggester({"backbone": "MobileNetV3Small"}), file)
+    assert mobile.weights == "w.weights.h5"
+    started = StudySettings(
+        epochs=3, weights="w.weights.h5", seed=7, image_size=64, start_backbone="small_cnn"
+    )
+    fake = FakeSuggester({"backbone": "small_cnn"})
+    adapted = space.sample(fake, started)
+    assert adapted.weights == "w.weights.h5" and adapted.pretrained
+    assert fake.asked["unfreeze_small_cnn"] == (0, BACKBONES["small_cnn"].n_blocks)

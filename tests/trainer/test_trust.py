@@ -42,6 +42,17 @@ def test_temperature_scaling_finds_the_temperature_and_keeps_every_prediction():
     assert trust.reliability(after, labels).ece < 0.5 * trust.reliability(before, labels).ece
 
 
+def test_the_temperature_of_an_ensemble_of_views_is_found_and_a_perfect_slice_keeps_one():
+    rng = np.random.default_rng(5)
+    logits = rng.normal(0, 4, (2, 8, 3000, 5))
+    probs = trust.tempered(logits, 2.5)
+    labels = np.array([rng.choice(5, p=p) for p in probs])
+    assert trust.fit_temperature(logits, labels) == pytest.approx(2.5, rel=0.1)
+    # No mistake to learn from: an unguarded fit would run to its lower bound.
+    right = trust.tempered(logits, 1.0).argmax(axis=1)
+    assert trust.fit_temperature(logits[..., :200, :], right[:200]) == 1.0
+
+
 def test_conformal_sets_cover_at_least_the_level_asked_on_new_images():
     logits, labels = _overconfident(6000, 1)
     probs = trust.tempered(logits, 3.0)
@@ -67,6 +78,8 @@ def test_the_threshold_keeps_the_retention_asked_with_the_confidence_asked():
     assert np.mean(kept >= trust.RETAIN) >= trust.CONFIDENCE - 0.04
     k = trust.retention_rank(300)
     assert 0.95 * 301 < k <= 300
+    assert trust.retention_confidence(300) >= trust.CONFIDENCE
+    assert trust.retention_confidence(30) < trust.CONFIDENCE  # too few: said, not hidden
 
 
 def test_detectors_score_far_images_higher_and_auroc_matches_sklearn():
@@ -86,7 +99,8 @@ def test_detectors_score_far_images_higher_and_auroc_matches_sklearn():
 def test_pixel_statistics_move_under_every_shift(real_small):
     images = real_small.images[:60]
     base = trust.pixel_statistics(images)
-    assert base.shape == (60, 24) and np.isfinite(base).all()
+    assert base.shape == (60, 23) and np.isfinite(base).all()
+    np.testing.assert_allclose(trust.pixel_statistics(images, chunk=7), base)
     g = trust.Gaussian.fit(trust.pixel_statistics(real_small.images))
     inside = g.score(base)
     for name in SHIFTS:

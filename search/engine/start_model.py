@@ -1,0 +1,83 @@
+"""``search.run --weights DIR``: start a new study from an earlier export's backbone (a lab
+adapting its model to its own microscope with a few dozen labelled images).
+
+The export's ``config.json`` names the backbone; the study searches that backbone only, with
+unfreeze depth and everything else searched as for ImageNet weights. The backbone's weights are
+read out of ``model.keras`` once into ``<artifacts>/start_weights/<digest>.weights.h5``, a file
+every trial and the final model load as they would any ``--weights PATH`` file. The head is new:
+the new study's classes need not be the old one's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from search.cli import UsageError
+from trainer.config import BACKBONES
+
+log = logging.getLogger("search.run")
+
+
+def is_export(weights: str) -> bool:
+    return Path(weights).expanduser().is_dir()
+
+
+@dataclass(frozen=True)
+class StartModel:
+    folder: Path
+    backbone: str
+    digest: str  # of model.keras: the extracted file is named by it
+
+    @classmethod
+    def read(cls, weights: str) -> StartModel:
+        """The export folder ``weights`` names; UsageError says what is wrong with it."""
+        folder = Path(weights).expanduser().resolve()
+        missing = [n for n in ("model.keras", "config.json") if not (folder / n).is_file()]
+        if missing:
+            raise UsageError(
+                f"--weights {weights} is a folder but not an export (missing "
+                f"{', '.join(missing)}); pass a folder written by search.export or a --budget "
+                "run, a weights file, imagenet or none"
+            )
+        try:
+            config = json.loads((folder / "config.json").read_text())
+            backbone = str(config["config"]["backbone"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise UsageError(f"--weights {weights}: cannot read its config.json ({exc})") from exc
+        if backbone not in BACKBONES:
+            raise UsageError(
+                f"--weights {weights}: its backbone {backbone!r} is not one this version knows "
+                f"({', '.join(BACKBONES)})"
+            )
+        digest = hashlib.sha256((folder / "model.keras").read_bytes()).hexdigest()[:16]
+        return cls(folder, backbone, digest)
+
+    def extract(self, into: Path) -> str:
+        """Write the backbone's weights under ``into`` (kept when already there); the path."""
+        import keras
+
+        from search.atomic import atomic_write
+        from trainer.readout import classifiers
+
+        target = into / f"{self.backbone}-{self.digest}.weights.h5"
+        if target.is_file():
+            return str(target)
+        into.mkdir(parents=True, exist_ok=True)
+        model = keras.models.load_model(self.folder / "model.keras")
+        member = classifiers(model)[0]
+        backbone = next(layer for layer in member.layers if isinstance(layer, keras.Model))
+        tmp = into / f".{target.name}.tmp.weights.h5"
+        backbone.save_weights(str(tmp))
+        atomic_write(target, lambda fh: fh.write(tmp.read_bytes()))
+        tmp.unlink()
+        log.info(
+            "starting from %s: its %s backbone's weights are in %s",
+            self.folder,
+            self.backbone,
+            target,
+        )
+        return str(target)

@@ -167,7 +167,7 @@ class Scored:
     def read(self, images: np.ndarray) -> dict[str, np.ndarray]:
         images = self.resize(images)
         out = self.reader.read(images, self.views)
-        t = self.trust.temperature
+        t = self.trust.temperature if self.trust is not None else 1.0  # none under 200 images
         return {
             "images": images,
             "features": out.features,
@@ -398,6 +398,7 @@ def main() -> None:
         "search_seconds": float((work / "ours" / "seconds.txt").read_text()),
         "in_domain": evaluate(folder, train, held, sets),
     }
+    (work / "in_domain.json").write_text(json.dumps(trust.as_json(result), indent=2) + "\n")
     if not args.no_adapt:
         result["adaptation"] = adaptation(folder, held, args.adapt_budget, work, args.seed)
     (DOCS / "trust.json").write_text(json.dumps(trust.as_json(result), indent=2) + "\n")

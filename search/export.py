@@ -30,7 +30,6 @@ import argparse
 import dataclasses
 import logging
 import os
-import statistics
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,7 +37,7 @@ from typing import Any
 
 from search.cli import EXIT_FATAL as EXIT_FAILED
 from search.cli import EXIT_OK, Parser, setup_logging, usage_error
-from search.engine.model_folder import FILES, TRUST_FILES, Plan, export_model, views_chosen
+from search.engine.model_folder import FILES, TRUST_FILES, ExportPlan, export_model, views_chosen
 
 _STUDY_KEYS = ("data", "data_fingerprint", "image_size", "class_names", "fold_of", "folds")
 
@@ -177,11 +176,41 @@ def _use_backend(asked: str | None, trained_on: str) -> str:
     return name
 
 
+def _how(args: argparse.Namespace, done: list[Any]) -> str:
+    """How the epochs were chosen, for the report."""
+    if args.epochs is not None:
+        return f"--epochs {args.epochs}"
+    if args.ensemble:
+        return "that fold's best epoch + 1"
+    return f"round(median(best epoch + 1)) over folds: {[r.best_epoch + 1 for r in done]}"
+
+
+def _epochs(
+    args: argparse.Namespace, number: int, done: list[Any], n_folds: int
+) -> tuple[list[int], list[list[float]]]:
+    """Epochs and learning rates of each model to train (one, or one per fold with
+    --ensemble), from the trial's finished folds; UsageError when they cannot be had."""
+    from search.cli import UsageError
+    from trainer.final import final_epochs, replay_schedule
+
+    if args.ensemble and sorted(r.fold for r in done) != list(range(n_folds)):
+        raise UsageError(
+            f"--ensemble needs all {n_folds} folds of trial {number}; it finished "
+            f"{sorted(r.fold for r in done)}"
+        )
+    if not done:
+        raise UsageError(f"trial {number} has no finished folds to take epochs from")
+    if args.ensemble:
+        epochs = [args.epochs or r.best_epoch + 1 for r in done]
+        return epochs, [replay_schedule([r], e) for r, e in zip(done, epochs, strict=True)]
+    epochs = [args.epochs or final_epochs(done)]
+    return epochs, [replay_schedule(done, epochs[0])]
+
+
 def _plan(args: argparse.Namespace):
     """Read the study, pick the trial, load and check the data: everything that can refuse."""
     from search.cli import UsageError
     from search.data import fingerprint, load_dataset
-    from storage import redact
     from storage.records import fold_results
     from storage.study import decode_folds
     from trainer.config import TrialConfig
@@ -208,49 +237,22 @@ def _plan(args: argparse.Namespace):
             f"study {args.study!r} ({attrs['data']!r}, {attrs.get('n_images', '?')} images, "
             f"fingerprint {str(attrs['data_fingerprint'])[:12]}); pass the study's data"
         )
-    results = fold_results(trial)
-    done = [r for r in results if not r.stopped]
-    n_folds = int(attrs["folds"])
-    if args.ensemble and sorted(r.fold for r in done) != list(range(n_folds)):
-        raise UsageError(
-            f"--ensemble needs all {n_folds} folds of trial {trial.number}; it finished "
-            f"{sorted(r.fold for r in done)}"
-        )
-    if not done:
-        raise UsageError(f"trial {trial.number} has no finished folds to take epochs from")
-    from trainer.final import final_epochs, replay_schedule
-
-    if args.ensemble:
-        epochs = [args.epochs or r.best_epoch + 1 for r in done]
-        schedules = [replay_schedule([r], e) for r, e in zip(done, epochs, strict=True)]
-    else:
-        epochs = [args.epochs or final_epochs(done)]
-        schedules = [replay_schedule(done, epochs[0])]
-    plan = Plan(
-        study=args.study,
-        storage=redact(args.storage),
-        trial=trial.number,
-        value=float(trial.value)
-        if trial.value is not None
-        else statistics.mean(r.score(str(attrs.get("metric", "accuracy"))) for r in done),
-        params=dict(trial.params),
-        config=config.to_dict(),
+    done = [r for r in fold_results(trial) if not r.stopped]
+    epochs, schedules = _epochs(args, trial.number, done, int(attrs["folds"]))
+    plan = ExportPlan.from_trial(
+        trial,
+        storage=args.storage,
         attrs=attrs,
+        study=args.study,
+        config=config.to_dict(),
         spec=spec,
         fingerprint=found,
-        folds=results,
         ensemble=args.ensemble,
         epochs=epochs,
         schedules=schedules,
         image_size=int(attrs["image_size"]),
         views=views_chosen(args.tta, config.augment, config.symmetry),
-        how=(
-            "that fold's best epoch + 1"
-            if args.ensemble
-            else f"round(median(best epoch + 1)) over folds: {[r.best_epoch + 1 for r in done]}"
-        )
-        if args.epochs is None
-        else f"--epochs {args.epochs}",
+        how=_how(args, done),
     )
     return plan, config, data, decode_folds(str(attrs["fold_of"]))
 

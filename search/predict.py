@@ -39,6 +39,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -215,28 +216,53 @@ def trust_text(metrics: dict[str, Any]) -> list[str]:
     return lines
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(quiet=args.quiet)
-    from search.atomic import atomic_write_bytes
+@dataclass
+class Opened:
+    """What a prediction run reads before predicting: the export, its trust record, the inputs."""
+
+    folder: Path
+    config: dict[str, Any]
+    names: list[str]
+    trust: Any  # trainer.calibrate.Trust, None without one
+    trust_said: bool  # a warning already said why there is none
+    data: list[str]
+    inputs: Any  # search.data.inputs.Inputs
+    model: Any  # keras.Model
+
+    @property
+    def views(self) -> str:
+        return str(self.config.get("tta", "none"))
+
+    @property
+    def symmetry(self) -> str:
+        # Exports made before it was recorded trained dihedral.
+        cfg = dict(self.config.get("config", {}))
+        return str(self.config.get("symmetry", cfg.get("symmetry", "dihedral")))
+
+    @property
+    def colour(self) -> str:
+        cfg = dict(self.config.get("config", {}))
+        return str(self.config.get("colour", cfg.get("colour", "shift")))
+
+
+def _open(args: argparse.Namespace) -> Opened:
+    """Read the export, its trust record, the inputs and the model; UsageError says what is
+    wrong."""
+    from search.cli import UsageError
     from search.data import DataError
     from search.data.inputs import read_inputs
-    from search.reporting.calibration import reliability, reliability_png
-    from search.reporting.confusion import confusion_png
     from trainer.calibrate import load as load_trust
-    from trainer.errors import InvalidConfig
-    from trainer.readout import Reader
-    from trainer.trust import abstention
 
     if args.batch_size < 1:
-        return usage_error(f"--batch-size must be at least 1, got {args.batch_size}")
+        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.coverage is not None and not 0.0 < args.coverage < 1.0:
-        return usage_error(f"--coverage must be between 0 and 1, e.g. 0.95; got {args.coverage}")
+        raise UsageError(f"--coverage must be between 0 and 1, e.g. 0.95; got {args.coverage}")
     folder = Path(args.model).expanduser()
     try:
         config, names = read_export(folder)
     except ValueError as exc:
-        return usage_error(str(exc))
+        raise UsageError(str(exc)) from exc
+    trust, said = None, False
     try:
         trust = load_trust(folder)
     except ValueError as exc:
@@ -245,170 +271,244 @@ def main(argv: Sequence[str] | None = None) -> int:
             "model's own calibration is in model.keras and still applies)",
             exc,
         )
-        trust, trust_unreadable = None, True
-    else:
-        trust_unreadable = False
-    size = int(config["image_size"])
-    data = args.data
+        said = True
+    data = list(args.data or [])
     if not data:
         spec = str(config.get("data", {}).get("spec", ""))
         if not spec:
-            return usage_error("--data is required (the export does not name its study's data)")
+            raise UsageError("--data is required (the export does not name its study's data)")
         log.warning(
             "warning: no --data: predicting the study's own data %r; the model trained on "
             "these images, so its scores are optimistic, not a test score",
             spec,
         )
         data = [spec]
-    out = Path(args.out)
-    reliability_out = out.with_name(out.stem + "_reliability.png")
-    confusion_out = (
-        Path(args.confusion_out)
-        if args.confusion_out
-        else out.with_name(out.stem + "_confusion.png")
-    )
+    size = int(config["image_size"])
     try:
         inputs = read_inputs(data, names, size, resize=not args.no_resize)
     except DataError as exc:
-        return usage_error(str(exc))
+        raise UsageError(str(exc)) from exc
     log.info("read %s from %s", counted(len(inputs.images), "image"), " ".join(data))
-
     import keras
 
     try:
         model = keras.models.load_model(folder / "model.keras")
     except Exception as exc:
-        return usage_error(f"cannot load {folder / 'model.keras'} ({type(exc).__name__}: {exc})")
+        raise UsageError(
+            f"cannot load {folder / 'model.keras'} ({type(exc).__name__}: {exc})"
+        ) from exc
     expected = (size, size, 3)
     if tuple(model.input_shape[1:]) != expected or model.output_shape[-1] != len(names):
-        return usage_error(
+        raise UsageError(
             f"{folder}: the model takes {model.input_shape[1:]} and gives {model.output_shape[-1]} "
             f"classes, but config.json/classes.json say {expected} and {len(names)}"
         )
-    built_in = config.get("tta", "none")
-    # The model's own symmetry (exports made before it was recorded trained dihedral).
-    symmetry = str(
-        config.get("symmetry", dict(config.get("config", {})).get("symmetry", "dihedral"))
-    )
-    colour = str(config.get("colour", dict(config.get("config", {})).get("colour", "shift")))
-    if args.tta and built_in != "none":
+    return Opened(folder, config, names, trust, said, data, inputs, model)
+
+
+def _use_tta(asked: bool, opened: Opened) -> bool:
+    """--tta, unless the model averages its views itself or has none to average."""
+    if asked and opened.views != "none":
         log.warning(
             "%s averages its %d %s views itself (config.json: tta %s); --tta adds nothing and "
             "is ignored",
-            folder,
-            VIEW_COUNT.get(built_in, 0),
-            built_in,
-            built_in,
+            opened.folder,
+            VIEW_COUNT.get(opened.views, 0),
+            opened.views,
+            opened.views,
         )
-        args.tta = False
-    elif args.tta and symmetry == "none":
+        return False
+    if asked and opened.symmetry == "none":
         log.warning(
             "%s was trained for images whose turns and mirrors change the label (symmetry "
             "none): --tta has no views to average and is ignored",
-            folder,
+            opened.folder,
         )
-        args.tta = False
-    labels = inputs.labels
-    plain = predict_probs(model, inputs.images, tta=False, batch=args.batch_size)
-    probs = (
-        predict_probs(model, inputs.images, tta=True, batch=args.batch_size, views=symmetry)
-        if args.tta
-        else plain
+        return False
+    return asked
+
+
+def _domain(opened: Opened, batch: int, coverage: bool) -> np.ndarray | None:
+    """Each image's domain_score, None (and why, once) when the export cannot give them."""
+    from trainer.errors import InvalidConfig
+    from trainer.readout import Reader
+
+    if opened.trust is None:
+        if not opened.trust_said:
+            log.warning(
+                "warning: %s has no trust.npz (exported before calibration existed, or from "
+                "too few images): its probabilities are not calibrated, domain_score/in_domain "
+                "are empty%s; export it again to get them",
+                opened.folder,
+                " and --coverage gives no prediction sets" if coverage else "",
+            )
+        return None
+    images = opened.inputs.images
+    try:
+        return opened.trust.domain_score(Reader(opened.model).features(images, batch), images)
+    except (InvalidConfig, ValueError, TypeError, IndexError) as exc:
+        log.warning(
+            "warning: %s's trust.npz does not fit its model (%s); domain_score/in_domain are "
+            "empty and --coverage gives no prediction sets; export it again",
+            opened.folder,
+            exc,
+        )
+        return None
+
+
+def _tta_metrics(
+    plain: np.ndarray, pred: np.ndarray, labels: np.ndarray | None, symmetry: str
+) -> dict[str, Any]:
+    before = plain.argmax(axis=1)
+    tta: dict[str, Any] = {
+        "views": VIEW_COUNT[symmetry],
+        "symmetry": symmetry,
+        "changed_predictions": float(np.mean(before != pred)),
+    }
+    if labels is not None:
+        without, with_ = float(np.mean(before == labels)), float(np.mean(pred == labels))
+        tta.update(accuracy_without=without, accuracy_with=with_, accuracy_change=with_ - without)
+    return tta
+
+
+def _outputs(args: argparse.Namespace) -> tuple[Path, Path, Path]:
+    """The CSV, and the confusion matrix and reliability diagram beside it."""
+    out = Path(args.out)
+    confusion = (
+        Path(args.confusion_out)
+        if args.confusion_out
+        else out.with_name(out.stem + "_confusion.png")
     )
+    return out, confusion, out.with_name(out.stem + "_reliability.png")
+
+
+@dataclass
+class Predicted:
+    """The predictions and everything measured on them."""
+
+    probs: np.ndarray
+    metrics: dict[str, Any]
+    domain: np.ndarray | None
+    sets: np.ndarray | None
+    table: Any  # the reliability table with labels, else None
+
+    @property
+    def pred(self) -> np.ndarray:
+        return self.probs.argmax(axis=1)
+
+
+def _predict(opened: Opened, args: argparse.Namespace) -> Predicted:
+    from search.reporting.calibration import reliability
+    from trainer.trust import abstention
+
+    model, images, labels = opened.model, opened.inputs.images, opened.inputs.labels
+    tta = _use_tta(args.tta, opened)
+    batch = args.batch_size
+    plain = predict_probs(model, images, tta=False, batch=batch)
+    views = opened.symmetry
+    probs = predict_probs(model, images, tta=True, batch=batch, views=views) if tta else plain
     pred = probs.argmax(axis=1)
     metrics: dict[str, Any] = {"n_images": len(pred)}
     table = None
     if labels is not None:
-        metrics.update(score(labels, pred, names))
+        metrics.update(score(labels, pred, opened.names))
         table = reliability(probs, labels)
         metrics.update(
             ece=table.ece, reliability=table.as_dict(), abstention=abstention(probs, labels)
         )
-    domain, sets = None, None
-    if trust is None and not trust_unreadable:
-        log.warning(
-            "warning: %s has no trust.npz (exported before calibration existed, or from too "
-            "few images): its probabilities are not calibrated, domain_score/in_domain are "
-            "empty%s; export it again to get them",
-            folder,
-            " and --coverage gives no prediction sets" if args.coverage else "",
-        )
-    elif trust is not None:
-        try:
-            features = Reader(model).features(inputs.images, args.batch_size)
-            domain = trust.domain_score(features, inputs.images)
-        except (InvalidConfig, ValueError, TypeError, IndexError) as exc:
-            log.warning(
-                "warning: %s's trust.npz does not fit its model (%s); domain_score/in_domain "
-                "are empty and --coverage gives no prediction sets; export it again",
-                folder,
-                exc,
-            )
-            trust = None
-    if trust is not None and domain is not None:
-        metrics["domain"] = domain_metrics(domain, trust.threshold, pred, labels)
+    domain = _domain(opened, batch, args.coverage is not None)
+    sets = None
+    if domain is not None:
+        metrics["domain"] = domain_metrics(domain, opened.trust.threshold, pred, labels)
         if args.coverage is not None:
             # The sets' scores were calibrated on the model's own output, not on --tta views.
-            sets = trust.sets(plain, args.coverage)
+            sets = opened.trust.sets(plain, args.coverage)
             metrics["coverage"] = args.coverage
             metrics["mean_set_size"] = float(sets.sum(axis=1).mean())
             if labels is not None:
                 metrics["set_coverage"] = float(sets[np.arange(len(labels)), labels].mean())
     metrics.update(
-        model=str(folder),
-        data=list(data),
-        resized=inputs.resized,
-        tta_used=bool(args.tta),
-        model_views=built_in,
-        predicted_counts={n: int(np.sum(pred == i)) for i, n in enumerate(names)},
+        model=str(opened.folder),
+        data=opened.data,
+        resized=opened.inputs.resized,
+        tta_used=tta,
+        model_views=opened.views,
+        predicted_counts={n: int(np.sum(pred == i)) for i, n in enumerate(opened.names)},
     )
-    if args.tta:
-        before = plain.argmax(axis=1)
-        tta: dict[str, Any] = {
-            "views": VIEW_COUNT[symmetry],
-            "symmetry": symmetry,
-            "changed_predictions": float(np.mean(before != pred)),
-        }
-        if labels is not None:
-            without, with_ = float(np.mean(before == labels)), float(np.mean(pred == labels))
-            tta.update(
-                accuracy_without=without, accuracy_with=with_, accuracy_change=with_ - without
-            )
-        metrics["tta"] = tta
+    if tta:
+        metrics["tta"] = _tta_metrics(plain, pred, labels, views)
     if args.corruptions:
         metrics["corruptions"] = robustness(
             model,
-            inputs.images,
+            images,
             labels,
             pred,
-            tta=args.tta,
-            batch=args.batch_size,
+            tta=tta,
+            batch=batch,
             seed=args.corruption_seed,
-            views=symmetry,
-            colour=colour,
+            views=views,
+            colour=opened.colour,
         )
+    return Predicted(probs, metrics, domain, sets, table)
+
+
+def _write(opened: Opened, done: Predicted, args: argparse.Namespace) -> list[Path]:
+    """Every output, atomically; raises OSError."""
+    from search.atomic import atomic_write_bytes
+    from search.reporting.calibration import reliability_png
+    from search.reporting.confusion import confusion_png
+
+    out, confusion_out, reliability_out = _outputs(args)
+    labels, names, metrics = opened.inputs.labels, opened.names, done.metrics
+    threshold = opened.trust.threshold if done.domain is not None else None
+    text = predictions_csv(
+        opened.inputs.sources, done.probs, names, labels, done.domain, threshold, done.sets
+    )
+    atomic_write_bytes(out, text.encode())
     written = [out]
+    if args.metrics_out:
+        atomic_write_bytes(Path(args.metrics_out), (json.dumps(metrics, indent=2) + "\n").encode())
+        written.append(Path(args.metrics_out))
+    n, name = len(done.probs), opened.folder.name
+    if labels is not None:
+        title = f"{name}: accuracy {metrics['accuracy']:.3f}, {n} images"
+        matrix = np.array(metrics["confusion"]["matrix"])
+        atomic_write_bytes(confusion_out, confusion_png(matrix, names, title))
+        written.append(confusion_out)
+    if done.table is not None:
+        title = f"{name}: ECE {done.table.ece:.3f} over {n} images"
+        atomic_write_bytes(reliability_out, reliability_png(done.table, title))
+        written.append(reliability_out)
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(quiet=args.quiet)
+    from search.cli import UsageError
+
     try:
-        threshold = trust.threshold if trust is not None else None
-        text = predictions_csv(inputs.sources, probs, names, labels, domain, threshold, sets)
-        atomic_write_bytes(out, text.encode())
-        if args.metrics_out:
-            text = json.dumps(metrics, indent=2) + "\n"
-            atomic_write_bytes(Path(args.metrics_out), text.encode())
-            written.append(Path(args.metrics_out))
-        if labels is not None:
-            title = f"{folder.name}: accuracy {metrics['accuracy']:.3f}, {len(pred)} images"
-            atomic_write_bytes(
-                confusion_out, confusion_png(np.array(metrics["confusion"]["matrix"]), names, title)
-            )
-            written.append(confusion_out)
-        if table is not None:
-            title = f"{folder.name}: ECE {table.ece:.3f} over {len(pred)} images"
-            atomic_write_bytes(reliability_out, reliability_png(table, title))
-            written.append(reliability_out)
+        opened = _open(args)
+    except UsageError as exc:
+        return usage_error(str(exc))
+    done = _predict(opened, args)
+    try:
+        written = _write(opened, done, args)
     except OSError as exc:
         print(f"error: cannot write the outputs ({exc})", file=sys.stderr)
         return EXIT_FAILED
+    _say(done.metrics, opened.inputs.labels, done.pred, opened.names, written)
+    return EXIT_OK
+
+
+def _say(
+    metrics: dict[str, Any],
+    labels: np.ndarray | None,
+    pred: np.ndarray,
+    names: list[str],
+    written: list[Path],
+) -> None:
+    """The terminal's summary, the trust lines, the out-of-domain warning, the files."""
     print(summary_text(metrics, labels, pred, names))
     for line in trust_text(metrics):
         print(line)
@@ -421,7 +521,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             100 * share,
         )
     print("wrote " + ", ".join(str(p) for p in written))
-    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -109,10 +109,12 @@ def param_importances(study: optuna.Study, view: StudyView) -> tuple[dict[str, f
 
 def leaderboard_rows(view: StudyView) -> list[list[str]]:
     """Complete trials best first, then pruned ones by folds finished and their mean so far."""
-    sign = -1.0 if view.maximize else 1.0
     pruned = sorted(
         view.of(TrialState.PRUNED),
-        key=lambda t: (-len(t.user_attrs.get("fold_scores", [])), sign * (fold_mean(t) or 0.0)),
+        key=lambda t: (
+            -len(t.user_attrs.get("fold_scores", [])),
+            -view.sign * (fold_mean(t) or 0.0),
+        ),
     )
     rows = []
     for t in [*view.ranked(), *pruned][:TOP]:

@@ -10,10 +10,11 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from search.cli import Parser, setup_logging, usage_error
+from search.cli import Parser, UsageError, setup_logging, usage_error
 from search.engine.devices import default_backend
 from search.engine.plugins import parse_trainer
 from spaces import SPACES
+from spaces.base import Space
 from storage import DEFAULT_URL
 from trainer.config import AUGMENT_LEVELS, BACKENDS, COLOURS, MONITORS, SYMMETRIES
 from trainer.folds import MAX_FOLDS
@@ -32,19 +33,8 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from search.policy.pruning import PRUNERS
-
-    p = Parser(
-        prog="python -m search.run",
-        description="Search backbones, unfreeze depth, augmentation and optimizers for an image "
-        "classifier, scored by stratified k-fold cross-validation. Re-run the same command to "
-        "resume a stopped study.",
-        epilog="Exit codes: 0 done, 1 the study stopped (repeated failures, every backbone's "
-        "weights failing to load, a storage error) or the --budget final model failed, "
-        "2 bad usage or input (nothing is written: no database, artifacts folder or temporary "
-        "folder), 130 interrupted (re-run the same command to resume).",
-    )
+def _what_and_where(p: argparse.ArgumentParser) -> None:
+    """--help's flags: study, space, data and storage."""
     p.add_argument(
         "--study",
         default=None,
@@ -89,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder for dashboard artifacts (confusion matrices); default: artifacts/ beside "
         "the SQLite file, else ./artifacts",
     )
+
+
+def _budget(p: argparse.ArgumentParser) -> None:
+    """--help's flags: how long: trials, budget, the final model."""
     p.add_argument(
         "--n-trials",
         type=int,
@@ -132,6 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
         "mirror; none where turns change the label). Default: on when the final model trains "
         "under an augmentation level",
     )
+
+
+def _fidelity(p: argparse.ArgumentParser) -> None:
+    """--help's flags: what augmentation may change, folds, epochs, image size."""
     p.add_argument(
         "--symmetry",
         default=None,
@@ -178,6 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PX",
         help="train at PX x PX (default: the space's); images are resized with Lanczos",
     )
+
+
+def _devices(p: argparse.ArgumentParser) -> None:
+    """--help's flags: workers, GPUs, precision, backend."""
     p.add_argument(
         "--workers",
         type=int,
@@ -226,6 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="XLA-compile the training step (auto: on with GPUs; falls back to plain graph "
         "mode if a model cannot be compiled)",
     )
+
+
+def _policy(p: argparse.ArgumentParser) -> None:
+    """--help's flags: seed, pruner, sampler, weights, metric."""
+    from search.policy.pruning import PRUNERS
+
     p.add_argument(
         "--seed", type=int, default=0, help="seed for folds, sampler and trials (default 0)"
     )
@@ -269,6 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
         "robust_accuracy also validates under seeded corruptions (blur, noise, JPEG, "
         "brightness/contrast, stain shift, rotation) and scores the mean of clean and corrupted",
     )
+
+
+def _robustness(p: argparse.ArgumentParser) -> None:
+    """--help's flags: failures, timeouts, heartbeat, trainer."""
     p.add_argument(
         "--max-failures",
         type=int,
@@ -301,75 +313,112 @@ def build_parser() -> argparse.ArgumentParser:
         "workers (the benchmarks replay recorded training this way)",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="log every epoch")
+
+
+def build_parser() -> argparse.ArgumentParser:
+
+    p = Parser(
+        prog="python -m search.run",
+        description="Search backbones, unfreeze depth, augmentation and optimizers for an image "
+        "classifier, scored by stratified k-fold cross-validation. Re-run the same command to "
+        "resume a stopped study.",
+        epilog="Exit codes: 0 done, 1 the study stopped (repeated failures, every backbone's "
+        "weights failing to load, a storage error) or the --budget final model failed, "
+        "2 bad usage or input (nothing is written: no database, artifacts folder or temporary "
+        "folder), 130 interrupted (re-run the same command to resume).",
+    )
+    _what_and_where(p)
+    _budget(p)
+    _fidelity(p)
+    _devices(p)
+    _policy(p)
+    _robustness(p)
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and the summary")
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(quiet=args.quiet, verbose=args.verbose)
-    logging.getLogger("optuna").setLevel(logging.WARNING)
+def _space(args: argparse.Namespace) -> Space:
+    """The space --space-file or --study names; UsageError when neither or they disagree."""
     if args.space_file:
         from spaces.file import SpaceFileError, load_space_file
 
         try:
             space = load_space_file(args.space_file)
         except SpaceFileError as exc:
-            return usage_error(str(exc))
+            raise UsageError(str(exc)) from exc
         if args.study not in (None, space.name):
-            return usage_error(
+            raise UsageError(
                 f"--study {args.study} differs from the space file's name "
                 f"{space.name!r}; leave --study out or make them agree"
             )
-    elif args.study is None:
-        return usage_error(f"--study NAME is required; valid studies: {', '.join(SPACES)}")
-    else:
-        found = SPACES.get(args.study)
-        if found is None:
-            return usage_error(f"unknown study {args.study!r}; valid studies: {', '.join(SPACES)}")
-        space = found
-    for flag in (
-        "n_trials",
-        "folds",
-        "epochs",
-        "workers",
-        "image_size",
-        "max_failures",
-        "workers_per_gpu",
-        "gpu_memory_mb",
-    ):
+        return space
+    if args.study is None:
+        raise UsageError(f"--study NAME is required; valid studies: {', '.join(SPACES)}")
+    found = SPACES.get(args.study)
+    if found is None:
+        raise UsageError(f"unknown study {args.study!r}; valid studies: {', '.join(SPACES)}")
+    return found
+
+
+COUNTS = (
+    "n_trials",
+    "folds",
+    "epochs",
+    "workers",
+    "image_size",
+    "max_failures",
+    "workers_per_gpu",
+    "gpu_memory_mb",
+)
+# Flags that only mean something for a --budget run, and where to go without one.
+BUDGET_ONLY = {
+    "final_augment": "--final-augment needs --budget (it sets the augmentation of the --budget "
+    "run's final model); search.export --study NAME --out DIR exports with the trial's own",
+    "export": "--export DIR needs --budget (it names where the --budget run's final model goes); "
+    "to export a study by hand run python -m search.export --study NAME --out DIR",
+}
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    """Counts at least 1 (folds 2, at most MAX_FOLDS), durations positive, budget-only flags
+    only with --budget; UsageError names the flag."""
+    for flag in COUNTS:
         value = getattr(args, flag)
-        if value is not None and value < (2 if flag == "folds" else 1):
-            return usage_error(
-                f"--{flag.replace('_', '-')} must be at least "
-                f"{2 if flag == 'folds' else 1}, got {value}"
-            )
+        least = 2 if flag == "folds" else 1
+        if value is not None and value < least:
+            raise UsageError(f"--{flag.replace('_', '-')} must be at least {least}, got {value}")
     if args.folds is not None and args.folds > MAX_FOLDS:
-        return usage_error(
+        raise UsageError(
             f"--folds must be at most {MAX_FOLDS} (a study stores one character per image for "
             f"its fold), got {args.folds}"
         )
     for flag in ("timeout", "trial_timeout", "heartbeat"):
         value = getattr(args, flag)
         if value is not None and value <= 0:
-            return usage_error(f"--{flag.replace('_', '-')} must be positive, got {value}")
-    if args.final_augment is not None and args.budget is None:
-        return usage_error(
-            "--final-augment needs --budget (it sets the augmentation of the --budget run's "
-            "final model); search.export --study NAME --out DIR exports with the trial's own"
-        )
-    if args.tta is not None and args.budget is None:
-        return usage_error(
-            f"--{'' if args.tta else 'no-'}tta needs --budget (it sets the views of the --budget "
-            "run's final model); search.export takes --tta/--no-tta for an export by hand"
-        )
+            raise UsageError(f"--{flag.replace('_', '-')} must be positive, got {value}")
+    if args.budget is None:
+        for flag, message in BUDGET_ONLY.items():
+            if getattr(args, flag) is not None:
+                raise UsageError(message)
+        if args.tta is not None:
+            raise UsageError(
+                f"--{'' if args.tta else 'no-'}tta needs --budget (it sets the views of the "
+                "--budget run's final model); search.export takes --tta/--no-tta for an export "
+                "by hand"
+            )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(quiet=args.quiet, verbose=args.verbose)
+    logging.getLogger("optuna").setLevel(logging.WARNING)
+    try:
+        space = _space(args)
+        _check_numbers(args)
+    except UsageError as exc:
+        return usage_error(str(exc))
     if args.final_augment is None:
         args.final_augment = "auto"
-    if args.export is not None and args.budget is None:
-        return usage_error(
-            "--export DIR needs --budget (it names where the --budget run's final model goes); "
-            "to export a study by hand run python -m search.export --study NAME --out DIR"
-        )
     from search.engine.request import RunRequest
     from search.engine.session import run_study
 

@@ -106,7 +106,7 @@ def load(folder: Path) -> Trust | None:
     if not path.is_file():
         return None
     try:
-        with np.load(path) as arrays:
+        with np.load(path, allow_pickle=False) as arrays:
             return Trust.from_arrays(arrays)
     except (OSError, KeyError, ValueError, TypeError, IndexError) as exc:
         raise ValueError(f"cannot read {path} ({exc})") from exc

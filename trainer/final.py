@@ -36,18 +36,21 @@ from trainer import backend, steps
 from trainer.backbones import BuiltModel, at_size, build_model
 from trainer.batches import TrainBatches
 from trainer.config import TrialConfig
-from trainer.errors import InvalidConfig, NonFiniteLoss
+from trainer.errors import InvalidConfig
 from trainer.loop import (
     ALL_DATA,
     BatchNormRefresh,
     Phase,
+    check_images,
     data_seed,
     make_phases,
     oom_as_trial_failure,
+    phase_of,
     restore,
+    sample_weights,
     snapshot,
+    train_epoch,
 )
-from trainer.metrics import class_weights
 from trainer.records import Dataset, Fold, FoldResult
 
 log = logging.getLogger(__name__)
@@ -150,7 +153,7 @@ class Tail:
     A model trained under strong augmentation (``robust``: exposure, colour, defocus, noise,
     JPEG, turns as the data allows) ends closer to clean images when its last epochs, at the
     smallest learning rates of the cosine decay, see only ``light`` augmentation (the data's
-    turns and mirrors, zoom). Evidence: ``bench/end_to_end.py --dev`` (docs/end_to_end.md)."""
+    turns and mirrors, zoom); docs/constants.md says where that was measured."""
 
     level: str
     share: float
@@ -206,8 +209,8 @@ class Deadline:
     ``at`` is a ``clock()`` reading. After every epoch the run's total is set to the epochs done
     plus those that fit before ``at`` at the median epoch time so far (the first epoch, which
     traces the graph, left out once there are others), with ``keep_back`` epochs (half an epoch
-    by default) kept back for the BatchNorm refresh and what follows the training; within ``[1, most]``. The total shrinks whenever time runs short and grows
-    whenever ``GROW_BY`` or more epochs fit beyond it, or ``most`` does (the margin keeps one
+    by default) kept back for the BatchNorm refresh and what follows the training; within ``[1, max_epochs]``. The total shrinks whenever time runs short and grows
+    whenever ``GROW_BY`` or more epochs fit beyond it, or ``max_epochs`` does (the margin keeps one
     epoch's jitter from lengthening and then shortening the run), so the time that cautious
     early prices held back is trained rather than left unused; the rest of the cosine decay is
     re-drawn over the new total and scaled to continue from the rate the run has reached
@@ -224,7 +227,7 @@ class Deadline:
     GROW_BY = 2  # epochs: the run lengthens only when at least this many more fit
 
     at: float
-    most: int
+    max_epochs: int
     clock: Callable[[], float] = time.monotonic
     keep_back: float = 0.5  # epochs' worth of time left after the last one (refresh, calibration)
 
@@ -249,13 +252,13 @@ class Deadline:
             return planned
         left = self.at - self.clock() - self.keep_back * per_unit
         fits = done
-        for total in range(done + 1, self.most + 1):
+        for total in range(done + 1, self.max_epochs + 1):
             future = sum(cost(e, total) for e in range(done, total)) if cost else total - done
             if future * per_unit > left:
                 break
             fits = total
-        fits = max(done, min(self.most, fits), 1)
-        if planned < fits < min(planned + self.GROW_BY, self.most):
+        fits = max(done, min(self.max_epochs, fits), 1)
+        if planned < fits < min(planned + self.GROW_BY, self.max_epochs):
             return planned
         return fits
 
@@ -335,17 +338,11 @@ class _Trainer:
             raise InvalidConfig(f"{len(schedule)} learning rates given for {epochs} epochs")
         for phase in self.phases.values():
             phase.reset()
-        weights = (
-            class_weights(data.labels[index], data.n_classes)
-            if cfg.class_weighting
-            else np.ones(data.n_classes, np.float32)
-        )
+        weights = sample_weights(cfg, data.labels[index], data.n_classes)
         history: list[FitEpoch] = []
         epoch, planned = 0, epochs
         while epoch < epochs:
-            phase_name = (
-                "warmup" if "warmup" in self.phases and epoch < cfg.warmup_epochs else "train"
-            )
+            phase_name = phase_of(self.phases, cfg, epoch)
             phase = self.phases[phase_name]
             if schedule is not None:
                 phase.set_lr(float(schedule[epoch]))
@@ -356,29 +353,15 @@ class _Trainer:
             step = self._step(phase_name, size)
             start = time.perf_counter()
             batches = self._batches(level, size).epoch(index, weights, seed=seed, epoch=epoch)
-            losses = [float(step(x, y, w)) for x, y, w in batches]
-            loss = float(np.mean(losses)) if losses else float("nan")
-            if not math.isfinite(loss):
-                raise NonFiniteLoss(
-                    f"training loss became {loss} in {name}, epoch {epoch} ({cfg.optimizer}, "
-                    f"learning rate {phase.lr:.3g}); the configuration diverged"
-                )
+            loss = train_epoch(step, batches, where=f"{name}, epoch {epoch}", lr=phase.lr, cfg=cfg)
             seconds = time.perf_counter() - start
             record = FitEpoch(epoch, phase_name, loss, phase.lr, seconds, level, size)
             history.append(record)
             epoch += 1
             if deadline is not None:
-                total = deadline.total(
-                    epoch,
-                    epochs,
-                    [h.seconds for h in history],
-                    [relative_cost(h.size, full) for h in history],
-                    self._cost(progressive, size == full),
-                )
+                total = self._replan(deadline, history, epochs, progressive, size == full)
                 if total != epochs:
-                    log.debug(
-                        "%s: %d epochs instead of %d to end by the deadline", name, total, epochs
-                    )
+                    log.debug("%s: %d epochs instead of %d by the deadline", name, total, epochs)
                     epochs = total
                     schedule = replanned(cosine_schedule(cfg, epochs), epoch, phase.lr)
             if progress is not None:
@@ -394,6 +377,24 @@ class _Trainer:
         self.refresh(index, (seed, epochs))
         return tuple(history)
 
+    def _replan(
+        self,
+        deadline: Deadline,
+        history: Sequence[FitEpoch],
+        epochs: int,
+        progressive: Progressive | None,
+        at_full: bool,
+    ) -> int:
+        """The run's epoch total after the epochs in ``history``, by the deadline."""
+        full = self.config.image_size
+        return deadline.total(
+            len(history),
+            epochs,
+            [h.seconds for h in history],
+            [relative_cost(h.size, full) for h in history],
+            self._cost(progressive, at_full),
+        )
+
     def _cost(
         self, progressive: Progressive | None, at_full: bool
     ) -> Callable[[int, int], float] | None:
@@ -405,11 +406,7 @@ class _Trainer:
 
 
 def _check(config: TrialConfig, data: Dataset, epochs: Sequence[int]) -> None:
-    images = data.images
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-        raise InvalidConfig(
-            f"images must be uint8 N x H x W x 3, got {images.dtype} {images.shape}"
-        )
+    check_images(data.images)
     if any(e < 1 for e in epochs):
         raise InvalidConfig(f"epochs must be >= 1, got {list(epochs)}")
 

@@ -1,4 +1,7 @@
-"""The parts of the training loop that ``train_trial`` and ``trainer.final`` share.
+"""The parts of the training loop that ``train_trial`` and ``trainer.final`` share: one epoch of
+training (``train_epoch``: the steps, the mean loss, the check that it is finite), the phase an
+epoch trains in (``phase_of``), the class weights (``sample_weights``) and the image check
+(``check_images``).
 
 A ``Phase`` is one optimizer over one variable list with its compiled step (head-only warm-up,
 then fine-tuning; ``make_phases`` builds them for a configuration); ``BatchNormRefresh``
@@ -23,7 +26,8 @@ from trainer import backend, steps
 from trainer.backbones import BuiltModel, head_variables
 from trainer.batches import image_batches
 from trainer.config import TrialConfig
-from trainer.errors import OutOfMemory
+from trainer.errors import InvalidConfig, NonFiniteLoss, OutOfMemory
+from trainer.metrics import class_weights
 from trainer.optimizers import make_optimizer, reset_optimizer
 
 log = logging.getLogger(__name__)
@@ -49,10 +53,45 @@ def oom_as_trial_failure(config: TrialConfig) -> Iterator[None]:
         ) from exc
 
 
+def check_images(images: np.ndarray) -> None:
+    """Images train as uint8 N x H x W x 3; anything else is refused here, typed."""
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise InvalidConfig(
+            f"images must be uint8 N x H x W x 3, got {images.dtype} {images.shape}"
+        )
+
+
+def sample_weights(cfg: TrialConfig, labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """Per-class loss weights of a run on ``labels``: balanced with ``class_weighting``, else 1."""
+    if cfg.class_weighting:
+        return class_weights(labels, n_classes)
+    return np.ones(n_classes, np.float32)
+
+
+def phase_of(phases: dict[str, Phase], cfg: TrialConfig, epoch: int) -> str:
+    """The phase epoch ``epoch`` trains in: head-only ``warmup`` for the first
+    ``warmup_epochs`` when there is one, then ``train``."""
+    return "warmup" if "warmup" in phases and epoch < cfg.warmup_epochs else "train"
+
+
+def train_epoch(
+    step: Callable[..., Any], batches: Any, *, where: str, lr: float, cfg: TrialConfig
+) -> float:
+    """One epoch of ``step`` over ``batches`` (image, one-hot, sample-weight triples); the mean
+    loss. NonFiniteLoss, naming ``where``, when it is not a finite number."""
+    losses = [step(x, y, w) for x, y, w in batches]  # read back once: no sync per step
+    loss = float(np.mean([float(x) for x in losses])) if losses else float("nan")
+    if not math.isfinite(loss):
+        raise NonFiniteLoss(
+            f"training loss became {loss} in {where} ({cfg.optimizer}, learning rate {lr:.3g}); "
+            "the configuration diverged"
+        )
+    return loss
+
+
 def refresh_batches(steps_per_epoch: int) -> int:
     """Batches BatchNormRefresh averages: 16, but never more than a quarter of an epoch's (at
-    least 4). On small folds 16 forward batches cost almost half an epoch of training
-    (bench/overhead.py)."""
+    least 4): on small folds 16 forward batches cost almost half an epoch of training."""
     return min(16, max(4, math.ceil(steps_per_epoch / 4)))
 
 
@@ -67,7 +106,7 @@ class BatchNormRefresh:
     The images of ``max_batches`` training batches go through the statistics pass in chunks of
     up to ``CHUNK`` images (one chunk on most folds), and each layer's statistics are read back
     once per chunk: on backbones with tens of BatchNorm layers, reading them after every batch
-    took longer than the forward passes (``bench/bn_refresh.py``: 0.68x the refresh's time).
+    took longer than the forward passes (docs/constants.md).
     """
 
     CHUNK = 256  # images per statistics pass at most (the validation batch)

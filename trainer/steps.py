@@ -116,7 +116,7 @@ def fused_adam(optimizer: keras.optimizers.Optimizer) -> Callable[[Any, Any], No
     Keras 3 builds Adam's update from about 40 graph ops per variable; the fused kernel (what
     Keras 2 used) computes the same formula (``lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) +
     eps)``) in one. On MobileNetV3Small that halves the training step's graph, and so its
-    tracing and graph optimisation on every trial's first step (``bench/step_tracing.py``).
+    tracing and graph optimisation on every trial's first step (docs/constants.md).
     The decoupled decay is Keras's: ``v -= v * wd * lr`` before the update, on the variables
     ``_use_weight_decay`` admits; constraints are applied after it and ``iterations`` counts the
     step, as in ``apply``.

@@ -22,18 +22,22 @@ from trainer.backend import check as check_backend
 from trainer.backend import free_memory, set_seed
 from trainer.batches import TrainBatches, image_batches
 from trainer.config import MONITORS, Decision, TrialConfig
-from trainer.errors import InvalidConfig, NonFiniteLoss
+from trainer.errors import InvalidConfig
 from trainer.hooks import TrainHooks
 from trainer.loop import (
     BatchNormRefresh,
     Phase,
+    check_images,
     data_seed,
     make_phases,
     oom_as_trial_failure,
+    phase_of,
     restore,
+    sample_weights,
     snapshot,
+    train_epoch,
 )
-from trainer.metrics import class_weights, classification_metrics
+from trainer.metrics import classification_metrics
 from trainer.records import (
     Dataset,
     EpochMetrics,
@@ -51,11 +55,7 @@ EVAL_BATCH = 256
 
 
 def _check_data(cfg: TrialConfig, data: Dataset, folds: Sequence[Fold]) -> None:
-    images = data.images
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-        raise InvalidConfig(
-            f"images must be uint8 N x H x W x 3, got {images.dtype} {images.shape}"
-        )
+    check_images(data.images)
     if not folds:
         raise InvalidConfig("no folds given: pass at least one (train, val) split")
     for i, fold in enumerate(folds):
@@ -120,28 +120,8 @@ def train_trial(
         ("build", "pipeline", "train_steps", "bn_refresh", "eval", "trial"), 0.0
     )
     with oom_as_trial_failure(config):
-        t0 = time.perf_counter()
-        steps = max(1, len(folds[0].train) // config.batch_size)
-        built = build_model(config, data.n_classes, steps_per_epoch=steps)
-        initial = snapshot(built.model.weights)
-        phases = make_phases(built, config)
-        refresh = BatchNormRefresh(built, config, steps, data.images)
-        predict = forward(
-            built.model,
-            config.image_size,
-            data.images.shape[1:],
-            data.images.dtype.name,
-            jit=config.jit_compile,
-        )
-        t1 = time.perf_counter()
-        timings["build"] = t1 - t0
-        batches = TrainBatches(config, data.images, data.labels, data.n_classes)
-        timings["pipeline"] = time.perf_counter() - t1
+        run = _set_up(config, data, folds, report, monitor, timings, hooks)
         stopped, reason = False, ""
-        run = _TrialRun(
-            config, data, built, initial, phases, batches, predict, refresh, report, monitor,
-            timings, hooks,
-        )  # fmt: skip
         for index, fold in enumerate(folds):
             if index in done:
                 continue
@@ -166,6 +146,40 @@ def train_trial(
     )
 
 
+def _set_up(
+    config: TrialConfig,
+    data: Dataset,
+    folds: Sequence[Fold],
+    report: ReportFn,
+    monitor: str,
+    timings: dict[str, float],
+    hooks: TrainHooks | None,
+) -> _TrialRun:
+    """Build the model, its phases, BatchNorm refresher, prediction function and batches once
+    for every fold (timed into ``timings``)."""
+    t0 = time.perf_counter()
+    steps = max(1, len(folds[0].train) // config.batch_size)
+    built = build_model(config, data.n_classes, steps_per_epoch=steps)
+    initial = snapshot(built.model.weights)
+    phases = make_phases(built, config)
+    refresh = BatchNormRefresh(built, config, steps, data.images)
+    predict = forward(
+        built.model,
+        config.image_size,
+        data.images.shape[1:],
+        data.images.dtype.name,
+        jit=config.jit_compile,
+    )
+    t1 = time.perf_counter()
+    timings["build"] = t1 - t0
+    batches = TrainBatches(config, data.images, data.labels, data.n_classes)
+    timings["pipeline"] = time.perf_counter() - t1
+    return _TrialRun(
+        config, data, built, initial, phases, batches, predict, refresh, report, monitor,
+        timings, hooks,
+    )  # fmt: skip
+
+
 @dataclass
 class _TrialRun:
     """What every fold of one trial trains and validates with, set up once per trial."""
@@ -184,104 +198,113 @@ class _TrialRun:
     hooks: TrainHooks | None
 
 
+@dataclass
+class _Best:
+    """The best epoch so far of one fold, its weights and confusion matrix, and the epochs since
+    it (for early stopping and the plateau rule)."""
+
+    value: float = -math.inf
+    epoch: int = 0
+    weights: list[Any] | None = None
+    confusion: Any = None
+    wait: int = 0
+    plateau_wait: int = 0
+
+    def update(self, value: float, epoch: int, model: keras.Model, confusion: Any) -> None:
+        if _is_better(value, self.value):
+            self.value, self.epoch, self.wait, self.plateau_wait = value, epoch, 0, 0
+            self.weights, self.confusion = snapshot(model.weights), confusion
+        else:
+            self.wait += 1
+            self.plateau_wait += 1
+
+
+def _validate(
+    run: _TrialRun, fold: Fold, corrupted: list[np.ndarray]
+) -> tuple[dict[str, float], Any]:
+    """The fold's validation metrics (and robust accuracy with ``corrupted`` sets), and the
+    confusion matrix."""
+    data, predict = run.data, run.predict
+    val_labels = data.labels[fold.val]
+    probs = _predict_all(predict, data.images, fold.val).astype(np.float64)
+    values, confusion = classification_metrics(val_labels, probs, data.n_classes)
+    if corrupted:
+        every = np.arange(len(fold.val))
+        shifted = [
+            float(np.mean(_predict_all(predict, c, every).argmax(axis=1) == val_labels))
+            for c in corrupted
+        ]
+        values["corrupted_accuracy"] = float(np.mean(shifted))
+        values["robust_accuracy"] = (values["accuracy"] + values["corrupted_accuracy"]) / 2
+    return values, confusion
+
+
 def _run_fold(run: _TrialRun, index: int, fold: Fold) -> tuple[FoldResult, bool]:
-    cfg, data, built, phases, hooks = run.cfg, run.data, run.built, run.phases, run.hooks
-    batches, predict, refresh, report = run.batches, run.predict, run.refresh, run.report
-    initial, monitor, timings = run.initial, run.monitor, run.timings
+    """Train and validate one fold epoch by epoch until its epochs, early stopping or a STOP
+    decision end it; the model keeps the best epoch's weights."""
+    cfg, data, built, phases, timings = run.cfg, run.data, run.built, run.phases, run.timings
     fold_start = time.perf_counter()
-    restore(built.model.weights, initial)
+    restore(built.model.weights, run.initial)
     for phase in phases.values():
         phase.reset()
-    weights = (
-        class_weights(data.labels[fold.train], data.n_classes)
-        if cfg.class_weighting
-        else np.ones(data.n_classes, np.float32)
-    )
+    weights = sample_weights(cfg, data.labels[fold.train], data.n_classes)
     seed = data_seed(cfg, index)
-    corrupted = _corrupted_sets(data, fold.val, index, cfg) if monitor == "robust_accuracy" else []
-    every = np.arange(len(fold.val))
-    val_labels = data.labels[fold.val]
+    robust = run.monitor == "robust_accuracy"
+    corrupted = _corrupted_sets(data, fold.val, index, cfg) if robust else []
     epochs: list[EpochMetrics] = []
-    best_value, best_epoch, best_weights, best_confusion = -math.inf, 0, None, None
-    wait = plateau_wait = 0
+    best = _Best()
     stopped = early = False
-    first_epoch_seconds = 0.0
     current = "train"
     for epoch in range(cfg.epochs):
-        for hook in hooks.before_epoch if hooks else []:
+        for hook in run.hooks.before_epoch if run.hooks else []:
             hook(index, epoch)
-        name = "warmup" if "warmup" in phases and epoch < cfg.warmup_epochs else "train"
+        name = phase_of(phases, cfg, epoch)
         if name != current:
-            wait = plateau_wait = 0  # patience restarts when the backbone is unfrozen
-        current = name
-        phase = phases[name]
+            best.wait = best.plateau_wait = 0  # patience restarts when the backbone is unfrozen
+        current, phase = name, phases[name]
         epoch_start = time.perf_counter()
-        losses = []
-        for images, onehot, sample_w in batches.epoch(fold.train, weights, seed=seed, epoch=epoch):
-            losses.append(phase.step(images, onehot, sample_w))
-        train_loss = float(np.mean([float(x) for x in losses])) if losses else float("nan")
+        batches = run.batches.epoch(fold.train, weights, seed=seed, epoch=epoch)
+        where = f"fold {index}, epoch {epoch}"
+        train_loss = train_epoch(phase.step, batches, where=where, lr=phase.lr, cfg=cfg)
         t_steps = time.perf_counter()
         timings["train_steps"] += t_steps - epoch_start
-        refresh(fold.train, (seed, epoch))
+        run.refresh(fold.train, (seed, epoch))
         t_train = time.perf_counter()
         timings["bn_refresh"] += t_train - t_steps
-        if not math.isfinite(train_loss):
-            raise NonFiniteLoss(
-                f"training loss became {train_loss} in fold {index}, epoch {epoch} "
-                f"({cfg.optimizer}, learning rate {phase.lr:.3g}); the trial diverged"
-            )
-        probs = _predict_all(predict, data.images, fold.val).astype(np.float64)
-        values, confusion = classification_metrics(val_labels, probs, data.n_classes)
-        if corrupted:
-            shifted = [
-                float(np.mean(_predict_all(predict, c, every).argmax(axis=1) == val_labels))
-                for c in corrupted
-            ]
-            values["corrupted_accuracy"] = float(np.mean(shifted))
-            values["robust_accuracy"] = (values["accuracy"] + values["corrupted_accuracy"]) / 2
-        seconds = time.perf_counter() - epoch_start
+        values, confusion = _validate(run, fold, corrupted)
         timings["eval"] += time.perf_counter() - t_train
-        if epoch == 0:
-            first_epoch_seconds = seconds
         metrics = EpochMetrics(
             epoch=epoch,
             train_loss=train_loss,
             learning_rate=phase.lr,
-            seconds=seconds,
+            seconds=time.perf_counter() - epoch_start,
             phase=name,
             **values,
         )
         epochs.append(metrics)
-        if _is_better(values[monitor], best_value):
-            best_value, best_epoch, wait, plateau_wait = values[monitor], epoch, 0, 0
-            best_weights, best_confusion = snapshot(built.model.weights), confusion
-        else:
-            wait += 1
-            plateau_wait += 1
-        if report(index, epoch, metrics) is Decision.STOP:
+        best.update(values[run.monitor], epoch, built.model, confusion)
+        if run.report(index, epoch, metrics) is Decision.STOP:
             stopped = True
             break
-        if cfg.patience and wait >= cfg.patience and name == "train":
+        if cfg.patience and best.wait >= cfg.patience and name == "train":
             early = epoch < cfg.epochs - 1
             break
-        if cfg.plateau_patience and plateau_wait >= cfg.plateau_patience:
+        if cfg.plateau_patience and best.plateau_wait >= cfg.plateau_patience:
             phase.set_lr(phase.lr * cfg.plateau_factor)
-            plateau_wait = 0
-    if best_weights is not None:
-        restore(built.model.weights, best_weights)  # the best epoch (early-stopping semantics)
+            best.plateau_wait = 0
+    if best.weights is not None:
+        restore(built.model.weights, best.weights)  # the best epoch (early-stopping semantics)
     confusion_rows = tuple(
-        tuple(int(v) for v in row) for row in (best_confusion if best_confusion is not None else [])
+        tuple(int(v) for v in row) for row in (best.confusion if best.confusion is not None else [])
     )
-    return (
-        FoldResult(
-            fold=index,
-            epochs=tuple(epochs),
-            best_epoch=best_epoch,
-            stopped=stopped,
-            early_stopped=early,
-            seconds=time.perf_counter() - fold_start,
-            first_epoch_seconds=first_epoch_seconds,
-            confusion=confusion_rows,
-        ),
-        stopped,
+    result = FoldResult(
+        fold=index,
+        epochs=tuple(epochs),
+        best_epoch=best.epoch,
+        stopped=stopped,
+        early_stopped=early,
+        seconds=time.perf_counter() - fold_start,
+        first_epoch_seconds=epochs[0].seconds if epochs else 0.0,
+        confusion=confusion_rows,
     )
+    return result, stopped

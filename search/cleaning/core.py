@@ -23,7 +23,7 @@ from search.cleaning.outliers import outlier_scores
 from search.cleaning.records import CleanOptions, CleanResult, MislabelFlag, Removal
 from trainer.records import Dataset
 
-log = logging.getLogger("search.cleaning")
+log = logging.getLogger(__name__)
 
 Removed = dict[int, Removal]  # input index -> why it left; filled step by step
 

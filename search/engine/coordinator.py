@@ -26,7 +26,7 @@ from search.engine.signals import StopSignals
 from search.engine.trials import (
     Running,
     RunSettings,
-    SearchClock,
+    SearchCutoff,
     act_on_screen,
     counts,
     inherit,
@@ -83,7 +83,7 @@ class Coordinator:
         self.consecutive_failures = 0
         # SEARCH_HOST names this coordinator where hostnames collide (containers, tests).
         self.host = os.environ.get("SEARCH_HOST") or socket.gethostname()
-        self.clock = SearchClock(run)
+        self.clock = SearchCutoff(run)
         self.told: dict[str, int] = {"complete": 0, "pruned": 0, "failed": 0}
         self._last_maintenance = time.monotonic()
         # Backbones whose pretrained weights failed to load in this run (-> the trial that

@@ -44,7 +44,7 @@ from search.policy.final import (
     RecipeCheck,
 )
 from storage import redact
-from storage.records import FINISHED, best_complete, fold_results
+from storage.records import FINISHED, best_complete, direction_sign, fold_results
 from storage.study import FINAL_RECIPE
 from trainer.config import MAX_IMAGE_SIZE
 from trainer.errors import TrialFailed
@@ -52,7 +52,7 @@ from trainer.errors import TrialFailed
 if TYPE_CHECKING:
     from trainer.final import Tail
 
-log = logging.getLogger("search.run")
+log = logging.getLogger(__name__)
 
 SPENT = "seconds_spent"  # study user attribute: wall seconds of every --budget run so far
 RECORD_EVERY = 15.0  # seconds between two writes of SPENT
@@ -86,10 +86,12 @@ def final_candidate(study: optuna.Study, metric: str) -> FrozenTrial | None:
     if best is not None:
         return best
     scored = []
+    sign = direction_sign(study)
     for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)):
         folds = [f for f in fold_results(t) if not f.stopped]
         if folds and "config" in t.user_attrs:
-            scored.append((float(np.mean([f.score(metric) for f in folds])), -t.number, t))
+            mean = float(np.mean([f.score(metric) for f in folds]))
+            scored.append((sign * mean, -t.number, t))
     return max(scored, key=lambda x: x[:2])[2] if scored else None
 
 
@@ -223,6 +225,74 @@ def run_check(stored: Any, data: Any, fold: Any, epochs: int) -> RecipeCheck:
     )
 
 
+def _candidate(study: optuna.Study, metric: str) -> FrozenTrial:
+    """The trial the final model trains; UsageError when no trial finished a fold."""
+    best = final_candidate(study, metric)
+    if best is None:
+        raise UsageError(
+            "the budget ran out before any trial finished a fold, so there is no model to "
+            "train; run again with a larger --budget (the study keeps what was done)"
+        )
+    if best.state != TrialState.COMPLETE:
+        log.warning(
+            "no trial completed within the search's share of the budget: the final model is "
+            "trial %d, whose finished folds scored best (it was %s)",
+            best.number,
+            best.user_attrs.get("pruned_at", "pruned"),
+        )
+    return best
+
+
+def _recipe(
+    best: FrozenTrial, final: FinalSetup, seconds_left: float
+) -> tuple[FinalRecipe, RecipeCheck | None, float]:
+    """The final model's recipe (after the paired check when the policy asks for one), the
+    check, and the seconds left for training once it is done."""
+    from trainer.config import TrialConfig
+
+    started = time.monotonic()
+    fidelity = final.fidelity
+    finished = [f for f in fold_results(best) if not f.stopped]
+    stored = TrialConfig.from_dict(dict(best.user_attrs["config"]))
+    check = None
+    if final_policy.needs_check(fidelity.augment, stored.augment) and final.folds:
+        epochs = final_policy.check_epochs(fidelity.search_epochs)
+        check = run_check(stored, final.search_data, final.folds[0], epochs)
+        log.info("final model: %s", check.describe())
+    left = max(60.0, seconds_left - (time.monotonic() - started))
+    recipe = final_policy.decide(
+        fidelity, stored.augment, finished, max_seconds=left, check=check, tta=final.tta
+    )
+    return recipe, check, left
+
+
+def _deadline(recipe: FinalRecipe, data: Any, seed: int, left: float) -> Any:
+    """Epochs follow the final model's own epoch times to end with FINAL_OVERHEAD_SECONDS left
+    for saving and the report, the calibration's forward passes kept back in epochs."""
+    from trainer.calibrate import cost_in_epochs
+    from trainer.final import Deadline
+    from trainer.trust import calibration_slice
+    from trainer.views import VIEW_COUNT
+
+    held = len(calibration_slice(data.labels, seed))
+    keep_back = 0.5 + cost_in_epochs(len(data) - held, held, VIEW_COUNT[recipe.views])
+    end = time.monotonic() + left - FINAL_OVERHEAD_SECONDS
+    return Deadline(end, recipe.plan.max_epochs, keep_back=keep_back)
+
+
+def _recipe_record(recipe: FinalRecipe, check: RecipeCheck | None) -> dict[str, Any]:
+    """The recipe as config.json's ``recipe`` states it."""
+    return {
+        "augment": recipe.augment,
+        "augment_reason": recipe.augment_reason,
+        "tail": list(recipe.tail) if recipe.tail else None,
+        "progressive": list(recipe.progressive) if recipe.progressive else None,
+        "views": recipe.views,
+        "planned_epochs": recipe.plan.epochs,
+        "check": check.as_dict() if check else None,
+    }
+
+
 def train_final(
     study: optuna.Study,
     final: FinalSetup,
@@ -238,86 +308,29 @@ def train_final(
     Raises UsageError when the study has no complete trial, TrialFailed or OSError as
     ``search.export`` does."""
     from search.data import fingerprint
-    from search.engine.model_folder import Plan, export_model
+    from search.engine.model_folder import ExportPlan, export_model
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from trainer.calibrate import cost_in_epochs
     from trainer.config import TrialConfig
-    from trainer.final import Deadline, Progressive, Tail, cosine_schedule
-    from trainer.trust import calibration_slice
-    from trainer.views import VIEW_COUNT
+    from trainer.final import Progressive, Tail, cosine_schedule
 
     fidelity, data = final.fidelity, final.data
-    best = final_candidate(study, fidelity.metric)
-    if best is None:
-        raise UsageError(
-            "the budget ran out before any trial finished a fold, so there is no model to "
-            "train; run again with a larger --budget (the study keeps what was done)"
-        )
-    if best.state != TrialState.COMPLETE:
-        log.warning(
-            "no trial completed within the search's share of the budget: the final model is "
-            "trial %d, whose finished folds scored best (it was %s)",
-            best.number,
-            best.user_attrs.get("pruned_at", "pruned"),
-        )
-    started = time.monotonic()
-    finished = [f for f in fold_results(best) if not f.stopped]
-    stored = TrialConfig.from_dict(dict(best.user_attrs["config"]))
-    check = None
-    if final_policy.needs_check(fidelity.augment, stored.augment) and final.folds:
-        epochs = final_policy.check_epochs(fidelity.search_epochs)
-        check = run_check(stored, final.search_data, final.folds[0], epochs)
-        log.info("final model: %s", check.describe())
-    left = max(60.0, seconds_left - (time.monotonic() - started))
-    recipe = final_policy.decide(
-        fidelity, stored.augment, finished, max_seconds=left, check=check, tta=final.tta
-    )
+    best = _candidate(study, fidelity.metric)
+    recipe, check, left = _recipe(best, final, seconds_left)
     plan = recipe.plan
-    # Epochs follow the final model's own epoch times to end with FINAL_OVERHEAD_SECONDS left
-    # for saving and the report, and the calibration's forward passes kept back in epochs.
-    held = len(calibration_slice(data.labels, stored.seed))
-    keep_back = 0.5 + cost_in_epochs(len(data) - held, held, VIEW_COUNT[recipe.views])
-    deadline = Deadline(
-        time.monotonic() + left - FINAL_OVERHEAD_SECONDS, plan.most, keep_back=keep_back
-    )
-    # A pruned trial's value is the last score it reported, not a fold mean.
-    score = (
-        float(best.value)
-        if best.state == TrialState.COMPLETE and best.value is not None
-        else float(np.mean([f.score(fidelity.metric) for f in finished]))
-    )
+    stored = TrialConfig.from_dict(dict(best.user_attrs["config"]))
     config = stored.replace(
         image_size=fidelity.final_size, epochs=plan.epochs, augment=recipe.augment
     )
     schedule = cosine_schedule(config, plan.epochs)
-    tail = Tail(*recipe.tail) if recipe.tail else None
-    progressive = Progressive(*recipe.progressive) if recipe.progressive else None
-    log.info(
-        "final model: trial %d (%s %.4f, %s %s, symmetry %s, colour %s) on %d images less the "
-        "calibration slice, %s; %s",
-        best.number,
-        fidelity.metric,
-        score,
-        config.backbone,
-        config.optimizer,
-        config.symmetry,
-        config.colour,
-        len(data),
-        plan.describe(),
-        recipe.describe(),
-    )
-    export = Plan(
-        study=study.study_name,
+    export = ExportPlan.from_trial(
+        best,
         storage=storage,
-        trial=best.number,
-        value=score,
-        params=dict(best.params),
-        config=config.to_dict(),
         attrs=dict(study.user_attrs),
+        study=study.study_name,
+        config=config.to_dict(),
         spec=spec,
         fingerprint=fingerprint(data),
-        folds=fold_results(best),
         ensemble=False,
         epochs=[plan.epochs],
         schedules=[schedule],
@@ -325,38 +338,57 @@ def train_final(
         views=recipe.views,
         how=f"chosen by --budget: {plan.reason}; cosine decay from {schedule[0]:.3g}; "
         + recipe.describe(),
-        recipe={
-            "augment": recipe.augment,
-            "augment_reason": recipe.augment_reason,
-            "tail": list(recipe.tail) if recipe.tail else None,
-            "progressive": list(recipe.progressive) if recipe.progressive else None,
-            "views": recipe.views,
-            "planned_epochs": plan.epochs,
-            "check": check.as_dict() if check else None,
-        },
+        recipe=_recipe_record(recipe, check),
     )
+    _say_final(best.number, export, config, len(data), recipe)
     trained = export_model(
-        export, config, data, [], final.out, deadline=deadline, tail=tail, progressive=progressive
+        export,
+        config,
+        data,
+        [],
+        final.out,
+        deadline=_deadline(recipe, data, stored.seed, left),
+        tail=Tail(*recipe.tail) if recipe.tail else None,
+        progressive=Progressive(*recipe.progressive) if recipe.progressive else None,
     )
     recipe = dataclasses.replace(recipe, plan=dataclasses.replace(plan, epochs=trained.epochs[0]))
     with contextlib.suppress(Exception):  # a record for the report; the export is what counts
-        study.set_user_attr(
-            FINAL_RECIPE,
-            {
-                **(export.recipe or {}),
-                "epochs": trained.epochs[0],
-                "folder": str(final.out.resolve()),
-                "trial": best.number,
-                "backbone": config.backbone,
-                "cv_score": trained.cv_score(),  # as report.md states it, over cv_folds folds
-                "cv_folds": len(trained.finished()),
-                "image_size": fidelity.final_size,  # the model's input, not the search's
-                "symmetry": config.symmetry,
-                "colour": config.colour,
-                "trust": json.loads((final.out / "config.json").read_text()).get("trust"),
-            },
-        )
+        study.set_user_attr(FINAL_RECIPE, _final_record(trained, final.out, config))
     return best, recipe
+
+
+def _say_final(number: int, export: Any, config: Any, n_images: int, recipe: FinalRecipe) -> None:
+    log.info(
+        "final model: trial %d (%s %.4f, %s %s, symmetry %s, colour %s) on %d images less the "
+        "calibration slice, %s; %s",
+        number,
+        export.metric,
+        export.cv_score(),
+        config.backbone,
+        config.optimizer,
+        config.symmetry,
+        config.colour,
+        n_images,
+        recipe.plan.describe(),
+        recipe.describe(),
+    )
+
+
+def _final_record(trained: Any, out: Path, config: Any) -> dict[str, Any]:
+    """The study's record of the model it handed over (storage.study.FINAL_RECIPE)."""
+    return {
+        **(trained.recipe or {}),
+        "epochs": trained.epochs[0],
+        "folder": str(out.resolve()),
+        "trial": trained.trial,
+        "backbone": config.backbone,
+        "cv_score": trained.cv_score(),  # as report.md states it, over cv_folds folds
+        "cv_folds": len(trained.finished()),
+        "image_size": trained.image_size,  # the model's input, not the search's
+        "symmetry": config.symmetry,
+        "colour": config.colour,
+        "trust": json.loads((out / "config.json").read_text()).get("trust"),
+    }
 
 
 def minutes(seconds: float) -> str:

@@ -1,4 +1,4 @@
-"""The model folder: train what a ``Plan`` says and write the folder ``search.export`` and a
+"""The model folder: train what an ``ExportPlan`` says and write the folder ``search.export`` and a
 ``--budget`` run hand over (``FILES``: the model, its configuration, class names, a report and
 the training history), every file atomically and ``config.json`` last."""
 
@@ -21,11 +21,11 @@ FILES = ("model.keras", "config.json", "classes.json", "report.md", "history.jso
 # Written when the data leaves a calibration slice (trainer.trust.calibration_slice).
 TRUST_FILES = ("trust.npz", "reliability.png")
 
-log = logging.getLogger("search.export")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Plan:
+class ExportPlan:
     """What will be exported and how, settled before any training starts."""
 
     study: str
@@ -45,6 +45,36 @@ class Plan:
     views: str  # test-time views built into the model: trainer.views.VIEWS
     how: str = ""  # how the epochs and rates were chosen, for the report
     recipe: dict[str, Any] | None = None  # a --budget final model's recipe and its evidence
+
+    @classmethod
+    def from_trial(
+        cls, trial: Any, *, storage: str, attrs: dict[str, Any], **rest: Any
+    ) -> ExportPlan:
+        """The plan for exporting ``trial`` (an Optuna FrozenTrial): its number, parameters,
+        folds and value (a complete trial's; else the mean of its finished folds, since a pruned
+        trial's value is one epoch of one fold) come from the trial, ``storage`` is redacted,
+        and ``rest`` gives every other field."""
+        from optuna.trial import TrialState
+
+        from storage import redact
+        from storage.records import fold_results
+
+        folds = fold_results(trial)
+        metric = str(attrs.get("metric", "accuracy"))
+        finished = [r.score(metric) for r in folds if not r.stopped]
+        if trial.state == TrialState.COMPLETE and trial.value is not None:
+            value = float(trial.value)
+        else:
+            value = statistics.mean(finished) if finished else float(trial.value or 0.0)
+        return cls(
+            trial=trial.number,
+            value=value,
+            params=dict(trial.params),
+            folds=folds,
+            storage=redact(storage),
+            attrs=attrs,
+            **rest,
+        )
 
     @property
     def metric(self) -> str:
@@ -84,7 +114,9 @@ def _progress(name: str, epoch: Any, total: int) -> None:
     )
 
 
-def _config_json(plan: Plan, n_images: int, trust: dict[str, Any]) -> dict[str, Any]:
+def _config_json(
+    plan: ExportPlan, n_images: int, trust: dict[str, Any] | None = None
+) -> dict[str, Any]:
     attrs = plan.attrs
     return {
         "format": "bloodcell-search export v1",
@@ -123,7 +155,7 @@ _VIEWS_TEXT = {
 }
 
 
-def _cv_basis(plan: Plan) -> str:
+def _cv_basis(plan: ExportPlan) -> str:
     """What the export's cross-validated score is a mean of, in words."""
     n = len(plan.finished())
     if not n:
@@ -133,19 +165,20 @@ def _cv_basis(plan: Plan) -> str:
 
 
 def _trained_on(n: int, cfg: dict[str, Any]) -> str:
+    """How many of the images trained the model (``n``: 0 when unknown)."""
     total = int(cfg["data"]["n_images"])
-    if n >= total:
+    if not n or n >= total:
         return f"all {total} images"
     return f"{n} of the {total} images (the other {total - n} calibrate it)"
 
 
-def _report(plan: Plan, cfg: dict[str, Any], runs: list[Any], seconds: float) -> str:
+def _report(plan: ExportPlan, cfg: dict[str, Any], runs: list[Any], seconds: float) -> str:
     metric = cfg["metric"]
     mode = (
         f"ensemble of {len(runs)} fold models (mean of their softmax outputs), each retrained on "
         f"its fold's training split for {plan.epochs} epochs ({plan.how})"
         if plan.ensemble
-        else f"retrained on {_trained_on(runs[0].n_images, cfg)} at {plan.image_size} px for "
+        else f"retrained on {_trained_on(runs[0].n_images if runs else 0, cfg)} at {plan.image_size} px for "
         f"{plan.epochs[0]} epochs ({plan.how})"
     )
     lines = [
@@ -208,7 +241,7 @@ def _report(plan: Plan, cfg: dict[str, Any], runs: list[Any], seconds: float) ->
 def _write(
     out: Path,
     model: Any,
-    plan: Plan,
+    plan: ExportPlan,
     n_images: int,
     runs: list[Any],
     seconds: float,
@@ -250,7 +283,7 @@ def _write(
 
 
 def export_model(
-    plan: Plan,
+    plan: ExportPlan,
     config: Any,
     data: Any,
     folds: list[Any],
@@ -259,7 +292,7 @@ def export_model(
     deadline: Any = None,
     tail: Any = None,
     progressive: Any = None,
-) -> Plan:
+) -> ExportPlan:
     """Train what ``plan`` says, write the export folder and return the plan as trained; raises
     TrialFailed or OSError.
 
@@ -269,19 +302,10 @@ def export_model(
     ``trainer.final.Progressive`` the first ones at a smaller size."""
     from trainer.final import ensemble_model, fit_all, fit_folds
     from trainer.records import Fold
-    from trainer.trust import calibration_slice
     from trainer.views import with_views
 
     start = time.perf_counter()
-    held = calibration_slice(data.labels, config.seed)
-    train_index = np.setdiff1d(np.arange(len(data)), held)
-    if len(held):
-        log.info(
-            "holding back %d of %d images (stratified) to calibrate the model and its "
-            "in-domain flag: its weights never train on them",
-            len(held),
-            len(data),
-        )
+    held, train_index = _hold_back(data, config.seed)
     if plan.ensemble:
         kept = [Fold(np.setdiff1d(f.train, held), f.val) for f in folds]
         runs = fit_folds(
@@ -289,33 +313,44 @@ def export_model(
         )
         model = ensemble_model([r.model for r in runs])
     else:
-        schedule = None if deadline is not None else plan.schedules[0]
-        runs = [
-            fit_all(
-                config,
-                data,
-                plan.epochs[0],
-                lr_schedule=schedule,
-                progress=_progress,
-                deadline=deadline,
-                tail=tail,
-                progressive=progressive,
-                index=train_index,
-            )
-        ]
-        model = runs[0].model
-        trained = runs[0].epochs
-        if deadline is not None:
+        run = fit_all(
+            config,
+            data,
+            plan.epochs[0],
+            lr_schedule=None if deadline is not None else plan.schedules[0],
+            progress=_progress,
+            deadline=deadline,
+            tail=tail,
+            progressive=progressive,
+            index=train_index,
+        )
+        runs, model = [run], run.model
+        if deadline is not None:  # the folder states the epochs the deadline let it train
             plan = dataclasses.replace(
                 plan,
-                epochs=[len(trained)],
-                schedules=[[e.learning_rate for e in trained]],
-                config={**plan.config, "epochs": len(trained)},
+                epochs=[len(run.epochs)],
+                schedules=[[e.learning_rate for e in run.epochs]],
+                config={**plan.config, "epochs": len(run.epochs)},
             )
     model = with_views(model, plan.views)
     checked = _calibrate(model, plan.views, data, train_index, held, config.seed)
     _write(out, model, plan, len(data), runs, time.perf_counter() - start, checked)
     return plan
+
+
+def _hold_back(data: Any, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The calibration slice and the images the model trains on."""
+    from trainer.trust import calibration_slice
+
+    held = calibration_slice(data.labels, seed)
+    if len(held):
+        log.info(
+            "holding back %d of %d images (stratified) to calibrate the model and its "
+            "in-domain flag: its weights never train on them",
+            len(held),
+            len(data),
+        )
+    return held, np.setdiff1d(np.arange(len(data)), held)
 
 
 def _calibrate(

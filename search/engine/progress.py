@@ -9,7 +9,7 @@ from typing import TextIO
 
 from trainer.config import TrialConfig
 
-log = logging.getLogger("search.engine.progress")
+log = logging.getLogger(__name__)
 # A total this large means no count ends the study (--budget does): show no "/total".
 UNCOUNTED = 10_000
 

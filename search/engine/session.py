@@ -7,7 +7,6 @@ leaves an existing study exactly as it was and creates nothing.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 import shutil
@@ -16,6 +15,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import optuna
 import sqlalchemy
@@ -32,7 +32,7 @@ from search.engine.devices import (
     select,
     worker_envs,
 )
-from search.engine.finish import BudgetClock, final_setup, minutes, run_final
+from search.engine.finish import BudgetClock, FinalSetup, final_setup, minutes, run_final
 from search.engine.plugins import BUILT_IN, resolve_trainer
 from search.engine.progress import UNCOUNTED, Progress
 from search.engine.request import RunRequest
@@ -41,7 +41,7 @@ from search.engine.trials import STARTING_POINT, RunSettings
 from search.engine.weights import check_weights
 from search.engine.worker import write_worker_data
 from search.policy.budget import PRIOR_FINAL_SHARE
-from search.policy.pruning import make_pruner
+from search.policy.pruning import FoldEpochPruner, make_pruner
 from search.policy.samplers import make_sampler
 from search.policy.traits import AUTO, Traits
 from search.policy.traits import decide as decide_traits
@@ -63,7 +63,7 @@ from storage.study import (
 from trainer.errors import FatalError, TrialFailed
 from trainer.folds import make_folds
 
-log = logging.getLogger("search.run")
+log = logging.getLogger(__name__)
 # --n-trials under --budget when not given: the budget, not a count, ends the search.
 BUDGET_TRIALS = UNCOUNTED
 # Heartbeats, fail_stale_trials and TPE's group option are stable enough for us; say it once here.
@@ -77,79 +77,137 @@ def _stored_or(stored: dict, key: str, given, default):
 
 
 def run_study(args: RunRequest, space: Space) -> int:
-    """Check, write the worker data, create or resume the study, search; return the exit code."""
-    name = args.name or space.name
+    """Check, write the worker data, create or resume the study, search, and with ``--budget``
+    train the final model; return the exit code. Four stages: ``prepare`` (every check, nothing
+    written), ``open_study`` (the writes, undone if one fails), ``search`` and ``finish``."""
     made = _Created()
     try:
-        if args.trainer != "fake":  # the fake trainer needs no Keras backend
-            check_backend(args.backend)
-        # The workers and (with --budget) the final model in this process run on this backend.
-        os.environ["KERAS_BACKEND"] = args.backend
-        if args.trainer not in BUILT_IN:
-            resolve_trainer(args.trainer)  # import errors now, before anything is written
-        check_drills(trial_timeout=args.trial_timeout)
-        found, existing, plan, data, folds, cleaning, kept = _prepare(args, space, name)
-        start = StartModel.read(plan.weights) if is_export(plan.weights) else None
-        if start is not None:
-            space = dataclasses.replace(
-                space,
-                backbones=(start.backbone,),
-                starting_points=tuple(
-                    p for p in space.starting_points if p["backbone"] == start.backbone
-                ),
-            )
-            log.info(
-                "--weights %s: the search keeps its backbone, %s, and searches unfreeze depth "
-                "and the rest as for ImageNet weights (the head is new)",
-                start.folder,
-                start.backbone,
-            )
-        check_weights(space, plan.weights, args.weights_dir, resuming=existing is not None)
-        final = (
-            final_setup(args, name, plan, data, folds, kept, plan.image_size_fixed)
-            if args.budget
-            else None
-        )
-        n_trials = args.n_trials or (BUDGET_TRIALS if final else space.n_trials)
-        sampler = make_sampler(args.sampler, args.seed, n_trials)
-        gpus = select(discover(), args.gpus)
-        envs = worker_envs(
-            args.workers,
-            gpus,
-            workers_per_gpu=args.workers_per_gpu,
-            memory_mb=args.gpu_memory_mb,
-            backend=args.backend,
-        )
-        if not gpus and (args.workers_per_gpu != 1 or args.gpu_memory_mb is not None):
-            log.warning(
-                "warning: no GPU is visible, so --workers-per-gpu and --gpu-memory-mb do "
-                "nothing; use --workers N to run N CPU workers"
-            )
-        pruner = make_pruner(
-            args.pruner,
-            epochs_per_fold=plan.epochs,
-            n_folds=plan.folds,
-            n_trials=n_trials,
-            workers=len(envs),
-        )
-        # Everything was checked: the first writes, each undone if a later one fails.
-        made.workdir, data_path = write_worker_data(data, folds)
-        artifact_dir = _artifact_dir(args, made)
-        weights = start.extract(Path(artifact_dir) / "start_weights") if start else plan.weights
-        with storage_errors(args.storage):
-            storage = found or _create_storage(args, made)
-            study = _open_study(
-                storage, name, existing, plan, sampler, pruner, folds, space, args.seed, start
-            )
-            if cleaning is not None:
-                study.set_user_attr("cleaning", cleaning)
+        checked = prepare(args, space)
+        opened = open_study(args, checked, made)
     except (UsageError, DataError, StorageError, TrialFailed, DeviceError, ValueError) as exc:
         made.undo()
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    settings = StudySettings(
+    try:
+        searched = search(args, checked, opened)
+    finally:
+        shutil.rmtree(made.workdir or "", ignore_errors=True)
+    return finish(args, checked, opened, searched)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What ``prepare`` settled before anything is written."""
+
+    name: str
+    space: Space  # narrowed to one backbone under --weights DIR
+    found: Any  # the storage when it exists, else None
+    existing: optuna.Study | None  # the study when resuming
+    plan: StudyPlan
+    data: Any  # trainer.records.Dataset, validated (and cleaned with --clean)
+    folds: list[Any]
+    cleaning: dict | None
+    start: StartModel | None  # --weights DIR
+    final: FinalSetup | None  # --budget
+    n_trials: int
+    gpus: list[Any]
+    envs: list[dict[str, str]]
+    sampler: optuna.samplers.BaseSampler
+    pruner: FoldEpochPruner | None
+
+
+@dataclass(frozen=True)
+class Opened:
+    """What ``open_study`` wrote: the study, the workers' data and the artifact folder."""
+
+    study: optuna.Study
+    data_path: str
+    artifact_dir: str
+    weights: str  # what every trial loads: --weights, or the file read out of --weights DIR
+
+
+def prepare(args: RunRequest, space: Space) -> Checked:
+    """Every check that can refuse the run, in order; raises UsageError and kin, writes nothing."""
+    name = args.name or space.name
+    if args.trainer != "fake":  # the fake trainer needs no Keras backend
+        check_backend(args.backend)
+    # The workers and (with --budget) the final model in this process run on this backend.
+    os.environ["KERAS_BACKEND"] = args.backend
+    if args.trainer not in BUILT_IN:
+        resolve_trainer(args.trainer)  # import errors now, before anything is written
+    check_drills(trial_timeout=args.trial_timeout)
+    read = _read(args, space, name)
+    start = StartModel.read(read.plan.weights) if is_export(read.plan.weights) else None
+    if start is not None:
+        space = start.narrow(space)
+    check_weights(space, read.plan.weights, args.weights_dir, resuming=read.existing is not None)
+    plan, data, folds = read.plan, read.data, read.folds
+    final = (
+        final_setup(args, name, plan, data, folds, read.kept, plan.image_size_fixed)
+        if args.budget
+        else None
+    )
+    n_trials = args.n_trials or (BUDGET_TRIALS if final else space.n_trials)
+    gpus = select(discover(), args.gpus)
+    envs = worker_envs(
+        args.workers,
+        gpus,
+        workers_per_gpu=args.workers_per_gpu,
+        memory_mb=args.gpu_memory_mb,
+        backend=args.backend,
+    )
+    if not gpus and (args.workers_per_gpu != 1 or args.gpu_memory_mb is not None):
+        log.warning(
+            "warning: no GPU is visible, so --workers-per-gpu and --gpu-memory-mb do "
+            "nothing; use --workers N to run N CPU workers"
+        )
+    pruner = make_pruner(
+        args.pruner,
+        epochs_per_fold=plan.epochs,
+        n_folds=plan.folds,
+        n_trials=n_trials,
+        workers=len(envs),
+    )
+    return Checked(
+        name=name,
+        space=space,
+        found=read.found,
+        existing=read.existing,
+        plan=plan,
+        data=data,
+        folds=folds,
+        cleaning=read.cleaning,
+        start=start,
+        final=final,
+        n_trials=n_trials,
+        gpus=gpus,
+        envs=envs,
+        sampler=make_sampler(args.sampler, args.seed, n_trials),
+        pruner=pruner,
+    )
+
+
+def open_study(args: RunRequest, checked: Checked, made: _Created) -> Opened:
+    """The first writes, each recorded in ``made`` so that a failure can undo them: the
+    workers' data, the artifact folder, the backbone file of --weights DIR, the storage and
+    the study."""
+    made.workdir, data_path = write_worker_data(checked.data, checked.folds)
+    artifact_dir = _artifact_dir(args, made)
+    start = checked.start
+    weights = start.extract(Path(artifact_dir) / "start_weights") if start else checked.plan.weights
+    with storage_errors(args.storage):
+        storage = checked.found or _create_storage(args, made)
+        study = _open_study(storage, checked, args.seed)
+        if checked.cleaning is not None:
+            study.set_user_attr("cleaning", checked.cleaning)
+    return Opened(study, data_path, artifact_dir, weights)
+
+
+def _settings(args: RunRequest, checked: Checked, opened: Opened) -> StudySettings:
+    plan, gpus = checked.plan, checked.gpus
+    return StudySettings(
         epochs=plan.epochs,
-        weights=weights,
+        weights=opened.weights,
         seed=args.seed,
         image_size=plan.image_size,
         precision=args.precision if args.precision != "auto" else auto_precision(gpus),
@@ -158,12 +216,12 @@ def run_study(args: RunRequest, space: Space) -> int:
         weights_dir=str(Path(args.weights_dir).resolve()) if args.weights_dir else "",
         symmetry=plan.traits["symmetry"],
         colour=plan.traits["colour"],
-        start_backbone=start.backbone if start else "",
+        start_backbone=checked.start.backbone if checked.start else "",
     )
-    counts = count_states(study)
-    finished = counts[optuna.trial.TrialState.COMPLETE] + counts[optuna.trial.TrialState.PRUNED]
-    devices = sorted({e["CUDA_VISIBLE_DEVICES"] for e in envs})
-    where = "CPU" if devices == ["-1"] else "GPU " + ", ".join(devices)
+
+
+def _say_start(args: RunRequest, checked: Checked, finished: int) -> None:
+    plan, name, n_trials = checked.plan, checked.name, checked.n_trials
     if finished >= n_trials:
         log.info(
             "study %r in %s already holds %s (--n-trials %d): no new trial to run; "
@@ -173,60 +231,83 @@ def run_study(args: RunRequest, space: Space) -> int:
             counted(finished, "finished trial"),
             n_trials,
         )
-    else:
-        log.info(
-            "study %r in %s: %d of %d trials finished; %s on %s (Keras on %s); %d folds x %d "
-            "epochs at %dpx on %d images",
-            name,
-            redact(args.storage),
-            finished,
-            n_trials,
-            counted(len(envs), "worker"),
-            where,
-            args.backend,
-            plan.folds,
-            plan.epochs,
-            plan.image_size,
-            plan.n_images,
-        )
-    clock = None
-    if final is not None:
-        clock = BudgetClock(study, float(args.budget or 0.0), final.fidelity)
-        log.info(
-            "budget %s: %.1f min spent before this run; the search runs until only the final "
-            "model's reserve is left (%.0f%% of the budget until a trial completes, then the "
-            "best trial's measured cost), then the best trial trains on all %d images at %dpx "
-            "with augmentation %s and is exported to %s",
-            minutes(clock.budget),
-            clock.spent_before / 60,
-            100 * PRIOR_FINAL_SHARE,
-            final.fidelity.all_images,
-            final.fidelity.final_size,
-            {
-                "searched": "as it searched",
-                "auto": "robust if a paired check on fold 0 takes it, else as it searched",
-            }.get(final.fidelity.augment, final.fidelity.augment),
-            final.out,
-        )
+        return
+    devices = sorted({e["CUDA_VISIBLE_DEVICES"] for e in checked.envs})
+    where = "CPU" if devices == ["-1"] else "GPU " + ", ".join(devices)
+    log.info(
+        "study %r in %s: %d of %d trials finished; %s on %s (Keras on %s); %d folds x %d "
+        "epochs at %dpx on %d images",
+        name,
+        redact(args.storage),
+        finished,
+        n_trials,
+        counted(len(checked.envs), "worker"),
+        where,
+        args.backend,
+        plan.folds,
+        plan.epochs,
+        plan.image_size,
+        plan.n_images,
+    )
+
+
+def _budget_clock(study: optuna.Study, args: RunRequest, final: FinalSetup) -> BudgetClock:
+    clock = BudgetClock(study, float(args.budget or 0.0), final.fidelity)
+    log.info(
+        "budget %s: %.1f min spent before this run; the search runs until only the final "
+        "model's reserve is left (%.0f%% of the budget until a trial completes, then the "
+        "best trial's measured cost), then the best trial trains on all %d images at %dpx "
+        "with augmentation %s and is exported to %s",
+        minutes(clock.budget),
+        clock.spent_before / 60,
+        100 * PRIOR_FINAL_SHARE,
+        final.fidelity.all_images,
+        final.fidelity.final_size,
+        {
+            "searched": "as it searched",
+            "auto": "robust if a paired check on fold 0 takes it, else as it searched",
+        }.get(final.fidelity.augment, final.fidelity.augment),
+        final.out,
+    )
+    return clock
+
+
+@dataclass(frozen=True)
+class Searched:
+    """How the search ended: its exit code, the coordinator and the budget's clock."""
+
+    code: int
+    coordinator: Coordinator
+    clock: BudgetClock | None
+
+
+def search(args: RunRequest, checked: Checked, opened: Opened) -> Searched:
+    """Run the coordinator until the trials, the timeout or the search's share of the budget
+    are done."""
+    study, n_trials = opened.study, checked.n_trials
+    counts = count_states(study)
+    finished = counts[optuna.trial.TrialState.COMPLETE] + counts[optuna.trial.TrialState.PRUNED]
+    _say_start(args, checked, finished)
+    clock = _budget_clock(study, args, checked.final) if checked.final is not None else None
     coordinator = Coordinator(
         study,
-        space,
-        settings,
+        checked.space,
+        _settings(args, checked, opened),
         RunSettings(
             n_trials=n_trials,
-            metric=plan.metric,
+            metric=checked.plan.metric,
             timeout=args.timeout,
             max_consecutive_failures=args.max_failures,
             trainer=args.trainer,
             heartbeat_seconds=args.heartbeat,
             trial_timeout=args.trial_timeout,
-            artifact_dir=artifact_dir,
+            artifact_dir=opened.artifact_dir,
             search_left=clock.search_left if clock else None,
         ),
-        data_path=data_path,
-        worker_envs=envs,
-        pruner=pruner,
-        class_names=list(plan.class_names),
+        data_path=opened.data_path,
+        worker_envs=checked.envs,
+        pruner=checked.pruner,
+        class_names=list(checked.plan.class_names),
         progress=Progress(
             n_trials,
             interactive=sys.stderr.isatty() and not args.quiet,
@@ -234,7 +315,11 @@ def run_study(args: RunRequest, space: Space) -> int:
             best=best_so_far(study),
         ),
     )
-    code = EXIT_OK
+    return Searched(_run(coordinator, args.storage), coordinator, clock)
+
+
+def _run(coordinator: Coordinator, storage: str) -> int:
+    """The coordinator's run as an exit code, each way it can end said in one line."""
     try:
         coordinator.run()
     except KeyboardInterrupt:
@@ -243,26 +328,35 @@ def run_study(args: RunRequest, space: Space) -> int:
             "run the same command again",
             file=sys.stderr,
         )
-        code = EXIT_INTERRUPTED
+        return EXIT_INTERRUPTED
     except FatalError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        code = EXIT_FATAL
+        return EXIT_FATAL
     except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError) as exc:
         print(
-            f"error: the storage {redact(args.storage)} failed while searching "
+            f"error: the storage {redact(storage)} failed while searching "
             f"({str(exc).splitlines()[0][:300]}); finished trials are kept: fix it and run the "
             "same command to resume",
             file=sys.stderr,
         )
-        code = EXIT_FATAL
-    finally:
-        shutil.rmtree(made.workdir or "", ignore_errors=True)
+        return EXIT_FATAL
+    return EXIT_OK
+
+
+def finish(args: RunRequest, checked: Checked, opened: Opened, searched: Searched) -> int:
+    """The run's summary, then with --budget (and a search that ended well) the final model."""
+    code = searched.code
+    study, n_trials = opened.study, checked.n_trials
     with contextlib.suppress(Exception):  # the summary must not hide the real exit status
         limit = n_trials if n_trials < BUDGET_TRIALS else None  # --budget alone: no count
-        print(run_summary(study, args.storage, name, limit, artifact_dir, plan.metric))
-    if code == EXIT_OK and final is not None and clock is not None:
-        code = run_final(study, final, clock, args)
-        coordinator.dashboard.study_changed()  # the note now leads with the final model
+        print(
+            run_summary(
+                study, args.storage, checked.name, limit, opened.artifact_dir, checked.plan.metric
+            )
+        )
+    if code == EXIT_OK and checked.final is not None and searched.clock is not None:
+        code = run_final(study, checked.final, searched.clock, args)
+        searched.coordinator.dashboard.study_changed()  # the note now leads with the final model
     return code
 
 
@@ -305,8 +399,21 @@ def _storage_options(args: RunRequest) -> dict[str, int]:
     }
 
 
-def _prepare(args: RunRequest, space: Space, name: str):
-    """Every check that can refuse the run, in order; nothing is written here."""
+@dataclass(frozen=True)
+class _Read:
+    """The storage, the study when resuming, the study's plan, and its data and folds."""
+
+    found: Any
+    existing: optuna.Study | None
+    plan: StudyPlan
+    data: Any
+    folds: list[Any]
+    cleaning: dict | None
+    kept: Any  # the indices --clean kept, None without it
+
+
+def _read(args: RunRequest, space: Space, name: str) -> _Read:
+    """Read the storage and the data and settle the study's plan; nothing is written here."""
     found = find_storage(args.storage, **_storage_options(args))
     existing = None
     if found is not None:
@@ -357,7 +464,7 @@ def _prepare(args: RunRequest, space: Space, name: str):
         folds = decode_folds(stored["fold_of"])
     else:
         folds = make_folds(data.labels, folds_k, args.seed)
-    return found, existing, plan, data, folds, cleaning, kept
+    return _Read(found, existing, plan, data, folds, cleaning, kept)
 
 
 def _traits(args: RunRequest, space: Space, stored: dict, data, name: str) -> Traits:
@@ -421,8 +528,10 @@ def _artifact_dir(args: RunRequest, made: _Created) -> str:
     return str(folder)
 
 
-def _open_study(storage, name, existing, plan, sampler, pruner, folds, space, seed, start=None):
+def _open_study(storage: Any, checked: Checked, seed: int) -> optuna.Study:
     """The first writes. A new study that cannot be fully set up is deleted again."""
+    name, existing, plan, start = checked.name, checked.existing, checked.plan, checked.start
+    sampler, pruner, folds, space = checked.sampler, checked.pruner, checked.folds, checked.space
     study = optuna.create_study(
         study_name=name,
         storage=storage,

@@ -10,6 +10,7 @@ the new study's classes need not be the old one's.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -17,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from search.cli import UsageError
+from spaces.base import Space
 from trainer.config import BACKBONES
 
-log = logging.getLogger("search.run")
+log = logging.getLogger(__name__)
 
 
 def is_export(weights: str) -> bool:
@@ -55,6 +57,22 @@ class StartModel:
             )
         digest = hashlib.sha256((folder / "model.keras").read_bytes()).hexdigest()[:16]
         return cls(folder, backbone, digest)
+
+    def narrow(self, space: Space) -> Space:
+        """``space`` with this backbone only (and the starting points for it)."""
+        log.info(
+            "--weights %s: the search keeps its backbone, %s, and searches unfreeze depth and "
+            "the rest as for ImageNet weights (the head is new)",
+            self.folder,
+            self.backbone,
+        )
+        return dataclasses.replace(
+            space,
+            backbones=(self.backbone,),
+            starting_points=tuple(
+                p for p in space.starting_points if p["backbone"] == self.backbone
+            ),
+        )
 
     def extract(self, into: Path) -> str:
         """Write the backbone's weights under ``into`` (kept when already there); the path."""

@@ -25,7 +25,7 @@ from trainer.config import TrialConfig
 from trainer.errors import FatalError
 from trainer.records import FoldResult, TrialResult
 
-log = logging.getLogger("search.engine.coordinator")
+log = logging.getLogger(__name__)
 # The user attribute of the space's starting configurations, queued when a study is created.
 STARTING_POINT = "starting_point"
 
@@ -47,7 +47,7 @@ class RunSettings:
     search_left: Callable[[], float] | None = None
 
 
-class SearchClock:
+class SearchCutoff:
     """When the search stops starting trials: ``--timeout`` after this run began, or the
     search's share of ``--budget`` spent (``RunSettings.search_left``)."""
 

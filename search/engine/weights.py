@@ -22,7 +22,7 @@ from search.cli import UsageError
 from spaces.base import Space
 from trainer.config import BACKBONES, BackboneInfo, keras_cache_dir
 
-log = logging.getLogger("search.run")
+log = logging.getLogger(__name__)
 
 # Where keras.applications downloads its weight files from.
 DOWNLOAD_HOST = ("storage.googleapis.com", 443)

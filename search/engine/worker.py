@@ -115,11 +115,6 @@ def _device(env: dict[str, str]) -> str:
 def serve(conn: Connection, worker_id: int, env: dict[str, str], data_path: str, trainer: str):
     """The worker's message loop: load the data, say ready, train each trial it is sent."""
     from search.engine.plugins import resolve_trainer
-    from search.testing.faults import hook_for
-    from trainer.config import Decision, TrialConfig
-    from trainer.errors import TrialFailed
-    from trainer.hooks import TrainHooks
-    from trainer.records import FoldResult
 
     if trainer != "fake":  # before Keras is imported: the backend's GPU memory policy
         from search.engine.devices import configure_backend
@@ -128,8 +123,7 @@ def serve(conn: Connection, worker_id: int, env: dict[str, str], data_path: str,
     train_trial = resolve_trainer(trainer)
     data, folds = load_worker_data(data_path)
     # Everything imported so far (TensorFlow: millions of objects) lives as long as the worker;
-    # frozen, it is no longer scanned by the full collection each trial's clear_session() runs
-    # (0.3-0.5 s a trial on 2 CPU cores, bench/overhead.py).
+    # frozen, each trial's clear_session() no longer scans it (docs/constants.md).
     gc.freeze()
     send(
         conn,
@@ -145,63 +139,81 @@ def serve(conn: Connection, worker_id: int, env: dict[str, str], data_path: str,
         message = recv(conn)
         if message["type"] == "shutdown":
             return
-        if message["type"] != "run":
-            continue
-        number = message["trial"]
-        waited = [0.0]  # seconds blocked on the coordinator's decisions (benchmarks read it)
+        if message["type"] == "run":
+            send(conn, _run_trial(conn, message, train_trial, data, folds))
+            sys.stdout.flush()
 
-        def ask(payload: dict[str, Any], waited: list[float] = waited) -> Decision:
-            start = time.perf_counter()
-            send(conn, payload)
-            reply = recv(conn)
-            waited[0] += time.perf_counter() - start
-            return Decision(reply.get("decision", "continue"))
 
-        def report(fold: int, epoch: int, metrics, number: int = number) -> Decision:
-            return ask(
-                {
-                    "type": "epoch",
-                    "trial": number,
-                    "fold": fold,
-                    "epoch": epoch,
-                    "metrics": metrics.as_dict(),
-                }
-            )
+class _Channel:
+    """A trial's questions to the coordinator (after each epoch and fold), and the seconds spent
+    waiting for its answers (the benchmarks read them)."""
 
-        def on_fold(result: FoldResult, number: int = number) -> Decision:
-            return ask({"type": "fold", "trial": number, "result": result.to_dict()})
+    def __init__(self, conn: Connection, number: int) -> None:
+        self.conn, self.number, self.waited = conn, number, 0.0
 
-        try:
-            config = TrialConfig.from_dict(message["config"])
-            completed = [FoldResult.from_dict(f) for f in message.get("completed", [])]
-            drill = hook_for(number)
-            result = train_trial(
-                config,
-                data,
-                folds,
-                report,
-                monitor=message["monitor"],
-                on_fold=on_fold,
-                completed=completed,
-                hooks=TrainHooks(before_epoch=[drill] if drill else []),
-            )
-            if result.timings:
-                result.timings["coordinator_wait"] = waited[0]
-            send(conn, {"type": "done", "trial": number, "result": result.to_dict()})
-        except TrialFailed as exc:
-            send(conn, {"type": "failed", "trial": number, "kind": exc.kind, "reason": str(exc)})
-        except (EOFError, BrokenPipeError, ConnectionResetError):
-            raise
-        except Exception as exc:  # an unexpected bug: fail this trial, keep the worker
-            tail = "".join(traceback.format_exception(exc)[-3:]).strip()
-            log.error("trial %s crashed: %s", number, tail)
-            send(
-                conn,
-                {
-                    "type": "failed",
-                    "trial": number,
-                    "kind": "error",
-                    "reason": f"{type(exc).__name__}: {exc} | {tail[-800:]}",
-                },
-            )
-        sys.stdout.flush()
+    def ask(self, payload: dict[str, Any]) -> Any:
+        from trainer.config import Decision
+
+        start = time.perf_counter()
+        send(self.conn, payload)
+        reply = recv(self.conn)
+        self.waited += time.perf_counter() - start
+        return Decision(reply.get("decision", "continue"))
+
+    def report(self, fold: int, epoch: int, metrics: Any) -> Any:
+        return self.ask(
+            {
+                "type": "epoch",
+                "trial": self.number,
+                "fold": fold,
+                "epoch": epoch,
+                "metrics": metrics.as_dict(),
+            }
+        )
+
+    def on_fold(self, result: Any) -> Any:
+        return self.ask({"type": "fold", "trial": self.number, "result": result.to_dict()})
+
+
+def _run_trial(
+    conn: Connection, message: dict[str, Any], train_trial: Any, data: Any, folds: Any
+) -> dict[str, Any]:
+    """Train the trial ``message`` names; the message that says how it ended."""
+    from search.testing.faults import hook_for
+    from trainer.config import TrialConfig
+    from trainer.errors import TrialFailed
+    from trainer.hooks import TrainHooks
+    from trainer.records import FoldResult
+
+    number = message["trial"]
+    channel = _Channel(conn, number)
+    try:
+        config = TrialConfig.from_dict(message["config"])
+        completed = [FoldResult.from_dict(f) for f in message.get("completed", [])]
+        drill = hook_for(number)
+        result = train_trial(
+            config,
+            data,
+            folds,
+            channel.report,
+            monitor=message["monitor"],
+            on_fold=channel.on_fold,
+            completed=completed,
+            hooks=TrainHooks(before_epoch=[drill] if drill else []),
+        )
+        if result.timings:
+            result.timings["coordinator_wait"] = channel.waited
+        return {"type": "done", "trial": number, "result": result.to_dict()}
+    except TrialFailed as exc:
+        return {"type": "failed", "trial": number, "kind": exc.kind, "reason": str(exc)}
+    except (EOFError, BrokenPipeError, ConnectionResetError):
+        raise
+    except Exception as exc:  # an unexpected bug: fail this trial, keep the worker
+        tail = "".join(traceback.format_exception(exc)[-3:]).strip()
+        log.error("trial %s crashed: %s", number, tail)
+        return {
+            "type": "failed",
+            "trial": number,
+            "kind": "error",
+            "reason": f"{type(exc).__name__}: {exc} | {tail[-800:]}",
+        }

@@ -38,16 +38,12 @@ CONVERGED_GAIN = 0.005
 # best fold needed, at most MAX_EPOCH_FACTOR times the search's epochs per fold.
 MIN_EPOCH_FACTOR, MAX_EPOCH_FACTOR = 1.5, 6
 # Filling the time kept for it, the final model grows to at most this many times the search's
-# epochs per fold (x OTHER_AUGMENT_EPOCH_FACTOR). Chosen on two inner splits of the images
-# bench/end_to_end.py does not hold out (1,598 to train, 801 to test; the quick space's small
-# CNN under robust, progressive from 64 px, the light tail, dihedral views): 48 / 72 / 96 epochs
-# gave clean 0.940 / 0.955 / 0.961 and corrupted 0.909 / 0.928 / 0.938 on one, 48 / 72 epochs
-# clean 0.960 / 0.963 and corrupted 0.918 / 0.938 on the other: still gaining past 48.
+# epochs per fold (x OTHER_AUGMENT_EPOCH_FACTOR): a long cosine run keeps gaining past what
+# short constant-rate curves show (docs/constants.md).
 FILL_EPOCH_FACTOR = 12
 # A final model trained under another augmentation level than its trial (``--final-augment``,
 # robust by default) needs this many times the epochs its trial's curves say: stronger
-# augmentation converges later. Chosen on bench/end_to_end.py --dev (small CNN, robust level):
-# 15 epochs clean 0.905 / corrupted 0.860, 30 epochs 0.921 / 0.898.
+# augmentation converges later (docs/constants.md).
 OTHER_AUGMENT_EPOCH_FACTOR = 2.0
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
@@ -132,13 +128,19 @@ class FinalPlan:
     seconds_per_epoch: float
     seconds: float  # expected, with the fixed overhead and the safety factor
     reason: str
-    most: int  # the epochs a final model may grow to (``Deadline``): ``epochs`` unless filling
-    low_size: int = 0  # progressive resizing: the first ``low_share`` of the epochs at this px
-    low_share: float = 0.0
+    max_epochs: (
+        int  # the epochs a final model may grow to (``Deadline``): ``epochs`` unless filling
+    )
+    progressive_size: int = (
+        0  # progressive resizing: the first ``progressive_share`` of the epochs at this px
+    )
+    progressive_share: float = 0.0
 
     def describe(self) -> str:
         low = (
-            f" (the first {self.low_share:.0%} at {self.low_size}px)" if self.low_share > 0 else ""
+            f" (the first {self.progressive_share:.0%} at {self.progressive_size}px)"
+            if self.progressive_share > 0
+            else ""
         )
         return (
             f"{self.epochs} epochs at {self.image_size}px{low}, about "
@@ -172,25 +174,23 @@ def plan_final(
     max_seconds: float | None = None,
     epoch_factor: float = 1.0,
     fill: bool = False,
-    low_size: int = 0,
-    low_share: float = 0.0,
+    progressive_size: int = 0,
+    progressive_share: float = 0.0,
 ) -> FinalPlan:
     """The final model's epochs and cost; with ``max_seconds``, epochs are cut to fit it.
 
     With ``fill`` the final model takes as many epochs as ``max_seconds`` affords, never fewer
     than its curves ask for (unless the time is short) and at most ``FILL_EPOCH_FACTOR`` x the
     search's epochs (x ``epoch_factor``): curves of a few constant-rate epochs stop rising long
-    before a long cosine-decayed run under strong augmentation stops gaining (the small CNN
-    under ``robust`` on bench/end_to_end.py --dev: 15 epochs clean 0.905 / corrupted 0.860,
-    30 epochs 0.921 / 0.898). With ``low_share`` > 0 that share of the epochs trains at
-    ``low_size`` px (``trainer.final.Progressive``) and costs accordingly: the seconds an epoch
+    before a long cosine-decayed run under strong augmentation stops gaining. With ``progressive_share`` > 0 that share of the epochs trains at
+    ``progressive_size`` px (``trainer.final.Progressive``) and costs accordingly: the seconds an epoch
     are the mean over the run.
     """
     epochs, reason = epochs_to_converge(folds, metric, search_epochs, epoch_factor)
     most = max(epochs, math.ceil(epoch_factor * FILL_EPOCH_FACTOR * search_epochs))
     rate = seconds_per_image_pixel(folds, train_images_per_fold, search_size)
-    share = low_share if 0 < low_size < final_size else 0.0
-    pixels = share * low_size * low_size + (1.0 - share) * final_size * final_size
+    share = progressive_share if 0 < progressive_size < final_size else 0.0
+    pixels = share * progressive_size * progressive_size + (1.0 - share) * final_size * final_size
     per_epoch = rate * all_images * pixels if math.isfinite(rate) else math.nan
     if max_seconds is not None and math.isfinite(per_epoch) and per_epoch > 0:
         affordable = max(1, int((max_seconds / SAFETY - FINAL_OVERHEAD_SECONDS) // per_epoch))
@@ -212,7 +212,7 @@ def plan_final(
         seconds,
         reason,
         most if fill else epochs,
-        low_size if share else 0,
+        progressive_size if share else 0,
         share,
     )
 

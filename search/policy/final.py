@@ -46,12 +46,12 @@ CANDIDATE = "robust"  # the level the paired check weighs against the trial's ow
 # The check trains each recipe this many times the search's epochs per fold (at least
 # MIN_CHECK_EPOCHS): a stronger level needs longer than the search's short folds to show.
 CHECK_EPOCH_FACTOR, MIN_CHECK_EPOCHS = 2, 4
-# A final model under a level stronger than light ends with its last sixth light (evidence:
-# bench/end_to_end.py --dev, docs/end_to_end.md).
+# A final model under a level stronger than light ends with its last sixth light, closer to
+# clean images (chosen on docs/constants.md's split).
 TAIL_LEVEL, TAIL_SHARE = "light", 1 / 6
 STRONGER_THAN_TAIL = ("moderate", "heavy", "robust")
-# Larger than the search's size: the first half of the epochs at the search's size
-# (evidence: bench/end_to_end.py --dev, docs/end_to_end.md).
+# Larger than the search's size: the first half of the epochs at the search's size, which
+# costs less (docs/constants.md).
 PROGRESSIVE_SHARE = 0.5
 
 
@@ -248,8 +248,8 @@ def decide(
         max_seconds=max_seconds,
         epoch_factor=OTHER_AUGMENT_EPOCH_FACTOR if augment != trial_augment else 1.0,
         fill=max_seconds is not None,
-        low_size=progressive[0] if progressive else 0,
-        low_share=progressive[1] if progressive else 0.0,
+        progressive_size=progressive[0] if progressive else 0,
+        progressive_share=progressive[1] if progressive else 0.0,
     )
     tail = (TAIL_LEVEL, TAIL_SHARE) if augment in STRONGER_THAN_TAIL else None
     views = views_for(augment, fidelity.symmetry, tta)

@@ -99,11 +99,10 @@ class FoldTest:
         if any(not (g >= 0) for g in self.mean_gaps):
             raise ValueError("FoldTest's mean_gaps must all be >= 0")
 
-    def should_prune(self, scores: list[float], best: list[float], *, maximize: bool) -> bool:
+    def should_prune(self, scores: list[float], best: list[float], *, sign: float) -> bool:
         n = min(len(scores), len(best))
         if n < self.min_folds:
             return False
-        sign = 1.0 if maximize else -1.0
         diffs = [sign * (scores[i] - best[i]) for i in range(n)]  # < 0: worse than the best
         mean = sum(diffs) / n
         # "exceeds": a gap of exactly 3 points (0.87 vs 0.90 is -0.0300...03 in floats) stays
@@ -196,8 +195,7 @@ class FoldEpochPruner(BasePruner):
         best = best_fold_scores(study)
         if best is None:
             return False
-        maximize = direction_sign(study) > 0
-        return self.fold_test.should_prune(scores, best, maximize=maximize)
+        return self.fold_test.should_prune(scores, best, sign=direction_sign(study))
 
     def screen_fold(
         self, study: optuna.Study, trial: optuna.Trial | FrozenTrial, scores: list[float]
@@ -235,7 +233,7 @@ class FoldEpochPruner(BasePruner):
             return ScreenDecision(
                 False, "the screen is full: its best is queued", promote=_best(study, screened)
             )
-        sign = _sign(study)
+        sign = direction_sign(study)
         if len(screened) >= self.screen and all(
             sign * scores[0] > sign * s for s, _, _ in screened
         ):
@@ -252,10 +250,6 @@ class FoldEpochPruner(BasePruner):
             and folds_done >= self.n_folds
             and epochs_done >= self.epochs_per_fold
         )
-
-
-def _sign(study: optuna.Study) -> float:
-    return direction_sign(study)
 
 
 def _beat_screen_alive(trials: list[FrozenTrial], number: int) -> bool:
@@ -278,7 +272,7 @@ def _beat_screen_alive(trials: list[FrozenTrial], number: int) -> bool:
 
 def _best(study: optuna.Study, screened: list[tuple[float, int, dict]]) -> tuple[int, dict]:
     """The screened trial with the best first fold (ties: the earliest): number, parameters."""
-    sign = _sign(study)
+    sign = direction_sign(study)
     _, number, params = max(screened, key=lambda c: (sign * c[0], -c[1]))
     return number, dict(params)
 

@@ -75,9 +75,7 @@ def make_sampler(name: str, seed: int, n_trials: int) -> optuna.samplers.BaseSam
         multivariate=True,
         group=True,
         constant_liar=True,
-        # Random start-up trials: 4 for short studies, at most 6. On seeds 10-59 of the replay
-        # benchmark (bench/pruner_sweep.py, 5-fold table) 5-7 reached KerasTuner's best with
-        # 0.37-0.39 of its budget where 8 and 10 needed 0.53-0.57 (pruning savings unchanged):
-        # with pruning, random trials are cheap but TPE's guided ones find the top sooner.
+        # Random start-up trials: 4 for short studies, at most 6; with pruning, random trials
+        # are cheap but TPE's guided ones find the top sooner (docs/constants.md).
         n_startup_trials=min(6, max(4, n_trials // 4)),
     )

@@ -21,8 +21,8 @@ from optuna.trial import TrialState
 
 from search.reporting.final_model import final_rows
 from search.reporting.summary import curves_note, importance_note, objective_text
+from search.reporting.trials import leaderboard, trial_note
 from search.text import counted
-from storage.records import leaderboard, trial_note
 from trainer.records import FoldResult
 
 log = logging.getLogger(__name__)

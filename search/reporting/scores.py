@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-log = logging.getLogger("search.predict")
+log = logging.getLogger(__name__)
 PREDICT_CHUNK = 512
 
 

@@ -11,10 +11,11 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search.reporting.final_model import final_recipe
+from search.reporting.trials import leaderboard
 from search.reporting.view import STATE_LABELS, StudyView, param, state_label
 from search.text import counted
 from storage import redact
-from storage.records import count_states, failure_kind, leaderboard
+from storage.records import count_states, failure_kind
 
 FAILURE_KINDS_SHOWN = 3
 REASON_CHARS = 200

@@ -28,6 +28,12 @@ class StudyView:
     maximize: bool = True
 
     @property
+    def sign(self) -> float:
+        """1 when the study maximises, -1 when it minimises: ``sign * value`` is
+        higher-is-better (as ``storage.records.direction_sign``)."""
+        return 1.0 if self.maximize else -1.0
+
+    @property
     def budget(self) -> int:
         """Fold-epochs one trial may train: every fold to its last epoch."""
         return self.folds * self.epochs
@@ -38,8 +44,7 @@ class StudyView:
     def ranked(self) -> list[FrozenTrial]:
         """Complete trials with a value, best first."""
         done = [t for t in self.of(TrialState.COMPLETE) if t.value is not None]
-        sign = -1.0 if self.maximize else 1.0
-        return sorted(done, key=lambda t: (sign * float(t.value or 0.0), t.number))
+        return sorted(done, key=lambda t: (-self.sign * float(t.value or 0.0), t.number))
 
 
 def param(trial: FrozenTrial, name: str) -> Any:

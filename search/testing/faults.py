@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Callable
 
-log = logging.getLogger("search.run")
+log = logging.getLogger(__name__)
 
 FAULT_KINDS = ("oom", "nan", "hang", "exit")
 FAULTS_ENV = "SEARCH_FAULTS"

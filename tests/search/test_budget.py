@@ -105,13 +105,13 @@ def test_a_progressive_final_model_is_priced_by_the_pixels_of_each_part() -> Non
         all_images=1500, max_seconds=150.0, fill=True,
     )  # fmt: skip
     full = plan_final(folds, **common, final_size=96)
-    mixed = plan_final(folds, **common, final_size=96, low_size=64, low_share=0.5)
+    mixed = plan_final(folds, **common, final_size=96, progressive_size=64, progressive_share=0.5)
     ratio = 0.5 * (64 / 96) ** 2 + 0.5
     assert mixed.seconds_per_epoch == pytest.approx(ratio * full.seconds_per_epoch)
     assert mixed.epochs > full.epochs  # the same time holds more epochs
     assert "(the first 50% at 64px)" in mixed.describe() and "64px" not in full.describe()
-    same = plan_final(folds, **common, final_size=64, low_size=64, low_share=0.5)
-    assert same.low_share == 0.0 and same.seconds_per_epoch == pytest.approx(2 * 1.5)
+    same = plan_final(folds, **common, final_size=64, progressive_size=64, progressive_share=0.5)
+    assert same.progressive_share == 0.0 and same.seconds_per_epoch == pytest.approx(2 * 1.5)
 
 
 def test_filling_the_time_grows_epochs_up_to_the_cap_never_below_the_curves() -> None:
@@ -122,10 +122,10 @@ def test_filling_the_time_grows_epochs_up_to_the_cap_never_below_the_curves() ->
     )  # fmt: skip
     needed = plan_final(folds, **common)
     roomy = plan_final(folds, **common, max_seconds=4 * needed.seconds, fill=True)
-    assert needed.epochs < roomy.epochs <= roomy.most == FILL_EPOCH_FACTOR * 4
+    assert needed.epochs < roomy.epochs <= roomy.max_epochs == FILL_EPOCH_FACTOR * 4
     assert roomy.seconds <= 4 * needed.seconds + 1e-6 and "to use the time kept" in roomy.reason
     huge = plan_final(folds, **common, max_seconds=1e6, fill=True, epoch_factor=2.0)
-    assert huge.epochs == huge.most == 2 * FILL_EPOCH_FACTOR * 4
+    assert huge.epochs == huge.max_epochs == 2 * FILL_EPOCH_FACTOR * 4
     unfilled = plan_final(folds, **common, max_seconds=1e6)
     assert unfilled.epochs == needed.epochs
 

@@ -7,7 +7,7 @@ import statistics
 
 import pytest
 
-from search.engine.model_folder import Plan, _config_json, _report
+from search.engine.model_folder import ExportPlan, _config_json, _report
 from trainer.records import EpochMetrics, FoldResult
 
 
@@ -20,8 +20,8 @@ def _fold(k: int, scores: list[float], *, stopped: bool = False) -> FoldResult:
     return FoldResult(k, epochs, best, stopped, False, float(len(scores)), 1.0)
 
 
-def _plan(folds: list[FoldResult], value: float, metric: str = "accuracy") -> Plan:
-    return Plan(
+def _plan(folds: list[FoldResult], value: float, metric: str = "accuracy") -> ExportPlan:
+    return ExportPlan(
         study="quick",
         storage="sqlite:///studies.db",
         trial=3,

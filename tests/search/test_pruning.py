@@ -17,25 +17,25 @@ from tests.search.cli import FAKE_QUICK, load, run_cli
 def test_fold_test_prunes_a_clearly_worse_trial_from_its_first_fold() -> None:
     test = FoldTest()
     best = [0.90, 0.91, 0.89, 0.90, 0.92]
-    assert test.should_prune([0.70], best, maximize=True)  # 20 points behind on fold 0
-    assert test.should_prune([0.70, 0.72], best, maximize=True)
-    assert not test.should_prune([0.88], best, maximize=True)  # 2 points: not clearly worse
-    assert not test.should_prune([0.86, 0.95], best, maximize=True)  # fold 1 makes up for it
-    assert not test.should_prune([0.89, 0.92], best, maximize=True)
-    assert not FoldTest(min_folds=2).should_prune([0.70], best, maximize=True)
+    assert test.should_prune([0.70], best, sign=1.0)  # 20 points behind on fold 0
+    assert test.should_prune([0.70, 0.72], best, sign=1.0)
+    assert not test.should_prune([0.88], best, sign=1.0)  # 2 points: not clearly worse
+    assert not test.should_prune([0.86, 0.95], best, sign=1.0)  # fold 1 makes up for it
+    assert not test.should_prune([0.89, 0.92], best, sign=1.0)
+    assert not FoldTest(min_folds=2).should_prune([0.70], best, sign=1.0)
 
 
 def test_fold_test_tolerates_a_smaller_mean_gap_as_folds_accumulate() -> None:
     test = FoldTest()  # mean gaps: 3 points after one fold, 2 after two, 1 from the third
     best = [0.90, 0.91, 0.89, 0.90, 0.92]
     behind = [0.875, 0.885, 0.875]  # 2.5, 2.5 and 1.5 points behind
-    assert not test.should_prune(behind[:1], best, maximize=True)  # 2.5 < 3
-    assert test.should_prune(behind[:2], best, maximize=True)  # mean 2.5 > 2
+    assert not test.should_prune(behind[:1], best, sign=1.0)  # 2.5 < 3
+    assert test.should_prune(behind[:2], best, sign=1.0)  # mean 2.5 > 2
     ahead_then_behind = [0.91, 0.89, 0.86]  # mean gaps -1, 0.5, 1.33 points
-    assert not test.should_prune(ahead_then_behind[:2], best, maximize=True)
-    assert test.should_prune(ahead_then_behind, best, maximize=True)  # 1.33 > 1 from fold 3
-    assert not FoldTest(mean_gaps=()).should_prune(behind[:2], best, maximize=True)
-    assert FoldTest(mean_gaps=(0.01,)).should_prune(behind[:1], best, maximize=True)
+    assert not test.should_prune(ahead_then_behind[:2], best, sign=1.0)
+    assert test.should_prune(ahead_then_behind, best, sign=1.0)  # 1.33 > 1 from fold 3
+    assert not FoldTest(mean_gaps=()).should_prune(behind[:2], best, sign=1.0)
+    assert FoldTest(mean_gaps=(0.01,)).should_prune(behind[:1], best, sign=1.0)
     with pytest.raises(ValueError):
         FoldTest(mean_gaps=(0.03, -0.01))
 
@@ -44,11 +44,11 @@ def test_fold_test_uses_wilcoxon_once_there_are_enough_folds() -> None:
     test = FoldTest(min_gap=0.05)
     best = [0.90, 0.91, 0.89, 0.90, 0.92]
     slightly_worse = [0.893, 0.902, 0.883, 0.893]  # every fold worse, by < every mean gap
-    assert not test.should_prune(slightly_worse[:3], best, maximize=True)  # p = 0.125
-    assert test.should_prune(slightly_worse, best, maximize=True)  # p = 0.0625 < 0.1
-    assert not test.should_prune(slightly_worse, best, maximize=False)
+    assert not test.should_prune(slightly_worse[:3], best, sign=1.0)  # p = 0.125
+    assert test.should_prune(slightly_worse, best, sign=1.0)  # p = 0.0625 < 0.1
+    assert not test.should_prune(slightly_worse, best, sign=-1.0)
     near_tie = [b - 0.001 for b in best[:4]]  # worse on every fold, by a tenth of a point
-    assert not test.should_prune(near_tie, best, maximize=True)
+    assert not test.should_prune(near_tie, best, sign=1.0)
 
 
 def test_fold_test_validates_its_arguments() -> None:

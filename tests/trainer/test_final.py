@@ -119,7 +119,7 @@ def test_a_deadline_run_says_its_replanned_epochs_once_at_the_end(real_small, ca
     )
     config = TrialConfig(backbone="small_cnn", image_size=32, augment="none", batch_size=32)
     ticks = iter(range(0, 10_000, 30))  # each reading 30 s later: time runs short at once
-    deadline = Deadline(at=100.0, most=6, clock=lambda: float(next(ticks)))
+    deadline = Deadline(at=100.0, max_epochs=6, clock=lambda: float(next(ticks)))
     with caplog.at_level(logging.INFO, logger="trainer.final"):
         result = fit_all(config, data, 6, deadline=deadline)
     lines = [r.getMessage() for r in caplog.records if r.name == "trainer.final"]

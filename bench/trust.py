@@ -357,6 +357,26 @@ def page(result: dict) -> str:
         for name, row in a["rows"].items():
             flagged = "-" if row["flagged"] is None else f"{row['flagged']:.0%}"
             lines.append(f"| {name} | {row['accuracy']:.4f} | {flagged} | {row['seconds']:.0f} |")
+    lines += [
+        "",
+        "## Reading it",
+        "",
+        "- The threshold is an order statistic of the calibration slice chosen so that it keeps "
+        "at least 95% of in-domain images with 90% confidence (the retention is Beta "
+        "distributed), so on fresh in-domain images it keeps more than 95% and flags a little "
+        "less than a 95% threshold would: compare the `flagged (product)` column with each "
+        "detector's 95% column.",
+        "- The model's own features were trained to ignore stain changes up to `robust`'s "
+        "range; just beyond it they barely move (the nearest-neighbour and Mahalanobis rows of "
+        "`stain just beyond robust`), while the model there is still mostly right. The pixel "
+        "statistics see such changes: that is why the product's score takes the larger of the "
+        "two, and why it also flags images the model still classifies well.",
+        "- Held back for calibration: 10% of the training images (at most 300). Its cost in "
+        "accuracy is not measured here. Studies of fewer than 200 images hold none back and "
+        "their exports have no calibration or flag (the adaptation rows, on 160 images).",
+        "- Adaptation keeps the export's backbone with frozen BatchNorm statistics "
+        "(as for ImageNet weights) and searches the unfreeze depth.",
+    ]
     lines.append("")
     return "\n".join(lines)
 

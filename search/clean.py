@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from search.cli import EXIT_FATAL as EXIT_FAILED
 from search.cli import EXIT_OK, Parser, setup_logging, usage_error
@@ -19,44 +20,9 @@ from search.cli import EXIT_OK, Parser, setup_logging, usage_error
 log = logging.getLogger("search.clean")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from search.cleaning.records import CleanOptions
-
-    d = CleanOptions()
-    p = Parser(
-        prog="python -m search.clean",
-        description="Write a cleaned copy of an image data set and a report of what was "
-        "removed and why: exact duplicates and near duplicates (one copy kept when all copies "
-        "share a label; all copies dropped when their labels differ), outliers (images unlike "
-        "the rest, found without labels) and, only with --drop-mislabeled, likely mislabels "
-        "(otherwise they are only listed for review). The input is never changed.",
-        epilog="The report folder gets report.json (every removed index with its reason), "
-        "summary.md (readable) and removed.png (contact sheet of the removed images). "
-        "Defaults and measured precision/recall: docs/cleaning.md. Exit codes: 0 written, "
-        "1 the output could not be written, 2 bad usage or input (nothing is written).",
-    )
-    p.add_argument(
-        "--data",
-        required=True,
-        metavar="PATH|demo|demo-orientation|bloodmnist",
-        help="the data set to clean: an .npz (images/labels[/class_names] or MedMNIST "
-        "layout), a folder of class folders, 'demo', 'demo-orientation' or 'bloodmnist'",
-    )
-    p.add_argument(
-        "--out",
-        required=True,
-        metavar="OUT.npz",
-        help="cleaned data set to write (images, labels, class_names, and source_index: each "
-        "kept image's index in the input); must not be the input file",
-    )
-    p.add_argument(
-        "--image-size",
-        type=int,
-        default=None,
-        metavar="PX",
-        help="resize to PX x PX (Lanczos) before cleaning; the output keeps that size "
-        "(default: the stored size)",
-    )
+def _thresholds(p: argparse.ArgumentParser, d: Any) -> None:
+    """--help's flags: each detector's threshold and the mislabel model's seed (``d``: the
+    defaults, a ``CleanOptions``)."""
     p.add_argument(
         "--near-distance",
         type=int,
@@ -101,6 +67,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--seed", type=int, default=d.seed, help="seed of the mislabel model's folds (default 0)"
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from search.cleaning.records import CleanOptions
+
+    d = CleanOptions()
+    p = Parser(
+        prog="python -m search.clean",
+        description="Write a cleaned copy of an image data set and a report of what was "
+        "removed and why: exact duplicates and near duplicates (one copy kept when all copies "
+        "share a label; all copies dropped when their labels differ), outliers (images unlike "
+        "the rest, found without labels) and, only with --drop-mislabeled, likely mislabels "
+        "(otherwise they are only listed for review). The input is never changed.",
+        epilog="The report folder gets report.json (every removed index with its reason), "
+        "summary.md (readable) and removed.png (contact sheet of the removed images). "
+        "Defaults and measured precision/recall: docs/cleaning.md. Exit codes: 0 written, "
+        "1 the output could not be written, 2 bad usage or input (nothing is written).",
+    )
+    p.add_argument(
+        "--data",
+        required=True,
+        metavar="PATH|demo|demo-orientation|bloodmnist",
+        help="the data set to clean: an .npz (images/labels[/class_names] or MedMNIST "
+        "layout), a folder of class folders, 'demo', 'demo-orientation' or 'bloodmnist'",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="OUT.npz",
+        help="cleaned data set to write (images, labels, class_names, and source_index: each "
+        "kept image's index in the input); must not be the input file",
+    )
+    p.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        metavar="PX",
+        help="resize to PX x PX (Lanczos) before cleaning; the output keeps that size "
+        "(default: the stored size)",
+    )
+    _thresholds(p, d)
     p.add_argument(
         "--report-dir",
         default=None,

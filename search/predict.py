@@ -53,6 +53,40 @@ from search.text import counted
 log = logging.getLogger("search.predict")
 
 
+def _scoring_args(p: argparse.ArgumentParser) -> None:
+    """--help's flags: test-time views, corruptions, resizing, prediction sets."""
+    p.add_argument(
+        "--tta",
+        action="store_true",
+        help="average over the views of the model's symmetry (config.json: the 8 flips and "
+        "quarter turns, or the image and its mirror; nothing where turns change the label) and "
+        "report the change in accuracy",
+    )
+    p.add_argument(
+        "--corruptions",
+        action="store_true",
+        help="also evaluate under blur, noise, JPEG, brightness/contrast, stain shift and "
+        "rotation (seeded), reporting accuracy per corruption and the mean",
+    )
+    p.add_argument(
+        "--corruption-seed", type=int, default=0, metavar="S", help="corruptions' seed (default 0)"
+    )
+    p.add_argument(
+        "--no-resize",
+        action="store_true",
+        help="refuse images whose size differs from the model's instead of resizing them",
+    )
+    p.add_argument(
+        "--coverage",
+        type=float,
+        default=None,
+        metavar="P",
+        help="also give each image the smallest set of classes that holds the true class with "
+        "probability P (e.g. 0.95; split conformal on the export's calibration slice): the CSV "
+        "column prediction_set, and set_coverage/mean_set_size in --metrics-out with labels",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(
         prog="python -m search.predict",
@@ -88,36 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="confusion-matrix picture when labels are known (default: next to --out, "
         "named <out stem>_confusion.png)",
     )
-    p.add_argument(
-        "--tta",
-        action="store_true",
-        help="average over the views of the model's symmetry (config.json: the 8 flips and "
-        "quarter turns, or the image and its mirror; nothing where turns change the label) and "
-        "report the change in accuracy",
-    )
-    p.add_argument(
-        "--corruptions",
-        action="store_true",
-        help="also evaluate under blur, noise, JPEG, brightness/contrast, stain shift and "
-        "rotation (seeded), reporting accuracy per corruption and the mean",
-    )
-    p.add_argument(
-        "--corruption-seed", type=int, default=0, metavar="S", help="corruptions' seed (default 0)"
-    )
-    p.add_argument(
-        "--no-resize",
-        action="store_true",
-        help="refuse images whose size differs from the model's instead of resizing them",
-    )
-    p.add_argument(
-        "--coverage",
-        type=float,
-        default=None,
-        metavar="P",
-        help="also give each image the smallest set of classes that holds the true class with "
-        "probability P (e.g. 0.95; split conformal on the export's calibration slice): the CSV "
-        "column prediction_set, and set_coverage/mean_set_size in --metrics-out with labels",
-    )
+    _scoring_args(p)
     p.add_argument("--batch-size", type=int, default=128, metavar="B", help="default 128")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and the summary")
     return p

@@ -239,6 +239,28 @@ def _validate(
     return values, confusion
 
 
+def _train(
+    run: _TrialRun,
+    fold: Fold,
+    index: int,
+    epoch: int,
+    phase: Phase,
+    weights: np.ndarray,
+    seed: int,
+) -> float:
+    """One training epoch of the fold and the BatchNorm refresh after it (both timed); the
+    mean training loss."""
+    start = time.perf_counter()
+    batches = run.batches.epoch(fold.train, weights, seed=seed, epoch=epoch)
+    where = f"fold {index}, epoch {epoch}"
+    loss = train_epoch(phase.step, batches, where=where, lr=phase.lr, cfg=run.cfg)
+    steps = time.perf_counter()
+    run.timings["train_steps"] += steps - start
+    run.refresh(fold.train, (seed, epoch))
+    run.timings["bn_refresh"] += time.perf_counter() - steps
+    return loss
+
+
 def _run_fold(run: _TrialRun, index: int, fold: Fold) -> tuple[FoldResult, bool]:
     """Train and validate one fold epoch by epoch until its epochs, early stopping or a STOP
     decision end it; the model keeps the best epoch's weights."""
@@ -263,14 +285,8 @@ def _run_fold(run: _TrialRun, index: int, fold: Fold) -> tuple[FoldResult, bool]
             best.wait = best.plateau_wait = 0  # patience restarts when the backbone is unfrozen
         current, phase = name, phases[name]
         epoch_start = time.perf_counter()
-        batches = run.batches.epoch(fold.train, weights, seed=seed, epoch=epoch)
-        where = f"fold {index}, epoch {epoch}"
-        train_loss = train_epoch(phase.step, batches, where=where, lr=phase.lr, cfg=cfg)
-        t_steps = time.perf_counter()
-        timings["train_steps"] += t_steps - epoch_start
-        run.refresh(fold.train, (seed, epoch))
+        train_loss = _train(run, fold, index, epoch, phase, weights, seed)
         t_train = time.perf_counter()
-        timings["bn_refresh"] += t_train - t_steps
         values, confusion = _validate(run, fold, corrupted)
         timings["eval"] += time.perf_counter() - t_train
         metrics = EpochMetrics(

@@ -172,6 +172,25 @@ def _trained_on(n: int, cfg: dict[str, Any]) -> str:
     return f"{n} of the {total} images (the other {total - n} calibrate it)"
 
 
+def _training_lines(runs: list[Any]) -> list[str]:
+    """report.md's table of each trained model's epochs."""
+    lines: list[str] = []
+    for run in runs:
+        lines += [
+            f"### {run.name} ({run.n_images} images, {run.seconds:.0f} s)",
+            "",
+            "| epoch | phase | augment | train loss | learning rate | seconds |",
+            "|---:|---|---|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {e.epoch} | {e.phase} | {e.augment} | {e.train_loss:.4f} | "
+            f"{e.learning_rate:.3g} | {e.seconds:.1f} |"
+            for e in run.epochs
+        ]
+        lines.append("")
+    return lines
+
+
 def _report(plan: ExportPlan, cfg: dict[str, Any], runs: list[Any], seconds: float) -> str:
     metric = cfg["metric"]
     mode = (
@@ -221,20 +240,7 @@ def _report(plan: ExportPlan, cfg: dict[str, Any], runs: list[Any], seconds: flo
             f"mean over the {len(scores)} finished folds {statistics.mean(scores):.4f}, "
             f"sd {statistics.pstdev(scores):.4f}",
         ]
-    lines += ["", "## Training of this export", ""]
-    for run in runs:
-        lines += [
-            f"### {run.name} ({run.n_images} images, {run.seconds:.0f} s)",
-            "",
-            "| epoch | phase | augment | train loss | learning rate | seconds |",
-            "|---:|---|---|---:|---:|---:|",
-        ]
-        lines += [
-            f"| {e.epoch} | {e.phase} | {e.augment} | {e.train_loss:.4f} | "
-            f"{e.learning_rate:.3g} | {e.seconds:.1f} |"
-            for e in run.epochs
-        ]
-        lines.append("")
+    lines += ["", "## Training of this export", ""] + _training_lines(runs)
     return "\n".join(lines)
 
 

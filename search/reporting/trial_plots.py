@@ -35,12 +35,8 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 
-def pruning(view: StudyView, rows: list[PruningRow]) -> Plot:
-    """Fold-epochs trained, re-used, continued and saved per trial against the full budget, and
-    by state."""
-    from matplotlib.patches import Patch
-
-    fig = figure(11, 4.5)
+def _pruning_caption(view: StudyView, rows: list[PruningRow]) -> str:
+    """What the pruning figure shows, with the study's totals."""
     finished = [r for r in rows if r.state in FINISHED]
     budget = sum(r.trials for r in finished) * view.budget
     saved = sum(r.budget.saved for r in finished)
@@ -58,7 +54,7 @@ def pruning(view: StudyView, rows: list[PruningRow]) -> Plot:
         if continued
         else ""
     )
-    caption = (
+    return (
         f"Left: each trial's budget of {view.folds} folds x {view.epochs} epochs = "
         f"{view.budget} fold-epochs (dashed line), split into trained (in the colour of the "
         "trial's state: its reported steps, less re-used folds), re-used (light blue: folds a "
@@ -70,6 +66,15 @@ def pruning(view: StudyView, rows: list[PruningRow]) -> Plot:
         f"totals by state. Finished trials left {saved} of {budget} fold-epochs untrained "
         f"({100 * saved / max(1, budget):.0f}%){and_reused}{and_continued}."
     )
+
+
+def pruning(view: StudyView, rows: list[PruningRow]) -> Plot:
+    """Fold-epochs trained, re-used, continued and saved per trial against the full budget, and
+    by state."""
+    from matplotlib.patches import Patch
+
+    fig = figure(11, 4.5)
+    caption = _pruning_caption(view, rows)
     trials = view.of(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
     split = trial_budgets(view.trials, folds=view.folds, epochs=view.epochs)
     parts = [split[t.number] for t in trials]

@@ -3,6 +3,7 @@ worker processes, the model exported on one backend and predicted on by the othe
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -86,8 +87,10 @@ def _predict(model: Path, images: Path, out: Path, backend: str) -> np.ndarray:
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    rows = [line.split(",") for line in out.read_text().splitlines()[1:]]
-    return np.array([[float(v) for v in row[-8:]] for row in rows])
+    with open(out, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    columns = [c for c in rows[0] if c.startswith("p_")]
+    return np.array([[float(row[c]) for c in columns] for row in rows])
 
 
 @pytest.mark.slow

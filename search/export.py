@@ -302,7 +302,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     print(
         f"exported trial {plan.trial} of study {plan.study!r} "
-        f"({'ensemble' if plan.ensemble else 'all data'}) -> {out} ({', '.join(FILES)})"
+        f"({'ensemble' if plan.ensemble else 'all data'}) -> {out} "
+        f"({', '.join(n for n in FILES + TRUST_FILES if (out / n).is_file())})"
     )
     return EXIT_OK
 

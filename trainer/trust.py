@@ -7,7 +7,8 @@ Pure numpy/scipy/scikit-learn: the Keras side (features, logits, baking the temp
 model) is ``trainer.readout``.
 
 - Temperature scaling (Guo et al. 2017): one scalar T minimising the negative log-likelihood of
-  the calibration slice; softmax(z / T) keeps every argmax, so accuracy is unchanged.
+  the calibration slice; softmax(z / T) keeps one view's argmax (a mean over views or members
+  of tempered softmaxes can flip a near-tie, so the summary states accuracy at both).
 - Split conformal prediction with the LAC score 1 - p_true (Sadinle et al. 2019): the smallest
   mean set size at a marginal coverage of at least the level asked.
 - The in-domain detector combines a feature-space nearest-neighbour distance (Sun et al. 2022,

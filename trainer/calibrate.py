@@ -188,7 +188,8 @@ def _summary(
     crossed = np.zeros_like(after)
     kept = np.zeros(len(labels), bool)
     members = {c: np.zeros((len(labels), after.shape[1]), bool) for c in trust.COVERAGES}
-    for fit_on, score_on in (_halves(len(labels), seed), _halves(len(labels), seed)[::-1]):
+    halves = _halves(len(labels), seed)
+    for fit_on, score_on in (halves, halves[::-1]):
         t = trust.fit_temperature(logits[..., fit_on, :], labels[fit_on], seed)
         crossed[score_on] = trust.tempered(logits[..., score_on, :], t)
         kept[score_on] = scores[score_on] <= trust.threshold_for(scores[fit_on])
@@ -197,6 +198,7 @@ def _summary(
             q = trust.conformal_threshold(fit_scores, coverage)
             members[coverage][score_on] = trust.prediction_sets(crossed[score_on], q)
     rows = np.arange(len(labels))
+    table = trust.reliability(crossed, labels)
     sets = [
         {
             "coverage": c,
@@ -214,8 +216,8 @@ def _summary(
             "nll_before": trust.nll(before, labels),
             "nll_after": trust.nll(crossed, labels),
             "ece_before": trust.reliability(before, labels).ece,
-            "ece_after": trust.reliability(crossed, labels).ece,
-            "reliability": trust.reliability(crossed, labels).as_dict(),
+            "ece_after": table.ece,
+            "reliability": table.as_dict(),
             "sets": sets,
             "abstention": trust.abstention(after, labels),
             "domain": {

@@ -288,14 +288,12 @@ def normalise(features: np.ndarray) -> np.ndarray:
 
 def knn_distance(bank: np.ndarray, features: np.ndarray, k: int = NEIGHBOURS) -> np.ndarray:
     """Distance from each (L2-normalised) feature row to its k-th nearest bank row."""
-    bank, query = normalise(bank), normalise(features)
+    from sklearn.neighbors import NearestNeighbors
+
     k = max(1, min(k, len(bank)))
-    out = np.empty(len(query))
-    for start in range(0, len(query), 512):
-        sims = query[start : start + 512] @ bank.T
-        kth = -np.partition(-sims, k - 1, axis=1)[:, k - 1]
-        out[start : start + 512] = np.sqrt(np.maximum(2.0 - 2.0 * kth, 0.0))
-    return out
+    found = NearestNeighbors(n_neighbors=k).fit(normalise(bank))
+    distances, _ = found.kneighbors(normalise(features))
+    return distances[:, k - 1]
 
 
 @dataclass(frozen=True)
@@ -353,14 +351,12 @@ def threshold_for(scores: np.ndarray) -> float:
 
 def auroc(inside: np.ndarray, outside: np.ndarray) -> float:
     """Probability that an outside image scores higher than an inside one (ties count half)."""
-    from scipy.stats import rankdata
+    from sklearn.metrics import roc_auc_score
 
     if not len(inside) or not len(outside):
         raise ValueError("AUROC needs images on both sides")
-    both = np.concatenate([inside, outside])
-    ranks = rankdata(both)[len(inside) :]
-    n_in, n_out = len(inside), len(outside)
-    return float((ranks.sum() - n_out * (n_out + 1) / 2) / (n_in * n_out))
+    truth = np.r_[np.zeros(len(inside)), np.ones(len(outside))]
+    return float(roc_auc_score(truth, np.r_[inside, outside]))
 
 
 def as_json(value: Any) -> Any:

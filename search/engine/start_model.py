@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,7 +79,6 @@ class StartModel:
         """Write the backbone's weights under ``into`` (kept when already there); the path."""
         import keras
 
-        from search.atomic import atomic_write
         from trainer.readout import classifiers
 
         target = into / f"{self.backbone}-{self.digest}.weights.h5"
@@ -88,10 +88,9 @@ class StartModel:
         model = keras.models.load_model(self.folder / "model.keras")
         member = classifiers(model)[0]
         backbone = next(layer for layer in member.layers if isinstance(layer, keras.Model))
-        tmp = into / f".{target.name}.tmp.weights.h5"
+        tmp = into / f".{target.name}.tmp.weights.h5"  # Keras wants the suffix
         backbone.save_weights(str(tmp))
-        atomic_write(target, lambda fh: fh.write(tmp.read_bytes()))
-        tmp.unlink()
+        os.replace(tmp, target)  # same folder: atomic
         log.info(
             "starting from %s: its %s backbone's weights are in %s",
             self.folder,

@@ -174,6 +174,39 @@ def _left_out(plots: Sequence[Plot]) -> str:
     )
 
 
+def _failures(view: StudyView) -> tuple[list[list[str]], str]:
+    """The failed trials' rows and their section."""
+    failed = [
+        [str(t.number), str(param(t, "backbone")), failure_kind(t)]
+        + [str(t.user_attrs.get(k, "?")) for k in ("failure_reason", "host")]
+        for t in view.of(TrialState.FAIL)
+    ]
+    section = "<h2>Failed trials</h2>\n" + _table(
+        ("trial", "backbone", "kind", "reason", "host"), failed, "No trial failed."
+    )
+    return failed, section
+
+
+def _figures(view: StudyView, plots: list[Plot]) -> str:
+    """The drawn figures inline, the pruning table under the pruning figure."""
+    e = html.escape
+    prune = [
+        [state_label(r.state), str(r.trials)]
+        + [str(n) for n in (r.budget.trained, r.budget.reused, r.budget.continued, r.budget.saved)]
+        for r in pruning_rows(view.trials, folds=view.folds, epochs=view.epochs)
+    ]
+    head = ("state", "trials", "fold-epochs trained", "re-used", "continued", "saved")
+    after = {"pruning": _table(head, prune, "")}
+    return "".join(
+        f"<section><h2>{e(p.title)}</h2><figure><img alt='{e(p.title)}' "
+        f"src='data:image/png;base64,{base64.b64encode(p.png).decode('ascii')}'>"
+        f"<figcaption>{e(p.caption)} (<code>plots/{e(p.name)}.png</code>)</figcaption>"
+        f"</figure>{after.get(p.name, '')}</section>"
+        for p in plots
+        if p.drawn
+    )
+
+
 def render_html(
     name: str,
     facts: list[tuple[str, str]],
@@ -200,29 +233,8 @@ def render_html(
         leaderboard_rows(view),
         "No complete or pruned trials yet.",
     )
-    failed = [
-        [str(t.number), str(param(t, "backbone")), failure_kind(t)]
-        + [str(t.user_attrs.get(k, "?")) for k in ("failure_reason", "host")]
-        for t in view.of(TrialState.FAIL)
-    ]
-    failures = "<h2>Failed trials</h2>\n" + _table(
-        ("trial", "backbone", "kind", "reason", "host"), failed, "No trial failed."
-    )
-    prune = [
-        [state_label(r.state), str(r.trials)]
-        + [str(n) for n in (r.budget.trained, r.budget.reused, r.budget.continued, r.budget.saved)]
-        for r in pruning_rows(view.trials, folds=view.folds, epochs=view.epochs)
-    ]
-    head = ("state", "trials", "fold-epochs trained", "re-used", "continued", "saved")
-    after = {"pruning": _table(head, prune, "")}
-    figures = "".join(
-        f"<section><h2>{e(p.title)}</h2><figure><img alt='{e(p.title)}' "
-        f"src='data:image/png;base64,{base64.b64encode(p.png).decode('ascii')}'>"
-        f"<figcaption>{e(p.caption)} (<code>plots/{e(p.name)}.png</code>)</figcaption>"
-        f"</figure>{after.get(p.name, '')}</section>"
-        for p in plots
-        if p.drawn
-    )
+    failed, failures = _failures(view)
+    figures = _figures(view, plots)
     # Without a complete trial the failures are the story: right after the lead.
     first, last = (failures, "") if failed and not view.ranked() else ("", failures)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

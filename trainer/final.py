@@ -1,8 +1,7 @@
 """Train a chosen configuration for keeps: on all the data, or once per cross-validation fold.
 
-This is the training loop of ``trainer/train.py`` without validation: the same model builder,
-optimizer phases (head-only warm-up, then fine-tuning), batches (``trainer.batches``),
-augmentation and class weights. With no validation there is no early stopping and no
+This is ``trainer/train.py``'s training without validation: the same ``trainer.loop.ModelRun``
+(model, optimizer phases, batches, augmentation, class weights) and its ``epoch``. With no validation there is no early stopping and no
 ReduceLROnPlateau; instead the caller passes how many epochs to run and, optionally, the
 learning rate of every epoch (``replay_schedule`` takes it from the trial's folds, which
 recorded the rate each epoch used), or a ``Deadline`` that re-plans the epochs of a cosine
@@ -32,25 +31,11 @@ from typing import Any
 import keras
 import numpy as np
 
-from trainer import backend, steps
-from trainer.backbones import BuiltModel, at_size, build_model
-from trainer.batches import TrainBatches
+from trainer import backend
+from trainer.backbones import BuiltModel
 from trainer.config import TrialConfig
 from trainer.errors import InvalidConfig
-from trainer.loop import (
-    ALL_DATA,
-    BatchNormRefresh,
-    Phase,
-    check_images,
-    data_seed,
-    make_phases,
-    oom_as_trial_failure,
-    phase_of,
-    restore,
-    sample_weights,
-    snapshot,
-    train_epoch,
-)
+from trainer.loop import ALL_DATA, ModelRun, check_images, data_seed, oom_as_trial_failure
 from trainer.records import Dataset, Fold, FoldResult
 
 log = logging.getLogger(__name__)
@@ -264,7 +249,8 @@ class Deadline:
 
 
 class _Trainer:
-    """One built model, its optimizer phases and its BatchNorm refresher, set up once."""
+    """A ``ModelRun`` set up once (backend, precision policy and seed first), trained by
+    ``fit`` for a number of epochs that a schedule or a deadline sets."""
 
     def __init__(self, config: TrialConfig, data: Dataset, steps_per_epoch: int) -> None:
         backend.check(config.backend)
@@ -273,48 +259,8 @@ class _Trainer:
         backend.set_seed(config.seed)
         self.config = config
         self.data = data
-        self.built: BuiltModel = build_model(
-            config, data.n_classes, steps_per_epoch=steps_per_epoch
-        )
-        self.phases: dict[str, Phase] = make_phases(self.built, config)
-        self.refresh = BatchNormRefresh(self.built, config, steps_per_epoch, data.images)
-        # Batches by (augmentation level, size); the configuration's own made (traced) now.
-        self.made: dict[tuple[str, int], TrainBatches] = {
-            (config.augment, config.image_size): TrainBatches(
-                config, data.images, data.labels, data.n_classes
-            )
-        }
-        self.smaller: dict[tuple[str, int], Callable[[Any, Any, Any], Any]] = {}
-
-    def _batches(self, level: str, size: int) -> TrainBatches:
-        """Training batches under an augmentation level at a size (made once)."""
-        if (level, size) not in self.made:
-            cfg, data = self.config, self.data
-            self.made[(level, size)] = TrainBatches(
-                cfg.replace(augment=level, image_size=size),
-                data.images,
-                data.labels,
-                data.n_classes,
-            )
-        return self.made[(level, size)]
-
-    def _step(self, phase_name: str, size: int) -> Callable[[Any, Any, Any], Any]:
-        """The phase's training step at ``size`` px: the model's own, or (made once) a step
-        through the same layers and variables on a ``size``-px input, with the same optimizer."""
-        phase = self.phases[phase_name]
-        if size == self.config.image_size:
-            return phase.step
-        if (phase_name, size) not in self.smaller:
-            self.smaller[(phase_name, size)] = steps.train_step(
-                at_size(self.built, size),
-                phase.variables,
-                phase.optimizer,
-                smoothing=self.config.label_smoothing,
-                size=size,
-                n_classes=self.built.model.output_shape[-1],
-                jit=self.config.jit_compile,
-            )
-        return self.smaller[(phase_name, size)]
+        self.run = ModelRun(config, data, steps_per_epoch)
+        self.built: BuiltModel = self.run.built
 
     def fit(
         self,
@@ -336,26 +282,22 @@ class _Trainer:
             schedule = cosine_schedule(cfg, epochs)
         if schedule is not None and len(schedule) < epochs:
             raise InvalidConfig(f"{len(schedule)} learning rates given for {epochs} epochs")
-        for phase in self.phases.values():
-            phase.reset()
-        weights = sample_weights(cfg, data.labels[index], data.n_classes)
+        weights = self.run.start(data.labels[index])
         history: list[FitEpoch] = []
         epoch, planned = 0, epochs
         while epoch < epochs:
-            phase_name = phase_of(self.phases, cfg, epoch)
-            phase = self.phases[phase_name]
-            if schedule is not None:
-                phase.set_lr(float(schedule[epoch]))
+            lr = float(schedule[epoch]) if schedule is not None else None
             if tail is not None and level != tail.level and epoch >= epochs - tail.epochs(epochs):
                 level = tail.level  # and so to the end
             if progressive is not None and size != full and epoch >= progressive.epochs(epochs):
                 size = full  # and so to the end
-            step = self._step(phase_name, size)
-            start = time.perf_counter()
-            batches = self._batches(level, size).epoch(index, weights, seed=seed, epoch=epoch)
-            loss = train_epoch(step, batches, where=f"{name}, epoch {epoch}", lr=phase.lr, cfg=cfg)
-            seconds = time.perf_counter() - start
-            record = FitEpoch(epoch, phase_name, loss, phase.lr, seconds, level, size)
+            where = f"{name}, epoch {epoch}"
+            done = self.run.epoch(
+                index, epoch, weights, seed, where=where, lr=lr, level=level, size=size
+            )
+            record = FitEpoch(
+                epoch, done.phase, done.loss, done.learning_rate, done.seconds, level, size
+            )
             history.append(record)
             epoch += 1
             if deadline is not None:
@@ -363,7 +305,7 @@ class _Trainer:
                 if total != epochs:
                     log.debug("%s: %d epochs instead of %d by the deadline", name, total, epochs)
                     epochs = total
-                    schedule = replanned(cosine_schedule(cfg, epochs), epoch, phase.lr)
+                    schedule = replanned(cosine_schedule(cfg, epochs), epoch, done.learning_rate)
             if progress is not None:
                 progress(name, record, epochs)
         if deadline is not None and epochs != planned:
@@ -374,7 +316,7 @@ class _Trainer:
                 planned,
                 epochs,
             )
-        self.refresh(index, (seed, epochs))
+        self.run.refresh(index, (seed, epochs))
         return tuple(history)
 
     def _replan(
@@ -471,10 +413,8 @@ def fit_folds(
     results: list[FitResult] = []
     with oom_as_trial_failure(config):
         trainer = _Trainer(config, data, max(1, len(folds[0].train) // config.batch_size))
-        initial = snapshot(trainer.built.model.weights)
         for k, fold in enumerate(folds):
             start = time.perf_counter()
-            restore(trainer.built.model.weights, initial)
             name = f"fold_{k}"
             seed = data_seed(config, k)
             history = trainer.fit(name, fold.train, epochs[k], schedules[k], seed, progress)

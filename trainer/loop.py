@@ -1,7 +1,9 @@
-"""The parts of the training loop that ``train_trial`` and ``trainer.final`` share: one epoch of
-training (``train_epoch``: the steps, the mean loss, the check that it is finite), the phase an
-epoch trains in (``phase_of``), the class weights (``sample_weights``) and the image check
-(``check_images``).
+"""The training loop ``train_trial`` and ``trainer.final`` share: ``ModelRun`` is one built model
+with its phases, BatchNorm refresher and training batches, set up once, and ``ModelRun.epoch``
+trains one epoch (phase, learning rate, batches, steps, the finite-loss check); around it, the
+class weights (``sample_weights``) and the image check (``check_images``). A trial's folds
+validate after each epoch and stop early; the final model follows a deadline or a schedule: those
+outer loops are each caller's.
 
 A ``Phase`` is one optimizer over one variable list with its compiled step (head-only warm-up,
 then fine-tuning; ``make_phases`` builds them for a configuration); ``BatchNormRefresh``
@@ -16,19 +18,22 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import keras
 import numpy as np
 
 from trainer import backend, steps
-from trainer.backbones import BuiltModel, head_variables
-from trainer.batches import image_batches
+from trainer.backbones import BuiltModel, at_size, build_model, head_variables
+from trainer.batches import TrainBatches, image_batches
 from trainer.config import TrialConfig
 from trainer.errors import InvalidConfig, NonFiniteLoss, OutOfMemory
 from trainer.metrics import class_weights
 from trainer.optimizers import make_optimizer, reset_optimizer
+from trainer.records import Dataset
 
 log = logging.getLogger(__name__)
 
@@ -236,3 +241,112 @@ def make_phases(built: BuiltModel, cfg: TrialConfig) -> dict[str, Phase]:
     if cfg.warmup_epochs > 0:
         phases["warmup"] = Phase("warmup", built, cfg, head, cfg.learning_rate)
     return phases
+
+
+@dataclass(frozen=True)
+class Trained:
+    """One trained epoch: its phase, mean loss, learning rate and seconds (steps and batches)."""
+
+    phase: str
+    loss: float
+    learning_rate: float
+    seconds: float
+
+
+class ModelRun:
+    """One built model, its optimizer phases, BatchNorm refresher and training batches, set up
+    once and trained epoch by epoch by a trial's folds or the final model's runs.
+
+    ``timings`` (seconds, summed) gets ``build`` (model, phases, refresher), ``pipeline`` (the
+    configuration's batches, traced now) and ``train_steps`` (every ``epoch``).
+    """
+
+    def __init__(
+        self,
+        cfg: TrialConfig,
+        data: Dataset,
+        steps_per_epoch: int,
+        timings: dict[str, float] | None = None,
+    ) -> None:
+        self.cfg, self.data = cfg, data
+        self.timings = timings if timings is not None else {}
+        for part in ("build", "pipeline", "train_steps"):
+            self.timings.setdefault(part, 0.0)
+        start = time.perf_counter()
+        self.built = build_model(cfg, data.n_classes, steps_per_epoch=steps_per_epoch)
+        self.initial = snapshot(self.built.model.weights)  # what every run starts from
+        self.phases = make_phases(self.built, cfg)
+        self.refresh = BatchNormRefresh(self.built, cfg, steps_per_epoch, data.images)
+        built = time.perf_counter()
+        self.timings["build"] += built - start
+        self._batches: dict[tuple[str, int], TrainBatches] = {}
+        self._smaller: dict[tuple[str, int], Callable[..., Any]] = {}
+        self.batches(cfg.augment, cfg.image_size)
+        self.timings["pipeline"] += time.perf_counter() - built
+
+    def start(self, labels: np.ndarray) -> np.ndarray:
+        """Back to the initial weights and fresh optimizers; the class weights of a run on
+        ``labels``."""
+        restore(self.built.model.weights, self.initial)
+        for phase in self.phases.values():
+            phase.reset()
+        return sample_weights(self.cfg, labels, self.data.n_classes)
+
+    def batches(self, level: str, size: int) -> TrainBatches:
+        """Training batches under an augmentation level at a size (made once)."""
+        if (level, size) not in self._batches:
+            cfg, data = self.cfg, self.data
+            self._batches[(level, size)] = TrainBatches(
+                cfg.replace(augment=level, image_size=size),
+                data.images,
+                data.labels,
+                data.n_classes,
+            )
+        return self._batches[(level, size)]
+
+    def step(self, phase_name: str, size: int) -> Callable[..., Any]:
+        """The phase's training step at ``size`` px: the model's own, or (made once) a step
+        through the same layers and variables on a ``size``-px input, with the same optimizer."""
+        phase = self.phases[phase_name]
+        if size == self.cfg.image_size:
+            return phase.step
+        if (phase_name, size) not in self._smaller:
+            self._smaller[(phase_name, size)] = steps.train_step(
+                at_size(self.built, size),
+                phase.variables,
+                phase.optimizer,
+                smoothing=self.cfg.label_smoothing,
+                size=size,
+                n_classes=self.built.model.output_shape[-1],
+                jit=self.cfg.jit_compile,
+            )
+        return self._smaller[(phase_name, size)]
+
+    def epoch(
+        self,
+        index: np.ndarray,
+        epoch: int,
+        weights: np.ndarray,
+        seed: int,
+        *,
+        where: str,
+        lr: float | None = None,
+        level: str | None = None,
+        size: int | None = None,
+    ) -> Trained:
+        """Train epoch ``epoch`` on ``images[index]`` in the phase it belongs to, at rate ``lr``
+        (else the phase's current one), under ``level`` at ``size`` px (else the
+        configuration's)."""
+        level = self.cfg.augment if level is None else level
+        size = self.cfg.image_size if size is None else size
+        name = phase_of(self.phases, self.cfg, epoch)
+        phase = self.phases[name]
+        if lr is not None:
+            phase.set_lr(lr)
+        step = self.step(name, size)
+        start = time.perf_counter()
+        batches = self.batches(level, size).epoch(index, weights, seed=seed, epoch=epoch)
+        loss = train_epoch(step, batches, where=where, lr=phase.lr, cfg=self.cfg)
+        seconds = time.perf_counter() - start
+        self.timings["train_steps"] += seconds
+        return Trained(name, loss, phase.lr, seconds)

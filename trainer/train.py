@@ -17,25 +17,19 @@ from typing import Any
 import keras
 import numpy as np
 
-from trainer.backbones import BuiltModel, build_model
 from trainer.backend import check as check_backend
 from trainer.backend import free_memory, set_seed
-from trainer.batches import TrainBatches, image_batches
+from trainer.batches import image_batches
 from trainer.config import MONITORS, Decision, TrialConfig
 from trainer.errors import InvalidConfig
 from trainer.hooks import TrainHooks
 from trainer.loop import (
-    BatchNormRefresh,
-    Phase,
+    ModelRun,
     check_images,
     data_seed,
-    make_phases,
     oom_as_trial_failure,
-    phase_of,
     restore,
-    sample_weights,
     snapshot,
-    train_epoch,
 )
 from trainer.metrics import classification_metrics
 from trainer.records import (
@@ -155,29 +149,19 @@ def _set_up(
     timings: dict[str, float],
     hooks: TrainHooks | None,
 ) -> _TrialRun:
-    """Build the model, its phases, BatchNorm refresher, prediction function and batches once
-    for every fold (timed into ``timings``)."""
-    t0 = time.perf_counter()
-    steps = max(1, len(folds[0].train) // config.batch_size)
-    built = build_model(config, data.n_classes, steps_per_epoch=steps)
-    initial = snapshot(built.model.weights)
-    phases = make_phases(built, config)
-    refresh = BatchNormRefresh(built, config, steps, data.images)
+    """Set up the ``ModelRun`` and the prediction function once for every fold (timed into
+    ``timings``)."""
+    model_run = ModelRun(config, data, max(1, len(folds[0].train) // config.batch_size), timings)
+    start = time.perf_counter()
     predict = forward(
-        built.model,
+        model_run.built.model,
         config.image_size,
         data.images.shape[1:],
         data.images.dtype.name,
         jit=config.jit_compile,
     )
-    t1 = time.perf_counter()
-    timings["build"] = t1 - t0
-    batches = TrainBatches(config, data.images, data.labels, data.n_classes)
-    timings["pipeline"] = time.perf_counter() - t1
-    return _TrialRun(
-        config, data, built, initial, phases, batches, predict, refresh, report, monitor,
-        timings, hooks,
-    )  # fmt: skip
+    timings["build"] += time.perf_counter() - start
+    return _TrialRun(config, data, model_run, predict, report, monitor, timings, hooks)
 
 
 @dataclass
@@ -186,12 +170,8 @@ class _TrialRun:
 
     cfg: TrialConfig
     data: Dataset
-    built: BuiltModel
-    initial: list[Any]  # the weights every fold starts from
-    phases: dict[str, Phase]
-    batches: TrainBatches
+    model: ModelRun
     predict: Callable[[np.ndarray], Any]  # raw images -> class probabilities
-    refresh: BatchNormRefresh
     report: ReportFn
     monitor: str
     timings: dict[str, float]  # seconds per part, summed over folds
@@ -218,6 +198,22 @@ class _Best:
             self.wait += 1
             self.plateau_wait += 1
 
+    def result(
+        self, fold: int, epochs: list[EpochMetrics], stopped: bool, early: bool, seconds: float
+    ) -> FoldResult:
+        """The fold's record, scored at this best epoch."""
+        rows = self.confusion if self.confusion is not None else []
+        return FoldResult(
+            fold=fold,
+            epochs=tuple(epochs),
+            best_epoch=self.epoch,
+            stopped=stopped,
+            early_stopped=early,
+            seconds=seconds,
+            first_epoch_seconds=epochs[0].seconds if epochs else 0.0,
+            confusion=tuple(tuple(int(v) for v in row) for row in rows),
+        )
+
 
 def _validate(
     run: _TrialRun, fold: Fold, corrupted: list[np.ndarray]
@@ -239,37 +235,22 @@ def _validate(
     return values, confusion
 
 
-def _train(
-    run: _TrialRun,
-    fold: Fold,
-    index: int,
-    epoch: int,
-    phase: Phase,
-    weights: np.ndarray,
-    seed: int,
-) -> float:
-    """One training epoch of the fold and the BatchNorm refresh after it (both timed); the
-    mean training loss."""
+def _train(run: _TrialRun, fold: Fold, index: int, epoch: int, weights: np.ndarray, seed: int):
+    """One training epoch of the fold and the BatchNorm refresh after it (both timed)."""
+    done = run.model.epoch(fold.train, epoch, weights, seed, where=f"fold {index}, epoch {epoch}")
     start = time.perf_counter()
-    batches = run.batches.epoch(fold.train, weights, seed=seed, epoch=epoch)
-    where = f"fold {index}, epoch {epoch}"
-    loss = train_epoch(phase.step, batches, where=where, lr=phase.lr, cfg=run.cfg)
-    steps = time.perf_counter()
-    run.timings["train_steps"] += steps - start
-    run.refresh(fold.train, (seed, epoch))
-    run.timings["bn_refresh"] += time.perf_counter() - steps
-    return loss
+    run.model.refresh(fold.train, (seed, epoch))
+    run.timings["bn_refresh"] += time.perf_counter() - start
+    return done
 
 
 def _run_fold(run: _TrialRun, index: int, fold: Fold) -> tuple[FoldResult, bool]:
     """Train and validate one fold epoch by epoch until its epochs, early stopping or a STOP
     decision end it; the model keeps the best epoch's weights."""
-    cfg, data, built, phases, timings = run.cfg, run.data, run.built, run.phases, run.timings
+    cfg, data, timings = run.cfg, run.data, run.timings
+    model = run.model.built.model
     fold_start = time.perf_counter()
-    restore(built.model.weights, run.initial)
-    for phase in phases.values():
-        phase.reset()
-    weights = sample_weights(cfg, data.labels[fold.train], data.n_classes)
+    weights = run.model.start(data.labels[fold.train])
     seed = data_seed(cfg, index)
     robust = run.monitor == "robust_accuracy"
     corrupted = _corrupted_sets(data, fold.val, index, cfg) if robust else []
@@ -280,25 +261,25 @@ def _run_fold(run: _TrialRun, index: int, fold: Fold) -> tuple[FoldResult, bool]
     for epoch in range(cfg.epochs):
         for hook in run.hooks.before_epoch if run.hooks else []:
             hook(index, epoch)
-        name = phase_of(phases, cfg, epoch)
+        epoch_start = time.perf_counter()
+        done = _train(run, fold, index, epoch, weights, seed)
+        name, phase = done.phase, run.model.phases[done.phase]
         if name != current:
             best.wait = best.plateau_wait = 0  # patience restarts when the backbone is unfrozen
-        current, phase = name, phases[name]
-        epoch_start = time.perf_counter()
-        train_loss = _train(run, fold, index, epoch, phase, weights, seed)
+        current = name
         t_train = time.perf_counter()
         values, confusion = _validate(run, fold, corrupted)
         timings["eval"] += time.perf_counter() - t_train
         metrics = EpochMetrics(
             epoch=epoch,
-            train_loss=train_loss,
-            learning_rate=phase.lr,
+            train_loss=done.loss,
+            learning_rate=done.learning_rate,
             seconds=time.perf_counter() - epoch_start,
             phase=name,
             **values,
         )
         epochs.append(metrics)
-        best.update(values[run.monitor], epoch, built.model, confusion)
+        best.update(values[run.monitor], epoch, model, confusion)
         if run.report(index, epoch, metrics) is Decision.STOP:
             stopped = True
             break
@@ -309,18 +290,6 @@ def _run_fold(run: _TrialRun, index: int, fold: Fold) -> tuple[FoldResult, bool]
             phase.set_lr(phase.lr * cfg.plateau_factor)
             best.plateau_wait = 0
     if best.weights is not None:
-        restore(built.model.weights, best.weights)  # the best epoch (early-stopping semantics)
-    confusion_rows = tuple(
-        tuple(int(v) for v in row) for row in (best.confusion if best.confusion is not None else [])
-    )
-    result = FoldResult(
-        fold=index,
-        epochs=tuple(epochs),
-        best_epoch=best.epoch,
-        stopped=stopped,
-        early_stopped=early,
-        seconds=time.perf_counter() - fold_start,
-        first_epoch_seconds=epochs[0].seconds if epochs else 0.0,
-        confusion=confusion_rows,
-    )
-    return result, stopped
+        restore(model.weights, best.weights)  # the best epoch (early-stopping semantics)
+    seconds = time.perf_counter() - fold_start
+    return best.result(index, epochs, stopped, early, seconds), stopped

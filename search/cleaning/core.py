@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -38,24 +39,17 @@ def clean(ds: Dataset, options: CleanOptions | None = None) -> CleanResult:
     removed: Removed = {}
     seconds: dict[str, float] = {}
 
-    t = time.perf_counter()
+    def timed(name: str, step: Callable[[], Any]) -> Any:
+        t = time.perf_counter()
+        value = step()
+        seconds[name] = time.perf_counter() - t
+        return value
+
     log.info("cleaning %d images: looking for exact duplicates", len(ds))
-    for group in exact_groups(ds.images):
-        _resolve(ds, group, "exact", {}, removed)
-    seconds["exact"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    near_used = _near_step(ds, options, removed)
-    seconds["near"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    scores = _outlier_step(ds, options, removed)
-    seconds["outliers"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    flags, model_note = _mislabel_step(ds, options, removed)
-    seconds["mislabels"] = time.perf_counter() - t
-
+    timed("exact", lambda: [_resolve(ds, g, "exact", {}, removed) for g in exact_groups(ds.images)])
+    near_used = timed("near", lambda: _near_step(ds, options, removed))
+    scores = timed("outliers", lambda: _outlier_step(ds, options, removed))
+    flags, model_note = timed("mislabels", lambda: _mislabel_step(ds, options, removed))
     kept = _alive(len(ds), removed)
     removals = tuple(sorted(removed.values(), key=lambda r: (R.REASONS.index(r.reason), r.index)))
     counts = {reason: 0 for reason in R.REASONS}

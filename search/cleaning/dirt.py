@@ -71,33 +71,37 @@ class DirtyDataset:
         return np.flatnonzero(np.isin(self.kind, kinds))
 
 
+class _Added:
+    """The rows ``inject_dirt`` appends: image, label (-1: drawn at random later), kind, group
+    and source image (-1: none)."""
+
+    def __init__(self) -> None:
+        self.images: list[np.ndarray] = []
+        self.labels: list[int] = []
+        self.kinds: list[str] = []
+        self.groups: list[int] = []
+        self.sources: list[int] = []
+
+    def add(self, img: np.ndarray, lab: int, what: str, g: int, src: int) -> None:
+        self.images.append(img)
+        self.labels.append(lab)
+        self.kinds.append(what)
+        self.groups.append(g)
+        self.sources.append(src)
+
+
 def inject_dirt(ds: Dataset, spec: DirtSpec = DirtSpec()) -> DirtyDataset:
     """Return ``ds`` with the dirt of ``spec`` added, shuffled (``ds`` itself is not changed)."""
     rng = np.random.default_rng(spec.seed)
-    n, size = len(ds), ds.images.shape[1]
-    k = ds.n_classes
-    images = ds.images.copy()
-    labels = ds.labels.copy()
+    n, size, k = len(ds), ds.images.shape[1], ds.n_classes
+    images, labels = ds.images.copy(), ds.labels.copy()
     kind = np.full(n, CLEAN, dtype=object)
     group = np.full(n, -1, dtype=np.int64)
-    source = np.arange(n, dtype=np.int64)
-    true_label = ds.labels.copy()
     used = spec.exact + spec.cross + spec.near + spec.near_cross + spec.pasted + spec.flips
     if used > n:
         raise ValueError(f"the spec needs {used} distinct source images, the data set has {n}")
     picks = iter(rng.permutation(n)[:used].tolist())
-    new_img: list[np.ndarray] = []
-    new_lab: list[int] = []
-    new_kind: list[str] = []
-    new_group: list[int] = []
-    new_src: list[int] = []
-
-    def add(img: np.ndarray, lab: int, what: str, g: int, src: int) -> None:
-        new_img.append(img)
-        new_lab.append(lab)
-        new_kind.append(what)
-        new_group.append(g)
-        new_src.append(src)
+    added = _Added()
 
     def other(lab: int) -> int:
         return int((lab + rng.integers(1, k)) % k)
@@ -110,14 +114,14 @@ def inject_dirt(ds: Dataset, spec: DirtSpec = DirtSpec()) -> DirtyDataset:
             copies = 2 if what == EXACT and rng.random() < 0.25 else 1
             for _ in range(copies):
                 lab = other(int(labels[s])) if what == CROSS else int(labels[s])
-                add(images[s].copy(), lab, what, g, s)
+                added.add(images[s].copy(), lab, what, g, s)
             g += 1
     for what, count in ((NEAR, spec.near), (NEAR_CROSS, spec.near_cross)):
         for _ in range(count):
             s = next(picks)
             kind[s], group[s] = what, g
             lab = other(int(labels[s])) if what == NEAR_CROSS else int(labels[s])
-            add(near_copy(images[s], rng), lab, what, g, s)
+            added.add(near_copy(images[s], rng), lab, what, g, s)
             g += 1
     for _ in range(spec.pasted):
         s = next(picks)
@@ -129,24 +133,38 @@ def inject_dirt(ds: Dataset, spec: DirtSpec = DirtSpec()) -> DirtyDataset:
         kind[s] = FLIP
     photos = sample_photos()
     for _ in range(spec.photos):
-        add(photo_crop(photos[int(rng.integers(len(photos)))], size, rng), -1, PHOTO, -1, -1)
+        added.add(photo_crop(photos[int(rng.integers(len(photos)))], size, rng), -1, PHOTO, -1, -1)
     for _ in range(spec.cartoons):
-        add(cartoon(size, rng), -1, CARTOON, -1, -1)
-    new_lab = [int(rng.integers(k)) if lab < 0 else lab for lab in new_lab]
-    m = len(new_img)
-    all_images = np.concatenate([images, np.stack(new_img)]) if m else images
+        added.add(cartoon(size, rng), -1, CARTOON, -1, -1)
+    added.labels = [int(rng.integers(k)) if lab < 0 else lab for lab in added.labels]
+    return _shuffled(ds, images, labels, kind, group, added, rng)
+
+
+def _shuffled(
+    ds: Dataset,
+    images: np.ndarray,
+    labels: np.ndarray,
+    kind: np.ndarray,
+    group: np.ndarray,
+    added: _Added,
+    rng: np.random.Generator,
+) -> DirtyDataset:
+    """``ds``'s (dirtied) rows and the ``added`` ones, in one random order."""
+    n, m = len(ds), len(added.images)
+    all_images = np.concatenate([images, np.stack(added.images)]) if m else images
     order = rng.permutation(n + m)
+    sources = np.asarray(added.sources, dtype=np.int64)
     return DirtyDataset(
         dataset=Dataset(
             all_images[order],
-            np.concatenate([labels, np.asarray(new_lab, dtype=np.int64)])[order],
+            np.concatenate([labels, np.asarray(added.labels, dtype=np.int64)])[order],
             ds.class_names,
         ),
-        kind=np.concatenate([kind, np.asarray(new_kind, dtype=object)])[order].astype(str),
-        group=np.concatenate([group, np.asarray(new_group, dtype=np.int64)])[order],
-        source=np.concatenate([source, np.asarray(new_src, dtype=np.int64)])[order],
+        kind=np.concatenate([kind, np.asarray(added.kinds, dtype=object)])[order].astype(str),
+        group=np.concatenate([group, np.asarray(added.groups, dtype=np.int64)])[order],
+        source=np.concatenate([np.arange(n, dtype=np.int64), sources])[order],
         true_label=np.concatenate(
-            [true_label, np.asarray([ds.labels[s] if s >= 0 else -1 for s in new_src])]
+            [ds.labels, np.asarray([ds.labels[s] if s >= 0 else -1 for s in added.sources])]
         ).astype(np.int64)[order],
     )
 

@@ -105,36 +105,7 @@ def markdown(report: dict[str, Any]) -> str:
         "`removed.png` shows every removed image; `report.json` lists each one with its reason.",
         "",
     ]
-    for reason in REASONS:
-        rows = [r for r in report["removed"] if r["reason"] == reason]
-        if not rows:
-            continue
-        lines += [f"## {REASON_TEXT[reason]} ({len(rows)})", ""]
-        lines += [f"- #{r['index']} ({r['class']}): {r['detail']}" for r in rows]
-        lines.append("")
-    if flags:
-        lines += [
-            "## Likely mislabels" + ("" if dropped else " (kept, for review)"),
-            "",
-            "| index | label | p(label) | model says | p |",
-            "| ---: | --- | ---: | --- | ---: |",
-        ]
-        lines += [
-            f"| {f['index']} | {f['class']} | {f['p_label']:.3f} | {f['predicted_class']} | "
-            f"{f['p_predicted']:.3f} |"
-            for f in flags
-        ]
-        lines.append("")
-    top = report["highest_kept_outlier_scores"]
-    if top:
-        threshold = opts["outlier_threshold"]
-        lines += [
-            "## Closest calls",
-            "",
-            f"Highest outlier scores among the kept images (threshold {threshold}): "
-            + ", ".join(f"#{t['index']} {t['score']:.2f}" for t in top),
-            "",
-        ]
+    lines += _removed(report) + _mislabels(report) + _closest(report)
     lines += ["## Options", "", "```json", json.dumps(opts, indent=2), "```", ""]
     return "\n".join(lines)
 
@@ -164,3 +135,50 @@ def write_report(
     sheet = contact_sheet(source.images, sections(result, source.class_names), title)
     atomic_write(paths["png"], lambda f: sheet.save(f, format="PNG"))
     return paths
+
+
+def _removed(report: dict[str, Any]) -> list[str]:
+    """One section per reason, listing each removed image."""
+    lines: list[str] = []
+    for reason in REASONS:
+        rows = [r for r in report["removed"] if r["reason"] == reason]
+        if rows:
+            lines += [f"## {REASON_TEXT[reason]} ({len(rows)})", ""]
+            lines += [f"- #{r['index']} ({r['class']}): {r['detail']}" for r in rows]
+            lines.append("")
+    return lines
+
+
+def _mislabels(report: dict[str, Any]) -> list[str]:
+    """The flagged mislabels' table (nothing when there are none)."""
+    flags = report["flagged_mislabels"]
+    if not flags:
+        return []
+    dropped = report["options"]["drop_mislabeled"]
+    lines = [
+        "## Likely mislabels" + ("" if dropped else " (kept, for review)"),
+        "",
+        "| index | label | p(label) | model says | p |",
+        "| ---: | --- | ---: | --- | ---: |",
+    ]
+    lines += [
+        f"| {f['index']} | {f['class']} | {f['p_label']:.3f} | {f['predicted_class']} | "
+        f"{f['p_predicted']:.3f} |"
+        for f in flags
+    ]
+    return [*lines, ""]
+
+
+def _closest(report: dict[str, Any]) -> list[str]:
+    """The kept images closest to the outlier threshold."""
+    top = report["highest_kept_outlier_scores"]
+    if not top:
+        return []
+    threshold = report["options"]["outlier_threshold"]
+    return [
+        "## Closest calls",
+        "",
+        f"Highest outlier scores among the kept images (threshold {threshold}): "
+        + ", ".join(f"#{t['index']} {t['score']:.2f}" for t in top),
+        "",
+    ]

@@ -39,9 +39,9 @@ from search.policy.final import (
     STRONGER_THAN_TAIL,
     TAIL_LEVEL,
     TAIL_SHARE,
-    Fidelity,
     FinalRecipe,
     RecipeCheck,
+    RecipeInputs,
 )
 from storage import redact
 from storage.records import FINISHED, best_complete, direction_sign, fold_results
@@ -72,7 +72,7 @@ class FinalSetup:
 
     out: Path
     data: Any
-    fidelity: Fidelity
+    inputs: RecipeInputs
     tta: bool | None = None  # --tta/--no-tta; None: the views the final augmentation trained on
     search_data: Any = None
     folds: list[Any] = dataclasses.field(default_factory=list)
@@ -99,19 +99,19 @@ def trial_augment(trial: FrozenTrial) -> str:
     return str(dict(trial.user_attrs.get("config", {})).get("augment", trial.params.get("augment")))
 
 
-def plan_for(trial: FrozenTrial, fidelity: Fidelity, max_seconds: float | None) -> FinalPlan:
+def plan_for(trial: FrozenTrial, inputs: RecipeInputs, max_seconds: float | None) -> FinalPlan:
     """The final model of ``trial`` as the budget prices it: the recipe the policy would choose
     (the candidate level while the paired check is still to come) plus that check's cost."""
     folds = [f for f in fold_results(trial) if not f.stopped]
     searched = trial_augment(trial)
-    recipe = final_policy.decide(fidelity, searched, folds, max_seconds=max_seconds, planning=True)
+    recipe = final_policy.decide(inputs, searched, folds, max_seconds=max_seconds, planning=True)
     plan = recipe.plan
-    if final_policy.needs_check(fidelity.augment, searched):
+    if final_policy.needs_check(inputs.augment, searched):
         extra = final_policy.check_seconds(
             folds,
-            fidelity.train_images_per_fold,
-            fidelity.search_size,
-            fidelity.search_epochs,
+            inputs.train_images_per_fold,
+            inputs.search_size,
+            inputs.search_epochs,
         )
         plan = dataclasses.replace(
             plan,
@@ -128,12 +128,12 @@ class BudgetClock:
         self,
         study: optuna.Study,
         budget: float,
-        fidelity: Fidelity,
+        inputs: RecipeInputs,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.study = study
         self.budget = budget
-        self.fidelity = fidelity
+        self.inputs = inputs
         self.clock = clock
         self.started = clock()
         self.spent_before = float(study.user_attrs.get(SPENT, 0.0))
@@ -157,10 +157,10 @@ class BudgetClock:
         if finished == self._finished:
             return final_reserve(self.budget, self.plan)
         self._finished = finished
-        best = final_candidate(self.study, self.fidelity.metric)
+        best = final_candidate(self.study, self.inputs.metric)
         if best is not None and best.number != self._planned_for:
             self._planned_for = best.number
-            self.plan = plan_for(best, self.fidelity, MAX_FINAL_SHARE * self.budget)
+            self.plan = plan_for(best, self.inputs, MAX_FINAL_SHARE * self.budget)
             log.info(
                 "budget: the final model of trial %d would take %s; %.1f of %.1f min are left",
                 best.number,
@@ -251,17 +251,17 @@ def _recipe(
     from trainer.config import TrialConfig
 
     started = time.monotonic()
-    fidelity = final.fidelity
+    inputs = final.inputs
     finished = [f for f in fold_results(best) if not f.stopped]
     stored = TrialConfig.from_dict(dict(best.user_attrs["config"]))
     check = None
-    if final_policy.needs_check(fidelity.augment, stored.augment) and final.folds:
-        epochs = final_policy.check_epochs(fidelity.search_epochs)
+    if final_policy.needs_check(inputs.augment, stored.augment) and final.folds:
+        epochs = final_policy.check_epochs(inputs.search_epochs)
         check = run_check(stored, final.search_data, final.folds[0], epochs)
         log.info("final model: %s", check.describe())
     left = max(60.0, seconds_left - (time.monotonic() - started))
     recipe = final_policy.decide(
-        fidelity, stored.augment, finished, max_seconds=left, check=check, tta=final.tta
+        inputs, stored.augment, finished, max_seconds=left, check=check, tta=final.tta
     )
     return recipe, check, left
 
@@ -306,21 +306,21 @@ def train_final(
     it asks for one).
 
     Raises UsageError when the study has no complete trial, TrialFailed or OSError as
-    ``search.export`` does."""
+    ``search.export`` does. (62 lines: one export's steps in order, each a call.)"""
     from search.data import fingerprint
     from search.engine.model_folder import ExportPlan, export_model
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before the first TensorFlow import
     from trainer.config import TrialConfig
     from trainer.final import Progressive, Tail, cosine_schedule
 
-    fidelity, data = final.fidelity, final.data
-    best = _candidate(study, fidelity.metric)
+    inputs, data = final.inputs, final.data
+    best = _candidate(study, inputs.metric)
     recipe, check, left = _recipe(best, final, seconds_left)
     plan = recipe.plan
     stored = TrialConfig.from_dict(dict(best.user_attrs["config"]))
     config = stored.replace(
-        image_size=fidelity.final_size, epochs=plan.epochs, augment=recipe.augment
+        image_size=inputs.final_size, epochs=plan.epochs, augment=recipe.augment
     )
     schedule = cosine_schedule(config, plan.epochs)
     export = ExportPlan.from_trial(
@@ -334,7 +334,7 @@ def train_final(
         ensemble=False,
         epochs=[plan.epochs],
         schedules=[schedule],
-        image_size=fidelity.final_size,
+        image_size=inputs.final_size,
         views=recipe.views,
         how=f"chosen by --budget: {plan.reason}; cosine decay from {schedule[0]:.3g}; "
         + recipe.describe(),
@@ -396,16 +396,24 @@ def minutes(seconds: float) -> str:
 
 
 def final_setup(
-    args: RunRequest, name: str, plan: Any, data: Any, folds: list[Any], kept: Any, size_fixed: bool
+    request: RunRequest,
+    name: str,
+    plan: Any,
+    data: Any,
+    folds: list[Any],
+    kept: Any,
+    size_fixed: bool,
 ) -> FinalSetup:
     """What a --budget run trains at its end, settled (and the export folder checked) up front."""
-    out = Path(args.export or Path("models") / name).expanduser()
+    out = Path(request.export or Path("models") / name).expanduser()
     if out.exists() and not out.is_dir():
         raise UsageError(f"--export {out} exists and is not a folder; name a folder")
     probe = next((p for p in (out, *out.parents) if p.exists()), Path("."))
     if not os.access(probe, os.W_OK | os.X_OK):
         raise UsageError(f"--export {out}: {probe} is not writable; pass a writable --export DIR")
-    final_data, native = (data, plan.image_size) if size_fixed else _native(args.data, data, kept)
+    final_data, native = (
+        (data, plan.image_size) if size_fixed else _native(request.data, data, kept)
+    )
     size = final_policy.final_size(native, plan.image_size, size_fixed)
     if size > MAX_IMAGE_SIZE:
         raise UsageError(
@@ -423,19 +431,19 @@ def final_setup(
         )
         final_data = data
     train_per_fold = int(np.median([len(f.train) for f in folds]))
-    fidelity = Fidelity(
+    inputs = RecipeInputs(
         search_size=plan.image_size,
         final_size=size,
         search_epochs=plan.epochs,
         train_images_per_fold=train_per_fold,
         all_images=len(final_data),
         metric=plan.metric,
-        augment=args.final_augment,
+        augment=request.final_augment,
         symmetry=plan.traits.get("symmetry", "dihedral"),
         colour=plan.traits.get("colour", "shift"),
     )
     return FinalSetup(
-        out=out, data=final_data, fidelity=fidelity, tta=args.tta, search_data=data, folds=folds
+        out=out, data=final_data, inputs=inputs, tta=request.tta, search_data=data, folds=folds
     )
 
 
@@ -462,7 +470,9 @@ def _native(spec: str, data, kept):
     return native, int(native.images.shape[1])
 
 
-def run_final(study: optuna.Study, final: FinalSetup, clock: BudgetClock, args: RunRequest) -> int:
+def run_final(
+    study: optuna.Study, final: FinalSetup, clock: BudgetClock, request: RunRequest
+) -> int:
     """Train and export the final model in what is left of the budget; the exit code."""
     clock.record()
     start = time.monotonic()
@@ -471,19 +481,19 @@ def run_final(study: optuna.Study, final: FinalSetup, clock: BudgetClock, args: 
             study,
             final,
             seconds_left=clock.left(),
-            spec=args.data,
-            storage=redact(args.storage),
+            spec=request.data,
+            storage=redact(request.storage),
         )
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FATAL
     except (TrialFailed, OSError) as exc:
-        best_now = final_candidate(study, final.fidelity.metric)
+        best_now = final_candidate(study, final.inputs.metric)
         trial = f" --trial {best_now.number}" if best_now is not None else ""
         print(
             f"error: the final model failed ({type(exc).__name__}: {exc}); the study is kept: "
             f"export by hand with python -m search.export --study {study.study_name}{trial} "
-            f"--storage {redact(args.storage)} --out DIR",
+            f"--storage {redact(request.storage)} --out DIR",
             file=sys.stderr,
         )
         return EXIT_FATAL
@@ -491,7 +501,7 @@ def run_final(study: optuna.Study, final: FinalSetup, clock: BudgetClock, args: 
         clock.record()
     print(
         f"model: {final.out} (trial {best.number}, {recipe.plan.epochs} epochs at "
-        f"{final.fidelity.final_size}px in {minutes(time.monotonic() - start)}; "
+        f"{final.inputs.final_size}px in {minutes(time.monotonic() - start)}; "
         f"{minutes(clock.elapsed())} of the {minutes(clock.budget)} budget used)"
     )
     return EXIT_OK

@@ -76,23 +76,23 @@ def _stored_or(stored: dict, key: str, given, default):
     return stored.get(key, default)
 
 
-def run_study(args: RunRequest, space: Space) -> int:
+def run_study(request: RunRequest, space: Space) -> int:
     """Check, write the worker data, create or resume the study, search, and with ``--budget``
     train the final model; return the exit code. Four stages: ``prepare`` (every check, nothing
     written), ``open_study`` (the writes, undone if one fails), ``search`` and ``finish``."""
     made = _Created()
     try:
-        checked = prepare(args, space)
-        opened = open_study(args, checked, made)
+        checked = prepare(request, space)
+        opened = open_study(request, checked, made)
     except (UsageError, DataError, StorageError, TrialFailed, DeviceError, ValueError) as exc:
         made.undo()
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        searched = search(args, checked, opened)
+        searched = search(request, checked, opened)
     finally:
         shutil.rmtree(made.workdir or "", ignore_errors=True)
-    return finish(args, checked, opened, searched)
+    return finish(request, checked, opened, searched)
 
 
 @dataclass(frozen=True)
@@ -126,43 +126,43 @@ class Opened:
     weights: str  # what every trial loads: --weights, or the file read out of --weights DIR
 
 
-def prepare(args: RunRequest, space: Space) -> Checked:
+def prepare(request: RunRequest, space: Space) -> Checked:
     """Every check that can refuse the run, in order; raises UsageError and kin, writes nothing."""
-    name = args.name or space.name
-    if args.trainer != "fake":  # the fake trainer needs no Keras backend
-        check_backend(args.backend)
+    name = request.name or space.name
+    if request.trainer != "fake":  # the fake trainer needs no Keras backend
+        check_backend(request.backend)
     # The workers and (with --budget) the final model in this process run on this backend.
-    os.environ["KERAS_BACKEND"] = args.backend
-    if args.trainer not in BUILT_IN:
-        resolve_trainer(args.trainer)  # import errors now, before anything is written
-    check_drills(trial_timeout=args.trial_timeout)
-    read = _read(args, space, name)
+    os.environ["KERAS_BACKEND"] = request.backend
+    if request.trainer not in BUILT_IN:
+        resolve_trainer(request.trainer)  # import errors now, before anything is written
+    check_drills(trial_timeout=request.trial_timeout)
+    read = _read(request, space, name)
     start = StartModel.read(read.plan.weights) if is_export(read.plan.weights) else None
     if start is not None:
         space = start.narrow(space)
-    check_weights(space, read.plan.weights, args.weights_dir, resuming=read.existing is not None)
+    check_weights(space, read.plan.weights, request.weights_dir, resuming=read.existing is not None)
     plan, data, folds = read.plan, read.data, read.folds
     final = (
-        final_setup(args, name, plan, data, folds, read.kept, plan.image_size_fixed)
-        if args.budget
+        final_setup(request, name, plan, data, folds, read.kept, plan.image_size_fixed)
+        if request.budget
         else None
     )
-    n_trials = args.n_trials or (BUDGET_TRIALS if final else space.n_trials)
-    gpus = select(discover(), args.gpus)
+    n_trials = request.n_trials or (BUDGET_TRIALS if final else space.n_trials)
+    gpus = select(discover(), request.gpus)
     envs = worker_envs(
-        args.workers,
+        request.workers,
         gpus,
-        workers_per_gpu=args.workers_per_gpu,
-        memory_mb=args.gpu_memory_mb,
-        backend=args.backend,
+        workers_per_gpu=request.workers_per_gpu,
+        memory_mb=request.gpu_memory_mb,
+        backend=request.backend,
     )
-    if not gpus and (args.workers_per_gpu != 1 or args.gpu_memory_mb is not None):
+    if not gpus and (request.workers_per_gpu != 1 or request.gpu_memory_mb is not None):
         log.warning(
             "warning: no GPU is visible, so --workers-per-gpu and --gpu-memory-mb do "
             "nothing; use --workers N to run N CPU workers"
         )
     pruner = make_pruner(
-        args.pruner,
+        request.pruner,
         epochs_per_fold=plan.epochs,
         n_folds=plan.folds,
         n_trials=n_trials,
@@ -182,52 +182,52 @@ def prepare(args: RunRequest, space: Space) -> Checked:
         n_trials=n_trials,
         gpus=gpus,
         envs=envs,
-        sampler=make_sampler(args.sampler, args.seed, n_trials),
+        sampler=make_sampler(request.sampler, request.seed, n_trials),
         pruner=pruner,
     )
 
 
-def open_study(args: RunRequest, checked: Checked, made: _Created) -> Opened:
+def open_study(request: RunRequest, checked: Checked, made: _Created) -> Opened:
     """The first writes, each recorded in ``made`` so that a failure can undo them: the
     workers' data, the artifact folder, the backbone file of --weights DIR, the storage and
     the study."""
     made.workdir, data_path = write_worker_data(checked.data, checked.folds)
-    artifact_dir = _artifact_dir(args, made)
+    artifact_dir = _artifact_dir(request, made)
     start = checked.start
     weights = start.extract(Path(artifact_dir) / "start_weights") if start else checked.plan.weights
-    with storage_errors(args.storage):
-        storage = checked.found or _create_storage(args, made)
-        study = _open_study(storage, checked, args.seed)
+    with storage_errors(request.storage):
+        storage = checked.found or _create_storage(request, made)
+        study = _open_study(storage, checked, request.seed)
         if checked.cleaning is not None:
             study.set_user_attr("cleaning", checked.cleaning)
     return Opened(study, data_path, artifact_dir, weights)
 
 
-def _settings(args: RunRequest, checked: Checked, opened: Opened) -> StudySettings:
+def _settings(request: RunRequest, checked: Checked, opened: Opened) -> StudySettings:
     plan, gpus = checked.plan, checked.gpus
     return StudySettings(
         epochs=plan.epochs,
         weights=opened.weights,
-        seed=args.seed,
+        seed=request.seed,
         image_size=plan.image_size,
-        precision=args.precision if args.precision != "auto" else auto_precision(gpus),
-        jit_compile=args.xla == "on" or (args.xla == "auto" and bool(gpus)),
-        backend=args.backend,
-        weights_dir=str(Path(args.weights_dir).resolve()) if args.weights_dir else "",
+        precision=request.precision if request.precision != "auto" else auto_precision(gpus),
+        jit_compile=request.xla == "on" or (request.xla == "auto" and bool(gpus)),
+        backend=request.backend,
+        weights_dir=str(Path(request.weights_dir).resolve()) if request.weights_dir else "",
         symmetry=plan.traits["symmetry"],
         colour=plan.traits["colour"],
         start_backbone=checked.start.backbone if checked.start else "",
     )
 
 
-def _say_start(args: RunRequest, checked: Checked, finished: int) -> None:
+def _say_start(request: RunRequest, checked: Checked, finished: int) -> None:
     plan, name, n_trials = checked.plan, checked.name, checked.n_trials
     if finished >= n_trials:
         log.info(
             "study %r in %s already holds %s (--n-trials %d): no new trial to run; "
             "pass a larger --n-trials to search further",
             name,
-            redact(args.storage),
+            redact(request.storage),
             counted(finished, "finished trial"),
             n_trials,
         )
@@ -238,12 +238,12 @@ def _say_start(args: RunRequest, checked: Checked, finished: int) -> None:
         "study %r in %s: %d of %d trials finished; %s on %s (Keras on %s); %d folds x %d "
         "epochs at %dpx on %d images",
         name,
-        redact(args.storage),
+        redact(request.storage),
         finished,
         n_trials,
         counted(len(checked.envs), "worker"),
         where,
-        args.backend,
+        request.backend,
         plan.folds,
         plan.epochs,
         plan.image_size,
@@ -251,8 +251,8 @@ def _say_start(args: RunRequest, checked: Checked, finished: int) -> None:
     )
 
 
-def _budget_clock(study: optuna.Study, args: RunRequest, final: FinalSetup) -> BudgetClock:
-    clock = BudgetClock(study, float(args.budget or 0.0), final.fidelity)
+def _budget_clock(study: optuna.Study, request: RunRequest, final: FinalSetup) -> BudgetClock:
+    clock = BudgetClock(study, float(request.budget or 0.0), final.inputs)
     log.info(
         "budget %s: %.1f min spent before this run; the search runs until only the final "
         "model's reserve is left (%.0f%% of the budget until a trial completes, then the "
@@ -261,12 +261,12 @@ def _budget_clock(study: optuna.Study, args: RunRequest, final: FinalSetup) -> B
         minutes(clock.budget),
         clock.spent_before / 60,
         100 * PRIOR_FINAL_SHARE,
-        final.fidelity.all_images,
-        final.fidelity.final_size,
+        final.inputs.all_images,
+        final.inputs.final_size,
         {
             "searched": "as it searched",
             "auto": "robust if a paired check on fold 0 takes it, else as it searched",
-        }.get(final.fidelity.augment, final.fidelity.augment),
+        }.get(final.inputs.augment, final.inputs.augment),
         final.out,
     )
     return clock
@@ -281,26 +281,26 @@ class Searched:
     clock: BudgetClock | None
 
 
-def search(args: RunRequest, checked: Checked, opened: Opened) -> Searched:
+def search(request: RunRequest, checked: Checked, opened: Opened) -> Searched:
     """Run the coordinator until the trials, the timeout or the search's share of the budget
     are done."""
     study, n_trials = opened.study, checked.n_trials
     counts = count_states(study)
     finished = counts[optuna.trial.TrialState.COMPLETE] + counts[optuna.trial.TrialState.PRUNED]
-    _say_start(args, checked, finished)
-    clock = _budget_clock(study, args, checked.final) if checked.final is not None else None
+    _say_start(request, checked, finished)
+    clock = _budget_clock(study, request, checked.final) if checked.final is not None else None
     coordinator = Coordinator(
         study,
         checked.space,
-        _settings(args, checked, opened),
+        _settings(request, checked, opened),
         RunSettings(
             n_trials=n_trials,
             metric=checked.plan.metric,
-            timeout=args.timeout,
-            max_consecutive_failures=args.max_failures,
-            trainer=args.trainer,
-            heartbeat_seconds=args.heartbeat,
-            trial_timeout=args.trial_timeout,
+            timeout=request.timeout,
+            max_consecutive_failures=request.max_failures,
+            trainer=request.trainer,
+            heartbeat_seconds=request.heartbeat,
+            trial_timeout=request.trial_timeout,
             artifact_dir=opened.artifact_dir,
             search_left=clock.search_left if clock else None,
         ),
@@ -310,12 +310,12 @@ def search(args: RunRequest, checked: Checked, opened: Opened) -> Searched:
         class_names=list(checked.plan.class_names),
         progress=Progress(
             n_trials,
-            interactive=sys.stderr.isatty() and not args.quiet,
+            interactive=sys.stderr.isatty() and not request.quiet,
             done=finished,
             best=best_so_far(study),
         ),
     )
-    return Searched(_run(coordinator, args.storage), coordinator, clock)
+    return Searched(_run(coordinator, request.storage), coordinator, clock)
 
 
 def _run(coordinator: Coordinator, storage: str) -> int:
@@ -343,7 +343,7 @@ def _run(coordinator: Coordinator, storage: str) -> int:
     return EXIT_OK
 
 
-def finish(args: RunRequest, checked: Checked, opened: Opened, searched: Searched) -> int:
+def finish(request: RunRequest, checked: Checked, opened: Opened, searched: Searched) -> int:
     """The run's summary, then with --budget (and a search that ended well) the final model."""
     code = searched.code
     study, n_trials = opened.study, checked.n_trials
@@ -351,11 +351,16 @@ def finish(args: RunRequest, checked: Checked, opened: Opened, searched: Searche
         limit = n_trials if n_trials < BUDGET_TRIALS else None  # --budget alone: no count
         print(
             run_summary(
-                study, args.storage, checked.name, limit, opened.artifact_dir, checked.plan.metric
+                study,
+                request.storage,
+                checked.name,
+                limit,
+                opened.artifact_dir,
+                checked.plan.metric,
             )
         )
     if code == EXIT_OK and checked.final is not None and searched.clock is not None:
-        code = run_final(study, checked.final, searched.clock, args)
+        code = run_final(study, checked.final, searched.clock, request)
         searched.coordinator.dashboard.study_changed()  # the note now leads with the final model
     return code
 
@@ -392,10 +397,10 @@ def _holds_a_study(database: Path) -> bool:
         return False  # no schema (or no file): nothing of anyone's in it
 
 
-def _storage_options(args: RunRequest) -> dict[str, int]:
+def _storage_options(request: RunRequest) -> dict[str, int]:
     return {
-        "heartbeat_interval": max(1, round(args.heartbeat)),
-        "grace_period": max(2, round(3 * args.heartbeat)),
+        "heartbeat_interval": max(1, round(request.heartbeat)),
+        "grace_period": max(2, round(3 * request.heartbeat)),
     }
 
 
@@ -412,50 +417,50 @@ class _Read:
     kept: Any  # the indices --clean kept, None without it
 
 
-def _read(args: RunRequest, space: Space, name: str) -> _Read:
+def _read(request: RunRequest, space: Space, name: str) -> _Read:
     """Read the storage and the data and settle the study's plan; nothing is written here."""
-    found = find_storage(args.storage, **_storage_options(args))
+    found = find_storage(request.storage, **_storage_options(request))
     existing = None
     if found is not None:
-        with storage_errors(args.storage):
+        with storage_errors(request.storage):
             existing = load_existing(found, name)
     stored = dict(existing.user_attrs) if existing is not None else {}
-    folds_k = _stored_or(stored, "folds", args.folds, space.folds)
-    epochs = _stored_or(stored, "epochs", args.epochs, space.epochs)
-    image_size = _stored_or(stored, "image_size", args.image_size, space.image_size)
-    weights = _stored_or(stored, "weights", args.weights, space.weights)
-    metric = _stored_or(stored, "metric", args.metric, "accuracy")
-    if args.weights_dir:
-        if not Path(args.weights_dir).is_dir():
-            raise UsageError(f"--weights-dir {args.weights_dir} is not a folder")
+    folds_k = _stored_or(stored, "folds", request.folds, space.folds)
+    epochs = _stored_or(stored, "epochs", request.epochs, space.epochs)
+    image_size = _stored_or(stored, "image_size", request.image_size, space.image_size)
+    weights = _stored_or(stored, "weights", request.weights, space.weights)
+    metric = _stored_or(stored, "metric", request.metric, "accuracy")
+    if request.weights_dir:
+        if not Path(request.weights_dir).is_dir():
+            raise UsageError(f"--weights-dir {request.weights_dir} is not a folder")
     if weights not in ("imagenet", "none") and not Path(weights).expanduser().exists():
         raise UsageError(
             f"--weights {weights!r} is neither imagenet, none, a weights file nor an export folder"
         )
-    data = load_dataset(args.data, image_size=image_size)
+    data = load_dataset(request.data, image_size=image_size)
     cleaning: dict | None = None
     kept = None
-    if args.clean:
+    if request.clean:
         from search.cleaning import CleanOptions, clean  # scikit-learn only when asked
 
         result = clean(data, CleanOptions())
         data, cleaning, kept = result.dataset, result.summary, result.kept
         log.info("cleaning kept %d of %d images", cleaning["n_kept"], cleaning["n_input"])
-    data = validate(data, n_folds=folds_k, source=args.data)
-    traits = _traits(args, space, stored, data, name)
+    data = validate(data, n_folds=folds_k, source=request.data)
+    traits = _traits(request, space, stored, data, name)
     plan = StudyPlan(
         space=space.name,
-        data=args.data,
+        data=request.data,
         fingerprint=fingerprint(data),
         n_images=len(data),
         class_names=data.class_names,
         folds=folds_k,
-        fold_seed=args.seed,
+        fold_seed=request.seed,
         epochs=epochs,
         image_size=image_size,
         metric=metric,
         weights=weights,
-        image_size_fixed=args.image_size is not None or bool(stored.get("image_size_fixed")),
+        image_size_fixed=request.image_size is not None or bool(stored.get("image_size_fixed")),
         traits=traits.attrs(),
     )
     if existing is not None:
@@ -463,15 +468,15 @@ def _read(args: RunRequest, space: Space, name: str) -> _Read:
     if "fold_of" in stored:
         folds = decode_folds(stored["fold_of"])
     else:
-        folds = make_folds(data.labels, folds_k, args.seed)
+        folds = make_folds(data.labels, folds_k, request.seed)
     return _Read(found, existing, plan, data, folds, cleaning, kept)
 
 
-def _traits(args: RunRequest, space: Space, stored: dict, data, name: str) -> Traits:
+def _traits(request: RunRequest, space: Space, stored: dict, data, name: str) -> Traits:
     """The study's symmetry and colour: a resumed study's own (a declared value that differs is
     refused), else as declared or measured on the data now."""
-    symmetry = args.symmetry or space.symmetry
-    colour = args.colour or space.colour
+    symmetry = request.symmetry or space.symmetry
+    colour = request.colour or space.colour
     if "fold_of" in stored:
         traits = stored_traits(stored)
         for flag, given, kept in (
@@ -487,26 +492,26 @@ def _traits(args: RunRequest, space: Space, stored: dict, data, name: str) -> Tr
     if AUTO in (symmetry, colour):
         log.info("reading the images' symmetry and colour from %d images ...", len(data))
     traits = decide_traits(
-        symmetry, colour, lambda: measure_invariance(data.images, data.labels, seed=args.seed)
+        symmetry, colour, lambda: measure_invariance(data.images, data.labels, seed=request.seed)
     )
     log.info("symmetry %s (%s)", traits.symmetry, traits.symmetry_reason)
     log.info("colour %s (%s)", traits.colour, traits.colour_reason)
     return traits
 
 
-def _create_storage(args: RunRequest, made: _Created) -> optuna.storages.RDBStorage:
+def _create_storage(request: RunRequest, made: _Created) -> optuna.storages.RDBStorage:
     """Open the storage, creating its database (a new SQLite file is recorded in ``made``)."""
-    database = sqlite_file(args.storage)
+    database = sqlite_file(request.storage)
     new_file = database is not None and not database.exists()
-    storage = open_storage(args.storage, **_storage_options(args))
+    storage = open_storage(request.storage, **_storage_options(request))
     if new_file:
         made.database = database
     return storage
 
 
-def _artifact_dir(args: RunRequest, made: _Created) -> str:
+def _artifact_dir(request: RunRequest, made: _Created) -> str:
     """The dashboard's artifact folder, created (recorded in ``made``) and checked writable."""
-    folder = Path(args.artifacts or default_artifact_dir(args.storage)).expanduser().resolve()
+    folder = Path(request.artifacts or default_artifact_dir(request.storage)).expanduser().resolve()
     missing = [p for p in (folder, *folder.parents) if not p.exists()]
     try:
         for parent in reversed(missing):

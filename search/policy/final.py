@@ -170,8 +170,9 @@ def final_size(native: int, search_size: int, fixed: bool) -> int:
 
 
 @dataclass(frozen=True)
-class Fidelity:
-    """What the final model trains on, next to what the search trained on."""
+class RecipeInputs:
+    """What the final recipe is decided from: the search's size, epochs and images beside the
+    final model's, the study's metric, and the user's --final-augment, symmetry and colour."""
 
     search_size: int
     final_size: int
@@ -217,7 +218,7 @@ def views_for(augment: str, symmetry: str, tta: bool | None) -> str:
 
 
 def decide(
-    fidelity: Fidelity,
+    inputs: RecipeInputs,
     trial_augment: str,
     folds: Sequence[FoldResult],
     *,
@@ -228,23 +229,21 @@ def decide(
 ) -> FinalRecipe:
     """The final recipe of a trial with ``trial_augment`` and these fold results. ``planning``
     (the budget's reserve, before any check has run) prices the candidate level and the check."""
-    if planning and needs_check(fidelity.augment, trial_augment):
+    if planning and needs_check(inputs.augment, trial_augment):
         augment, why = CANDIDATE, f"{CANDIDATE} if the paired check takes it"
     else:
-        augment, why = final_augment(fidelity.augment, trial_augment, check)
+        augment, why = final_augment(inputs.augment, trial_augment, check)
     progressive = (
-        (fidelity.search_size, PROGRESSIVE_SHARE)
-        if fidelity.search_size < fidelity.final_size
-        else None
+        (inputs.search_size, PROGRESSIVE_SHARE) if inputs.search_size < inputs.final_size else None
     )
     plan = plan_final(
         folds,
-        metric=fidelity.metric,
-        search_epochs=fidelity.search_epochs,
-        search_size=fidelity.search_size,
-        final_size=fidelity.final_size,
-        train_images_per_fold=fidelity.train_images_per_fold,
-        all_images=fidelity.all_images,
+        metric=inputs.metric,
+        search_epochs=inputs.search_epochs,
+        search_size=inputs.search_size,
+        final_size=inputs.final_size,
+        train_images_per_fold=inputs.train_images_per_fold,
+        all_images=inputs.all_images,
         max_seconds=max_seconds,
         epoch_factor=OTHER_AUGMENT_EPOCH_FACTOR if augment != trial_augment else 1.0,
         fill=max_seconds is not None,
@@ -252,5 +251,5 @@ def decide(
         progressive_share=progressive[1] if progressive else 0.0,
     )
     tail = (TAIL_LEVEL, TAIL_SHARE) if augment in STRONGER_THAN_TAIL else None
-    views = views_for(augment, fidelity.symmetry, tta)
+    views = views_for(augment, inputs.symmetry, tta)
     return FinalRecipe(augment, why, tail, progressive, views, plan, check)

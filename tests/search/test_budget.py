@@ -8,7 +8,7 @@ import numpy as np
 import optuna
 import pytest
 
-from search.engine.finish import SPENT, BudgetClock, Fidelity
+from search.engine.finish import SPENT, BudgetClock, RecipeInputs
 from search.policy.budget import (
     FILL_EPOCH_FACTOR,
     MAX_EPOCH_FACTOR,
@@ -150,8 +150,8 @@ def test_the_clock_counts_earlier_runs_and_replans_for_a_new_best() -> None:
     study = optuna.create_study(direction="maximize")
     study.set_user_attr(SPENT, 100.0)
     now = [0.0]
-    fidelity = Fidelity(64, 96, 4, 1000, 1500, "accuracy")
-    clock = BudgetClock(study, 1000.0, fidelity, clock=lambda: now[0])
+    inputs = RecipeInputs(64, 96, 4, 1000, 1500, "accuracy")
+    clock = BudgetClock(study, 1000.0, inputs, clock=lambda: now[0])
     assert clock.left() == pytest.approx(900.0)
     assert clock.search_left() == pytest.approx(900 - PRIOR_FINAL_SHARE * 1000)
     now[0] = 50.0

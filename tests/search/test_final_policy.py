@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from search.policy import final
-from search.policy.final import Fidelity, RecipeCheck, paired_check
+from search.policy.final import RecipeCheck, RecipeInputs, paired_check
 
 
 def _check(gain: float, se: float) -> RecipeCheck:
@@ -47,12 +47,12 @@ def test_views_size_tail_and_progressive_follow_the_data() -> None:
     assert final.views_for("none", "dihedral", None) == "none"
     assert final.final_size(28, 64, False) == 64  # never below the search's size
     assert final.final_size(96, 64, False) == 96 and final.final_size(96, 64, True) == 64
-    fid = Fidelity(64, 96, 4, 1000, 1500, "accuracy", augment="robust", symmetry="mirror")
+    fid = RecipeInputs(64, 96, 4, 1000, 1500, "accuracy", augment="robust", symmetry="mirror")
     recipe = final.decide(fid, "light", [], max_seconds=None)
     assert recipe.augment == "robust" and recipe.tail == (final.TAIL_LEVEL, final.TAIL_SHARE)
     assert recipe.progressive == (64, final.PROGRESSIVE_SHARE) and recipe.views == "mirror"
     same = final.decide(
-        Fidelity(64, 64, 4, 1000, 1500, "accuracy", augment="searched", symmetry="none"),
+        RecipeInputs(64, 64, 4, 1000, 1500, "accuracy", augment="searched", symmetry="none"),
         "light",
         [],
         max_seconds=None,

@@ -370,5 +370,5 @@ def test_early_stopping_scores_and_restores_the_best_epoch(real_small, monkeypat
     assert fold.early_stopped and fold.best_epoch == 1
     assert fold.score("accuracy") == 0.8
     assert {v for row in fold.confusion for v in row} == {80}
-    # snapshots: the initial weights, then one per improving epoch (0 and 1)
-    assert len(snapshots) == 3 and restored[-1] is snapshots[2]
+    # one snapshot per improving epoch (0 and 1; the initial weights are ModelRun's)
+    assert len(snapshots) == 2 and restored[-1] is snapshots[1]

@@ -165,14 +165,17 @@ def set_trainable(built: BuiltModel, depth: int, *, pretrained: bool) -> None:
         layer.trainable = True
 
 
+def bn_momentum(cfg: TrialConfig, steps_per_epoch: int) -> float:
+    """The backbone's BatchNorm momentum from scratch: the configuration's, else automatic."""
+    return cfg.bn_momentum if cfg.bn_momentum is not None else auto_bn_momentum(steps_per_epoch)
+
+
 def build_model(cfg: TrialConfig, n_classes: int, *, steps_per_epoch: int) -> BuiltModel:
     """Backbone + pooled head (dropout, optional hidden layer with L2, float32 softmax)."""
     info = cfg.info
     backbone = _construct(info, cfg)
     if not cfg.pretrained:
-        momentum = (
-            cfg.bn_momentum if cfg.bn_momentum is not None else auto_bn_momentum(steps_per_epoch)
-        )
+        momentum = bn_momentum(cfg, steps_per_epoch)
         for layer in backbone.layers:
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.momentum = momentum

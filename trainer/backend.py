@@ -171,15 +171,16 @@ def out_of_memory_error(message: str) -> BaseException:
     return JaxRuntimeError(f"RESOURCE_EXHAUSTED: {message}")
 
 
-def free_memory() -> None:
-    """Between trials: drop Keras's graph state and what the backend caches on the device."""
+def free_memory(*, keep_compiled: bool = False) -> None:
+    """Between trials: drop Keras's graph state and what the backend caches on the device;
+    ``keep_compiled`` keeps JAX's compiled functions (models a worker reuses hold some)."""
     keras.backend.clear_session()
     if NAME == "torch":
         import torch
 
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-    elif NAME == "jax":
+    elif NAME == "jax" and not keep_compiled:
         import jax
 
         jax.clear_caches()

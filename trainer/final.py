@@ -249,14 +249,11 @@ class Deadline:
 
 
 class _Trainer:
-    """A ``ModelRun`` set up once (backend, precision policy and seed first), trained by
-    ``fit`` for a number of epochs that a schedule or a deadline sets."""
+    """A ``ModelRun`` (a fresh model, never a kept one) trained by ``fit`` for a number of
+    epochs that a schedule or a deadline sets."""
 
     def __init__(self, config: TrialConfig, data: Dataset, steps_per_epoch: int) -> None:
         backend.check(config.backend)
-        backend.free_memory()
-        keras.mixed_precision.set_dtype_policy(config.precision)
-        backend.set_seed(config.seed)
         self.config = config
         self.data = data
         self.run = ModelRun(config, data, steps_per_epoch)

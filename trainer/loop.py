@@ -27,7 +27,7 @@ import keras
 import numpy as np
 
 from trainer import backend, steps
-from trainer.backbones import BuiltModel, at_size, build_model, head_variables
+from trainer.backbones import BuiltModel, at_size, bn_momentum, build_model, head_variables
 from trainer.batches import TrainBatches, image_batches
 from trainer.config import TrialConfig
 from trainer.errors import InvalidConfig, NonFiniteLoss, OutOfMemory
@@ -94,6 +94,57 @@ def train_epoch(
     return loss
 
 
+MAX_KEPT = 4  # models a worker keeps for later trials of the same architecture
+
+
+@dataclass
+class _Kept:
+    """A built model a worker keeps: its variables as first built (random seeds included) and
+    the inference and statistics passes traced for it."""
+
+    built: BuiltModel
+    initial: list[Any]
+    predict: Callable[[np.ndarray], Any] | None = None
+    statistics: Callable[[np.ndarray], None] | None = None
+
+
+_KEPT: dict[tuple[Any, ...], _Kept] = {}  # by architecture_key, least recently used first
+
+
+def architecture_key(cfg: TrialConfig, data: Dataset) -> tuple[Any, ...]:
+    """What fixes a built model's graph and first weights: a later trial that matches it trains
+    the kept model (``configure`` sets the rest), bit for bit as a fresh build would."""
+    return (
+        backend.NAME, cfg.backbone, cfg.image_size, cfg.head_width, data.n_classes,
+        cfg.precision, cfg.jit_compile, cfg.weights, cfg.weights_dir, cfg.pretrained,
+        cfg.unfreeze_depth if cfg.pretrained else -1, cfg.seed,
+        data.images.shape[1:], data.images.dtype.str,
+    )  # fmt: skip
+
+
+def forget_models() -> None:
+    """Drop every kept model (tests; a worker keeps them until it exits)."""
+    _KEPT.clear()
+
+
+def configure(built: BuiltModel, cfg: TrialConfig, steps_per_epoch: int) -> None:
+    """Set what ``build_model`` bakes into layers but a kept model may change between trials:
+    dropout rates, the head's L2 and (from scratch) BatchNorm momentum. Each trial traces its
+    own training step, which reads them."""
+    for layer in built.head_layers:
+        if isinstance(layer, keras.layers.Dropout):
+            layer.rate = cfg.dropout
+        elif isinstance(layer, keras.layers.Dense):
+            regularizer = keras.regularizers.L2(cfg.l2) if cfg.l2 > 0 else None
+            layer.kernel_regularizer = regularizer
+            layer.kernel.regularizer = regularizer
+    if not cfg.pretrained:
+        momentum = bn_momentum(cfg, steps_per_epoch)
+        for layer in built.backbone.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = momentum
+
+
 def refresh_batches(steps_per_epoch: int) -> int:
     """Batches BatchNormRefresh averages: 16, but never more than a quarter of an epoch's (at
     least 4): on small folds 16 forward batches cost almost half an epoch of training."""
@@ -117,8 +168,14 @@ class BatchNormRefresh:
     CHUNK = 256  # images per statistics pass at most (the validation batch)
 
     def __init__(
-        self, built: BuiltModel, cfg: TrialConfig, steps_per_epoch: int, images: np.ndarray
+        self,
+        built: BuiltModel,
+        cfg: TrialConfig,
+        steps_per_epoch: int,
+        images: np.ndarray,
+        kept: _Kept | None = None,
     ) -> None:
+        self.kept = kept if kept is not None else _Kept(built, [])
         self.layers = [
             layer
             for layer in built.model._flatten_layers()
@@ -132,20 +189,20 @@ class BatchNormRefresh:
         self.images = images
         self.built = built
         self.size = cfg.image_size
-        self.forward: Callable[[np.ndarray], None] | None = None  # built on first use
 
     def __call__(self, index: np.ndarray, seed: tuple[int, int]) -> None:
         """Re-estimate from clean images of ``images[index]``, shuffled by ``seed``."""
         if not self.layers:
             return
-        if self.forward is None:
-            self.forward = steps.statistics_pass(
+        if self.kept.statistics is None:  # made on first use, kept with the model
+            self.kept.statistics = steps.statistics_pass(
                 self.built.model,
                 self.layers,
                 self.size,
                 self.images.shape[1:],
                 self.images.dtype.name,
             )
+        forward = self.kept.statistics
         means: list[list[np.ndarray]] = [[] for _ in self.layers]
         variances: list[list[np.ndarray]] = [[] for _ in self.layers]
         counts: list[int] = []
@@ -154,7 +211,7 @@ class BatchNormRefresh:
         for x in chunks:
             x = x[:left]  # the last chunk holds the rest
             left -= len(x)
-            self.forward(x)
+            forward(x)
             counts.append(len(x))
             for i, layer in enumerate(self.layers):
                 means[i].append(keras.ops.convert_to_numpy(layer.moving_mean))
@@ -267,22 +324,53 @@ class ModelRun:
         data: Dataset,
         steps_per_epoch: int,
         timings: dict[str, float] | None = None,
+        *,
+        reuse: bool = False,
     ) -> None:
         self.cfg, self.data = cfg, data
         self.timings = timings if timings is not None else {}
         for part in ("build", "pipeline", "train_steps"):
             self.timings.setdefault(part, 0.0)
         start = time.perf_counter()
-        self.built = build_model(cfg, data.n_classes, steps_per_epoch=steps_per_epoch)
+        key = architecture_key(cfg, data) if reuse else None
+        kept = _KEPT.pop(key, None) if key is not None else None
+        backend.free_memory(keep_compiled=bool(_KEPT))
+        keras.mixed_precision.set_dtype_policy(cfg.precision)
+        backend.set_seed(cfg.seed)
+        if kept is None:
+            built = build_model(cfg, data.n_classes, steps_per_epoch=steps_per_epoch)
+            kept = _Kept(built, snapshot(built.model.variables))
+        else:
+            restore(kept.built.model.variables, kept.initial)  # as a fresh build leaves them
+            configure(kept.built, cfg, steps_per_epoch)
+        if key is not None:
+            _KEPT[key] = kept  # the most recent last
+            while len(_KEPT) > MAX_KEPT:
+                _KEPT.pop(next(iter(_KEPT)))
+        self.kept, self.built = kept, kept.built
         self.initial = snapshot(self.built.model.weights)  # what every run starts from
         self.phases = make_phases(self.built, cfg)
-        self.refresh = BatchNormRefresh(self.built, cfg, steps_per_epoch, data.images)
-        built = time.perf_counter()
-        self.timings["build"] += built - start
+        self.refresh = BatchNormRefresh(self.built, cfg, steps_per_epoch, data.images, kept)
+        built_at = time.perf_counter()
+        self.timings["build"] += built_at - start
         self._batches: dict[tuple[str, int], TrainBatches] = {}
         self._smaller: dict[tuple[str, int], Callable[..., Any]] = {}
         self.batches(cfg.augment, cfg.image_size)
-        self.timings["pipeline"] += time.perf_counter() - built
+        self.timings["pipeline"] += time.perf_counter() - built_at
+
+    @property
+    def predict(self) -> Callable[[np.ndarray], Any]:
+        """Raw images -> class probabilities in inference mode (made once per kept model)."""
+        if self.kept.predict is None:
+            images = self.data.images
+            self.kept.predict = steps.forward(
+                self.built.model,
+                self.cfg.image_size,
+                images.shape[1:],
+                images.dtype.name,
+                jit=self.cfg.jit_compile,
+            )
+        return self.kept.predict
 
     def start(self, labels: np.ndarray) -> np.ndarray:
         """Back to the initial weights and fresh optimizers; the class weights of a run on

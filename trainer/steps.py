@@ -291,10 +291,11 @@ def statistics_pass(
     raw_dtype: str,
 ) -> Callable[[np.ndarray], None]:
     """``fn(raw batch)``: a training-mode forward pass after which every layer in ``layers`` holds
-    exactly that batch's mean and variance as its moving statistics (momentum 0)."""
-    saved = [layer.momentum for layer in layers]
+    exactly that batch's mean and variance as its moving statistics (momentum 0). It serves
+    later trials of the same model too, whatever momentum they set."""
 
     def momentum_zero(fn: Callable[[], Any]) -> Any:
+        saved = [layer.momentum for layer in layers]  # the run's, read at each call
         for layer in layers:
             layer.momentum = 0.0
         try:

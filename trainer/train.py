@@ -18,7 +18,6 @@ import keras
 import numpy as np
 
 from trainer.backend import check as check_backend
-from trainer.backend import free_memory, set_seed
 from trainer.batches import image_batches
 from trainer.config import MONITORS, Decision, TrialConfig
 from trainer.errors import InvalidConfig
@@ -41,7 +40,6 @@ from trainer.records import (
     ReportFn,
     TrialResult,
 )
-from trainer.steps import forward
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +102,6 @@ def train_trial(
     results: list[FoldResult] = [done[i] for i in sorted(done)]
     if all(i in done for i in range(len(folds))):
         return TrialResult(tuple(results), len(folds), stopped=False, seconds=0.0)
-    free_memory()
-    keras.mixed_precision.set_dtype_policy(config.precision)
-    set_seed(config.seed)
     # Seconds: model build, tracing the input pipeline, training steps (tracing included),
     # precise-BN refresh, validation, and the whole call ("trial"); the rest of "trial" is
     # per-fold set-up and bookkeeping (weight copies, callbacks).
@@ -149,17 +144,13 @@ def _set_up(
     timings: dict[str, float],
     hooks: TrainHooks | None,
 ) -> _TrialRun:
-    """Set up the ``ModelRun`` and the prediction function once for every fold (timed into
+    """Set up the ``ModelRun`` (a model this worker kept from an earlier trial of the same
+    architecture when there is one) and its prediction function once for every fold (timed into
     ``timings``)."""
-    model_run = ModelRun(config, data, max(1, len(folds[0].train) // config.batch_size), timings)
+    steps = max(1, len(folds[0].train) // config.batch_size)
+    model_run = ModelRun(config, data, steps, timings, reuse=True)
     start = time.perf_counter()
-    predict = forward(
-        model_run.built.model,
-        config.image_size,
-        data.images.shape[1:],
-        data.images.dtype.name,
-        jit=config.jit_compile,
-    )
+    predict = model_run.predict
     timings["build"] += time.perf_counter() - start
     return _TrialRun(config, data, model_run, predict, report, monitor, timings, hooks)
 

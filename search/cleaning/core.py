@@ -46,7 +46,12 @@ def clean(ds: Dataset, options: CleanOptions | None = None) -> CleanResult:
         return value
 
     log.info("cleaning %d images: looking for exact duplicates", len(ds))
-    timed("exact", lambda: [_resolve(ds, g, "exact", {}, removed) for g in exact_groups(ds.images)])
+
+    def exact() -> None:
+        for group in exact_groups(ds.images):
+            _resolve(ds, group, "exact", {}, removed)
+
+    timed("exact", exact)
     near_used = timed("near", lambda: _near_step(ds, options, removed))
     scores = timed("outliers", lambda: _outlier_step(ds, options, removed))
     flags, model_note = timed("mislabels", lambda: _mislabel_step(ds, options, removed))

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 QUERY = "index,name,memory.total,compute_cap"
 
@@ -122,6 +123,21 @@ def worker_envs(
                 env["SEARCH_GPU_MEMORY_FRACTION"] = f"{min(cap / card.memory_mb, 0.95):.3f}"
         envs.append(env)
     return envs
+
+
+def compile_cache_env(artifact_dir: str) -> dict[str, str]:
+    """Environment that lets a study's workers share compiled programs on disk, under
+    ``<artifacts>/compile_cache``: JAX's persistent compilation cache (every compilation, however
+    short) and TensorFlow's XLA cache (used when --xla is on). A later worker, or a resumed
+    run, loads what an earlier one compiled instead of compiling it again."""
+    root = Path(artifact_dir) / "compile_cache"
+    flags = os.environ.get("TF_XLA_FLAGS", "")
+    return {
+        "JAX_COMPILATION_CACHE_DIR": str(root / "jax"),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+        "TF_XLA_FLAGS": f"{flags} --tf_xla_persistent_cache_directory={root / 'xla'}".strip(),
+    }
 
 
 def auto_precision(gpus: list[Gpu]) -> str:

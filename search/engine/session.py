@@ -28,6 +28,7 @@ from search.engine.devices import (
     DeviceError,
     auto_precision,
     check_backend,
+    compile_cache_env,
     discover,
     select,
     worker_envs,
@@ -305,7 +306,7 @@ def search(request: RunRequest, checked: Checked, opened: Opened) -> Searched:
             search_left=clock.search_left if clock else None,
         ),
         data_path=opened.data_path,
-        worker_envs=checked.envs,
+        worker_envs=[env | compile_cache_env(opened.artifact_dir) for env in checked.envs],
         pruner=checked.pruner,
         class_names=list(checked.plan.class_names),
         progress=Progress(

@@ -95,3 +95,32 @@ def test_cli_refuses_gpus_that_are_not_there(tmp_path) -> None:
         CUDA_VISIBLE_DEVICES="",
     )
     assert out.returncode == 2 and "GPU 3 not visible" in out.stderr
+
+
+@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
+def test_workers_share_compiled_programs_on_disk(tmp_path, backend) -> None:
+    """The environment every worker gets makes JAX (every jit) and TensorFlow's XLA (jit_compile)
+    write their compiled programs under <artifacts>/compile_cache, for the study's other workers
+    and later runs."""
+    import os
+    import sys
+
+    from search.engine.devices import compile_cache_env
+
+    env = compile_cache_env(str(tmp_path))
+    folder = tmp_path / "compile_cache" / ("jax" if backend == "jax" else "xla")
+    assert env["JAX_COMPILATION_CACHE_DIR"].startswith(str(tmp_path))
+    code = {
+        "jax": "import jax, jax.numpy as jnp; jax.jit(lambda x: x * 2 + 1)(jnp.ones(3))",
+        "tensorflow": "import tensorflow as tf; "
+        "tf.function(lambda x: x * 2 + 1, jit_compile=True)(tf.ones(3))",
+    }[backend]
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, **env, "CUDA_VISIBLE_DEVICES": "-1", "TF_CPP_MIN_LOG_LEVEL": "3"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert folder.is_dir() and any(folder.iterdir())

@@ -253,6 +253,16 @@ def _policy(p: argparse.ArgumentParser) -> None:
         help="tpe (default, multivariate), random, gp (needs torch)",
     )
     p.add_argument(
+        "--warm-start",
+        action="append",
+        default=None,
+        metavar="STUDY|STUDY@URL",
+        help="start a new study from the best configurations of an earlier one (in --storage, "
+        "or in the database at URL; repeatable): its best 3 complete trials, fitted to this "
+        "space, are queued first and trained on this study's data like any trial, so the "
+        "earlier best is trial 0. Applies when the study is created; ignored on resume",
+    )
+    p.add_argument(
         "--weights",
         default=None,
         metavar="imagenet|none|PATH|DIR",

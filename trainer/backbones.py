@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import keras
 
@@ -170,8 +171,39 @@ def bn_momentum(cfg: TrialConfig, steps_per_epoch: int) -> float:
     return cfg.bn_momentum if cfg.bn_momentum is not None else auto_bn_momentum(steps_per_epoch)
 
 
-def build_model(cfg: TrialConfig, n_classes: int, *, steps_per_epoch: int) -> BuiltModel:
-    """Backbone + pooled head (dropout, optional hidden layer with L2, float32 softmax)."""
+class RateDropout(keras.layers.Layer):
+    """Inverted dropout whose rate is a variable, so one traced training step serves any rate
+    (a kept model's later trials; ``keras.layers.Dropout`` bakes its rate into the graph)."""
+
+    def __init__(self, rate: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.first_rate = float(rate)
+        self.seed_generator = keras.random.SeedGenerator()
+
+    def build(self, input_shape: Any) -> None:
+        self.rate = self.add_weight(
+            shape=(),
+            initializer=keras.initializers.Constant(self.first_rate),
+            trainable=False,
+            dtype="float32",
+            name="rate",
+        )
+
+    def call(self, inputs: Any, training: bool = False) -> Any:
+        if not training:
+            return inputs
+        keep = keras.ops.cast(1.0 - self.rate, inputs.dtype)
+        draw = keras.random.uniform(keras.ops.shape(inputs), seed=self.seed_generator)
+        return keras.ops.where(keras.ops.cast(draw, inputs.dtype) < keep, inputs / keep, 0.0)
+
+
+def build_model(
+    cfg: TrialConfig, n_classes: int, *, steps_per_epoch: int, knobs: bool = False
+) -> BuiltModel:
+    """Backbone + pooled head (dropout, optional hidden layer with L2, float32 softmax).
+
+    ``knobs``: the head's dropout is a ``RateDropout`` and its L2 is left to the training step
+    (``trainer.steps.Knobs``), so a kept model's step is traced once for any dropout and L2."""
     info = cfg.info
     backbone = _construct(info, cfg)
     if not cfg.pretrained:
@@ -179,14 +211,15 @@ def build_model(cfg: TrialConfig, n_classes: int, *, steps_per_epoch: int) -> Bu
         for layer in backbone.layers:
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.momentum = momentum
-    regularizer = keras.regularizers.L2(cfg.l2) if cfg.l2 > 0 else None
-    head: list[keras.layers.Layer] = [keras.layers.Dropout(cfg.dropout, name="head_dropout")]
+    regularizer = keras.regularizers.L2(cfg.l2) if cfg.l2 > 0 and not knobs else None
+    dropout = RateDropout if knobs else keras.layers.Dropout
+    head: list[keras.layers.Layer] = [dropout(cfg.dropout, name="head_dropout")]
     if cfg.head_width > 0:
         head += [
             keras.layers.Dense(
                 cfg.head_width, activation="relu", kernel_regularizer=regularizer, name="head_dense"
             ),
-            keras.layers.Dropout(cfg.dropout, name="head_dropout2"),
+            dropout(cfg.dropout, name="head_dropout2"),
         ]
     head.append(
         keras.layers.Dense(
@@ -227,6 +260,11 @@ def at_size(built: BuiltModel, size: int) -> keras.Model:
                     graph.input_spec = keras.InputSpec(ndim=4, axes={-1: shape[-1]})
     inputs = keras.Input((size, size, 3), name="image")
     return keras.Model(inputs, built.model(inputs), name=f"{built.model.name}_{size}px")
+
+
+def head_kernels(built: BuiltModel) -> list[keras.Variable]:
+    """The head's dense kernels: what its L2 penalises."""
+    return [layer.kernel for layer in built.head_layers if isinstance(layer, keras.layers.Dense)]
 
 
 def head_variables(built: BuiltModel) -> list[keras.Variable]:

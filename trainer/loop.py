@@ -20,19 +20,27 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import keras
 import numpy as np
 
 from trainer import backend, steps
-from trainer.backbones import BuiltModel, at_size, bn_momentum, build_model, head_variables
+from trainer.backbones import (
+    BuiltModel,
+    RateDropout,
+    at_size,
+    bn_momentum,
+    build_model,
+    head_kernels,
+    head_variables,
+)
 from trainer.batches import TrainBatches, image_batches
 from trainer.config import TrialConfig
 from trainer.errors import InvalidConfig, NonFiniteLoss, OutOfMemory
 from trainer.metrics import class_weights
-from trainer.optimizers import make_optimizer, reset_optimizer
+from trainer.optimizers import DECOUPLED, decay_variable, make_optimizer, reset_optimizer
 from trainer.records import Dataset
 
 log = logging.getLogger(__name__)
@@ -95,6 +103,7 @@ def train_epoch(
 
 
 MAX_KEPT = 4  # models a worker keeps for later trials of the same architecture
+MAX_KEPT_PHASES = 2  # optimizer set-ups (with their traced steps) kept per model
 
 
 @dataclass
@@ -104,8 +113,25 @@ class _Kept:
 
     built: BuiltModel
     initial: list[Any]
+    knobs: steps.Knobs | None = None  # what its phases' steps read at run time
+    phases: dict[tuple[Any, ...], dict[str, Phase]] = field(default_factory=dict)  # by phase_key
     predict: Callable[[np.ndarray], Any] | None = None
     statistics: Callable[[np.ndarray], None] | None = None
+
+    def phases_for(self, cfg: TrialConfig, steps_per_epoch: int) -> dict[str, Phase]:
+        """The phases of ``cfg``: kept ones retuned to its rates and decay, else new ones (the
+        two most recent kept: each holds an optimizer's slots)."""
+        key = phase_key(cfg, steps_per_epoch)
+        phases = self.phases.pop(key, None)
+        if phases is None:
+            phases = make_phases(self.built, cfg, self.knobs)
+        else:
+            for name, rate in phase_rates(cfg).items():
+                phases[name].retune(rate, cfg.weight_decay)
+        self.phases[key] = phases
+        while len(self.phases) > MAX_KEPT_PHASES:
+            self.phases.pop(next(iter(self.phases)))
+        return phases
 
 
 _KEPT: dict[tuple[Any, ...], _Kept] = {}  # by architecture_key, least recently used first
@@ -127,17 +153,16 @@ def forget_models() -> None:
     _KEPT.clear()
 
 
-def configure(built: BuiltModel, cfg: TrialConfig, steps_per_epoch: int) -> None:
-    """Set what ``build_model`` bakes into layers but a kept model may change between trials:
-    dropout rates, the head's L2 and (from scratch) BatchNorm momentum. Each trial traces its
-    own training step, which reads them."""
+def configure(kept: _Kept, cfg: TrialConfig, steps_per_epoch: int) -> None:
+    """Set what a kept model may change between trials: dropout rates, label smoothing and the
+    head's L2 (run-time values its steps read) and, from scratch, BatchNorm momentum (part of
+    ``phase_key``: steps traced with another momentum are not reused)."""
+    built = kept.built
     for layer in built.head_layers:
-        if isinstance(layer, keras.layers.Dropout):
-            layer.rate = cfg.dropout
-        elif isinstance(layer, keras.layers.Dense):
-            regularizer = keras.regularizers.L2(cfg.l2) if cfg.l2 > 0 else None
-            layer.kernel_regularizer = regularizer
-            layer.kernel.regularizer = regularizer
+        if isinstance(layer, RateDropout):
+            layer.rate.assign(cfg.dropout)
+    if kept.knobs is not None:
+        kept.knobs.set(cfg.label_smoothing, cfg.l2)
     if not cfg.pretrained:
         momentum = bn_momentum(cfg, steps_per_epoch)
         for layer in built.backbone.layers:
@@ -229,9 +254,19 @@ class BatchNormRefresh:
 
 
 class Phase:
-    """One optimizer over one variable list, with its compiled training step."""
+    """One optimizer over one variable list, with its compiled training step. With ``knobs`` the
+    step reads label smoothing, L2 and weight decay at run time (``retune`` sets them), so a kept
+    model's later trials reuse it."""
 
-    def __init__(self, name: str, built: BuiltModel, cfg: TrialConfig, variables, lr: float):
+    def __init__(
+        self,
+        name: str,
+        built: BuiltModel,
+        cfg: TrialConfig,
+        variables,
+        lr: float,
+        knobs: steps.Knobs | None = None,
+    ):
         self.name = name
         self.base_lr = lr
         self.variables = list(variables)
@@ -240,6 +275,11 @@ class Phase:
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         self.optimizer = optimizer
         self.optimizer.build(self.variables)
+        self.decay = (
+            decay_variable(optimizer, cfg.weight_decay)
+            if knobs is not None and cfg.optimizer in DECOUPLED
+            else None
+        )
         self.step = steps.train_step(
             built.model,
             self.variables,
@@ -248,7 +288,14 @@ class Phase:
             size=cfg.image_size,
             n_classes=built.model.output_shape[-1],
             jit=cfg.jit_compile,
+            knobs=knobs,
         )
+
+    def retune(self, lr: float, weight_decay: float) -> None:
+        """A later trial's base rate and weight decay (a kept phase)."""
+        self.base_lr = lr
+        if self.decay is not None:
+            self.decay.assign(weight_decay)
 
     def reset(self) -> None:
         reset_optimizer(self.optimizer)
@@ -277,27 +324,37 @@ def restore(variables: Sequence[keras.Variable], values: Sequence[Any]) -> None:
             variable.assign(value)
 
 
-def make_phases(built: BuiltModel, cfg: TrialConfig) -> dict[str, Phase]:
-    """'train' always; 'warmup' (head only, full lr) when a pretrained backbone is unfrozen."""
-    if not cfg.pretrained:
-        return {
-            "train": Phase("train", built, cfg, built.model.trainable_variables, cfg.learning_rate)
-        }
-    head = head_variables(built)
-    if cfg.unfreeze_depth == 0:
-        return {"train": Phase("train", built, cfg, head, cfg.learning_rate)}
-    phases = {
-        "train": Phase(
-            "train",
-            built,
-            cfg,
-            built.model.trainable_variables,
-            cfg.learning_rate * cfg.finetune_lr_scale,
-        )
-    }
+def phase_rates(cfg: TrialConfig) -> dict[str, float]:
+    """Each phase's base learning rate: 'train' always; 'warmup' (head only, full rate) when a
+    pretrained backbone is unfrozen after it, 'train' then at ``finetune_lr_scale``."""
+    if not cfg.pretrained or cfg.unfreeze_depth == 0:
+        return {"train": cfg.learning_rate}
+    rates = {"train": cfg.learning_rate * cfg.finetune_lr_scale}
     if cfg.warmup_epochs > 0:
-        phases["warmup"] = Phase("warmup", built, cfg, head, cfg.learning_rate)
+        rates["warmup"] = cfg.learning_rate
+    return rates
+
+
+def make_phases(
+    built: BuiltModel, cfg: TrialConfig, knobs: steps.Knobs | None = None
+) -> dict[str, Phase]:
+    """The phases of ``phase_rates``: 'train' over every trainable variable (the head alone
+    when a pretrained backbone stays frozen), 'warmup' over the head."""
+    rates = phase_rates(cfg)
+    head = head_variables(built)
+    frozen = cfg.pretrained and cfg.unfreeze_depth == 0
+    every = head if frozen else built.model.trainable_variables
+    phases = {"train": Phase("train", built, cfg, every, rates["train"], knobs)}
+    if "warmup" in rates:
+        phases["warmup"] = Phase("warmup", built, cfg, head, rates["warmup"], knobs)
     return phases
+
+
+def phase_key(cfg: TrialConfig, steps_per_epoch: int) -> tuple[Any, ...]:
+    """What a kept model's phases bake into their traced steps: the optimizer, the phases, and
+    (from scratch) the BatchNorm momentum. A later trial that matches trains with them."""
+    momentum = -1.0 if cfg.pretrained else bn_momentum(cfg, steps_per_epoch)
+    return (cfg.optimizer, tuple(phase_rates(cfg)), momentum)
 
 
 @dataclass(frozen=True)
@@ -338,18 +395,21 @@ class ModelRun:
         keras.mixed_precision.set_dtype_policy(cfg.precision)
         backend.set_seed(cfg.seed)
         if kept is None:
-            built = build_model(cfg, data.n_classes, steps_per_epoch=steps_per_epoch)
+            built = build_model(cfg, data.n_classes, steps_per_epoch=steps_per_epoch, knobs=reuse)
             kept = _Kept(built, snapshot(built.model.variables))
+            kept.knobs = steps.Knobs(head_kernels(built)) if reuse else None
         else:
             restore(kept.built.model.variables, kept.initial)  # as a fresh build leaves them
-            configure(kept.built, cfg, steps_per_epoch)
+        configure(kept, cfg, steps_per_epoch)
         if key is not None:
             _KEPT[key] = kept  # the most recent last
             while len(_KEPT) > MAX_KEPT:
                 _KEPT.pop(next(iter(_KEPT)))
         self.kept, self.built = kept, kept.built
         self.initial = snapshot(self.built.model.weights)  # what every run starts from
-        self.phases = make_phases(self.built, cfg)
+        self.phases = (
+            kept.phases_for(cfg, steps_per_epoch) if reuse else make_phases(kept.built, cfg)
+        )
         self.refresh = BatchNormRefresh(self.built, cfg, steps_per_epoch, data.images, kept)
         built_at = time.perf_counter()
         self.timings["build"] += built_at - start

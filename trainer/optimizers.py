@@ -275,6 +275,23 @@ def make_optimizer(
         raise InvalidConfig(f"optimizer={name!r}: {exc}") from exc
 
 
+DECOUPLED = (
+    "adamw",
+    "lion",
+    "ranger",
+)  # the optimizers the configuration's weight decay applies to
+
+
+def decay_variable(optimizer: keras.optimizers.Optimizer, value: float) -> keras.Variable:
+    """Turn a built optimizer's decoupled weight decay into a variable (set to ``value``) that its
+    update reads at run time, so one traced step serves any decay (0 decays nothing)."""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    variable = inner.add_variable(shape=(), initializer="zeros", dtype="float32", name="decay")
+    variable.assign(value)
+    inner.weight_decay = variable
+    return variable
+
+
 def reset_optimizer(
     optimizer: keras.optimizers.Optimizer, *, learning_rate: float | None = None
 ) -> None:
@@ -294,7 +311,8 @@ def reset_optimizer(
         if optimizer.built:
             restore[id(optimizer.dynamic_scale)] = float(optimizer.initial_scale)
     lr = inner.learning_rate  # the variable itself, unless it is a schedule or a callable
-    keep = {id(lr)} if isinstance(lr, keras.Variable) else set()
+    # Neither the rate nor a run-time weight decay (``decay_variable``) is state to zero.
+    keep = {id(v) for v in (lr, inner.weight_decay) if isinstance(v, keras.Variable)}
     for variable in optimizer.variables:
         if id(variable) in keep:
             continue

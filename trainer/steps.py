@@ -28,9 +28,42 @@ log = logging.getLogger(__name__)
 Step = Callable[[Any, Any, Any], Any]
 
 
+class Knobs:
+    """Hyperparameters a kept model's training steps read at run time, not at tracing: label
+    smoothing and the head's L2 (dropout is ``RateDropout``'s variable, weight decay the
+    optimizer's). ``values`` hands them to JAX's jitted step, which reads no variable itself."""
+
+    def __init__(self, kernels: Sequence[keras.Variable]) -> None:
+        self.kernels = list(kernels)
+        self.smoothing = keras.Variable(0.0, trainable=False, dtype="float32", name="smoothing")
+        self.l2 = keras.Variable(0.0, trainable=False, dtype="float32", name="l2")
+
+    def set(self, smoothing: float, l2: float) -> None:
+        self.smoothing.assign(smoothing)
+        self.l2.assign(l2)
+
+    def values(self) -> list[Any]:
+        return [self.smoothing.value, self.l2.value]
+
+
 def _loss(model: keras.Model, probs: Any, onehot: Any, sample_w: Any, smoothing: float, losses):
     per_example = keras.losses.categorical_crossentropy(onehot, probs, label_smoothing=smoothing)
     loss = keras.ops.mean(per_example * sample_w)
+    for extra in losses:
+        loss = loss + keras.ops.cast(extra, "float32")
+    return loss
+
+
+def _knob_loss(probs: Any, onehot: Any, sample_w: Any, smoothing: Any, l2: Any, kernels, losses):
+    """``_loss`` with label smoothing and the head's L2 as tensors (Keras' own formulas)."""
+    onehot = keras.ops.cast(onehot, probs.dtype)
+    n = keras.ops.cast(keras.ops.shape(onehot)[-1], probs.dtype)
+    smoothing = keras.ops.cast(smoothing, probs.dtype)
+    target = onehot * (1.0 - smoothing) + smoothing / n
+    per_example = keras.losses.categorical_crossentropy(target, probs)
+    loss = keras.ops.mean(per_example * sample_w)
+    for kernel in kernels:
+        loss = loss + keras.ops.cast(l2 * keras.ops.sum(keras.ops.square(kernel)), "float32")
     for extra in losses:
         loss = loss + keras.ops.cast(extra, "float32")
     return loss
@@ -45,19 +78,30 @@ def train_step(
     size: int,
     n_classes: int,
     jit: bool,
+    knobs: Knobs | None = None,
 ) -> Step:
-    """The training step on the current backend (see the module docstring)."""
+    """The training step on the current backend (see the module docstring); with ``knobs``,
+    label smoothing and the head's L2 are read from them at every step (``smoothing`` unused)."""
     if backend.NAME == "jax":
-        return _jax_step(model, variables, optimizer, smoothing)
+        return _jax_step(model, variables, optimizer, smoothing, knobs)
     if backend.NAME == "torch":
-        return _torch_step(model, variables, optimizer, smoothing)
-    return _TfStep(model, variables, optimizer, smoothing, size, n_classes, jit)
+        return _torch_step(model, variables, optimizer, smoothing, knobs)
+    return _TfStep(model, variables, optimizer, smoothing, size, n_classes, jit, knobs)
+
+
+def _step_loss(model, probs, onehot, sample_w, smoothing, losses, knobs, kernels=None):
+    """The loss a step minimises: with ``knobs`` (``kernels``: their values, where the backend
+    passes values) or with the traced-in smoothing and the model's own L2 losses."""
+    if knobs is None:
+        return _loss(model, probs, onehot, sample_w, smoothing, losses)
+    kernels = knobs.kernels if kernels is None else kernels
+    return _knob_loss(probs, onehot, sample_w, knobs.smoothing, knobs.l2, kernels, losses)
 
 
 class _TfStep:
     """A ``tf.function`` step; an XLA step that fails to compile falls back to graph mode."""
 
-    def __init__(self, model, variables, optimizer, smoothing, size, n_classes, jit) -> None:
+    def __init__(self, model, variables, optimizer, smoothing, size, n_classes, jit, knobs) -> None:
         import tensorflow as tf
 
         self.tf = tf
@@ -70,7 +114,7 @@ class _TfStep:
         def step(images, onehot, sample_w):
             with tf.GradientTape() as tape:
                 probs = model(images, training=True)
-                loss = _loss(model, probs, onehot, sample_w, smoothing, model.losses)
+                loss = _step_loss(model, probs, onehot, sample_w, smoothing, model.losses, knobs)
                 scaled = optimizer.scale_loss(loss) if scale else loss
             grads = tape.gradient(scaled, variables)
             if self.fused is not None:
@@ -135,7 +179,8 @@ def fused_adam(optimizer: keras.optimizers.Optimizer) -> Callable[[Any, Any], No
         return None
     import tensorflow as tf
 
-    decay = optimizer.weight_decay
+    decay = optimizer.weight_decay  # a float, or a variable read at each step (a kept model's)
+    decayed = isinstance(decay, keras.Variable) or bool(decay)
 
     def apply(grads, variables) -> None:
         lr = tf.cast(optimizer.learning_rate, tf.float32)
@@ -147,7 +192,7 @@ def fused_adam(optimizer: keras.optimizers.Optimizer) -> Callable[[Any, Any], No
                 continue
             value = variable.value  # the tf.Variable
             dtype = value.dtype
-            if decay and optimizer._use_weight_decay(variable):
+            if decayed and optimizer._use_weight_decay(variable):
                 value.assign_sub(value * tf.cast(decay * lr, dtype))
             index = optimizer._get_variable_index(variable)
             tf.raw_ops.ResourceApplyAdam(
@@ -169,7 +214,7 @@ def fused_adam(optimizer: keras.optimizers.Optimizer) -> Callable[[Any, Any], No
     return apply
 
 
-def _jax_step(model, variables, optimizer, smoothing) -> Step:
+def _jax_step(model, variables, optimizer, smoothing, knobs) -> Step:
     import jax
 
     trainable = list(model.trainable_variables)
@@ -181,8 +226,11 @@ def _jax_step(model, variables, optimizer, smoothing) -> Step:
     non_trainable = list(model.non_trainable_variables)
     opt_vars = list(optimizer.variables)
     scale = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+    kernel_index = [
+        next(i for i, v in enumerate(trainable) if v is k) for k in (knobs.kernels if knobs else [])
+    ]
 
-    def compute(phase_values, other_values, nt_values, opt_values, x, y, w):
+    def compute(phase_values, other_values, nt_values, opt_values, knob_values, x, y, w):
         values: list[Any] = [None] * len(trainable)
         for i, v in zip(mine, phase_values, strict=True):
             values[i] = v
@@ -191,7 +239,11 @@ def _jax_step(model, variables, optimizer, smoothing) -> Step:
         probs, nt_new, losses = model.stateless_call(
             values, nt_values, x, training=True, return_losses=True
         )
-        loss = _loss(model, probs, y, w, smoothing, losses)
+        if knobs is None:
+            loss = _loss(model, probs, y, w, smoothing, losses)
+        else:
+            kernels = [values[i] for i in kernel_index]
+            loss = _knob_loss(probs, y, w, *knob_values, kernels, losses)
         scaled = loss
         if scale:
             with keras.StatelessScope(state_mapping=list(zip(opt_vars, opt_values, strict=True))):
@@ -201,9 +253,9 @@ def _jax_step(model, variables, optimizer, smoothing) -> Step:
     grad = jax.value_and_grad(compute, has_aux=True)
 
     @jax.jit
-    def step(phase_values, other_values, nt_values, opt_values, x, y, w):
+    def step(phase_values, other_values, nt_values, opt_values, knob_values, x, y, w):
         (_, (loss, nt_new)), grads = grad(
-            phase_values, other_values, nt_values, opt_values, x, y, w
+            phase_values, other_values, nt_values, opt_values, knob_values, x, y, w
         )
         new_values, new_opt = optimizer.stateless_apply(opt_values, grads, phase_values)
         return loss, new_values, nt_new, new_opt
@@ -214,6 +266,7 @@ def _jax_step(model, variables, optimizer, smoothing) -> Step:
             [v.value for v in other_vars],
             [v.value for v in non_trainable],
             [v.value for v in opt_vars],
+            knobs.values() if knobs is not None else [],
             images,
             onehot,
             sample_w,
@@ -226,7 +279,7 @@ def _jax_step(model, variables, optimizer, smoothing) -> Step:
     return run
 
 
-def _torch_step(model, variables, optimizer, smoothing) -> Step:
+def _torch_step(model, variables, optimizer, smoothing, knobs) -> Step:
     import torch
 
     variables = list(variables)
@@ -235,7 +288,7 @@ def _torch_step(model, variables, optimizer, smoothing) -> Step:
     def run(images, onehot, sample_w):
         model.zero_grad(set_to_none=True)
         probs = model(images, training=True)
-        loss = _loss(model, probs, onehot, sample_w, smoothing, model.losses)
+        loss = _step_loss(model, probs, onehot, sample_w, smoothing, model.losses, knobs)
         scaled = optimizer.scale_loss(loss) if scale else loss
         scaled.backward()
         grads = [v.value.grad for v in variables]

@@ -35,6 +35,7 @@ class RunRequest:
     clean: bool = False
     pruner: str = "default"
     sampler: str = "tpe"
+    warm_start: tuple[str, ...] = ()  # earlier studies: NAME or NAME@URL
     trainer: str = "keras"
     # Workers and devices.
     workers: int | None = None
@@ -58,4 +59,6 @@ class RunRequest:
     def of(cls, values: Mapping[str, Any]) -> RunRequest:
         """The request from parsed flags (``vars(namespace)``); other keys are left out."""
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in names})
+        given = {k: v for k, v in values.items() if k in names}
+        given["warm_start"] = tuple(given.get("warm_start") or ())
+        return cls(**given)

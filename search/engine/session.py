@@ -38,7 +38,8 @@ from search.engine.plugins import BUILT_IN, resolve_trainer
 from search.engine.progress import UNCOUNTED, Progress
 from search.engine.request import RunRequest
 from search.engine.start_model import StartModel, is_export
-from search.engine.trials import STARTING_POINT, RunSettings
+from search.engine.trials import STARTING_POINT, WARM_START, RunSettings
+from search.engine.warm_start import WarmPoint, read_points
 from search.engine.weights import check_weights
 from search.engine.worker import write_worker_data
 from search.policy.budget import PRIOR_FINAL_SHARE
@@ -109,6 +110,7 @@ class Checked:
     folds: list[Any]
     cleaning: dict | None
     start: StartModel | None  # --weights DIR
+    warm: tuple[WarmPoint, ...]  # --warm-start: queued first when the study is created
     final: FinalSetup | None  # --budget
     n_trials: int
     gpus: list[Any]
@@ -143,6 +145,7 @@ def prepare(request: RunRequest, space: Space) -> Checked:
         space = start.narrow(space)
     check_weights(space, read.plan.weights, request.weights_dir, resuming=read.existing is not None)
     plan, data, folds = read.plan, read.data, read.folds
+    warm = _warm_points(request, space, read.existing, _start_settings(plan, request.seed, start))
     final = (
         final_setup(request, name, plan, data, folds, read.kept, plan.image_size_fixed)
         if request.budget
@@ -179,6 +182,7 @@ def prepare(request: RunRequest, space: Space) -> Checked:
         folds=folds,
         cleaning=read.cleaning,
         start=start,
+        warm=warm,
         final=final,
         n_trials=n_trials,
         gpus=gpus,
@@ -534,6 +538,42 @@ def _artifact_dir(request: RunRequest, made: _Created) -> str:
     return str(folder)
 
 
+def _start_settings(plan: StudyPlan, seed: int, start: StartModel | None) -> StudySettings:
+    """What the queued configurations are fitted to (the rest comes later, per run)."""
+    return StudySettings(
+        epochs=plan.epochs,
+        weights=plan.weights,
+        seed=seed,
+        image_size=plan.image_size,
+        start_backbone=start.backbone if start else "",
+    )
+
+
+def _warm_points(
+    request: RunRequest, space: Space, existing: optuna.Study | None, settings: StudySettings
+) -> tuple[WarmPoint, ...]:
+    """--warm-start's configurations, read and fitted now (before any write); none on resume."""
+    if not request.warm_start:
+        return ()
+    if existing is not None and existing.trials:
+        log.info(
+            "--warm-start ignored: study %r already has trials (it applies when a study is "
+            "created)",
+            existing.study_name,
+        )
+        return ()
+    points = read_points(request.warm_start, request.storage, space, settings)
+    for point in points:
+        changed = f" ({'; '.join(point.notes)})" if point.notes else ""
+        log.info(
+            "warm start: %s (%.4f there) queued to be re-scored here%s",
+            point.origin,
+            point.value,
+            changed,
+        )
+    return points
+
+
 def _open_study(storage: Any, checked: Checked, seed: int) -> optuna.Study:
     """The first writes. A new study that cannot be fully set up is deleted again."""
     name, existing, plan, start = checked.name, checked.existing, checked.plan, checked.start
@@ -557,14 +597,11 @@ def _open_study(storage: Any, checked: Checked, seed: int) -> optuna.Study:
             study.set_user_attr(key, value)
         study.set_user_attr("runs", 1)
         if not study.trials:
-            settings = StudySettings(
-                epochs=plan.epochs,
-                weights=plan.weights,
-                seed=seed,
-                image_size=plan.image_size,
-                start_backbone=start.backbone if start else "",
-            )
-            for params in space.starting_params(settings):
+            for point in checked.warm:  # the earlier studies' best first
+                study.enqueue_trial(
+                    point.params, user_attrs={WARM_START: point.origin}, skip_if_exists=True
+                )
+            for params in space.starting_params(_start_settings(plan, seed, start)):
                 study.enqueue_trial(params, user_attrs={STARTING_POINT: True}, skip_if_exists=True)
     except Exception:
         if existing is None:

@@ -28,6 +28,12 @@ from trainer.records import FoldResult, TrialResult
 log = logging.getLogger(__name__)
 # The user attribute of the space's starting configurations, queued when a study is created.
 STARTING_POINT = "starting_point"
+# The user attribute of a configuration --warm-start queued: the study#trial it came from.
+WARM_START = "warm_start"
+
+
+def _queued_first(trial: FrozenTrial | optuna.Trial) -> bool:
+    return bool(trial.user_attrs.get(STARTING_POINT) or trial.user_attrs.get(WARM_START))
 
 
 @dataclass(frozen=True)
@@ -215,13 +221,14 @@ def queued_left_out(
 def queued_twice(study: optuna.Study, trial: optuna.Trial) -> bool:
     """Whether ``trial`` is a starting configuration that an earlier trial already is: two
     coordinators that create a study at the same moment both queue the space's starting points
-    (each saw an empty study). The lowest number is kept, whoever looks."""
-    if not trial.user_attrs.get(STARTING_POINT):
+    (each saw an empty study), and the configurations of --warm-start. The lowest number is
+    kept, whoever looks."""
+    if not _queued_first(trial):
         return False
     fixed = enqueued_params(study_storage(study), trial_id(trial))
     return any(
         t.number < trial.number
-        and t.user_attrs.get(STARTING_POINT)
+        and _queued_first(t)
         and frozen_enqueued_params(t) == fixed
         for t in study.get_trials(deepcopy=False)
     )

@@ -227,8 +227,6 @@ def queued_twice(study: optuna.Study, trial: optuna.Trial) -> bool:
         return False
     fixed = enqueued_params(study_storage(study), trial_id(trial))
     return any(
-        t.number < trial.number
-        and _queued_first(t)
-        and frozen_enqueued_params(t) == fixed
+        t.number < trial.number and _queued_first(t) and frozen_enqueued_params(t) == fixed
         for t in study.get_trials(deepcopy=False)
     )

@@ -272,7 +272,7 @@ def check_cli(table: Table, table_path: Path, seed: int, n_trials: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         save_npz(table_data(table.setup), work / "data.npz")
-        cli = run_ours(table, table_path, seed, "default", n_trials, work)
+        cli = run_ours(table, table_path, seed, "default", n_trials, work)[0]
     fast = replay_study(table, bench_space(table), seed, "default", n_trials)
     same = (cli.fold_epochs, cli.reported, cli.true) == (fast.fold_epochs, fast.reported, fast.true)
     if not same:

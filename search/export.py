@@ -98,6 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="the Keras backend to train on (default: KERAS_BACKEND if set, else the one the "
         "trial ran on); the saved model.keras loads on every backend",
     )
+    p.add_argument(
+        "--format",
+        default="keras",
+        metavar="LIST",
+        help="files to write, comma-separated: keras (model.keras, always), onnx (model.onnx, "
+        "for ONNX Runtime: search.predict --runtime onnx needs no TensorFlow, JAX or PyTorch), "
+        "litert (model.tflite), savedmodel (saved_model/); the test-time views are inside every "
+        "file. onnx needs pip install 'bloodcell-search[export]'; litert, savedmodel and onnx "
+        "are written from the TensorFlow backend",
+    )
     p.add_argument("--force", action="store_true", help="replace an existing export in DIR")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and the summary")
     return p
@@ -228,6 +238,7 @@ def _plan(args: argparse.Namespace):
         raise UsageError(f"trial {trial.number} has no stored configuration ('config')")
     config = TrialConfig.from_dict(dict(trial.user_attrs["config"]))
     config = dataclasses.replace(config, backend=_use_backend(args.backend, config.backend))
+    formats = _formats(args.format)
     spec = args.data or str(attrs["data"])
     data: Dataset = load_dataset(spec, image_size=int(attrs["image_size"]))
     found = fingerprint(data)
@@ -253,8 +264,23 @@ def _plan(args: argparse.Namespace):
         image_size=int(attrs["image_size"]),
         views=views_chosen(args.tta, config.augment, config.symmetry),
         how=_how(args, done),
+        formats=formats,
     )
     return plan, config, data, decode_folds(str(attrs["fold_of"]))
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    """--format's files, checked against this backend and installation before any training."""
+    from search.cli import UsageError
+    from trainer.errors import InvalidConfig
+    from trainer.portable import check_formats, parse_formats
+
+    try:
+        formats = parse_formats(text)
+        check_formats(formats)
+    except InvalidConfig as exc:
+        raise UsageError(str(exc)) from None
+    return formats
 
 
 def main(argv: Sequence[str] | None = None) -> int:

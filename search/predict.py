@@ -123,6 +123,15 @@ def build_parser() -> argparse.ArgumentParser:
         "named <out stem>_confusion.png)",
     )
     _scoring_args(p)
+    p.add_argument(
+        "--runtime",
+        choices=("auto", "keras", "onnx"),
+        default="auto",
+        help="keras: model.keras through Keras; onnx: model.onnx (search.export --format onnx) "
+        "through ONNX Runtime, with no TensorFlow, JAX or PyTorch needed (no domain_score: "
+        "that reads the Keras model's features); auto (default): keras when a Keras backend "
+        "is installed, else onnx when the folder has model.onnx",
+    )
     p.add_argument("--batch-size", type=int, default=128, metavar="B", help="default 128")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and the summary")
     return p
@@ -232,7 +241,8 @@ class Opened:
     trust_said: bool  # a warning already said why there is none
     data: list[str]
     inputs: Any  # search.data.inputs.Inputs
-    model: Any  # keras.Model
+    model: Any  # keras.Model, or search.runtime.OnnxModel
+    runtime: str = "keras"
 
     @property
     def views(self) -> str:
@@ -294,21 +304,66 @@ def _open(args: argparse.Namespace) -> Opened:
     except DataError as exc:
         raise UsageError(str(exc)) from exc
     log.info("read %s from %s", counted(len(inputs.images), "image"), " ".join(data))
-    import keras
-
-    try:
-        model = keras.models.load_model(folder / "model.keras")
-    except Exception as exc:
-        raise UsageError(
-            f"cannot load {folder / 'model.keras'} ({type(exc).__name__}: {exc})"
-        ) from exc
+    runtime = _runtime(args.runtime, folder)
+    model = _load_model(folder, runtime)
     expected = (size, size, 3)
     if tuple(model.input_shape[1:]) != expected or model.output_shape[-1] != len(names):
         raise UsageError(
             f"{folder}: the model takes {model.input_shape[1:]} and gives {model.output_shape[-1]} "
             f"classes, but config.json/classes.json say {expected} and {len(names)}"
         )
-    return Opened(folder, config, names, trust, said, data, inputs, model)
+    return Opened(folder, config, names, trust, said, data, inputs, model, runtime)
+
+
+def _runtime(asked: str, folder: Path) -> str:
+    """--runtime, with auto resolved: Keras when a backend is installed, else ONNX Runtime
+    when the folder has model.onnx."""
+    from search.cli import UsageError
+    from search.runtime import keras_available
+
+    if asked != "auto":
+        if asked == "onnx" and not (folder / "model.onnx").is_file():
+            raise UsageError(
+                f"--runtime onnx: {folder} has no model.onnx; export it with "
+                "python -m search.export ... --format keras,onnx"
+            )
+        return asked
+    if keras_available() or not (folder / "model.onnx").is_file():
+        return "keras"
+    log.info("no Keras backend is installed: running %s with ONNX Runtime", folder / "model.onnx")
+    return "onnx"
+
+
+def _load_model(folder: Path, runtime: str) -> Any:
+    from search.cli import UsageError
+
+    if runtime == "onnx":
+        from search.runtime import OnnxModel
+
+        try:
+            return OnnxModel(folder / "model.onnx")
+        except ImportError as exc:
+            raise UsageError(
+                f"--runtime onnx needs ONNX Runtime: pip install onnxruntime ({exc})"
+            ) from exc
+        except Exception as exc:
+            raise UsageError(
+                f"cannot load {folder / 'model.onnx'} ({type(exc).__name__}: {exc})"
+            ) from exc
+    try:
+        import keras
+    except ImportError as exc:
+        raise UsageError(
+            f"Keras cannot load here ({exc}); install a backend (pip install "
+            "'bloodcell-search[cpu]'), or export with --format keras,onnx and predict with "
+            "--runtime onnx"
+        ) from exc
+    try:
+        return keras.models.load_model(folder / "model.keras")
+    except Exception as exc:
+        raise UsageError(
+            f"cannot load {folder / 'model.keras'} ({type(exc).__name__}: {exc})"
+        ) from exc
 
 
 def _use_tta(asked: bool, opened: Opened) -> bool:
@@ -335,6 +390,12 @@ def _use_tta(asked: bool, opened: Opened) -> bool:
 
 def _domain(opened: Opened, batch: int, coverage: bool) -> np.ndarray | None:
     """Each image's domain_score, None (and why, once) when the export cannot give them."""
+    if opened.trust is not None and opened.runtime == "onnx":
+        log.warning(
+            "warning: domain_score/in_domain are empty under --runtime onnx: the in-domain flag "
+            "reads the Keras model's pooled features, which model.onnx does not output"
+        )
+        return None
     from trainer.errors import InvalidConfig
     from trainer.readout import Reader
 
@@ -425,6 +486,7 @@ def _predict(opened: Opened, args: argparse.Namespace) -> Predicted:
     sets = None
     if domain is not None:
         metrics["domain"] = domain_metrics(domain, opened.trust.threshold, pred, labels)
+    if opened.trust is not None and (domain is not None or opened.runtime == "onnx"):
         if args.coverage is not None:
             # The sets' scores were calibrated on the model's own output, not on --tta views.
             sets = opened.trust.sets(plain, args.coverage)
@@ -438,6 +500,7 @@ def _predict(opened: Opened, args: argparse.Namespace) -> Predicted:
         resized=opened.inputs.resized,
         tta_used=tta,
         model_views=opened.views,
+        runtime=opened.runtime,
         predicted_counts={n: int(np.sum(pred == i)) for i, n in enumerate(opened.names)},
     )
     if tta:

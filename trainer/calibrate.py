@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from trainer import trust
-from trainer.readout import Reader
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +126,7 @@ def fit(
     which its weights never trained on, fit the detector on (at most ``BANK_MAX`` of) those at
     ``train_index``, and bake the temperature into ``model``. Returns the record and its
     summary."""
+    from trainer.readout import Reader  # Keras: not needed to load a record
     from trainer.shifts import SHIFTS, shift
 
     reader = Reader(model)

@@ -45,6 +45,7 @@ class ExportPlan:
     views: str  # test-time views built into the model: trainer.views.VIEWS
     how: str = ""  # how the epochs and rates were chosen, for the report
     recipe: dict[str, Any] | None = None  # a --budget final model's recipe and its evidence
+    formats: tuple[str, ...] = ("keras",)  # trainer.portable.FORMATS, keras first
 
     @classmethod
     def from_trial(
@@ -246,18 +247,21 @@ def _report(plan: ExportPlan, cfg: dict[str, Any], runs: list[Any], seconds: flo
 
 def _write(
     out: Path,
-    model: Any,
+    models: tuple[Any, Any],
     plan: ExportPlan,
     n_images: int,
     runs: list[Any],
     seconds: float,
     checked: Any,
 ) -> None:
+    """The folder: ``models`` is the exported model and the same without its views."""
     from search.atomic import atomic_write_bytes
     from search.reporting.calibration import Reliability, reliability_png
     from search.reporting.trust import trust_lines
+    from trainer import portable
     from trainer.final import save_model
 
+    model, base = models
     out.mkdir(parents=True, exist_ok=True)
     record, summary = checked
     cfg = _config_json(plan, n_images, summary)
@@ -268,9 +272,12 @@ def _write(
     }
     # config.json marks a complete export: gone until the new one is whole, as are the trust
     # files of an earlier export, which must not outlive it.
-    for name in ("config.json", *TRUST_FILES):
-        (out / name).unlink(missing_ok=True)
+    for name in ("config.json", *TRUST_FILES, *(portable.FILES[f] for f in portable.FORMATS[1:])):
+        portable.remove(out / name)
     save_model(model, out / "model.keras")
+    written = portable.write_formats(model, out, plan.formats)
+    cfg["formats"] = {"keras": "model.keras", **{f: p.name for f, p in written.items()}}
+    cfg["cost"] = portable.measure_cost(model, base, out, written)
     if record is not None:
         buffer = io.BytesIO()
         np.savez(buffer, **record.arrays())
@@ -281,7 +288,11 @@ def _write(
     texts = {
         "classes.json": json.dumps(cfg["class_names"], indent=2),
         "history.json": json.dumps(history, indent=2),
-        "report.md": _report(plan, cfg, runs, seconds) + "\n" + "\n".join(trust_lines(summary)),
+        "report.md": _report(plan, cfg, runs, seconds)
+        + "\n"
+        + "\n".join(trust_lines(summary))
+        + "\n"
+        + "\n".join(cost_lines(cfg)),
         "config.json": json.dumps(cfg, indent=2),  # last: its presence marks a complete export
     }
     for name, text in texts.items():
@@ -338,10 +349,48 @@ def export_model(
                 schedules=[[e.learning_rate for e in run.epochs]],
                 config={**plan.config, "epochs": len(run.epochs)},
             )
-    model = with_views(model, plan.views)
+    base, model = model, with_views(model, plan.views)
     checked = _calibrate(model, plan.views, data, train_index, held, config.seed)
-    _write(out, model, plan, len(data), runs, time.perf_counter() - start, checked)
+    _write(out, (model, base), plan, len(data), runs, time.perf_counter() - start, checked)
     return plan
+
+
+def cost_lines(cfg: dict[str, Any]) -> list[str]:
+    """report.md's Cost section: files, parameters and latency (config.json's ``cost``)."""
+    cost = cfg.get("cost")
+    if not cost:
+        return []
+    views = cfg.get("tta", "none")
+    lines = [
+        "",
+        "## Cost",
+        "",
+        f"{cost['params']:,} parameters. Latency: {cost['measured_on']}.",
+        "",
+        "| file | bytes |",
+        "| --- | ---: |",
+        *(f"| {name} | {size:,} |" for name, size in cost["files_bytes"].items()),
+        "",
+        "| run | one image, ms | batch of 8, ms | per image in the batch, ms |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    rows = dict(cost["latency_ms"])
+    if isinstance(cost.get("latency_ms_without_views"), dict):
+        rows["keras, without the views"] = cost["latency_ms_without_views"]
+    for name, row in rows.items():
+        lines.append(
+            f"| {name} | {row['single_image_ms']:.2f} | {row['batch8_ms']:.2f} | "
+            f"{row['per_image_in_batch_ms']:.2f} |"
+        )
+    lines += [
+        "",
+        f"Test-time views ({views}) are layers of the model, so every file here holds them: "
+        "feed float32 N x S x S x 3 images with values 0-255 (resized as config.json's "
+        "`image_size`) and read the averaged probabilities."
+        if views != "none"
+        else "The model has no test-time views: one forward pass per image.",
+    ]
+    return lines
 
 
 def _hold_back(data: Any, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,233 @@
+"""Portable files of an exported model and what running it costs.
+
+``write_formats`` writes the model in the formats asked for, with Keras 3's own
+``model.export``: ``onnx`` (``model.onnx``, for ONNX Runtime; tf2onnx on TensorFlow),
+``litert`` (``model.tflite``) and ``savedmodel`` (``saved_model/``), beside the ``model.keras``
+every export has. The test-time views are layers of the model, so every file holds them: a caller
+feeds images and gets the averaged probabilities.
+
+``measure_cost`` gives the parameters, each file's size and the median latency of warm runs on
+this machine, for one image and for a batch of 8, with the views and without them.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from trainer import backend
+from trainer.errors import InvalidConfig
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("keras", "onnx", "litert", "savedmodel")
+FILES = {
+    "keras": "model.keras",
+    "onnx": "model.onnx",
+    "litert": "model.tflite",
+    "savedmodel": "saved_model",
+}
+KERAS_FORMAT = {"onnx": "onnx", "litert": "litert", "savedmodel": "tf_saved_model"}
+NEEDS = {  # what each format needs beyond Keras, and the extra that installs it
+    "onnx": ("onnx", "tf2onnx", "onnxruntime"),
+    "litert": (),
+    "savedmodel": (),
+}
+BATCH = 8  # images in the batched latency
+REPEATS = 15  # timed warm runs per figure at most (their median is reported)
+MIN_REPEATS = 3
+FIGURE_SECONDS = 2.0  # stop timing a figure after this long once MIN_REPEATS ran
+
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    """``keras,onnx`` -> ("keras", "onnx"); ``keras`` is always written (first)."""
+    asked = [f.strip().lower() for f in text.split(",") if f.strip()]
+    unknown = [f for f in asked if f not in FORMATS]
+    if unknown:
+        raise InvalidConfig(
+            f"--format {','.join(unknown)} is not known; choose from {', '.join(FORMATS)} "
+            "(comma-separated, e.g. keras,onnx)"
+        )
+    return tuple(dict.fromkeys(["keras", *asked]))
+
+
+def check_formats(formats: Sequence[str]) -> None:
+    """Refuse, before any training, a format this backend or this installation cannot write."""
+    import importlib.util
+
+    for fmt in formats:
+        if fmt == "keras":
+            continue
+        if not backend.TF:
+            raise InvalidConfig(
+                f"--format {fmt} is written from the TensorFlow backend in this version; run the "
+                "export with --backend tensorflow (or KERAS_BACKEND=tensorflow)"
+            )
+        missing = [m for m in NEEDS[fmt] if importlib.util.find_spec(m) is None]
+        if missing:
+            raise InvalidConfig(
+                f"--format {fmt} needs {', '.join(missing)}: pip install 'bloodcell-search[export]'"
+            )
+
+
+def write_formats(model: keras.Model, out: Path, formats: Sequence[str]) -> dict[str, Path]:
+    """Write ``model`` in each of ``formats`` but ``keras`` (saved already) into ``out``;
+    the paths written, by format."""
+    written: dict[str, Path] = {}
+    size = tuple(model.input_shape[1:])
+    sample = np.zeros((1, *size), np.float32)
+    model(sample, training=False)  # Keras' exporters need a model that has been called
+    for fmt in formats:
+        if fmt == "keras":
+            continue
+        target = out / FILES[fmt]
+        temporary = out / f".partial-{FILES[fmt]}"  # the suffix Keras' exporter expects
+        remove(temporary)
+        try:
+            model.export(str(temporary), format=KERAS_FORMAT[fmt], verbose=False)
+        except Exception:
+            remove(temporary)
+            raise
+        remove(target)
+        temporary.rename(target)
+        written[fmt] = target
+        log.info("wrote %s", target)
+    return written
+
+
+def remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def file_bytes(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
+def _median_ms(run: Callable[[], Any], repeats: int) -> float:
+    """Median milliseconds of warm runs: ``repeats`` of them, fewer (at least MIN_REPEATS) when
+    they take over FIGURE_SECONDS together (a big model with 8 views on a CPU)."""
+    run()  # warm: traces and allocations out of the timing
+    times: list[float] = []
+    while len(times) < repeats and (len(times) < MIN_REPEATS or sum(times) < FIGURE_SECONDS):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return 1000.0 * statistics.median(times)
+
+
+def _device() -> str:
+    """Where Keras runs inference here: a GPU when the backend sees one, else the CPU."""
+    if backend.TF:
+        import tensorflow as tf
+
+        return "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
+    if backend.NAME == "jax":
+        import jax
+
+        return "GPU" if jax.default_backend() == "gpu" else "CPU"
+    import torch
+
+    return "GPU" if torch.cuda.is_available() else "CPU"
+
+
+def keras_runner(model: keras.Model) -> Callable[[np.ndarray], Any]:
+    """The model's inference on a float32 batch, compiled as ``search.predict`` runs it."""
+    if backend.TF:
+        import tensorflow as tf
+
+        fn = tf.function(lambda x: model(x, training=False))
+        return lambda x: fn(x).numpy()
+    if backend.NAME == "jax":
+        import jax
+
+        call = jax.jit(lambda tv, ntv, x: model.stateless_call(tv, ntv, x, training=False)[0])
+        tv = [v.value for v in model.trainable_variables]
+        ntv = [v.value for v in model.non_trainable_variables]
+        return lambda x: np.asarray(call(tv, ntv, x))
+    return lambda x: keras.ops.convert_to_numpy(model(x, training=False))
+
+
+def onnx_runner(path: Path) -> Callable[[np.ndarray], Any]:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {name: x})[0]
+
+
+def litert_runner(path: Path) -> Callable[[np.ndarray], Any]:
+    import tensorflow as tf
+
+    interpreter = tf.lite.Interpreter(model_path=str(path))
+    detail = interpreter.get_input_details()[0]
+    output = interpreter.get_output_details()[0]
+
+    def run(x: np.ndarray) -> Any:
+        if tuple(detail["shape"]) != x.shape:
+            interpreter.resize_tensor_input(detail["index"], x.shape)
+            interpreter.allocate_tensors()
+        interpreter.set_tensor(detail["index"], x)
+        interpreter.invoke()
+        return interpreter.get_tensor(output["index"])
+
+    interpreter.allocate_tensors()
+    return run
+
+
+def measure_cost(
+    model: keras.Model,
+    base: keras.Model,
+    out: Path,
+    written: dict[str, Path],
+    *,
+    repeats: int = REPEATS,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Parameters, file sizes and CPU latency (median of ``repeats`` warm runs, milliseconds):
+    the exported model (with its views) and ``base`` (the same weights without views) through
+    Keras, and each portable file through its runtime."""
+    size = tuple(model.input_shape[1:])
+    rng = np.random.default_rng(seed)
+    one = rng.uniform(0, 255, (1, *size)).astype(np.float32)
+    batch = rng.uniform(0, 255, (BATCH, *size)).astype(np.float32)
+
+    def latency(run: Callable[[np.ndarray], Any]) -> dict[str, float]:
+        single = _median_ms(lambda: run(one), repeats)
+        batched = _median_ms(lambda: run(batch), repeats)
+        return {
+            "single_image_ms": round(single, 3),
+            f"batch{BATCH}_ms": round(batched, 3),
+            "per_image_in_batch_ms": round(batched / BATCH, 3),
+        }
+
+    runners: dict[str, Callable[[np.ndarray], Any]] = {"keras": keras_runner(model)}
+    if "onnx" in written:
+        runners["onnx"] = onnx_runner(written["onnx"])
+    if "litert" in written:
+        runners["litert"] = litert_runner(written["litert"])
+    files = {FILES["keras"]: file_bytes(out / FILES["keras"])}
+    files.update({FILES[f]: file_bytes(p) for f, p in written.items()})
+    cost = {
+        "params": int(model.count_params()),
+        "files_bytes": files,
+        "latency_ms": {name: latency(run) for name, run in runners.items()},
+        "latency_ms_without_views": (
+            latency(keras_runner(base)) if base is not model else "same: the model has no views"
+        ),
+        "measured_on": f"Keras on {backend.NAME} and each file's runtime, this machine's "
+        f"{_device()}; median of {MIN_REPEATS} to {repeats} warm runs",
+    }
+    return cost

@@ -187,6 +187,13 @@ def litert_runner(path: Path) -> Callable[[np.ndarray], Any]:
     return run
 
 
+def cost_images(views: int) -> int:
+    """Image forward passes ``measure_cost`` runs through Keras at most, for a deadline to keep
+    back: one image and a batch, each warmed once and run ``REPEATS`` times, with ``views`` views
+    and without (portable runtimes are not counted: a --budget export writes none)."""
+    return (1 + REPEATS) * (1 + BATCH) * (views + 1)
+
+
 def measure_cost(
     model: keras.Model,
     base: keras.Model,

@@ -268,14 +268,19 @@ def _recipe(
 
 def _deadline(recipe: FinalRecipe, data: Any, seed: int, left: float) -> Any:
     """Epochs follow the final model's own epoch times to end with FINAL_OVERHEAD_SECONDS left
-    for saving and the report, the calibration's forward passes kept back in epochs."""
-    from trainer.calibrate import cost_in_epochs
+    for saving and the report, the calibration's and the cost measurement's forward passes kept
+    back in epochs."""
+    from trainer.calibrate import INFERENCE_COST, cost_in_epochs
     from trainer.final import Deadline
+    from trainer.portable import cost_images
     from trainer.trust import calibration_slice
     from trainer.views import VIEW_COUNT
 
     held = len(calibration_slice(data.labels, seed))
-    keep_back = 0.5 + cost_in_epochs(len(data) - held, held, VIEW_COUNT[recipe.views])
+    views = VIEW_COUNT[recipe.views]
+    trained = max(1, len(data) - held)
+    measuring = INFERENCE_COST * cost_images(views) / trained
+    keep_back = 0.5 + cost_in_epochs(trained, held, views) + measuring
     end = time.monotonic() + left - FINAL_OVERHEAD_SECONDS
     return Deadline(end, recipe.plan.max_epochs, keep_back=keep_back)
 

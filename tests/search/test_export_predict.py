@@ -54,36 +54,6 @@ def _write_npz(path: Path, images: np.ndarray, labels=None, class_names=None) ->
 
 
 @pytest.fixture(scope="module")
-def study(real_arrays, tmp_path_factory) -> dict:
-    """Study data (300 images) and held-out data (100 others), plus a finished tiny study."""
-    root = tmp_path_factory.mktemp("export")
-    rng = np.random.default_rng(7)
-    order = rng.permutation(len(real_arrays["labels"]))
-    train, held = np.sort(order[:300]), np.sort(order[300:400])
-    assert not set(train) & set(held)
-    names = [str(c) for c in real_arrays["class_names"]]
-    images, labels = real_arrays["images"], real_arrays["labels"].astype(np.int64)
-    data = _write_npz(root / "study.npz", images[train], labels[train], names)
-    heldout = _write_npz(root / "held.npz", images[held], labels[held], names)
-    url = f"sqlite:///{root / 'studies.db'}"
-    out = run_cli(
-        *("--study", "quick", "--data", str(data), "--storage", url, "--n-trials", "1"),
-        *("--epochs", "1", "--folds", "2", "--image-size", str(SIZE), "--pruner", "none"),
-        cwd=root,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    return {
-        "root": root,
-        "url": url,
-        "data": data,
-        "held": heldout,
-        "held_images": images[held],
-        "held_labels": labels[held],
-        "names": names,
-    }
-
-
-@pytest.fixture(scope="module")
 def exported(study) -> Path:
     out = study["root"] / "model_all"
     done = run_module(

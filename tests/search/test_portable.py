@@ -18,14 +18,14 @@ import pytest
 
 from search.data.images import resize_all
 from tests.search.cli import ROOT, cli_env
-from tests.search.test_export_predict import SIZE, run_module, study  # noqa: F401
+from tests.search.test_export_predict import SIZE, run_module
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("tf2onnx")
 
 
 @pytest.fixture(scope="module")
-def portable(study) -> Path:  # noqa: F811
+def portable(study) -> Path:
     out = study["root"] / "model_portable"
     done = run_module(
         "search.export",
@@ -42,7 +42,7 @@ def _rows(path: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
-def test_every_format_gives_the_keras_models_probabilities(portable: Path, study) -> None:  # noqa: F811
+def test_every_format_gives_the_keras_models_probabilities(portable: Path, study) -> None:
     import keras
     import onnxruntime as ort
     import tensorflow as tf
@@ -90,7 +90,7 @@ def test_every_export_records_its_cost(portable: Path) -> None:
     assert "## Cost" in report and "model.onnx" in report and "without the views" in report
 
 
-def test_predict_with_onnx_runtime_matches_keras(portable: Path, study) -> None:  # noqa: F811
+def test_predict_with_onnx_runtime_matches_keras(portable: Path, study) -> None:
     root = study["root"]
     for runtime in ("keras", "onnx"):
         out = run_module(
@@ -114,7 +114,7 @@ def test_predict_with_onnx_runtime_matches_keras(portable: Path, study) -> None:
     assert metrics["runtime"] == "onnx" and "set_coverage" in metrics
 
 
-def test_unknown_format_is_refused_before_training(study, tmp_path) -> None:  # noqa: F811
+def test_unknown_format_is_refused_before_training(study, tmp_path) -> None:
     out = run_module(
         "search.export",
         *("--study", "quick", "--storage", study["url"], "--out", str(tmp_path / "m")),
@@ -128,7 +128,7 @@ def test_unknown_format_is_refused_before_training(study, tmp_path) -> None:  # 
 @pytest.mark.slow
 def test_onnx_predict_runs_in_a_venv_with_no_deep_learning_framework(
     portable: Path,
-    study,  # noqa: F811
+    study,
     tmp_path: Path,
 ) -> None:
     """A venv with ONNX Runtime and the product's light dependencies, no TensorFlow, JAX,

@@ -104,9 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LIST",
         help="files to write, comma-separated: keras (model.keras, always), onnx (model.onnx, "
         "for ONNX Runtime: search.predict --runtime onnx needs no TensorFlow, JAX or PyTorch), "
-        "litert (model.tflite), savedmodel (saved_model/); the test-time views are inside every "
-        "file. onnx needs pip install 'bloodcell-search[export]'; litert, savedmodel and onnx "
-        "are written from the TensorFlow backend",
+        "litert (model.tflite), savedmodel (saved_model/), onnx-int8 and litert-int8 (8-bit "
+        "weights: model.int8.onnx, model.int8.tflite; config.json's cost.held_out scores each "
+        "file on the held-out calibration slice); the test-time views are inside every file. "
+        "onnx needs pip install 'bloodcell-search[export]'; all but keras are written from "
+        "the TensorFlow backend",
     )
     p.add_argument("--force", action="store_true", help="replace an existing export in DIR")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and the summary")

@@ -28,19 +28,24 @@ from trainer.errors import InvalidConfig
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("keras", "onnx", "litert", "savedmodel")
+FORMATS = ("keras", "onnx", "litert", "savedmodel", "onnx-int8", "litert-int8")
 FILES = {
     "keras": "model.keras",
     "onnx": "model.onnx",
     "litert": "model.tflite",
     "savedmodel": "saved_model",
+    "onnx-int8": "model.int8.onnx",
+    "litert-int8": "model.int8.tflite",
 }
 KERAS_FORMAT = {"onnx": "onnx", "litert": "litert", "savedmodel": "tf_saved_model"}
 NEEDS = {  # what each format needs beyond Keras, and the extra that installs it
     "onnx": ("onnx", "tf2onnx", "onnxruntime"),
     "litert": (),
     "savedmodel": (),
+    "onnx-int8": ("onnx", "tf2onnx", "onnxruntime"),
+    "litert-int8": (),
 }
+RUNNERS = {"onnx": "onnx", "onnx-int8": "onnx", "litert": "litert", "litert-int8": "litert"}
 BATCH = 8  # images in the batched latency
 REPEATS = 15  # timed warm runs per figure at most (their median is reported)
 MIN_REPEATS = 3
@@ -92,7 +97,7 @@ def write_formats(model: keras.Model, out: Path, formats: Sequence[str]) -> dict
         temporary = out / f".partial-{FILES[fmt]}"  # the suffix Keras' exporter expects
         remove(temporary)
         try:
-            model.export(str(temporary), format=KERAS_FORMAT[fmt], verbose=False)
+            _export(model, temporary, fmt, out)
         except Exception:
             remove(temporary)
             raise
@@ -101,6 +106,29 @@ def write_formats(model: keras.Model, out: Path, formats: Sequence[str]) -> dict
         written[fmt] = target
         log.info("wrote %s", target)
     return written
+
+
+def _export(model: keras.Model, path: Path, fmt: str, out: Path) -> None:
+    """One file: Keras' exporter, or (int8) post-training quantization of the weights to 8-bit
+    integers, dynamic-range (activations quantized on the fly): LiteRT's converter with its
+    default optimization, ONNX Runtime's ``quantize_dynamic`` of the float ONNX file."""
+    if fmt == "litert-int8":
+        import tensorflow as tf
+
+        model.export(
+            str(path), format="litert", verbose=False, optimizations=[tf.lite.Optimize.DEFAULT]
+        )
+    elif fmt == "onnx-int8":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        source = out / ".partial-float.onnx"
+        try:
+            model.export(str(source), format="onnx", verbose=False)
+            quantize_dynamic(str(source), str(path), weight_type=QuantType.QInt8)
+        finally:
+            remove(source)
+    else:
+        model.export(str(path), format=KERAS_FORMAT[fmt], verbose=False)
 
 
 def remove(path: Path) -> None:
@@ -194,18 +222,51 @@ def cost_images(views: int) -> int:
     return (1 + REPEATS) * (1 + BATCH) * (views + 1)
 
 
+def file_runners(model: keras.Model, written: dict[str, Path]) -> dict[str, Callable[..., Any]]:
+    """float32 images -> probabilities, for the Keras model and each written file that has a
+    runtime here (a SavedModel is TensorFlow's and is not run)."""
+    runners: dict[str, Callable[[np.ndarray], Any]] = {"keras": keras_runner(model)}
+    for fmt, path in written.items():
+        kind = RUNNERS.get(fmt)
+        if kind == "onnx":
+            runners[fmt] = onnx_runner(path)
+        elif kind == "litert":
+            runners[fmt] = litert_runner(path)
+    return runners
+
+
+def agreement(
+    runners: dict[str, Callable[..., Any]], images: np.ndarray, labels: np.ndarray
+) -> dict[str, dict[str, float]]:
+    """Each runner's accuracy on held-out ``images`` (the export's calibration slice, which
+    the weights never trained on) and the share of its classes equal to Keras'."""
+    out: dict[str, dict[str, float]] = {}
+    reference = None
+    for name, run in runners.items():
+        probs = np.concatenate([run(images[s : s + 64]) for s in range(0, len(images), 64)])
+        pred = probs.argmax(axis=1)
+        reference = pred if reference is None else reference
+        out[name] = {
+            "accuracy": round(float(np.mean(pred == labels)), 4),
+            "same_class_as_keras": round(float(np.mean(pred == reference)), 4),
+        }
+    return out
+
+
 def measure_cost(
     model: keras.Model,
     base: keras.Model,
     out: Path,
     written: dict[str, Path],
     *,
+    held: tuple[np.ndarray, np.ndarray] | None = None,
     repeats: int = REPEATS,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Parameters, file sizes and CPU latency (median of ``repeats`` warm runs, milliseconds):
     the exported model (with its views) and ``base`` (the same weights without views) through
-    Keras, and each portable file through its runtime."""
+    Keras, and each portable file through its runtime; with ``held`` (float32 images at the
+    model's size, labels), each one's accuracy on them."""
     size = tuple(model.input_shape[1:])
     rng = np.random.default_rng(seed)
     one = rng.uniform(0, 255, (1, *size)).astype(np.float32)
@@ -220,11 +281,7 @@ def measure_cost(
             "per_image_in_batch_ms": round(batched / BATCH, 3),
         }
 
-    runners: dict[str, Callable[[np.ndarray], Any]] = {"keras": keras_runner(model)}
-    if "onnx" in written:
-        runners["onnx"] = onnx_runner(written["onnx"])
-    if "litert" in written:
-        runners["litert"] = litert_runner(written["litert"])
+    runners = file_runners(model, written)
     files = {FILES["keras"]: file_bytes(out / FILES["keras"])}
     files.update({FILES[f]: file_bytes(p) for f, p in written.items()})
     cost = {
@@ -236,5 +293,6 @@ def measure_cost(
         ),
         "measured_on": f"Keras on {backend.NAME} and each file's runtime, this machine's "
         f"{_device()}; median of {MIN_REPEATS} to {repeats} warm runs",
+        "held_out": agreement(runners, *held) if held is not None and len(held[0]) else None,
     }
     return cost

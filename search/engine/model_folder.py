@@ -253,8 +253,10 @@ def _write(
     runs: list[Any],
     seconds: float,
     checked: Any,
+    held: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> None:
-    """The folder: ``models`` is the exported model and the same without its views."""
+    """The folder: ``models`` is the exported model and the same without its views; ``held``
+    the calibration slice (images as the model takes them, labels), scored in every format."""
     from search.atomic import atomic_write_bytes
     from search.reporting.calibration import Reliability, reliability_png
     from search.reporting.trust import trust_lines
@@ -277,7 +279,7 @@ def _write(
     save_model(model, out / "model.keras")
     written = portable.write_formats(model, out, plan.formats)
     cfg["formats"] = {"keras": "model.keras", **{f: p.name for f, p in written.items()}}
-    cfg["cost"] = portable.measure_cost(model, base, out, written)
+    cfg["cost"] = portable.measure_cost(model, base, out, written, held=held)
     if record is not None:
         buffer = io.BytesIO()
         np.savez(buffer, **record.arrays())
@@ -351,7 +353,8 @@ def export_model(
             )
     base, model = model, with_views(model, plan.views)
     checked = _calibrate(model, plan.views, data, train_index, held, config.seed)
-    _write(out, (model, base), plan, len(data), runs, time.perf_counter() - start, checked)
+    seconds = time.perf_counter() - start
+    _write(out, (model, base), plan, len(data), runs, seconds, checked, _held_out(data, held, plan))
     return plan
 
 
@@ -382,6 +385,19 @@ def cost_lines(cfg: dict[str, Any]) -> list[str]:
             f"| {name} | {row['single_image_ms']:.2f} | {row['batch8_ms']:.2f} | "
             f"{row['per_image_in_batch_ms']:.2f} |"
         )
+    if cost.get("held_out"):
+        lines += [
+            "",
+            "On the calibration slice (held out from training): accuracy, and the share of "
+            "classes equal to model.keras'.",
+            "",
+            "| file | accuracy | same class as keras |",
+            "| --- | ---: | ---: |",
+            *(
+                f"| {name} | {row['accuracy']:.4f} | {row['same_class_as_keras']:.4f} |"
+                for name, row in cost["held_out"].items()
+            ),
+        ]
     lines += [
         "",
         f"Test-time views ({views}) are layers of the model, so every file here holds them: "
@@ -391,6 +407,16 @@ def cost_lines(cfg: dict[str, Any]) -> list[str]:
         else "The model has no test-time views: one forward pass per image.",
     ]
     return lines
+
+
+def _held_out(data: Any, held: np.ndarray, plan: ExportPlan) -> tuple[np.ndarray, np.ndarray]:
+    """The calibration slice as the model takes it (float32 at its size) and its labels."""
+    from search.data.images import resize_all
+
+    images = data.images[held]
+    if len(images) and images.shape[1:3] != (plan.image_size, plan.image_size):
+        images = resize_all(images, plan.image_size)
+    return images.astype(np.float32), data.labels[held]
 
 
 def _hold_back(data: Any, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -30,7 +30,7 @@ def portable(study) -> Path:
     done = run_module(
         "search.export",
         *("--study", "quick", "--storage", study["url"], "--out", str(out)),
-        *("--format", "keras,onnx,litert,savedmodel"),
+        *("--format", "keras,onnx,litert,savedmodel,onnx-int8,litert-int8"),
         cwd=study["root"],
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -53,6 +53,8 @@ def test_every_format_gives_the_keras_models_probabilities(portable: Path, study
         "onnx": "model.onnx",
         "litert": "model.tflite",
         "savedmodel": "saved_model",
+        "onnx-int8": "model.int8.onnx",
+        "litert-int8": "model.int8.tflite",
     }
     assert config["tta"] == "dihedral"  # the views are inside every file
     x = resize_all(study["held_images"], SIZE).astype(np.float32)
@@ -80,13 +82,25 @@ def test_every_export_records_its_cost(portable: Path) -> None:
     files = cost["files_bytes"]
     assert files["model.keras"] == (portable / "model.keras").stat().st_size
     assert files["model.onnx"] == (portable / "model.onnx").stat().st_size
-    assert set(cost["latency_ms"]) == {"keras", "onnx", "litert"}
+    assert set(cost["latency_ms"]) == {"keras", "onnx", "litert", "onnx-int8", "litert-int8"}
     for row in [*cost["latency_ms"].values(), cost["latency_ms_without_views"]]:
         assert row["single_image_ms"] > 0 and row["batch8_ms"] > 0
         assert row["per_image_in_batch_ms"] == pytest.approx(row["batch8_ms"] / 8, rel=1e-2)
     # 8 views cost more than one pass of the same weights
     assert cost["latency_ms"]["keras"]["batch8_ms"] > cost["latency_ms_without_views"]["batch8_ms"]
+    # int8 weights: a file under half its float twin's, scored on the held-out slice
+    for float_file, int8_file in (
+        ("model.onnx", "model.int8.onnx"),
+        ("model.tflite", "model.int8.tflite"),
+    ):
+        assert files[int8_file] < 0.5 * files[float_file]
+    held = cost["held_out"]
+    assert set(held) == set(cost["latency_ms"])
+    for name in ("onnx", "litert"):  # the float files: Keras' classes
+        assert held[name]["same_class_as_keras"] == 1.0
+        assert held[name]["accuracy"] == held["keras"]["accuracy"]
     report = (portable / "report.md").read_text()
+    assert "held out from training" in report
     assert "## Cost" in report and "model.onnx" in report and "without the views" in report
 
 

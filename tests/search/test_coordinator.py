@@ -94,7 +94,10 @@ def _run(data_path: str, n_trials: int, *, workers: int = 1, pruner: str = "defa
     return study, coordinator.run()
 
 
-def test_reaches_exactly_n_finished_trials_with_two_workers(data_path: str) -> None:
+def test_reaches_exactly_n_finished_trials_with_two_workers(data_path: str, monkeypatch) -> None:
+    # Epochs that take a moment: an instant fake let the first worker ready finish all 8 trials
+    # before the second said ready (seen once in a full run).
+    monkeypatch.setenv("FAKE_EPOCH_SECONDS", "0.05")
     study, told = _run(data_path, 8, workers=2, pruner="none")
     states = [t.state for t in study.trials]
     assert states.count(TrialState.COMPLETE) == 8 and TrialState.RUNNING not in states

@@ -42,6 +42,7 @@ def _rows(path: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
+@pytest.mark.slow  # with the module's export in six formats: about 1.5 min
 def test_every_format_gives_the_keras_models_probabilities(portable: Path, study) -> None:
     import keras
     import onnxruntime as ort
@@ -75,6 +76,7 @@ def test_every_format_gives_the_keras_models_probabilities(portable: Path, study
         assert np.abs(got - expected).max() < 1e-3
 
 
+@pytest.mark.slow  # with the module's export in six formats: about 1.5 min
 def test_every_export_records_its_cost(portable: Path) -> None:
     config = json.loads((portable / "config.json").read_text())
     cost = config["cost"]
@@ -104,6 +106,7 @@ def test_every_export_records_its_cost(portable: Path) -> None:
     assert "## Cost" in report and "model.onnx" in report and "without the views" in report
 
 
+@pytest.mark.slow  # with the module's export in six formats: about 1.5 min
 def test_predict_with_onnx_runtime_matches_keras(portable: Path, study) -> None:
     root = study["root"]
     for runtime in ("keras", "onnx"):

@@ -396,7 +396,8 @@ class ModelRun:
         backend.set_seed(cfg.seed)
         if kept is None:
             built = build_model(cfg, data.n_classes, steps_per_epoch=steps_per_epoch, knobs=reuse)
-            kept = _Kept(built, snapshot(built.model.variables))
+            # The first variables are kept only for a later trial to restore.
+            kept = _Kept(built, snapshot(built.model.variables) if reuse else [])
             kept.knobs = steps.Knobs(head_kernels(built)) if reuse else None
         else:
             restore(kept.built.model.variables, kept.initial)  # as a fresh build leaves them
@@ -467,6 +468,7 @@ class ModelRun:
                 size=size,
                 n_classes=self.built.model.output_shape[-1],
                 jit=self.cfg.jit_compile,
+                knobs=self.kept.knobs,  # a kept model's head has no L2 of its own
             )
         return self._smaller[(phase_name, size)]
 

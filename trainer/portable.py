@@ -23,7 +23,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from trainer import backend
+from trainer import backend, steps
 from trainer.errors import InvalidConfig
 
 log = logging.getLogger(__name__)
@@ -172,20 +172,11 @@ def _device() -> str:
 
 
 def keras_runner(model: keras.Model) -> Callable[[np.ndarray], Any]:
-    """The model's inference on a float32 batch, compiled as ``search.predict`` runs it."""
-    if backend.TF:
-        import tensorflow as tf
-
-        fn = tf.function(lambda x: model(x, training=False))
-        return lambda x: fn(x).numpy()
-    if backend.NAME == "jax":
-        import jax
-
-        call = jax.jit(lambda tv, ntv, x: model.stateless_call(tv, ntv, x, training=False)[0])
-        tv = [v.value for v in model.trainable_variables]
-        ntv = [v.value for v in model.non_trainable_variables]
-        return lambda x: np.asarray(call(tv, ntv, x))
-    return lambda x: keras.ops.convert_to_numpy(model(x, training=False))
+    """The model's inference on a float32 batch, compiled as training validates
+    (``trainer.steps.forward``: no resize at the model's own size)."""
+    size = tuple(model.input_shape[1:])
+    forward = steps.forward(model, int(size[0]), size, "float32", jit=False)
+    return lambda x: keras.ops.convert_to_numpy(forward(x))
 
 
 def onnx_runner(path: Path) -> Callable[[np.ndarray], Any]:

@@ -89,13 +89,12 @@ def train_step(
     return _TfStep(model, variables, optimizer, smoothing, size, n_classes, jit, knobs)
 
 
-def _step_loss(model, probs, onehot, sample_w, smoothing, losses, knobs, kernels=None):
-    """The loss a step minimises: with ``knobs`` (``kernels``: their values, where the backend
-    passes values) or with the traced-in smoothing and the model's own L2 losses."""
+def _step_loss(model, probs, onehot, sample_w, smoothing, losses, knobs):
+    """The loss a TensorFlow or PyTorch step minimises: with ``knobs`` (read as variables), or
+    with the traced-in smoothing and the model's own L2 losses. (JAX passes values instead.)"""
     if knobs is None:
         return _loss(model, probs, onehot, sample_w, smoothing, losses)
-    kernels = knobs.kernels if kernels is None else kernels
-    return _knob_loss(probs, onehot, sample_w, knobs.smoothing, knobs.l2, kernels, losses)
+    return _knob_loss(probs, onehot, sample_w, knobs.smoothing, knobs.l2, knobs.kernels, losses)
 
 
 class _TfStep:

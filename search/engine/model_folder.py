@@ -414,7 +414,7 @@ def _held_out(data: Any, held: np.ndarray, plan: ExportPlan) -> tuple[np.ndarray
     from search.data.images import resize_all
 
     images = data.images[held]
-    if len(images) and images.shape[1:3] != (plan.image_size, plan.image_size):
+    if len(images):  # resize_all returns images already at the size as they are
         images = resize_all(images, plan.image_size)
     return images.astype(np.float32), data.labels[held]
 

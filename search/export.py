@@ -71,6 +71,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--trial", type=int, default=None, metavar="N", help="export trial N (default: the best)"
     )
     p.add_argument(
+        "--max-latency-ms",
+        type=float,
+        default=None,
+        metavar="MS",
+        help="in a study with --objective accuracy,latency: export the most accurate trial of "
+        "the Pareto front whose measured latency is at most MS (search.report lists the front)",
+    )
+    p.add_argument(
+        "--max-params",
+        type=int,
+        default=None,
+        metavar="N",
+        help="in a study with --objective accuracy,params: the most accurate trial with at most "
+        "N parameters",
+    )
+    p.add_argument(
         "--ensemble",
         action="store_true",
         help="retrain one model per cross-validation fold and average them",
@@ -134,18 +150,44 @@ def _open_study(name: str, url: str):
             ) from None
 
 
-def _pick_trial(study: Any, number: int | None):
+def _limit(study: Any, max_latency_ms: float | None, max_params: int | None) -> float | None:
+    """The cost limit asked for, checked against the study's cost objective."""
+    from search.cli import UsageError
+    from storage.records import LIMIT_FLAGS, cost_name
+
+    cost = cost_name(study)
+    for name, value in (("latency", max_latency_ms), ("params", max_params)):
+        if value is not None and cost != name:
+            raise UsageError(
+                f"{LIMIT_FLAGS[name]}: study {study.study_name!r} does not measure {name} (its "
+                f"objective: {study.user_attrs.get('objective', 'accuracy')}); run a study with "
+                f"--objective accuracy,{name}, or pass --trial N"
+            )
+    given = [v for v in (max_latency_ms, max_params) if v is not None]
+    return float(given[0]) if given else None
+
+
+def _pick_trial(study: Any, number: int | None, max_cost: float | None = None):
     from optuna.trial import TrialState
 
     from search.cli import UsageError
-    from storage.records import best_complete, fold_results
+    from storage.records import LIMIT_FLAGS, best_complete, cost_name, fold_results, score
 
     complete = [
         t
         for t in study.get_trials(deepcopy=False)
-        if t.state == TrialState.COMPLETE and t.value is not None
+        if t.state == TrialState.COMPLETE and score(t) is not None
     ]
     numbers = ", ".join(str(t.number) for t in complete[:20]) or "none"
+    if number is None and max_cost is not None:
+        best = best_complete(study, max_cost=max_cost)
+        if best is None:
+            flag = LIMIT_FLAGS[str(cost_name(study))]
+            raise UsageError(
+                f"no complete trial of study {study.study_name!r} is within {flag} {max_cost:g}; "
+                "python -m search.report lists its Pareto front"
+            )
+        return best
     if number is None:
         best = best_complete(study)
         if best is None:
@@ -235,7 +277,7 @@ def _plan(args: argparse.Namespace):
         raise UsageError(
             f"study {args.study!r} lacks {missing}: it was not made by python -m search.run"
         )
-    trial = _pick_trial(study, args.trial)
+    trial = _pick_trial(study, args.trial, _limit(study, args.max_latency_ms, args.max_params))
     if "config" not in trial.user_attrs:
         raise UsageError(f"trial {trial.number} has no stored configuration ('config')")
     config = TrialConfig.from_dict(dict(trial.user_attrs["config"]))
@@ -298,6 +340,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return usage_error(f"--epochs must be at least 1, got {args.epochs}")
     if args.trial is not None and args.trial < 0:
         return usage_error(f"--trial must be a trial number (>= 0), got {args.trial}")
+    limits = [f for f in ("max_latency_ms", "max_params") if getattr(args, f) is not None]
+    if args.trial is not None and limits or len(limits) > 1:
+        return usage_error(
+            "pass one of --trial, --max-latency-ms and --max-params: each picks the trial"
+        )
+    for flag in limits:
+        if not getattr(args, flag) > 0:
+            return usage_error(f"--{flag.replace('_', '-')} must be positive")
     from search.cli import UsageError
     from search.data import DataError
     from storage import StorageError

@@ -24,13 +24,14 @@ from search.cli import EXIT_FATAL as EXIT_FAILED
 from search.cli import EXIT_OK, Parser, setup_logging, usage_error
 from search.reporting.final_model import final_recipe, final_rows
 from search.reporting.fold_epochs import pruning_rows
+from search.reporting.pareto import front_note, front_plot, front_table
 from search.reporting.plots import Plot, all_plots
 from search.reporting.summary import importance_note, lead, number, study_facts
 from search.reporting.trust import trust_html
 from search.reporting.view import StudyView, fold_mean, param, state_label
 from search.text import counted
 from storage import DEFAULT_URL, StorageError, find_storage, redact, storage_errors
-from storage.records import direction_sign, failure_kind
+from storage.records import cost_name, direction_sign, failure_kind, score
 
 TOP = 10
 
@@ -99,7 +100,11 @@ def param_importances(study: optuna.Study, view: StudyView) -> tuple[dict[str, f
     from optuna.importance import FanovaImportanceEvaluator, get_param_importances
 
     try:
-        scores = get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0))
+        scores = get_param_importances(
+            study,
+            evaluator=FanovaImportanceEvaluator(seed=0),
+            target=(lambda t: float(score(t) or 0.0)) if len(study.directions) > 1 else None,
+        )
     except (ValueError, RuntimeError) as exc:
         return {}, f"Parameter importances could not be computed: {exc}."
     if not scores:
@@ -119,7 +124,7 @@ def leaderboard_rows(view: StudyView) -> list[list[str]]:
     rows = []
     for t in [*view.ranked(), *pruned][:TOP]:
         scores = [float(s) for s in t.user_attrs.get("fold_scores", [])]
-        value = number(float(t.value or 0.0))
+        value = number(float(score(t) or 0.0))
         if t.state != TrialState.COMPLETE:
             value = f"{number(fold_mean(t)) if scores else '-'} ({len(scores)}/{view.folds} folds)"
         state = state_label(t.state)
@@ -214,6 +219,7 @@ def render_html(
     plots: list[Plot],
     final: Sequence[tuple[str, str]] = (),
     trust: str = "",
+    front: str = "",
 ) -> str:
     """The whole page: no external resource, every figure inline as a data URI.
 
@@ -247,6 +253,7 @@ def render_html(
 <p class="lead">{e(lead(view))}</p>
 {first}
 {_table(("fact", "value"), facts, "")}
+{front}
 <h2>Leaderboard</h2>
 <p class="note">Complete trials by mean fold {e(view.metric)}, then pruned trials by folds
 finished (their mean covers only those folds).</p>
@@ -283,10 +290,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return usage_error(f"--out {args.out!r} is not a writable folder ({exc}); choose another")
     scores, note = param_importances(study, view)
     plots = all_plots(view, scores, note)
+    front = ""
+    if cost_name(study) is not None:  # a multi-objective study: its front leads
+        head, rows = front_table(study)
+        front = (
+            f"<h2>Pareto front</h2>\n<p class='note'>{html.escape(front_note(study))}</p>\n"
+            + _table(head, rows, "No complete trial yet.")
+        )
+        plots.insert(0, front_plot(study))
     facts = study_facts(study, args.storage, view)
     recipe = final_recipe(study.user_attrs)
     trust = trust_html(recipe.get("trust")) if recipe is not None else ""
-    page = render_html(args.study, facts, view, plots, final_rows(study.user_attrs), trust)
+    page = render_html(args.study, facts, view, plots, final_rows(study.user_attrs), trust, front)
     try:
         for p in plots:
             atomic_write_bytes(out / "plots" / f"{p.name}.png", p.png)

@@ -282,10 +282,40 @@ def _policy(p: argparse.ArgumentParser) -> None:
         "--metric",
         default=None,
         choices=MONITORS,
-        help="objective: mean over folds of each fold's best epoch (default: accuracy, or the "
+        help="score: mean over folds of each fold's best epoch (default: accuracy, or the "
         "resumed study's); "
         "robust_accuracy also validates under seeded corruptions (blur, noise, JPEG, "
         "brightness/contrast, stain shift, rotation) and scores the mean of clean and corrupted",
+    )
+
+    p.add_argument(
+        "--objective",
+        default=None,
+        metavar="accuracy[,latency|,params]",
+        help="what the study optimises (default: accuracy, or the resumed study's): the --metric "
+        "score alone, or with a cost minimised beside it, a multi-objective study whose Pareto "
+        "front search.report and the dashboard show: latency (each architecture's median "
+        "single-image inference milliseconds on its worker's device, measured before it "
+        "trains) or params (its parameter count). Pruning then compares a trial only with "
+        "trials that cost no more; --pruner median and halving and the first-fold screen do "
+        "not apply",
+    )
+    p.add_argument(
+        "--max-latency-ms",
+        type=float,
+        default=None,
+        metavar="MS",
+        help="with --budget and --objective accuracy,latency: the final model is the most "
+        "accurate trial of the front within MS, and keeps its test-time views only while they "
+        "fit (views x latency <= MS)",
+    )
+    p.add_argument(
+        "--max-params",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --budget and --objective accuracy,params: the final model is the most "
+        "accurate trial of the front with at most N parameters",
     )
 
 
@@ -384,6 +414,10 @@ COUNTS = (
 BUDGET_ONLY = {
     "final_augment": "--final-augment needs --budget (it sets the augmentation of the --budget "
     "run's final model); search.export --study NAME --out DIR exports with the trial's own",
+    "max_latency_ms": "--max-latency-ms needs --budget (it limits the --budget run's final "
+    "model); search.export --max-latency-ms MS picks the front's point by hand",
+    "max_params": "--max-params needs --budget (it limits the --budget run's final model); "
+    "search.export --max-params N picks the front's point by hand",
     "export": "--export DIR needs --budget (it names where the --budget run's final model goes); "
     "to export a study by hand run python -m search.export --study NAME --out DIR",
 }
@@ -402,7 +436,14 @@ def _check_numbers(args: argparse.Namespace) -> None:
             f"--folds must be at most {MAX_FOLDS} (a study stores one character per image for "
             f"its fold), got {args.folds}"
         )
-    for flag in ("timeout", "trial_timeout", "heartbeat"):
+    if args.objective is not None:
+        from storage.records import parse_objective
+
+        try:
+            args.objective = parse_objective(args.objective)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+    for flag in ("timeout", "trial_timeout", "heartbeat", "max_latency_ms", "max_params"):
         value = getattr(args, flag)
         if value is not None and value <= 0:
             raise UsageError(f"--{flag.replace('_', '-')} must be positive, got {value}")

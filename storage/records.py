@@ -21,6 +21,22 @@ from storage.optuna_internals import write_user_attrs
 from trainer.records import FoldResult
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+# --objective's second objectives: the trial attribute that holds each (lower is better).
+COSTS = {"latency": "latency_ms", "params": "params"}
+# The flag that limits each cost when a point of the front is chosen.
+LIMIT_FLAGS = {"latency": "--max-latency-ms", "params": "--max-params"}
+
+
+def parse_objective(text: str) -> str:
+    """``--objective``: "accuracy" (the --metric score alone) or "accuracy,latency" /
+    "accuracy,params" (the score and a cost, a multi-objective study); ValueError otherwise."""
+    parts = [p.strip().lower() for p in text.split(",") if p.strip()]
+    if parts[:1] == ["accuracy"] and (len(parts) == 1 or len(parts) == 2 and parts[1] in COSTS):
+        return ",".join(parts)
+    raise ValueError(
+        f"--objective {text!r} is not one of accuracy, accuracy,latency, accuracy,params "
+        "(the --metric score first, then at most one cost to minimise beside it)"
+    )
 
 
 def fold_results(trial: FrozenTrial) -> list[FoldResult]:
@@ -85,10 +101,12 @@ def reuse_folds(
     trial: optuna.Trial, folds: list[FoldResult], metric: str, epochs_per_fold: int
 ) -> None:
     """Copy the finished folds of the trial ``trial`` retries or was promoted from: their
-    records, their epochs as intermediate values, ``fold_scores`` and ``reused_folds``."""
+    records, their epochs as intermediate values (a single-objective study's: Optuna keeps none
+    in another), ``fold_scores`` and ``reused_folds``."""
+    curves = len(trial.study.directions) == 1
     for result in folds:
         trial.set_user_attr(f"fold_{result.fold}", result.to_dict())
-        for e in result.epochs:
+        for e in result.epochs if curves else ():
             trial.report(getattr(e, metric), result.fold * epochs_per_fold + e.epoch)
     if folds:
         trial.set_user_attr("fold_scores", [r.score(metric) for r in folds])
@@ -109,33 +127,81 @@ def count_states(study: optuna.Study) -> dict[TrialState, int]:
 
 
 def direction_sign(study: optuna.Study) -> float:
-    """1 when the study maximises, -1 when it minimises: ``sign * value`` is higher-is-better.
-    The one place the objective's direction is read."""
-    return 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
+    """1 when the study maximises its score (its first objective), -1 when it minimises it:
+    ``sign * score`` is higher-is-better. The one place the objective's direction is read."""
+    return 1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else -1.0
 
 
-def ranked_complete(study: optuna.Study, *, with_fold_scores: bool = False) -> list[FrozenTrial]:
-    """The complete trials with a finite value, best first (the lower number on a tie);
-    ``with_fold_scores``: only those that recorded their fold scores (the paired fold test's)."""
+def score(trial: FrozenTrial) -> float | None:
+    """A finished trial's score (its first objective's value), None when it has none; what
+    ``trial.value`` is in a single-objective study, and is not allowed to be in another."""
+    values = trial.values
+    return None if not values else float(values[0])
+
+
+def cost_name(study: optuna.Study) -> str | None:
+    """The study's second objective (``latency`` or ``params``), None for accuracy alone."""
+    objective = str(study.user_attrs.get("objective", "accuracy")).split(",")
+    return objective[1] if len(objective) > 1 else None
+
+
+def cost_of(trial: FrozenTrial, cost: str | None) -> float | None:
+    """The trial's measured cost under objective ``cost`` (None: not measured, or no cost)."""
+    value = trial.user_attrs.get(COSTS[cost]) if cost else None
+    return None if value is None else float(value)
+
+
+def ranked_complete(
+    study: optuna.Study, *, with_fold_scores: bool = False, max_cost: float | None = None
+) -> list[FrozenTrial]:
+    """The complete trials with a finite score, best first (the lower number on a tie);
+    ``with_fold_scores``: only those that recorded their fold scores (the paired fold test's);
+    ``max_cost``: only those whose cost (the study's second objective) is at most that."""
+    cost = cost_name(study) if max_cost is not None else None
     done = [
         t
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.value is not None
-        and math.isfinite(t.value)
+        if (s := score(t)) is not None
+        and math.isfinite(s)
         and (not with_fold_scores or "fold_scores" in t.user_attrs)
+        and (max_cost is None or (c := cost_of(t, cost)) is not None and c <= max_cost)
     ]
     sign = direction_sign(study)
-    return sorted(done, key=lambda t: (-sign * float(t.value or 0.0), t.number))
+    return sorted(done, key=lambda t: (-sign * float(score(t) or 0.0), t.number))
 
 
-def best_complete(study: optuna.Study, *, with_fold_scores: bool = False) -> FrozenTrial | None:
+def best_complete(
+    study: optuna.Study, *, with_fold_scores: bool = False, max_cost: float | None = None
+) -> FrozenTrial | None:
     """The study's best complete trial (the lower number on a tie), or None before the first:
-    the one definition the pruner, the final model, the export and the reports share."""
-    ranked = ranked_complete(study, with_fold_scores=with_fold_scores)
+    the one definition the pruner, the final model, the export and the reports share. With
+    ``max_cost``, the best of those that cost at most that: the most accurate point of the
+    Pareto front within a limit."""
+    ranked = ranked_complete(study, with_fold_scores=with_fold_scores, max_cost=max_cost)
     return ranked[0] if ranked else None
+
+
+def pareto_front(study: optuna.Study) -> list[FrozenTrial]:
+    """The complete trials no other complete trial beats on score and cost together, cheapest
+    first (a trial ties another on both: the lower number stays); empty without a cost."""
+    cost = cost_name(study)
+    if cost is None:
+        return []
+    sign = direction_sign(study)
+    points = [
+        (float(c), -sign * float(score(t) or 0.0), t.number, t)
+        for t in ranked_complete(study)
+        if (c := cost_of(t, cost)) is not None
+    ]
+    front, best = [], math.inf
+    for _, loss, _, t in sorted(points, key=lambda p: p[:3]):
+        if loss < best:  # more accurate than every cheaper point
+            front.append(t)
+            best = loss
+    return front
 
 
 def best_so_far(study: optuna.Study) -> tuple[int, float] | None:
     """(number, value) of the study's best complete trial, or None before the first."""
     best = best_complete(study)
-    return (best.number, float(best.value or 0.0)) if best is not None else None
+    return (best.number, float(score(best) or 0.0)) if best is not None else None

@@ -46,6 +46,7 @@ class StudyPlan:
     metric: str
     weights: str
     image_size_fixed: bool = False  # --image-size given: the final model keeps that size too
+    objective: str = "accuracy"  # --objective: "accuracy", or "accuracy,latency" / ",params"
     # The study's symmetry and colour with their reasons and evidence (search.policy.traits).
     traits: dict[str, Any] = field(default_factory=dict)
 
@@ -62,6 +63,7 @@ class StudyPlan:
             "epochs": self.epochs,
             "image_size": self.image_size,
             "metric": self.metric,
+            "objective": self.objective,
             "weights": self.weights,
             "image_size_fixed": self.image_size_fixed,
             "fold_of": fold_of,
@@ -80,7 +82,7 @@ def check_resume(stored: dict[str, Any], plan: StudyPlan, name: str) -> None:
 
     Settings first: a different --image-size also changes the resized data's fingerprint, and
     the flag is what the user has to change back."""
-    for key in ("space", "folds", "epochs", "image_size", "metric", "weights"):
+    for key in ("space", "folds", "epochs", "image_size", "metric", "objective", "weights"):
         value = getattr(plan, key)
         if key in stored and stored[key] != value:
             if key == "space":

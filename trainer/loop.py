@@ -117,6 +117,7 @@ class _Kept:
     phases: dict[tuple[Any, ...], dict[str, Phase]] = field(default_factory=dict)  # by phase_key
     predict: Callable[[np.ndarray], Any] | None = None
     statistics: Callable[[np.ndarray], None] | None = None
+    costs: dict[str, float] = field(default_factory=dict)  # model_cost's, by cost
 
     def phases_for(self, cfg: TrialConfig, steps_per_epoch: int) -> dict[str, Phase]:
         """The phases of ``cfg``: kept ones retuned to its rates and decay, else new ones (the

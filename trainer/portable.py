@@ -144,6 +144,23 @@ def file_bytes(path: Path) -> int:
     return path.stat().st_size
 
 
+def model_cost(run: Any, cost: str) -> float:
+    """A trial's cost objective, measured on its built model (a ``trainer.loop.ModelRun``) and
+    kept with it, so later trials of the architecture reuse the figure: ``params`` (its
+    parameter count) or ``latency`` (median milliseconds of warm single-image inference on this
+    worker's device, the pass validation runs, output copied to the host)."""
+    kept = run.kept
+    if cost not in kept.costs:
+        if cost == "params":
+            kept.costs[cost] = float(run.built.model.count_params())
+        elif cost == "latency":
+            predict, one = run.predict, run.data.images[:1]
+            kept.costs[cost] = _median_ms(lambda: keras.ops.convert_to_numpy(predict(one)), REPEATS)
+        else:
+            raise InvalidConfig(f"cost {cost!r} is not one of latency, params")
+    return kept.costs[cost]
+
+
 def _median_ms(run: Callable[[], Any], repeats: int) -> float:
     """Median milliseconds of warm runs: ``repeats`` of them, fewer (at least MIN_REPEATS) when
     they take over FIGURE_SECONDS together (a big model with 8 views on a CPU)."""

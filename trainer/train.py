@@ -31,6 +31,7 @@ from trainer.loop import (
     snapshot,
 )
 from trainer.metrics import classification_metrics
+from trainer.portable import model_cost
 from trainer.records import (
     Dataset,
     EpochMetrics,
@@ -152,6 +153,10 @@ def _set_up(
     start = time.perf_counter()
     predict = model_run.predict
     timings["build"] += time.perf_counter() - start
+    for hook in hooks.after_build if hooks else []:
+        start = time.perf_counter()
+        hook(lambda cost: model_cost(model_run, cost))
+        timings["cost"] = timings.get("cost", 0.0) + time.perf_counter() - start
     return _TrialRun(config, data, model_run, predict, report, monitor, timings, hooks)
 
 

@@ -42,7 +42,10 @@ from search.reporting.dashboard import DashboardWriter
 from spaces.base import Space, StudySettings
 from storage.optuna_internals import beat, study_storage, trial_id
 from storage.records import (
+    COSTS,
     FailureKind,
+    cost_name,
+    cost_of,
     record_failure,
     record_fold,
     tag_started,
@@ -84,6 +87,7 @@ class Coordinator:
         # SEARCH_HOST names this coordinator where hostnames collide (containers, tests).
         self.host = os.environ.get("SEARCH_HOST") or socket.gethostname()
         self.clock = SearchCutoff(run)
+        self.cost = cost_name(study)  # the cost objective beside the score, if any
         self.told: dict[str, int] = {"complete": 0, "pruned": 0, "failed": 0}
         self._last_maintenance = time.monotonic()
         # Backbones whose pretrained weights failed to load in this run (-> the trial that
@@ -175,6 +179,8 @@ class Coordinator:
         }
         tag_started(study_storage(self.study), trial_id(trial), attrs)
         running = Running(trial, config, worker, time.monotonic(), last_beat=time.monotonic())
+        if completed:  # a retry or promotion: the architecture's cost came with its folds
+            running.cost = cost_of(self.study.get_trials(deepcopy=False)[trial.number], self.cost)
         for result in completed:
             running.scores[result.fold] = result.score(self.run_settings.metric)
         worker.trial = running
@@ -188,6 +194,7 @@ class Coordinator:
                 "config": config.to_dict(),
                 "monitor": self.run_settings.metric,
                 "completed": [r.to_dict() for r in completed],
+                "cost": self.cost,
             },
         )
 
@@ -282,7 +289,10 @@ class Coordinator:
     def _dispatch_message(
         self, worker: Worker, running: Running, kind: str, message: dict[str, Any]
     ) -> None:
-        if kind == "epoch":
+        if kind == "cost":
+            running.cost = float(message["value"])
+            running.trial.set_user_attr(COSTS[message["cost"]], running.cost)
+        elif kind == "epoch":
             self._send(worker, {"type": "decision", "decision": self._on_epoch(running, message)})
         elif kind == "fold":
             self._send(worker, {"type": "decision", "decision": self._on_fold(running, message)})
@@ -299,16 +309,27 @@ class Coordinator:
         fold, epoch = int(message["fold"]), int(message["epoch"])
         value = float(message["metrics"][self.run_settings.metric])
         trial = running.trial
-        if math.isfinite(value):
+        if math.isfinite(value) and self.cost is None:  # Optuna keeps no curves otherwise
             trial.report(value, fold * self.settings.epochs + epoch)
+        if fold != running.curve_fold:
+            running.curve_fold, running.curve = fold, []
+        running.curve.append(value if math.isfinite(value) else -math.inf)
         self.progress.epoch(trial.number, fold, epoch, value)
         if self.clock.budget_spent(self.study.get_trials(deepcopy=False)):
             running.pruned_at = f"fold {fold} epoch {epoch} ({StopReason.BUDGET})"
             return Decision.STOP.value
-        if self.pruner is not None and trial.should_prune():
+        if self.pruner is not None and self._should_prune(running, fold, epoch):
             running.pruned_at = f"fold {fold} epoch {epoch} ({StopReason.EPOCH_LEVEL})"
             return Decision.STOP.value
         return Decision.CONTINUE.value
+
+    def _should_prune(self, running: Running, fold: int, epoch: int) -> bool:
+        """The pruner's decision after an epoch: ``Trial.should_prune``, which Optuna refuses
+        in a multi-objective study, where the pruner compares costs itself."""
+        assert self.pruner is not None
+        if self.cost is None:
+            return running.trial.should_prune()
+        return self.pruner.prune_costed(self.study, fold, epoch, running.curve, running.cost)
 
     def _on_fold(self, running: Running, message: dict[str, Any]) -> str:
         result = FoldResult.from_dict(message["result"])
@@ -322,7 +343,7 @@ class Coordinator:
             running.pruned_at = f"after fold {result.fold} ({StopReason.SCREENING})"
             running.screened = True
             return Decision.STOP.value
-        if self.pruner is not None and self.pruner.prune_fold(self.study, scores):
+        if self.pruner is not None and self.pruner.prune_fold(self.study, scores, running.cost):
             running.pruned_at = f"after fold {result.fold} ({StopReason.FOLD_LEVEL})"
             return Decision.STOP.value
         return Decision.CONTINUE.value
@@ -345,7 +366,17 @@ class Coordinator:
             )
             return
         value = result.mean_score(self.run_settings.metric)
-        self.study.tell(trial, value, skip_if_finished=True)
+        if self.cost is not None and running.cost is None:
+            self._fail(
+                trial,
+                FailureKind.FAILED,
+                f"the trainer sent no {self.cost} for --objective accuracy,{self.cost}: a "
+                "MODULE:FUNCTION trainer must call each hooks.after_build callable with a "
+                "measure(cost) function (trainer.hooks.TrainHooks)",
+            )
+            return
+        values = value if running.cost is None else [value, running.cost]
+        self.study.tell(trial, values, skip_if_finished=True)
         self.told["complete"] += 1
         self.progress.trial_finished(trial.number, "complete", value, "")
         self.dashboard.study_changed()

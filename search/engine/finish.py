@@ -44,7 +44,15 @@ from search.policy.final import (
     RecipeInputs,
 )
 from storage import redact
-from storage.records import FINISHED, best_complete, direction_sign, fold_results
+from storage.records import (
+    FINISHED,
+    LIMIT_FLAGS,
+    best_complete,
+    cost_name,
+    cost_of,
+    direction_sign,
+    fold_results,
+)
 from storage.study import FINAL_RECIPE
 from trainer.config import MAX_IMAGE_SIZE
 from trainer.errors import TrialFailed
@@ -76,18 +84,27 @@ class FinalSetup:
     tta: bool | None = None  # --tta/--no-tta; None: the views the final augmentation trained on
     search_data: Any = None
     folds: list[Any] = dataclasses.field(default_factory=list)
+    cost: str | None = None  # the study's cost objective, if any
+    max_cost: float | None = None  # --max-latency-ms / --max-params: the front's point within it
 
 
-def final_candidate(study: optuna.Study, metric: str) -> FrozenTrial | None:
-    """The trial the final model trains: the best complete one; before any, the trial (pruned or
+def final_candidate(
+    study: optuna.Study, metric: str, max_cost: float | None = None
+) -> FrozenTrial | None:
+    """The trial the final model trains: the best complete one (within ``max_cost``, the most
+    accurate point of the Pareto front under the limit); before any, the trial (pruned or
     screened) whose finished folds score best, since the final model needs learning curves, not
     a full cross-validation score. None while no fold has finished."""
-    best = best_complete(study)
+    best = best_complete(study, max_cost=max_cost)
     if best is not None:
         return best
     scored = []
     sign = direction_sign(study)
+    cost = cost_name(study) if max_cost is not None else None
     for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)):
+        measured = cost_of(t, cost) if cost is not None else None
+        if max_cost is not None and (measured is None or measured > max_cost):
+            continue
         folds = [f for f in fold_results(t) if not f.stopped]
         if folds and "config" in t.user_attrs:
             mean = float(np.mean([f.score(metric) for f in folds]))
@@ -130,10 +147,12 @@ class BudgetClock:
         budget: float,
         inputs: RecipeInputs,
         clock: Callable[[], float] = time.monotonic,
+        max_cost: float | None = None,
     ) -> None:
         self.study = study
         self.budget = budget
         self.inputs = inputs
+        self.max_cost = max_cost
         self.clock = clock
         self.started = clock()
         self.spent_before = float(study.user_attrs.get(SPENT, 0.0))
@@ -157,7 +176,7 @@ class BudgetClock:
         if finished == self._finished:
             return final_reserve(self.budget, self.plan)
         self._finished = finished
-        best = final_candidate(self.study, self.inputs.metric)
+        best = final_candidate(self.study, self.inputs.metric, self.max_cost)
         if best is not None and best.number != self._planned_for:
             self._planned_for = best.number
             self.plan = plan_for(best, self.inputs, MAX_FINAL_SHARE * self.budget)
@@ -225,9 +244,19 @@ def run_check(stored: Any, data: Any, fold: Any, epochs: int) -> RecipeCheck:
     )
 
 
-def _candidate(study: optuna.Study, metric: str) -> FrozenTrial:
-    """The trial the final model trains; UsageError when no trial finished a fold."""
-    best = final_candidate(study, metric)
+def _candidate(study: optuna.Study, metric: str, max_cost: float | None = None) -> FrozenTrial:
+    """The trial the final model trains; UsageError when no trial finished a fold (within the
+    limit)."""
+    best = final_candidate(study, metric, max_cost)
+    if best is None and max_cost is not None:
+        cost = cost_name(study)
+        measured = [c for t in study.trials if (c := cost_of(t, cost)) is not None]
+        cheapest = f"{min(measured):g}" if measured else "none measured"
+        raise UsageError(
+            f"no trial of study {study.study_name!r} finished a fold within "
+            f"{LIMIT_FLAGS[str(cost)]} {max_cost:g} (the cheapest trial: {cheapest}); raise the "
+            "limit, or run again with a larger --budget (the study keeps what was done)"
+        )
     if best is None:
         raise UsageError(
             "the budget ran out before any trial finished a fold, so there is no model to "
@@ -263,6 +292,22 @@ def _recipe(
     recipe = final_policy.decide(
         inputs, stored.augment, finished, max_seconds=left, check=check, tta=final.tta
     )
+    latency = cost_of(best, final.cost) if final.cost == "latency" else None
+    if final.tta is None and latency is not None and final.max_cost is not None:
+        from trainer.views import VIEW_COUNT
+
+        views = VIEW_COUNT[recipe.views]
+        if views > 1 and views * latency > final.max_cost:
+            log.info(
+                "final model: no test-time views: %d views x %.2f ms would pass "
+                "--max-latency-ms %g",
+                views,
+                latency,
+                final.max_cost,
+            )
+            recipe = final_policy.decide(
+                inputs, stored.augment, finished, max_seconds=left, check=check, tta=False
+            )
     return recipe, check, left
 
 
@@ -320,7 +365,7 @@ def train_final(
     from trainer.final import Progressive, Tail, cosine_schedule
 
     inputs, data = final.inputs, final.data
-    best = _candidate(study, inputs.metric)
+    best = _candidate(study, inputs.metric, final.max_cost)
     recipe, check, left = _recipe(best, final, seconds_left)
     plan = recipe.plan
     stored = TrialConfig.from_dict(dict(best.user_attrs["config"]))
@@ -409,7 +454,11 @@ def final_setup(
     kept: Any,
     size_fixed: bool,
 ) -> FinalSetup:
-    """What a --budget run trains at its end, settled (and the export folder checked) up front."""
+    """What a --budget run trains at its end, settled (and the export folder checked) up front.
+    With a latency objective the final model keeps the search's size: the latency measured is
+    the trials'."""
+    cost = (plan.objective.split(",")[1:] or [None])[0]
+    size_fixed = size_fixed or cost == "latency"
     out = Path(request.export or Path("models") / name).expanduser()
     if out.exists() and not out.is_dir():
         raise UsageError(f"--export {out} exists and is not a folder; name a folder")
@@ -448,7 +497,14 @@ def final_setup(
         colour=plan.traits.get("colour", "shift"),
     )
     return FinalSetup(
-        out=out, data=final_data, inputs=inputs, tta=request.tta, search_data=data, folds=folds
+        out=out,
+        data=final_data,
+        inputs=inputs,
+        tta=request.tta,
+        search_data=data,
+        folds=folds,
+        cost=cost,
+        max_cost={"latency": request.max_latency_ms, "params": request.max_params}.get(str(cost)),
     )
 
 
@@ -493,7 +549,7 @@ def run_final(
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FATAL
     except (TrialFailed, OSError) as exc:
-        best_now = final_candidate(study, final.inputs.metric)
+        best_now = final_candidate(study, final.inputs.metric, final.max_cost)
         trial = f" --trial {best_now.number}" if best_now is not None else ""
         print(
             f"error: the final model failed ({type(exc).__name__}: {exc}); the study is kept: "

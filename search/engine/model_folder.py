@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from storage.records import score
+
 FILES = ("model.keras", "config.json", "classes.json", "report.md", "history.json")
 # Written when the data leaves a calibration slice (trainer.trust.calibration_slice).
 TRUST_FILES = ("trust.npz", "reliability.png")
@@ -63,10 +65,11 @@ class ExportPlan:
         folds = fold_results(trial)
         metric = str(attrs.get("metric", "accuracy"))
         finished = [r.score(metric) for r in folds if not r.stopped]
-        if trial.state == TrialState.COMPLETE and trial.value is not None:
-            value = float(trial.value)
+        scored = score(trial)
+        if trial.state == TrialState.COMPLETE and scored is not None:
+            value = scored
         else:
-            value = statistics.mean(finished) if finished else float(trial.value or 0.0)
+            value = statistics.mean(finished) if finished else float(score(trial) or 0.0)
         return cls(
             trial=trial.number,
             value=value,

@@ -28,6 +28,9 @@ class RunRequest:
     epochs: int | None = None
     image_size: int | None = None
     metric: str | None = None
+    objective: str | None = None  # "accuracy", "accuracy,latency" or "accuracy,params"
+    max_latency_ms: float | None = None  # the --budget final model's limit on the front
+    max_params: int | None = None
     weights: str | None = None
     weights_dir: str | None = None
     symmetry: str | None = None

@@ -19,6 +19,7 @@ from typing import Any
 
 import optuna
 import sqlalchemy
+from optuna.study import StudyDirection
 
 from search.cli import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
 from search.data import DataError, fingerprint, load_dataset, validate
@@ -54,7 +55,7 @@ from search.testing.faults import check_drills
 from search.text import counted
 from spaces.base import Space, StudySettings
 from storage import StorageError, find_storage, open_storage, redact, sqlite_file, storage_errors
-from storage.records import best_so_far, count_states
+from storage.records import COSTS, LIMIT_FLAGS, best_so_far, count_states
 from storage.study import (
     StudyPlan,
     check_resume,
@@ -70,6 +71,19 @@ log = logging.getLogger(__name__)
 BUDGET_TRIALS = UNCOUNTED
 # Heartbeats, fail_stale_trials and TPE's group option are stable enough for us; say it once here.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def _check_limits(request: RunRequest, objective: str, name: str) -> None:
+    """--max-latency-ms and --max-params limit a cost the study measures, or are refused."""
+    for cost, flag in LIMIT_FLAGS.items():
+        if getattr(request, flag[2:].replace("-", "_")) is not None and objective.split(",")[
+            1:
+        ] != [cost]:
+            raise UsageError(
+                f"{flag} limits the {cost} of the final model's trial, but study {name!r} "
+                f"optimises {objective}; run it with --objective accuracy,{cost} (a new --name "
+                "for an existing study), or leave the flag out"
+            )
 
 
 def _stored_or(stored: dict, key: str, given, default):
@@ -145,6 +159,7 @@ def prepare(request: RunRequest, space: Space) -> Checked:
         space = start.narrow(space)
     check_weights(space, read.plan.weights, request.weights_dir, resuming=read.existing is not None)
     plan, data, folds = read.plan, read.data, read.folds
+    _check_limits(request, plan.objective, name)
     warm = _warm_points(request, space, read.existing, _start_settings(plan, request.seed, start))
     final = (
         final_setup(request, name, plan, data, folds, read.kept, plan.image_size_fixed)
@@ -165,13 +180,17 @@ def prepare(request: RunRequest, space: Space) -> Checked:
             "warning: no GPU is visible, so --workers-per-gpu and --gpu-memory-mb do "
             "nothing; use --workers N to run N CPU workers"
         )
-    pruner = make_pruner(
-        request.pruner,
-        epochs_per_fold=plan.epochs,
-        n_folds=plan.folds,
-        n_trials=n_trials,
-        workers=len(envs),
-    )
+    try:
+        pruner = make_pruner(
+            request.pruner,
+            epochs_per_fold=plan.epochs,
+            n_folds=plan.folds,
+            n_trials=n_trials,
+            workers=len(envs),
+            costed="," in plan.objective,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
     return Checked(
         name=name,
         space=space,
@@ -257,7 +276,7 @@ def _say_start(request: RunRequest, checked: Checked, finished: int) -> None:
 
 
 def _budget_clock(study: optuna.Study, request: RunRequest, final: FinalSetup) -> BudgetClock:
-    clock = BudgetClock(study, float(request.budget or 0.0), final.inputs)
+    clock = BudgetClock(study, float(request.budget or 0.0), final.inputs, max_cost=final.max_cost)
     log.info(
         "budget %s: %.1f min spent before this run; the search runs until only the final "
         "model's reserve is left (%.0f%% of the budget until a trial completes, then the "
@@ -435,6 +454,9 @@ def _read(request: RunRequest, space: Space, name: str) -> _Read:
     image_size = _stored_or(stored, "image_size", request.image_size, space.image_size)
     weights = _stored_or(stored, "weights", request.weights, space.weights)
     metric = _stored_or(stored, "metric", request.metric, "accuracy")
+    if "fold_of" in stored:
+        stored.setdefault("objective", "accuracy")  # studies made before --objective existed
+    objective = _stored_or(stored, "objective", request.objective, "accuracy")
     if request.weights_dir:
         if not Path(request.weights_dir).is_dir():
             raise UsageError(f"--weights-dir {request.weights_dir} is not a folder")
@@ -464,6 +486,7 @@ def _read(request: RunRequest, space: Space, name: str) -> _Read:
         epochs=epochs,
         image_size=image_size,
         metric=metric,
+        objective=objective,
         weights=weights,
         image_size_fixed=request.image_size is not None or bool(stored.get("image_size_fixed")),
         traits=traits.attrs(),
@@ -578,21 +601,23 @@ def _open_study(storage: Any, checked: Checked, seed: int) -> optuna.Study:
     """The first writes. A new study that cannot be fully set up is deleted again."""
     name, existing, plan, start = checked.name, checked.existing, checked.plan, checked.start
     sampler, pruner, folds, space = checked.sampler, checked.pruner, checked.folds, checked.space
+    costs = plan.objective.split(",")[1:]  # --objective's cost, minimised beside the score
     study = optuna.create_study(
         study_name=name,
         storage=storage,
         sampler=sampler,
         pruner=pruner,
-        direction="maximize",
+        directions=[StudyDirection.MAXIMIZE] + [StudyDirection.MINIMIZE for _ in costs],
         load_if_exists=True,
     )
+    names = [plan.metric, *(COSTS[c] for c in costs)]  # the dashboard's names for the objectives
     if existing is not None and "fold_of" in existing.user_attrs:
         study.set_user_attr("runs", int(existing.user_attrs.get("runs", 1)) + 1)  # probes writes
         if study.metric_names is None:
-            study.set_metric_names([plan.metric])
+            study.set_metric_names(names)
         return study
     try:
-        study.set_metric_names([plan.metric])  # the dashboard's name for the objective
+        study.set_metric_names(names)
         for key, value in plan.attrs(encode_folds(folds, plan.n_images)).items():
             study.set_user_attr(key, value)
         study.set_user_attr("runs", 1)

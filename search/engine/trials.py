@@ -20,7 +20,7 @@ from storage.optuna_internals import (
     study_storage,
     trial_id,
 )
-from storage.records import FINISHED, fold_results, reuse_folds
+from storage.records import COSTS, FINISHED, fold_results, reuse_folds
 from trainer.config import TrialConfig
 from trainer.errors import FatalError
 from trainer.records import FoldResult, TrialResult
@@ -95,6 +95,9 @@ class Running:
     pruned_at: str = ""
     screened: bool = False
     last_beat: float = 0.0
+    cost: float | None = None  # the cost objective's value, once the worker measured it
+    curve: list[float] = field(default_factory=list)  # this fold's scores so far
+    curve_fold: int = -1
 
 
 def act_on_screen(
@@ -166,6 +169,9 @@ def inherit(
     previous = study.get_trials(deepcopy=False)[int(source)]
     completed = fold_results(previous)
     reuse_folds(trial, completed, metric, epochs)
+    for attr in COSTS.values():  # the same architecture's cost, measured again or not
+        if attr in previous.user_attrs:
+            trial.set_user_attr(attr, previous.user_attrs[attr])
     how = f"retry of trial {source}" if retry_of is not None else f"promoted from trial {source}"
     if not completed:
         return completed, how

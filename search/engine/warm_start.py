@@ -19,7 +19,7 @@ import optuna
 from search.cli import UsageError
 from spaces.base import Space, StudySettings
 from storage import find_storage, redact, storage_errors
-from storage.records import ranked_complete
+from storage.records import ranked_complete, score
 from trainer.errors import InvalidConfig
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def read_points(
                 refused.append(f"trial {trial.number}: {notes[0]}")
                 continue
             fitted.append(
-                WarmPoint(params, f"{name}#{trial.number}", float(trial.value or 0.0), notes)
+                WarmPoint(params, f"{name}#{trial.number}", float(score(trial) or 0.0), notes)
             )
         if not fitted:
             raise UsageError(

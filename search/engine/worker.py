@@ -1,7 +1,8 @@
 """A long-lived worker process: loads the data once, then trains the trials it is sent.
 
 Protocol (JSON, see ``search/engine/protocol.py``):
-  worker -> coordinator: ready, epoch (waits for a decision), fold (waits), done, failed
+  worker -> coordinator: ready, cost (with a cost objective, before the first epoch), epoch
+  (waits for a decision), fold (waits), done, failed
   coordinator -> worker: run, decision, shutdown
 The worker dies with its coordinator (Linux parent-death signal, and EOF on the pipe), and
 ignores Ctrl-C so the coordinator decides how trials end.
@@ -174,6 +175,15 @@ class _Channel:
     def on_fold(self, result: Any) -> Any:
         return self.ask({"type": "fold", "trial": self.number, "result": result.to_dict()})
 
+    def cost(self, name: str) -> Any:
+        """The ``after_build`` hook that sends the built model's cost ``name`` (no answer)."""
+
+        def send_cost(measure: Any) -> None:
+            value = float(measure(name))
+            send(self.conn, {"type": "cost", "trial": self.number, "cost": name, "value": value})
+
+        return send_cost
+
 
 def _run_trial(
     conn: Connection, message: dict[str, Any], train_trial: Any, data: Any, folds: Any
@@ -191,6 +201,7 @@ def _run_trial(
         config = TrialConfig.from_dict(message["config"])
         completed = [FoldResult.from_dict(f) for f in message.get("completed", [])]
         drill = hook_for(number)
+        cost = message.get("cost")
         result = train_trial(
             config,
             data,
@@ -199,7 +210,10 @@ def _run_trial(
             monitor=message["monitor"],
             on_fold=channel.on_fold,
             completed=completed,
-            hooks=TrainHooks(before_epoch=[drill] if drill else []),
+            hooks=TrainHooks(
+                before_epoch=[drill] if drill else [],
+                after_build=[channel.cost(cost)] if cost else [],
+            ),
         )
         if result.timings:
             result.timings["coordinator_wait"] = channel.waited

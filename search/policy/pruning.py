@@ -12,6 +12,12 @@ screened one goes on to finish; one that does not is screened too, and once ``sc
 trials are screened the one with the best first fold is queued again to finish its remaining
 folds (re-using that fold). Without it, every start-up trial that beats the ones before it
 trains every fold, only to be beaten a few trials later.
+
+In a study with a cost as its second objective (``--objective accuracy,latency``) a trial is
+measured before it trains, and both levels compare it only with the complete trials that cost
+at most what it costs: only they can dominate it, so a trial stopped is one off the Pareto
+front, and the cheapest trials are never stopped by a costlier one's accuracy. The screen and
+Optuna's epoch pruners (``median``, ``halving``: single-objective) do not apply there.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from optuna.pruners import BasePruner
 from optuna.trial import FrozenTrial, TrialState
 from scipy.stats import wilcoxon
 
-from storage.records import best_complete, direction_sign
+from storage.records import best_complete, direction_sign, fold_results
 
 PRUNERS = ("default", "median", "halving", "fold", "none")
 # Trial user attributes of the screen: a trial stopped by it, and the trial queued from the best.
@@ -183,16 +189,41 @@ class FoldEpochPruner(BasePruner):
         steps = range(first, first + epoch + 1)
         mine = [trial.intermediate_values[s] for s in steps if s in trial.intermediate_values]
         ref = [best.intermediate_values[s] for s in steps if s in best.intermediate_values]
+        return self._behind(study, mine, ref)
+
+    def _behind(self, study: optuna.Study, mine: list[float], ref: list[float]) -> bool:
         if not mine or not ref:
             return False
         sign = direction_sign(study)  # compared as higher-is-better
         return max(sign * v for v in mine) < max(sign * v for v in ref) - self.epoch_gap
 
-    def prune_fold(self, study: optuna.Study, scores: list[float]) -> bool:
-        """After a fold: compare the trial's fold scores with the best completed trial's."""
+    def prune_costed(
+        self, study: optuna.Study, fold: int, epoch: int, curve: list[float], cost: float | None
+    ) -> bool:
+        """``prune`` in a study with a cost objective, where Optuna keeps no intermediate
+        values: the epoch gap to the best complete trial that costs at most ``cost``, in the
+        same fold over the same epochs (``curve``: this fold's scores so far; the reference's
+        from its fold record). Optuna's epoch pruners do not apply (``make_pruner``)."""
+        if not self.epoch_gap or cost is None or epoch < self.epoch_warmup:
+            return False
+        if self._finished(fold + 1, self.epochs_per_fold):
+            return False  # the last fold, as in prune
+        best = best_trial(study, max_cost=cost)
+        ref_fold = {r.fold: r for r in fold_results(best)}.get(fold) if best else None
+        if ref_fold is None:
+            return False
+        metric = str(study.user_attrs.get("metric", "accuracy"))
+        ref = [getattr(e, metric) for e in ref_fold.epochs if e.epoch <= epoch]
+        return self._behind(study, curve, ref)
+
+    def prune_fold(
+        self, study: optuna.Study, scores: list[float], cost: float | None = None
+    ) -> bool:
+        """After a fold: compare the trial's fold scores with the best completed trial's (with
+        ``cost``, the best of those that cost at most that)."""
         if self.fold_test is None or self._finished(len(scores), self.epochs_per_fold):
             return False
-        best = best_fold_scores(study)
+        best = best_fold_scores(study, max_cost=cost)
         if best is None:
             return False
         return self.fold_test.should_prune(scores, best, sign=direction_sign(study))
@@ -277,14 +308,15 @@ def _best(study: optuna.Study, screened: list[tuple[float, int, dict]]) -> tuple
     return number, dict(params)
 
 
-def best_trial(study: optuna.Study) -> FrozenTrial | None:
-    """The best completed trial with fold scores (``storage.records.best_complete``)."""
-    return best_complete(study, with_fold_scores=True)
+def best_trial(study: optuna.Study, max_cost: float | None = None) -> FrozenTrial | None:
+    """The best completed trial with fold scores (``storage.records.best_complete``); with
+    ``max_cost``, of those that cost at most that."""
+    return best_complete(study, with_fold_scores=True, max_cost=max_cost)
 
 
-def best_fold_scores(study: optuna.Study) -> list[float] | None:
-    """The per-fold scores of the best completed trial, or None before the first one."""
-    best = best_trial(study)
+def best_fold_scores(study: optuna.Study, max_cost: float | None = None) -> list[float] | None:
+    """The per-fold scores of the best completed trial (within ``max_cost``), or None."""
+    best = best_trial(study, max_cost)
     return None if best is None else [float(s) for s in best.user_attrs["fold_scores"]]
 
 
@@ -295,6 +327,7 @@ def make_pruner(
     n_folds: int,
     n_trials: int | None = None,
     workers: int = 1,
+    costed: bool = False,
 ) -> FoldEpochPruner | None:
     """The pruner behind ``--pruner``; ``None`` for ``none``.
 
@@ -302,9 +335,15 @@ def make_pruner(
     trials on their first fold (and a 4th that does not beat them) when the study has several
     folds and room for the promotion: at least ``SCREEN_MIN_TRIALS`` trials (or no trial limit)
     after the ``workers - 1`` that are already running when the first one finishes.
+    ``costed``: the study has a cost objective (no screen; ``median`` and ``halving`` refused).
     """
     if name not in PRUNERS:
         raise ValueError(f"--pruner {name!r} is not one of {', '.join(PRUNERS)}")
+    if costed and name in ("median", "halving"):
+        raise ValueError(
+            f"--pruner {name} compares accuracy alone, which would stop trials on the Pareto "
+            "front of a study with a cost objective; use --pruner default, fold or none there"
+        )
     if name == "none":
         return None
     median = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0, n_min_trials=2)
@@ -316,7 +355,7 @@ def make_pruner(
         "fold": None,
     }[name]
     fold = FoldTest() if name in ("default", "halving", "fold") and n_folds > 1 else None
-    long_enough = n_trials is None or n_trials - (workers - 1) >= SCREEN_MIN_TRIALS
+    long_enough = not costed and (n_trials is None or n_trials - (workers - 1) >= SCREEN_MIN_TRIALS)
     # The first half of every fold is never judged: slow starters (Ranger's rectified warm-up,
     # large learning rates) trail for an epoch or two and then win. Inside a fold the default
     # then stops only a trial 15 points behind the best trial's best in the same fold so far,

@@ -20,6 +20,7 @@ import optuna
 from optuna.trial import TrialState
 
 from search.reporting.final_model import final_rows
+from search.reporting.pareto import front_markdown
 from search.reporting.summary import curves_note, importance_note, objective_text
 from search.reporting.trials import leaderboard, trial_note
 from search.text import counted
@@ -129,7 +130,8 @@ def _cell(text: str) -> str:
 
 def study_note(study: optuna.Study, metric: str) -> str:
     """The study's Markdown note: the final model a --budget run exported (when there is one),
-    the objective, how to read the per-step curves and the importance chart, the leaderboard."""
+    the Pareto front (with a cost objective), the objective, how to read the per-step curves and
+    the importance chart, the leaderboard."""
     attrs = study.user_attrs
     lines = []
     final = final_rows(attrs)
@@ -137,11 +139,12 @@ def study_note(study: optuna.Study, metric: str) -> str:
         lines += ["## Final model", "", "| | |", "|---|---|"]
         lines += [f"| {what} | {_cell(value)} |" for what, value in final]
         lines.append("")
+    lines += front_markdown(study)
     complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     lines += [
         "## Objective",
         "",
-        f"**{objective_text(metric, study.direction.name)}**.",
+        f"**{objective_text(metric, study)}**.",
         "",
         f"Intermediate values: {curves_note(attrs.get('epochs'))}.",
         "",

@@ -30,6 +30,7 @@ from search.reporting.canvas import (
 )
 from search.reporting.fold_epochs import pruning_rows
 from search.reporting.view import StudyView, fold_mean, param
+from storage.records import score
 from trainer.config import AUGMENT_LEVELS
 
 
@@ -41,8 +42,8 @@ def history(view: StudyView) -> Plot:
         "the last score they reported (not comparable to a full mean); failed trials as red "
         "triangles on the axis."
     )
-    done = [t for t in view.of(TrialState.COMPLETE) if t.value is not None]
-    pruned = [t for t in view.of(TrialState.PRUNED) if t.value is not None]
+    done = [t for t in view.of(TrialState.COMPLETE) if score(t) is not None]
+    pruned = [t for t in view.of(TrialState.PRUNED) if score(t) is not None]
     failed = view.of(TrialState.FAIL)
     if not done and not pruned:
         text = f"No trial has a score yet ({len(failed)} failed)."
@@ -50,11 +51,11 @@ def history(view: StudyView) -> Plot:
     ax = fig.add_subplot()
     for trials, marker, label in ((done, "o", "complete"), (pruned, "x", "pruned, last score")):
         colour = STATE_COLOURS[trials[0].state] if trials else None
-        xs, ys = [t.number for t in trials], [float(t.value or 0.0) for t in trials]
+        xs, ys = [t.number for t in trials], [float(score(t) or 0.0) for t in trials]
         ax.scatter(xs, ys, marker=marker, color=colour, label=f"{label} ({len(trials)})", zorder=3)
     if done:
         best = np.maximum if view.maximize else np.minimum
-        ys = best.accumulate([float(t.value or 0.0) for t in done]).tolist()
+        ys = best.accumulate([float(score(t) or 0.0) for t in done]).tolist()
         xs = [t.number for t in done] + [max(t.number for t in view.trials)]
         ax.step(xs, [*ys, ys[-1]], where="post", color="#2ca02c", label="best so far")
     if failed:
@@ -119,7 +120,7 @@ def parallel_coordinates(view: StudyView) -> Plot:
     names: list[str] = []
     for t in done:
         names += [n for n in t.params if n not in names]
-    values = np.array([float(t.value or 0.0) for t in done])
+    values = np.array([float(score(t) or 0.0) for t in done])
     norm = Normalize(float(values.min()), float(values.max()) + 1e-12)
     cmap = colormaps["viridis"]
     axes = [_axis(n, done) for n in names]
@@ -163,7 +164,7 @@ def by_param(view: StudyView, name: str, title: str, order: Sequence[str] = ()) 
     rng = np.random.default_rng(0)
     groups, labels = [], []
     for i, cat in enumerate(cats):
-        vals = [float(t.value or 0.0) for t in view.ranked() if str(param(t, name)) == cat]
+        vals = [float(score(t) or 0.0) for t in view.ranked() if str(param(t, name)) == cat]
         pruned = [t for t in view.of(TrialState.PRUNED) if str(param(t, name)) == cat]
         means = [m for m in map(fold_mean, pruned) if m is not None]
         groups.append(vals)

@@ -15,7 +15,7 @@ from search.reporting.trials import leaderboard
 from search.reporting.view import STATE_LABELS, StudyView, param, state_label
 from search.text import counted
 from storage import redact
-from storage.records import count_states, failure_kind
+from storage.records import COSTS, cost_name, count_states, failure_kind, score
 
 FAILURE_KINDS_SHOWN = 3
 REASON_CHARS = 200
@@ -43,9 +43,17 @@ def curves_note(epochs: int | None) -> str:
     )
 
 
-def objective_text(metric: str, direction: str) -> str:
-    """``accuracy (maximize)``, and what the objective is a mean of."""
-    return f"{metric} ({direction.lower()}): the mean over folds of each fold's best epoch"
+def objective_text(metric: str, study: Any) -> str:
+    """``accuracy (maximize)``, what it is a mean of, and the cost beside it, if any."""
+    direction = study.directions[0].name.lower()
+    text = f"{metric} ({direction}): the mean over folds of each fold's best epoch"
+    cost = cost_name(study)
+    if cost is not None:
+        text += (
+            f"; and {COSTS[cost]} (minimize), measured on each trial's model before it trains: "
+            "a multi-objective study, whose Pareto front is the result"
+        )
+    return text
 
 
 def number(value: Any, digits: int = 4) -> str:
@@ -87,7 +95,7 @@ def lead(view: StudyView) -> str:
     elif not best:
         text = f"{counted(n, 'trial')}, none complete: {counts}."
     else:
-        value = number(float(best[0].value or 0.0))
+        value = number(float(score(best[0]) or 0.0))
         text = (
             f"{counted(n, 'trial')}: {counts}; best trial {best[0].number}, {view.metric} {value}."
         )
@@ -156,13 +164,13 @@ def study_facts(study: optuna.Study, url: str, view: StudyView) -> list[tuple[st
         ("folds x epochs", f"{view.folds} x {view.epochs} = {view.budget} fold-epochs per trial"),
         ("search image size", f"{a.get('image_size', '?')} px (every trial trained at it)"),
         ("model input size", _model_size(a)),
-        ("objective", objective_text(view.metric, study.direction.name)),
+        ("objective", objective_text(view.metric, study)),
         ("weights", weights_fact(a.get("weights"), view)),
         ("trials", state_counts(view.trials) or "none"),
     ]
     best = view.ranked()
     if best:
-        facts.append(("best", f"trial {best[0].number}: {number(float(best[0].value or 0.0))}"))
+        facts.append(("best", f"trial {best[0].number}: {number(float(score(best[0]) or 0.0))}"))
     facts.append(("training time", training_time(view.trials)))
     c = a.get("cleaning")
     if isinstance(c, dict) and {"n_kept", "n_input"} <= set(c):

@@ -29,7 +29,7 @@ from search.reporting.fold_epochs import PruningRow, trial_budgets
 from search.reporting.summary import curves_note
 from search.reporting.view import StudyView, param, state_label
 from search.text import counted
-from storage.records import FINISHED, fold_results
+from storage.records import FINISHED, fold_results, score
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -125,12 +125,12 @@ def _fold_lines(trial: FrozenTrial, epochs: int) -> tuple[list[float], list[floa
     """Steps and scores with a gap between folds, so each fold is its own segment."""
     xs: list[float] = []
     ys: list[float] = []
-    for step, score in sorted(trial.intermediate_values.items()):
+    for step, value in sorted(trial.intermediate_values.items()):
         if xs and step // epochs != int(xs[-1]) // epochs:
             xs.append(math.nan)
             ys.append(math.nan)
         xs.append(step)
-        ys.append(score)
+        ys.append(value)
     return xs, ys
 
 
@@ -154,7 +154,7 @@ def learning_curves(view: StudyView) -> Plot:
         if t.state == TrialState.PRUNED:
             ax.plot(xs[-1], ys[-1], "x", color=STATE_COLOURS[TrialState.PRUNED], zorder=2)
     for t, colour in zip(top, itertools.cycle(CURVE_COLOURS), strict=False):
-        label = f"trial {t.number}: {t.value:.4f}"
+        label = f"trial {t.number}: {score(t):.4f}"
         ax.plot(*_fold_lines(t, view.epochs), color=colour, linewidth=2, zorder=3, label=label)
     at = ax.get_xaxis_transform()
     for k in range(view.folds):
@@ -199,7 +199,7 @@ def top_trials(view: StudyView, n: int = 6) -> Plot:
 
 def _label(ax: Axes, t: FrozenTrial, metric: str) -> None:
     ax.set_title(
-        f"trial {t.number}: {t.value:.4f}\n{param(t, 'backbone')}, {param(t, 'augment')}, "
+        f"trial {t.number}: {score(t):.4f}\n{param(t, 'backbone')}, {param(t, 'augment')}, "
         f"{param(t, 'optimizer')}",
         fontsize=9,
     )

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import optuna
 
-from storage.records import ranked_complete
+from storage.records import ranked_complete, score
 from trainer.records import FoldResult
 
 
@@ -54,7 +54,7 @@ def leaderboard(study: optuna.Study, top: int = 10) -> list[dict[str, Any]]:
         rows.append(
             {
                 "trial": t.number,
-                "value": t.value,
+                "value": score(t),
                 "backbone": config.get("backbone", "?"),
                 "augment": config.get("augment", "?"),
                 "optimizer": config.get("optimizer", "?"),

@@ -8,6 +8,8 @@ from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 
+from storage.records import score
+
 STATE_LABELS = {
     TrialState.COMPLETE: "complete",
     TrialState.PRUNED: "pruned",
@@ -43,8 +45,8 @@ class StudyView:
 
     def ranked(self) -> list[FrozenTrial]:
         """Complete trials with a value, best first."""
-        done = [t for t in self.of(TrialState.COMPLETE) if t.value is not None]
-        return sorted(done, key=lambda t: (-self.sign * float(t.value or 0.0), t.number))
+        done = [t for t in self.of(TrialState.COMPLETE) if score(t) is not None]
+        return sorted(done, key=lambda t: (-self.sign * float(score(t) or 0.0), t.number))
 
 
 def param(trial: FrozenTrial, name: str) -> Any:

@@ -34,6 +34,15 @@ def trained_folds(log: str | os.PathLike[str], learning_rate: float) -> list[int
     return [int(fold) for rate, fold in lines if rate == repr(learning_rate)]
 
 
+def fake_cost(config: TrialConfig, cost: str) -> float:
+    """A deterministic stand-in for a model's cost that makes a Pareto front with
+    ``fake_quality``: latency grows with the learning rate (accuracy peaks at 2e-3), parameters
+    with the head and the image size."""
+    if cost == "latency":
+        return 0.5 + 1000.0 * config.learning_rate
+    return float(1000 * config.head_width + 10 * config.image_size**2)
+
+
 def fake_quality(config: TrialConfig) -> float:
     """The score this configuration converges to (0..1)."""
     lr_term = -0.08 * (math.log10(config.learning_rate) - math.log10(2e-3)) ** 2
@@ -60,6 +69,8 @@ def fake_train_trial(
     sleep = float(os.environ.get("FAKE_EPOCH_SECONDS", "0"))
     trained_log = os.environ.get("FAKE_TRAINED_LOG")
     quality = fake_quality(config)
+    for measured in hooks.after_build if hooks else []:
+        measured(lambda cost: fake_cost(config, cost))
     done = {r.fold: r for r in completed}
     results = [done[i] for i in sorted(done)]
     for index in range(len(folds)):

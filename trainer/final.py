@@ -52,6 +52,7 @@ class FitEpoch:
     seconds: float
     augment: str = ""  # the level this epoch's batches were augmented with
     size: int = 0  # the px this epoch's batches had
+    planned: int = 0  # the run's epochs as planned when this one began (a deadline re-plans)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -293,7 +294,7 @@ class _Trainer:
                 index, epoch, weights, seed, where=where, lr=lr, level=level, size=size
             )
             record = FitEpoch(
-                epoch, done.phase, done.loss, done.learning_rate, done.seconds, level, size
+                epoch, done.phase, done.loss, done.learning_rate, done.seconds, level, size, epochs
             )
             history.append(record)
             epoch += 1

@@ -7,12 +7,15 @@ workers per GPU each also gets a memory cap (``SEARCH_GPU_MEMORY_MB``) so they f
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 QUERY = "index,name,memory.total,compute_cap"
 
@@ -217,5 +220,5 @@ def configure_backend() -> None:
                 )
             else:
                 tf.config.experimental.set_memory_growth(gpu, True)
-        except (ValueError, RuntimeError):
-            pass
+        except (ValueError, RuntimeError) as exc:  # TensorFlow already initialised the GPU
+            log.warning("could not %s on %s: %s", "cap memory" if cap else "grow memory", gpu, exc)

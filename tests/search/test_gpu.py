@@ -124,3 +124,61 @@ def test_workers_share_compiled_programs_on_disk(tmp_path, backend) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert folder.is_dir() and any(folder.iterdir())
+
+
+class _FakeGpu:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_the_memory_cap_is_applied_in_the_worker_on_tensorflow(monkeypatch, shared) -> None:
+    """worker_envs' cap for two workers on one card reaches TensorFlow's logical device limit in
+    the worker (a fake device list stands in for the card); alone, a worker grows memory."""
+    import tensorflow as tf
+
+    from search.engine.devices import configure_backend
+
+    env = worker_envs(None, parse_smi(SMI)[:1], workers_per_gpu=2 if shared else 1)[0]
+    for key in ("SEARCH_GPU_MEMORY_MB", "SEARCH_GPU_MEMORY_FRACTION"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    cards = [_FakeGpu("/physical_device:GPU:0")]
+    limits: list[tuple[str, int | None]] = []
+    grown: list[str] = []
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: cards)
+    monkeypatch.setattr(
+        tf.config,
+        "set_logical_device_configuration",
+        lambda gpu, configs: limits.append((gpu.name, configs[0].memory_limit)),
+    )
+    monkeypatch.setattr(
+        tf.config.experimental, "set_memory_growth", lambda gpu, on: grown.append(gpu.name)
+    )
+    configure_backend()
+    if shared:
+        assert limits == [("/physical_device:GPU:0", int(81559 * 0.9 / 2))] and not grown
+    else:
+        assert grown == ["/physical_device:GPU:0"] and not limits
+
+
+def test_the_memory_cap_is_applied_on_pytorch_and_jax(monkeypatch) -> None:
+    import torch
+
+    from search.engine.devices import configure_backend
+
+    env = worker_envs(None, parse_smi(SMI)[:1], workers_per_gpu=2, backend="torch")[0]
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    fractions: list[float] = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", fractions.append)
+    configure_backend()
+    assert fractions == [0.45]
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    monkeypatch.delenv("XLA_PYTHON_CLIENT_MEM_FRACTION", raising=False)
+    configure_backend()
+    import os
+
+    assert os.environ["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.450"

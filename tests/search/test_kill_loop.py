@@ -43,10 +43,22 @@ def _running(url: str) -> list:
         return []
 
 
-def _wait(predicate, timeout: float = 120.0) -> None:
+def _wait(predicate, timeout: float = 120.0) -> bool:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not predicate():
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
         time.sleep(0.05)
+    return False
+
+
+def _past_first_fold(url: str) -> bool:
+    """A running trial is inside its second fold or later: past the fold-0 decision."""
+    epochs = 4  # the quick space's epochs per fold
+    return any(
+        "fold_0" in t.user_attrs and max(t.intermediate_values, default=-1) >= epochs
+        for t in _running(url)
+    )
 
 
 @pytest.mark.slow
@@ -59,18 +71,32 @@ def test_ten_random_sigkills_then_resume(tmp_path: Path) -> None:
         proc = start_cli(*ARGS, "--storage", url, cwd=tmp_path, FAKE_EPOCH_SECONDS="0.06")
         done_before = len(_finished(url))
         known = {t.number for t in _running(url)}
+
+        def asked(known=known) -> bool:
+            return any(t.number not in known for t in _running(url))
+
+        def told(done_before=done_before) -> bool:
+            return len(_finished(url)) > done_before
+
         if phase == "ask":  # a trial was just asked for: kill before or while it is tagged
-            _wait(lambda known=known: any(t.number not in known for t in _running(url)))
-        elif phase == "fold":  # inside a trial, after its first fold
-            _wait(lambda: any("fold_0" in t.user_attrs for t in _running(url)))
-            time.sleep(rng.uniform(0.0, 0.3))
+            landed = _wait(asked)
+        elif phase == "fold":  # inside a trial, past its first fold (and the fold-0 decision)
+            landed = _wait(lambda: _past_first_fold(url))
         elif phase == "tell":  # right as a trial is told
-            _wait(lambda done_before=done_before: len(_finished(url)) > done_before)
+            landed = _wait(told)
         else:
-            _wait(lambda: bool(_running(url)))
+            landed = _wait(lambda: bool(_running(url)))
             time.sleep(rng.uniform(0.0, 2.0))
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
+        assert landed, f"the {phase} kill's moment never came"
+        # The killed coordinator's state is frozen in storage: the kill landed where intended.
+        if phase == "ask":
+            assert asked(), "the ask kill found no newly asked trial"
+        elif phase == "fold":
+            assert _past_first_fold(url), "the fold kill did not land inside a later fold"
+        elif phase == "tell":
+            assert told(), "the tell kill came before any trial was told"
         now = _finished(url)
         for number, record in seen.items():
             assert now[number] == record, f"finished trial {number} changed after a kill"

@@ -51,8 +51,28 @@ def test_works_at_other_sizes_and_on_one_image(cells: np.ndarray) -> None:
     for name in EXPECTED:
         out = corrupt(small, name, seed=0)
         assert out.shape == small.shape and out.dtype == np.uint8
+        diff = np.abs(out.astype(np.int16) - small.astype(np.int16)).reshape(len(small), -1)
+        assert (diff.max(axis=1) > 0).all(), f"{name} left some 32 px images untouched"
+        assert diff.mean() > 1.0, f"{name} barely changed 32 px images ({diff.mean():.2f})"
         one = corrupt(cells[0], name, seed=0)
         assert one.shape == cells[0].shape
+        assert not np.array_equal(one, cells[0])
+
+
+@pytest.mark.parametrize("step", [1, 2])  # 96 px and 48 px images
+def test_blur_scales_with_the_image_size(cells: np.ndarray, step: int) -> None:
+    """Blurring an image at twice the size, then averaging 2 x 2 pixels, is blurring it at its
+    own size: the blur's sigma is a share of the frame, not a number of pixels. (With a fixed
+    sigma in pixels the gap is about half the blur's own change; measured, not assumed.)"""
+    base = cells[:32, ::step, ::step]
+    n, s = len(base), base.shape[1]
+    twice = base.repeat(2, axis=1).repeat(2, axis=2)
+    pooled = corrupt(twice, "gaussian_blur").astype(np.float64)
+    pooled = pooled.reshape(n, s, 2, s, 2, 3).mean(axis=(2, 4))
+    direct = corrupt(base, "gaussian_blur").astype(np.float64)
+    change = np.abs(direct - base).mean()
+    assert change > 2.0
+    assert np.abs(pooled - direct).mean() < 0.25 * change
 
 
 def test_rotation_is_not_a_dihedral_symmetry_and_keeps_the_cell_centred(cells: np.ndarray) -> None:

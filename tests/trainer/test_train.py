@@ -72,6 +72,49 @@ def test_timings_split_the_trial_into_build_steps_refresh_and_eval(learned) -> N
     assert parts <= t["trial"] <= result.seconds + 1e-6
 
 
+def test_each_phase_is_timed_into_its_own_entry(real_small, monkeypatch) -> None:
+    """A clock that moves only inside each phase (the build 1000, an epoch's steps 100, the
+    BatchNorm refresh 10, a validation 1): every entry gets exactly its phase's time, and the
+    trial's total is their sum, so no phase is counted in another's entry or twice."""
+    import types
+
+    from trainer import loop
+    from trainer import train as train_module
+
+    clock = [0.0]
+    fake = types.SimpleNamespace(perf_counter=lambda: clock[0])
+    monkeypatch.setattr(train_module, "time", fake)
+    monkeypatch.setattr(loop, "time", fake)
+
+    def ticking(fn, seconds):
+        def run(*args, **kwargs):
+            clock[0] += seconds
+            return fn(*args, **kwargs)
+
+        return run
+
+    monkeypatch.setattr(loop, "build_model", ticking(loop.build_model, 1000.0))
+    monkeypatch.setattr(loop, "train_epoch", ticking(loop.train_epoch, 100.0))
+    refresh = loop.BatchNormRefresh.__call__
+    monkeypatch.setattr(loop.BatchNormRefresh, "__call__", ticking(refresh, 10.0))
+    monkeypatch.setattr(train_module, "_validate", ticking(train_module._validate, 1.0))
+    loop.forget_models()  # a fresh build
+    folds = make_folds(real_small.labels, 3, seed=0)[:2]
+    cfg = TrialConfig(backbone="small_cnn", image_size=32, epochs=2, patience=0, seed=2)
+    result = train_trial(cfg, real_small, folds, _go)
+    loop.forget_models()
+    epochs = sum(len(f.epochs) for f in result.folds)
+    assert epochs == 4
+    t = result.timings
+    assert t["build"] == 1000.0
+    assert t["pipeline"] == 0.0
+    assert t["train_steps"] == 100.0 * epochs
+    assert t["bn_refresh"] == 10.0 * epochs
+    assert t["eval"] == 1.0 * epochs
+    assert t["trial"] == 1000.0 + 111.0 * epochs == result.seconds
+    assert [e.seconds for f in result.folds for e in f.epochs] == [111.0] * epochs
+
+
 @pytest.mark.parametrize(("steps", "batches"), [(3, 4), (12, 4), (40, 10), (63, 16), (500, 16)])
 def test_precise_bn_refresh_uses_a_quarter_of_an_epoch_within_4_to_16_batches(steps, batches):
     from trainer.loop import BatchNormRefresh

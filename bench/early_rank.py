@@ -66,11 +66,11 @@ def main() -> None:
     e1 = [r[4][0] for r in rows]
     e2 = [r[4][1] for r in rows]
     final = [max(r[4]) for r in rows]
-    rho2 = spearmanr(e2, final).statistic
-    rho1 = spearmanr(e1, final).statistic
+    rho2, p2 = spearmanr(e2, final)
+    rho1, p1 = spearmanr(e1, final)
     print(
-        f"spearman(epoch-2, final) = {rho2:.3f}; spearman(epoch-1, final) = {rho1:.3f} "
-        f"over {len(rows)} configurations"
+        f"spearman(epoch-2, final) = {rho2:.3f} (p {p2:.2g}); spearman(epoch-1, final) = "
+        f"{rho1:.3f} (p {p1:.2g}) over {len(rows)} configurations"
     )
     lines = [
         "# Early validation scores rank configurations (issue 2, item 9)",
@@ -94,8 +94,8 @@ def main() -> None:
         )
     lines += [
         "",
-        f"**Spearman rank correlation, epoch 2 vs final: {rho2:.3f}** "
-        f"(epoch 1 vs final: {rho1:.3f}).",
+        f"**Spearman rank correlation, epoch 2 vs final: {rho2:.3f}** (p = {p2:.2g}, "
+        f"n = {len(rows)} configurations; epoch 1 vs final: {rho1:.3f}, p = {p1:.2g}).",
         "",
     ]
     (ROOT / "docs" / "early_rank.md").write_text("\n".join(lines))

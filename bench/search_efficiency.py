@@ -401,13 +401,15 @@ def capped(cost: float, cap: float) -> float:
     return cost if cost <= cap else math.inf
 
 
-def median_iqr(values: list[float]) -> str:
+def median_iqr(values: list[float], digits: int = 3) -> str:
+    """Median [IQR] over seeds; a seed that never got there counts as infinitely late ("n/r")."""
     v = np.asarray(values, float)
-    finite = v[np.isfinite(v)]
-    if len(finite) < len(v):
-        return f"{np.median(v):.3g} (not reached in {len(v) - len(finite)} of {len(v)} seeds)"
-    q1, q2, q3 = np.percentile(v, [25, 50, 75])
-    return f"{q2:.3f} [{q1:.3f}, {q3:.3f}]"
+    missed = int(np.sum(~np.isfinite(v)))
+    with np.errstate(all="ignore"):
+        quartiles = np.percentile(v, [25, 50, 75])
+    q1, q2, q3 = ("n/r" if not np.isfinite(q) else f"{q:.{digits}f}" for q in quartiles)
+    tail = f" (not reached in {missed} of {len(v)} seeds)" if missed else ""
+    return f"{q2} [{q1}, {q3}]{tail}"
 
 
 def plot(runs: list[Run], budget: float, unit: str, path: Path) -> None:
@@ -632,7 +634,7 @@ def write_report(args, table: Table, runs: list[Run], optimum: float, scores: di
         f"{np.median(per_trial_p):.1f} with pruning, "
         f"{np.median(per_trial_n):.1f} without (a full trial is {table.folds * table.epochs}). "
         f"Within 1 point of the grid optimum ({optimum:.3f}): with pruning "
-        f"{median_iqr(global_p)} fold-epochs, without {median_iqr(global_n)}.",
+        f"{median_iqr(global_p, 0)} fold-epochs, without {median_iqr(global_n, 0)}.",
     ]
     summary.append(
         f"pruning: {np.median(ratios):.3f}x the fold-epochs of no pruning to reach the same best "

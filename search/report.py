@@ -31,7 +31,7 @@ from search.reporting.trust import trust_html
 from search.reporting.view import StudyView, fold_mean, param, state_label
 from search.text import counted
 from storage import DEFAULT_URL, StorageError, find_storage, redact, storage_errors
-from storage.records import cost_name, direction_sign, failure_kind, score
+from storage.records import cost_name, direction_sign, epoch_values, failure_kind, score
 
 TOP = 10
 
@@ -82,7 +82,7 @@ def load_study(url: str, name: str) -> optuna.Study:
 def study_view(study: optuna.Study) -> StudyView:
     """Every trial, read once; folds and epochs from the study (guessed for foreign studies)."""
     a, trials = study.user_attrs, tuple(study.get_trials(deepcopy=False))
-    last = max((max(t.intermediate_values) for t in trials if t.intermediate_values), default=0)
+    last = max((max(epoch_values(t)) for t in trials if epoch_values(t)), default=0)
     return StudyView(
         trials=trials,
         folds=int(a.get("folds", 1)),

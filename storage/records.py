@@ -97,17 +97,37 @@ def record_fold(trial: optuna.Trial, result: FoldResult, scores: list[float]) ->
     trial.set_user_attr("fold_scores", scores)
 
 
+EPOCH_VALUES = "epoch_values"  # a cost study's per-epoch scores by step (Optuna keeps none there)
+
+
+def epoch_values(trial: FrozenTrial | optuna.Trial) -> dict[int, float]:
+    """A trial's per-epoch scores by step (``fold * epochs + epoch``): Optuna's intermediate
+    values, or in a multi-objective study, where Optuna keeps none, the trial's own record."""
+    if isinstance(trial, FrozenTrial) and trial.intermediate_values:
+        return dict(trial.intermediate_values)
+    return {int(k): float(v) for k, v in trial.user_attrs.get(EPOCH_VALUES, {}).items()}
+
+
+def record_epoch(trial: optuna.Trial, step: int, value: float) -> None:
+    """Report one epoch's score: to Optuna in a single-objective study, else to the trial's own
+    record (``epoch_values``), which the reports read the same way."""
+    if len(trial.study.directions) == 1:
+        trial.report(value, step)
+        return
+    values = {str(k): v for k, v in epoch_values(trial).items()}
+    values[str(step)] = value
+    trial.set_user_attr(EPOCH_VALUES, values)
+
+
 def reuse_folds(
     trial: optuna.Trial, folds: list[FoldResult], metric: str, epochs_per_fold: int
 ) -> None:
     """Copy the finished folds of the trial ``trial`` retries or was promoted from: their
-    records, their epochs as intermediate values (a single-objective study's: Optuna keeps none
-    in another), ``fold_scores`` and ``reused_folds``."""
-    curves = len(trial.study.directions) == 1
+    records, their epochs' scores (``record_epoch``), ``fold_scores`` and ``reused_folds``."""
     for result in folds:
         trial.set_user_attr(f"fold_{result.fold}", result.to_dict())
-        for e in result.epochs if curves else ():
-            trial.report(getattr(e, metric), result.fold * epochs_per_fold + e.epoch)
+        for e in result.epochs:
+            record_epoch(trial, result.fold * epochs_per_fold + e.epoch, getattr(e, metric))
     if folds:
         trial.set_user_attr("fold_scores", [r.score(metric) for r in folds])
         trial.set_user_attr("reused_folds", [r.fold for r in folds])

@@ -46,6 +46,7 @@ from storage.records import (
     FailureKind,
     cost_name,
     cost_of,
+    record_epoch,
     record_failure,
     record_fold,
     tag_started,
@@ -309,12 +310,14 @@ class Coordinator:
         fold, epoch = int(message["fold"]), int(message["epoch"])
         value = float(message["metrics"][self.run_settings.metric])
         trial = running.trial
-        if math.isfinite(value) and self.cost is None:  # Optuna keeps no curves otherwise
-            trial.report(value, fold * self.settings.epochs + epoch)
+        if math.isfinite(value):
+            record_epoch(trial, fold * self.settings.epochs + epoch, value)
         if fold != running.curve_fold:
             running.curve_fold, running.curve = fold, []
         running.curve.append(value if math.isfinite(value) else -math.inf)
         self.progress.epoch(trial.number, fold, epoch, value)
+        if self._cost_missing(running):  # fails in _finish with the reason, not after all folds
+            return Decision.STOP.value
         if self.clock.budget_spent(self.study.get_trials(deepcopy=False)):
             running.pruned_at = f"fold {fold} epoch {epoch} ({StopReason.BUDGET})"
             return Decision.STOP.value
@@ -322,6 +325,10 @@ class Coordinator:
             running.pruned_at = f"fold {fold} epoch {epoch} ({StopReason.EPOCH_LEVEL})"
             return Decision.STOP.value
         return Decision.CONTINUE.value
+
+    def _cost_missing(self, running: Running) -> bool:
+        """A cost study's trial whose trainer measured no (finite) cost before its epochs."""
+        return self.cost is not None and (running.cost is None or not math.isfinite(running.cost))
 
     def _should_prune(self, running: Running, fold: int, epoch: int) -> bool:
         """The pruner's decision after an epoch: ``Trial.should_prune``, which Optuna refuses
@@ -353,6 +360,16 @@ class Coordinator:
         trial.set_user_attr("seconds", round(time.monotonic() - running.started, 3))
         trial.set_user_attr("timings", {k: round(v, 3) for k, v in result.timings.items()})
         self.dashboard.trial_done(trial, [f for f in result.folds if not f.stopped])
+        if self._cost_missing(running):
+            self._fail(
+                trial,
+                FailureKind.FAILED,
+                f"the trainer sent no finite {self.cost} for --objective accuracy,{self.cost} "
+                f"(got {running.cost}): a MODULE:FUNCTION trainer must call each "
+                "hooks.after_build callable with a measure(cost) function "
+                "(trainer.hooks.TrainHooks)",
+            )
+            return
         self.consecutive_failures = 0
         if running.pruned_at or result.stopped:
             trial.set_user_attr("pruned_at", running.pruned_at or result.stop_reason)
@@ -366,15 +383,6 @@ class Coordinator:
             )
             return
         value = result.mean_score(self.run_settings.metric)
-        if self.cost is not None and running.cost is None:
-            self._fail(
-                trial,
-                FailureKind.FAILED,
-                f"the trainer sent no {self.cost} for --objective accuracy,{self.cost}: a "
-                "MODULE:FUNCTION trainer must call each hooks.after_build callable with a "
-                "measure(cost) function (trainer.hooks.TrainHooks)",
-            )
-            return
         values = value if running.cost is None else [value, running.cost]
         self.study.tell(trial, values, skip_if_finished=True)
         self.told["complete"] += 1

@@ -293,11 +293,19 @@ def _recipe(
         inputs, stored.augment, finished, max_seconds=left, check=check, tta=final.tta
     )
     latency = cost_of(best, final.cost) if final.cost == "latency" else None
-    if final.tta is None and latency is not None and final.max_cost is not None:
+    if latency is not None and final.max_cost is not None:
         from trainer.views import VIEW_COUNT
 
         views = VIEW_COUNT[recipe.views]
-        if views > 1 and views * latency > final.max_cost:
+        over = views > 1 and views * latency > final.max_cost
+        if over and final.tta:
+            log.warning(
+                "final model: --tta keeps %d views x %.2f ms, over --max-latency-ms %g",
+                views,
+                latency,
+                final.max_cost,
+            )
+        elif over:
             log.info(
                 "final model: no test-time views: %d views x %.2f ms would pass "
                 "--max-latency-ms %g",

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from optuna.trial import FrozenTrial, TrialState
 
 from search.policy.pruning import PROMOTED_FROM
-from storage.records import FINISHED, fold_results
+from storage.records import FINISHED, epoch_values, fold_results
 
 ROW_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
 
@@ -63,13 +63,13 @@ def reused_epochs(trial: FrozenTrial) -> int:
 def fold_epochs(trial: FrozenTrial) -> int:
     """Fold-epochs a trial trained: one reported step per epoch of every fold it ran, less the
     folds it re-used from a failed or screened trial (shown again, not trained again)."""
-    return len(trial.intermediate_values) - reused_epochs(trial)
+    return len(epoch_values(trial)) - reused_epochs(trial)
 
 
 def trained_steps(trial: FrozenTrial, epochs: int) -> set[int]:
     """The steps (``fold * epochs + epoch``) a trial trained itself: not those of re-used folds."""
     reused = set(trial.user_attrs.get("reused_folds", ()))
-    return {s for s in trial.intermediate_values if s // epochs not in reused}
+    return {s for s in epoch_values(trial) if s // epochs not in reused}
 
 
 def continued_epochs(trials: Iterable[FrozenTrial], epochs: int) -> dict[int, int]:
@@ -89,9 +89,7 @@ def continued_epochs(trials: Iterable[FrozenTrial], epochs: int) -> dict[int, in
                 seen |= trained_steps(heir, epochs)
                 line += retries.get(heir.number, [])
     return {
-        t.number: len(steps[t.number] - set(t.intermediate_values))
-        for t in trials
-        if t.number in steps
+        t.number: len(steps[t.number] - set(epoch_values(t))) for t in trials if t.number in steps
     }
 
 

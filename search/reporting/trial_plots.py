@@ -29,7 +29,7 @@ from search.reporting.fold_epochs import PruningRow, trial_budgets
 from search.reporting.summary import curves_note
 from search.reporting.view import StudyView, param, state_label
 from search.text import counted
-from storage.records import FINISHED, fold_results, score
+from storage.records import FINISHED, epoch_values, fold_results, score
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -125,7 +125,7 @@ def _fold_lines(trial: FrozenTrial, epochs: int) -> tuple[list[float], list[floa
     """Steps and scores with a gap between folds, so each fold is its own segment."""
     xs: list[float] = []
     ys: list[float] = []
-    for step, value in sorted(trial.intermediate_values.items()):
+    for step, value in sorted(epoch_values(trial).items()):
         if xs and step // epochs != int(xs[-1]) // epochs:
             xs.append(math.nan)
             ys.append(math.nan)
@@ -142,7 +142,7 @@ def learning_curves(view: StudyView) -> Plot:
         f"{TOP_CURVES} best complete trials in colour; an x marks where a pruned trial stopped; "
         f"{curves_note(view.epochs)}."
     )
-    reported = [t for t in view.trials if t.intermediate_values]
+    reported = [t for t in view.trials if epoch_values(t)]
     if not reported:
         return empty("curves", "Learning curves", caption, fig, "No scores reported.")
     ax = fig.add_subplot()
@@ -184,9 +184,10 @@ def top_trials(view: StudyView, n: int = 6) -> Plot:
     for ax, t in zip(grid, best, strict=False):
         kept = {f.fold: f.best_epoch for f in fold_results(t)}
         for fold in range(view.folds):
-            steps = sorted(s for s in t.intermediate_values if s // view.epochs == fold)
+            curve = epoch_values(t)
+            steps = sorted(s for s in curve if s // view.epochs == fold)
             epochs = [s - fold * view.epochs for s in steps]
-            scores = [t.intermediate_values[s] for s in steps]
+            scores = [curve[s] for s in steps]
             (line,) = ax.plot(epochs, scores, marker=".", label=f"fold {fold}")
             if kept.get(fold) in epochs:
                 y = scores[epochs.index(kept[fold])]

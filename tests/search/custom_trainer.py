@@ -32,3 +32,8 @@ def no_weights_at_all(config, data, folds, report, **kwargs):
     from trainer.errors import WeightsUnavailable
 
     raise WeightsUnavailable(f"could not load ImageNet weights for {config.backbone} (test)")
+
+
+def no_cost(config, data, folds, report, hooks=None, **kwargs):
+    """A trainer written before cost objectives: it never calls ``hooks.after_build``."""
+    return fake_train_trial(config, data, folds, report, **kwargs)

@@ -17,9 +17,10 @@ from search.engine.finish import final_candidate
 from search.export import _limit, _pick_trial
 from search.policy.pruning import FoldTest, make_pruner
 from search.reporting.dashboard import study_note
+from search.reporting.fold_epochs import reused_epochs, trial_budgets
 from search.testing.fake import fake_cost
-from storage.records import best_complete, pareto_front, parse_objective
-from tests.search.cli import FAKE_QUICK, cli_env, load, run_cli
+from storage.records import best_complete, epoch_values, fold_results, pareto_front, parse_objective
+from tests.search.cli import FAKE_QUICK, QUICK_32, cli_env, load, run_cli
 from trainer.config import TrialConfig
 from trainer.records import EpochMetrics, FoldResult
 
@@ -58,10 +59,38 @@ def test_a_latency_study_is_multi_objective_with_each_trials_measured_cost(tmp_p
     assert {t.number for t in front} == {t.number for t in study.best_trials}
     assert [t.values[1] for t in front] == sorted(t.values[1] for t in front)
     assert len(front) >= 2  # the fake makes a real trade-off
+    # Optuna keeps no curves here: each epoch's score is the trial's own record, which the
+    # report's fold-epoch accounting reads (a trained epoch is not counted as saved)
+    epochs = int(study.user_attrs["epochs"])
+    budgets = trial_budgets(
+        study.get_trials(deepcopy=False), folds=int(study.user_attrs["folds"]), epochs=epochs
+    )
+    for t in complete:
+        assert not t.intermediate_values
+        steps = {r.fold * epochs + e.epoch: e.accuracy for r in fold_results(t) for e in r.epochs}
+        assert epoch_values(t) == pytest.approx(steps)
+        assert budgets[t.number].trained == len(steps) - reused_epochs(t) > 0
     note = study_note(study, "accuracy")
     assert "## Pareto front" in note and "latency_ms (minimize)" in note
     for t in front:
         assert f"| {t.number} | {t.values[0]:.4f} |" in note
+
+
+def test_a_trainer_that_measures_no_cost_fails_each_trial_at_its_first_epoch(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'mo.db'}"
+    out = run_cli(
+        *QUICK_32, "--storage", url, "--name", "mo", "--n-trials", "3",
+        "--trainer", "tests.search.custom_trainer:no_cost", "--objective", "accuracy,latency",
+        cwd=tmp_path,
+    )  # fmt: skip
+    trials = load(url, "mo").get_trials()
+    assert trials and all(t.state == TrialState.FAIL for t in trials), out.stderr[-2000:]
+    for t in trials:
+        assert "sent no finite latency" in t.user_attrs["failure_reason"]
+        assert "hooks.after_build" in t.user_attrs["failure_reason"]
+        assert len(epoch_values(t)) == 1  # stopped at its first epoch, not after every fold
 
 
 def test_params_objective_and_a_resume_cannot_change_the_objective(tmp_path: Path) -> None:

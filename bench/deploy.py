@@ -57,14 +57,7 @@ def main() -> None:
         command = [sys.executable, "-m", "search.run", "--study", "quick", "--data",
                    str(work / "train.npz"), "--budget", args.budget, "--objective",
                    "accuracy,latency", "-q"]  # fmt: skip
-        start = time.perf_counter()
-        done = subprocess.run(
-            command, cwd=work, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True,
-            text=True,
-        )  # fmt: skip
-        if done.returncode != 0:
-            raise SystemExit(f"search.run failed ({done.returncode}):\n{done.stderr[-3000:]}")
-        searched = time.perf_counter() - start
+        searched = _run(command, work)
         folder = work / "models" / "quick"
         config = json.loads((folder / "config.json").read_text())
         model = keras.models.load_model(folder / "model.keras")
@@ -114,6 +107,19 @@ def main() -> None:
     _write(args.out, result)
 
 
+def _run(command: list[str], work: Path) -> float:
+    """Run one of the project's commands in ``work``; its seconds, or exit with its stderr."""
+    start = time.perf_counter()
+    done = subprocess.run(
+        command, cwd=work, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True,
+        text=True,
+    )  # fmt: skip
+    if done.returncode != 0:
+        name = command[2]
+        raise SystemExit(f"{name} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return time.perf_counter() - start
+
+
 def _front(work: Path, data, held, args, final: dict) -> tuple[list[dict], dict]:
     """Each exported point of the study's front, scored on the held-out quarter and timed."""
     import keras
@@ -135,14 +141,7 @@ def _front(work: Path, data, held, args, final: dict) -> tuple[list[dict], dict]
         out = work / f"front{t.number}"
         command = [sys.executable, "-m", "search.export", "--study", "quick", "--trial",
                    str(t.number), "--out", str(out), "-q"]  # fmt: skip
-        start = time.perf_counter()
-        done = subprocess.run(
-            command, cwd=work, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True,
-            text=True,
-        )  # fmt: skip
-        if done.returncode != 0:
-            raise SystemExit(f"search.export failed ({done.returncode}):\n{done.stderr[-3000:]}")
-        seconds = time.perf_counter() - start
+        seconds = _run(command, work)
         config = json.loads((out / "config.json").read_text())
         model = keras.models.load_model(out / "model.keras")
         inner = [layer for layer in model.layers if isinstance(layer, keras.Model)]

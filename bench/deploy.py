@@ -43,11 +43,8 @@ def main() -> None:
     p.add_argument("--front", type=int, default=5, help="front points exported at most")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "deploy.md")
     args = p.parse_args()
-    import keras
 
-    from search.data.images import resize_all
     from trainer import portable
-    from trainer.corruptions import corrupt_each
 
     data = real_subset()
     rest, held = stratified_split(data.labels, 0.25, args.split_seed)
@@ -59,18 +56,8 @@ def main() -> None:
                    "accuracy,latency", "-q"]  # fmt: skip
         searched = _run(command, work)
         folder = work / "models" / "quick"
-        config = json.loads((folder / "config.json").read_text())
-        model = keras.models.load_model(folder / "model.keras")
-        inner = [layer for layer in model.layers if isinstance(layer, keras.Model)]
-        base = inner[0] if config.get("tta", "none") != "none" and inner else model
+        config, model, base, images, labels, corrupted = _open(folder, data, held, args.split_seed)
         written = portable.write_formats(model, folder, FORMATS)
-        size = int(config["image_size"])
-        images = resize_all(data.images[held], size)
-        labels = data.labels[held]
-        corrupted, _ = corrupt_each(
-            images, seed=args.split_seed, symmetry=config.get("symmetry", "dihedral"),
-            colour=config.get("colour", "shift"),
-        )  # fmt: skip
         runners = portable.file_runners(model, written)
         clean = portable.agreement(runners, images.astype(np.float32), labels)
         shifted = portable.agreement(runners, corrupted.astype(np.float32), labels)
@@ -107,6 +94,26 @@ def main() -> None:
     _write(args.out, result)
 
 
+def _open(folder: Path, data, held: np.ndarray, seed: int) -> tuple:
+    """An exported folder, loaded: its config, its model and the model inside its views, and
+    the held-out images at its size with their labels and, seeded, their corrupted copies."""
+    import keras
+
+    from search.data.images import resize_all
+    from trainer.corruptions import corrupt_each
+
+    config = json.loads((folder / "config.json").read_text())
+    model = keras.models.load_model(folder / "model.keras")
+    inner = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    base = inner[0] if config.get("tta", "none") != "none" and inner else model
+    images = resize_all(data.images[held], int(config["image_size"]))
+    corrupted, _ = corrupt_each(
+        images, seed=seed, symmetry=config.get("symmetry", "dihedral"),
+        colour=config.get("colour", "shift"),
+    )  # fmt: skip
+    return config, model, base, images, data.labels[held], corrupted
+
+
 def _run(command: list[str], work: Path) -> float:
     """Run one of the project's commands in ``work``; its seconds, or exit with its stderr."""
     start = time.perf_counter()
@@ -122,13 +129,10 @@ def _run(command: list[str], work: Path) -> float:
 
 def _front(work: Path, data, held, args, final: dict) -> tuple[list[dict], dict]:
     """Each exported point of the study's front, scored on the held-out quarter and timed."""
-    import keras
     import optuna
 
-    from search.data.images import resize_all
     from storage.records import pareto_front, score
     from trainer import portable
-    from trainer.corruptions import corrupt_each
 
     study = optuna.load_study(study_name="quick", storage=f"sqlite:///{work / 'studies.db'}")
     front = pareto_front(study)
@@ -142,16 +146,7 @@ def _front(work: Path, data, held, args, final: dict) -> tuple[list[dict], dict]
         command = [sys.executable, "-m", "search.export", "--study", "quick", "--trial",
                    str(t.number), "--out", str(out), "-q"]  # fmt: skip
         seconds = _run(command, work)
-        config = json.loads((out / "config.json").read_text())
-        model = keras.models.load_model(out / "model.keras")
-        inner = [layer for layer in model.layers if isinstance(layer, keras.Model)]
-        base = inner[0] if config.get("tta", "none") != "none" and inner else model
-        images = resize_all(data.images[held], int(config["image_size"]))
-        labels = data.labels[held]
-        corrupted, _ = corrupt_each(
-            images, seed=args.split_seed, symmetry=config.get("symmetry", "dihedral"),
-            colour=config.get("colour", "shift"),
-        )  # fmt: skip
+        config, model, base, images, labels, corrupted = _open(out, data, held, args.split_seed)
         runner = {"keras": portable.keras_runner(model)}
         clean = portable.agreement(runner, images.astype(np.float32), labels)["keras"]
         shifted = portable.agreement(runner, corrupted.astype(np.float32), labels)["keras"]
@@ -183,9 +178,11 @@ def _front(work: Path, data, held, args, final: dict) -> tuple[list[dict], dict]
 
 def _study_counts(study, on_front: int) -> dict:
     """How many complete trials each backbone had, with its best CV score and lowest latency."""
+    from optuna.trial import TrialState
+
     from storage.records import score
 
-    trials = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     per: dict[str, dict] = {}
     for t in trials:
         name = t.params.get("backbone", "?")

@@ -153,18 +153,19 @@ def _open_study(name: str, url: str):
 def _limit(study: Any, max_latency_ms: float | None, max_params: int | None) -> float | None:
     """The cost limit asked for, checked against the study's cost objective."""
     from search.cli import UsageError
-    from storage.records import LIMIT_FLAGS, cost_name
+    from storage.records import LIMIT_FLAGS, cost_name, unmeasured_limit
 
     cost = cost_name(study)
-    for name, value in (("latency", max_latency_ms), ("params", max_params)):
-        if value is not None and cost != name:
-            raise UsageError(
-                f"{LIMIT_FLAGS[name]}: study {study.study_name!r} does not measure {name} (its "
-                f"objective: {study.user_attrs.get('objective', 'accuracy')}); run a study with "
-                f"--objective accuracy,{name}, or pass --trial N"
-            )
-    given = [v for v in (max_latency_ms, max_params) if v is not None]
-    return float(given[0]) if given else None
+    limits: dict[str, float | None] = {"latency": max_latency_ms, "params": max_params}
+    name = unmeasured_limit(cost, limits)
+    if name is not None:
+        raise UsageError(
+            f"{LIMIT_FLAGS[name]}: study {study.study_name!r} does not measure {name} (its "
+            f"objective: {study.user_attrs.get('objective', 'accuracy')}); run a study with "
+            f"--objective accuracy,{name}, or pass --trial N"
+        )
+    limit = limits[cost] if cost else None
+    return None if limit is None else float(limit)
 
 
 def _pick_trial(study: Any, number: int | None, max_cost: float | None = None):

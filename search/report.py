@@ -82,7 +82,7 @@ def load_study(url: str, name: str) -> optuna.Study:
 def study_view(study: optuna.Study) -> StudyView:
     """Every trial, read once; folds and epochs from the study (guessed for foreign studies)."""
     a, trials = study.user_attrs, tuple(study.get_trials(deepcopy=False))
-    last = max((max(epoch_values(t)) for t in trials if epoch_values(t)), default=0)
+    last = max((max(steps) for t in trials if (steps := epoch_values(t))), default=0)
     return StudyView(
         trials=trials,
         folds=int(a.get("folds", 1)),

@@ -159,13 +159,25 @@ def score(trial: FrozenTrial) -> float | None:
     return None if not values else float(values[0])
 
 
+def objective_cost(objective: str) -> str | None:
+    """The cost an ``--objective`` minimises beside the score (``latency`` or ``params``), None
+    for accuracy alone."""
+    parts = objective.split(",")
+    return parts[1] if len(parts) > 1 else None
+
+
 def cost_name(study: optuna.Study) -> str | None:
     """The study's second objective (``latency`` or ``params``), None for accuracy alone."""
-    objective = str(study.user_attrs.get("objective", "accuracy")).split(",")
-    return objective[1] if len(objective) > 1 else None
+    return objective_cost(str(study.user_attrs.get("objective", "accuracy")))
 
 
-def cost_of(trial: FrozenTrial, cost: str | None) -> float | None:
+def unmeasured_limit(cost: str | None, limits: dict[str, float | None]) -> str | None:
+    """The first cost of ``limits`` (a limit by cost) given a limit though it is not ``cost``,
+    the one the study measures: a limit the study cannot apply. None when there is none."""
+    return next((c for c, value in limits.items() if value is not None and c != cost), None)
+
+
+def cost_of(trial: FrozenTrial | optuna.Trial, cost: str | None) -> float | None:
     """The trial's measured cost under objective ``cost`` (None: not measured, or no cost)."""
     value = trial.user_attrs.get(COSTS[cost]) if cost else None
     return None if value is None else float(value)

@@ -181,7 +181,7 @@ class Coordinator:
         tag_started(study_storage(self.study), trial_id(trial), attrs)
         running = Running(trial, config, worker, time.monotonic(), last_beat=time.monotonic())
         if completed:  # a retry or promotion: the architecture's cost came with its folds
-            running.cost = cost_of(self.study.get_trials(deepcopy=False)[trial.number], self.cost)
+            running.cost = cost_of(trial, self.cost)
         for result in completed:
             running.scores[result.fold] = result.score(self.run_settings.metric)
         worker.trial = running

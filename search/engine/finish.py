@@ -52,6 +52,7 @@ from storage.records import (
     cost_of,
     direction_sign,
     fold_results,
+    objective_cost,
 )
 from storage.study import FINAL_RECIPE
 from trainer.config import MAX_IMAGE_SIZE
@@ -465,7 +466,7 @@ def final_setup(
     """What a --budget run trains at its end, settled (and the export folder checked) up front.
     With a latency objective the final model keeps the search's size: the latency measured is
     the trials'."""
-    cost = (plan.objective.split(",")[1:] or [None])[0]
+    cost = objective_cost(plan.objective)
     size_fixed = size_fixed or cost == "latency"
     out = Path(request.export or Path("models") / name).expanduser()
     if out.exists() and not out.is_dir():
@@ -512,7 +513,7 @@ def final_setup(
         search_data=data,
         folds=folds,
         cost=cost,
-        max_cost={"latency": request.max_latency_ms, "params": request.max_params}.get(str(cost)),
+        max_cost=request.limits()[cost] if cost else None,
     )
 
 

@@ -69,7 +69,7 @@ class ExportPlan:
         if trial.state == TrialState.COMPLETE and scored is not None:
             value = scored
         else:
-            value = statistics.mean(finished) if finished else float(score(trial) or 0.0)
+            value = statistics.mean(finished) if finished else float(scored or 0.0)
         return cls(
             trial=trial.number,
             value=value,

@@ -65,3 +65,7 @@ class RunRequest:
         given = {k: v for k, v in values.items() if k in names}
         given["warm_start"] = tuple(given.get("warm_start") or ())
         return cls(**given)
+
+    def limits(self) -> dict[str, float | None]:
+        """--max-latency-ms and --max-params by the cost each limits."""
+        return {"latency": self.max_latency_ms, "params": self.max_params}

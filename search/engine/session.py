@@ -55,7 +55,14 @@ from search.testing.faults import check_drills
 from search.text import counted
 from spaces.base import Space, StudySettings
 from storage import StorageError, find_storage, open_storage, redact, sqlite_file, storage_errors
-from storage.records import COSTS, LIMIT_FLAGS, best_so_far, count_states
+from storage.records import (
+    COSTS,
+    LIMIT_FLAGS,
+    best_so_far,
+    count_states,
+    objective_cost,
+    unmeasured_limit,
+)
 from storage.study import (
     StudyPlan,
     check_resume,
@@ -75,15 +82,13 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 
 def _check_limits(request: RunRequest, objective: str, name: str) -> None:
     """--max-latency-ms and --max-params limit a cost the study measures, or are refused."""
-    for cost, flag in LIMIT_FLAGS.items():
-        if getattr(request, flag[2:].replace("-", "_")) is not None and objective.split(",")[
-            1:
-        ] != [cost]:
-            raise UsageError(
-                f"{flag} limits the {cost} of the final model's trial, but study {name!r} "
-                f"optimises {objective}; run it with --objective accuracy,{cost} (a new --name "
-                "for an existing study), or leave the flag out"
-            )
+    cost = unmeasured_limit(objective_cost(objective), request.limits())
+    if cost is not None:
+        raise UsageError(
+            f"{LIMIT_FLAGS[cost]} limits the {cost} of the final model's trial, but study "
+            f"{name!r} optimises {objective}; run it with --objective accuracy,{cost} (a new "
+            "--name for an existing study), or leave the flag out"
+        )
 
 
 def _stored_or(stored: dict, key: str, given, default):
@@ -187,7 +192,7 @@ def prepare(request: RunRequest, space: Space) -> Checked:
             n_folds=plan.folds,
             n_trials=n_trials,
             workers=len(envs),
-            costed="," in plan.objective,
+            costed=objective_cost(plan.objective) is not None,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
@@ -601,7 +606,8 @@ def _open_study(storage: Any, checked: Checked, seed: int) -> optuna.Study:
     """The first writes. A new study that cannot be fully set up is deleted again."""
     name, existing, plan, start = checked.name, checked.existing, checked.plan, checked.start
     sampler, pruner, folds, space = checked.sampler, checked.pruner, checked.folds, checked.space
-    costs = plan.objective.split(",")[1:]  # --objective's cost, minimised beside the score
+    cost = objective_cost(plan.objective)
+    costs = [cost] if cost else []  # --objective's cost, minimised beside the score
     study = optuna.create_study(
         study_name=name,
         storage=storage,

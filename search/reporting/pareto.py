@@ -11,52 +11,35 @@ from optuna.trial import TrialState
 from search.reporting.canvas import BLUE, ORANGE, Plot, empty, figure, finish
 from storage.records import COSTS, LIMIT_FLAGS, cost_name, cost_of, pareto_front, score
 
-HEAD = ("trial", "score", "cost", "backbone", "image size", "head width", "augment")
+HEAD = ("trial", "backbone", "image size", "head width", "augment")  # with score and cost
 
 
-def front_rows(study: optuna.Study) -> list[dict[str, Any]]:
-    """The front's trials, cheapest first: number, score, cost and what sets the cost."""
-    cost = cost_name(study)
+def front_table(study: optuna.Study) -> tuple[list[str], list[list[str]]]:
+    """The front as a table, cheapest first: header and rows of text (number, score, cost and
+    what sets the cost)."""
+    cost = str(cost_name(study))
+    head = [HEAD[0], str(study.user_attrs.get("metric", "score")), COSTS[cost], *HEAD[1:]]
     rows = []
     for t in pareto_front(study):
         config = dict(t.user_attrs.get("config", {}))
         rows.append(
-            {
-                "trial": t.number,
-                "score": float(score(t) or 0.0),
-                COSTS[str(cost)]: cost_of(t, cost),
-                "backbone": config.get("backbone", t.params.get("backbone", "?")),
-                "image_size": config.get("image_size", "?"),
-                "head_width": config.get("head_width", t.params.get("head_width", "?")),
-                "augment": config.get("augment", t.params.get("augment", "?")),
-            }
+            [
+                str(t.number),
+                f"{float(score(t) or 0.0):.4f}",
+                _cost_text(cost_of(t, cost), cost),
+                str(config.get("backbone", t.params.get("backbone", "?"))),
+                str(config.get("image_size", "?")),
+                str(config.get("head_width", t.params.get("head_width", "?"))),
+                str(config.get("augment", t.params.get("augment", "?"))),
+            ]
         )
-    return rows
+    return head, rows
 
 
 def _cost_text(value: Any, cost: str) -> str:
     if value is None:
         return "-"
     return f"{value:.2f} ms" if cost == "latency" else f"{int(value):,}"
-
-
-def front_table(study: optuna.Study) -> tuple[list[str], list[list[str]]]:
-    """The front as a table: header and rows of text."""
-    cost = str(cost_name(study))
-    head = [HEAD[0], str(study.user_attrs.get("metric", "score")), COSTS[cost], *HEAD[3:]]
-    rows = [
-        [
-            str(r["trial"]),
-            f"{r['score']:.4f}",
-            _cost_text(r[COSTS[cost]], cost),
-            str(r["backbone"]),
-            str(r["image_size"]),
-            str(r["head_width"]),
-            str(r["augment"]),
-        ]
-        for r in front_rows(study)
-    ]
-    return head, rows
 
 
 def front_note(study: optuna.Study) -> str:

@@ -60,10 +60,22 @@ def other_subset(n: int, seed: int = 1) -> Dataset:
     return data.subset(free[subset_index(data.labels[free], n, seed)])
 
 
+def tuning_subset(n: int, seed: int = 1) -> Dataset:
+    """About ``n`` of replay table A's images (``real_subset(900)``, which constants were chosen
+    on) that are not in bench/end_to_end.py's held-out quarter, and so none of table B's."""
+    data = real_subset()
+    rest, _ = stratified_split(data.labels, 0.25, 0)
+    free = np.intersect1d(rest, subset_index(data.labels, 900, 0))
+    return data.subset(free[subset_index(data.labels[free], n, seed)])
+
+
 def table_data(setup: dict) -> Dataset:
     """The images a replay table (bench/hpo_table.py) was recorded on."""
-    if setup.get("images_from", "all") == "other":
+    where = setup.get("images_from", "all")
+    if where == "other":
         return other_subset(int(setup["images"]))
+    if where == "tuning":
+        return tuning_subset(int(setup["images"]))
     return real_subset(int(setup["images"]))
 
 

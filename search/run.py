@@ -263,6 +263,14 @@ def _policy(p: argparse.ArgumentParser) -> None:
         "earlier best is trial 0. Applies when the study is created; ignored on resume",
     )
     p.add_argument(
+        "--no-portfolio",
+        dest="portfolio",
+        action="store_false",
+        help="do not queue the space's portfolio (its start-up configurations, chosen on "
+        "recorded tables of several datasets: docs/portfolio.md) before the sampler's own "
+        "trials. Applies when the study is created",
+    )
+    p.add_argument(
         "--weights",
         default=None,
         metavar="imagenet|none|PATH|DIR",

@@ -39,6 +39,7 @@ class RunRequest:
     pruner: str = "default"
     sampler: str = "tpe"
     warm_start: tuple[str, ...] = ()  # earlier studies: NAME or NAME@URL
+    portfolio: bool = True  # queue the space's start-up configurations (--no-portfolio: not)
     trainer: str = "keras"
     # Workers and devices.
     workers: int | None = None

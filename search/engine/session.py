@@ -130,6 +130,7 @@ class Checked:
     cleaning: dict | None
     start: StartModel | None  # --weights DIR
     warm: tuple[WarmPoint, ...]  # --warm-start: queued first when the study is created
+    portfolio: tuple[dict[str, Any], ...]  # the space's start-up configurations, queued next
     final: FinalSetup | None  # --budget
     n_trials: int
     gpus: list[Any]
@@ -165,7 +166,9 @@ def prepare(request: RunRequest, space: Space) -> Checked:
     check_weights(space, read.plan.weights, request.weights_dir, resuming=read.existing is not None)
     plan, data, folds = read.plan, read.data, read.folds
     _check_limits(request, plan.objective, name)
-    warm = _warm_points(request, space, read.existing, _start_settings(plan, request.seed, start))
+    settings = _start_settings(plan, request.seed, start)
+    warm = _warm_points(request, space, read.existing, settings)
+    portfolio = tuple(space.starting_params(settings)) if request.portfolio else ()
     final = (
         final_setup(request, name, plan, data, folds, read.kept, plan.image_size_fixed)
         if request.budget
@@ -207,6 +210,7 @@ def prepare(request: RunRequest, space: Space) -> Checked:
         cleaning=read.cleaning,
         start=start,
         warm=warm,
+        portfolio=portfolio,
         final=final,
         n_trials=n_trials,
         gpus=gpus,
@@ -226,7 +230,7 @@ def open_study(request: RunRequest, checked: Checked, made: _Created) -> Opened:
     weights = start.extract(Path(artifact_dir) / "start_weights") if start else checked.plan.weights
     with storage_errors(request.storage):
         storage = checked.found or _create_storage(request, made)
-        study = _open_study(storage, checked, request.seed)
+        study = _open_study(storage, checked)
         if checked.cleaning is not None:
             study.set_user_attr("cleaning", checked.cleaning)
     return Opened(study, data_path, artifact_dir, weights)
@@ -602,10 +606,10 @@ def _warm_points(
     return points
 
 
-def _open_study(storage: Any, checked: Checked, seed: int) -> optuna.Study:
+def _open_study(storage: Any, checked: Checked) -> optuna.Study:
     """The first writes. A new study that cannot be fully set up is deleted again."""
-    name, existing, plan, start = checked.name, checked.existing, checked.plan, checked.start
-    sampler, pruner, folds, space = checked.sampler, checked.pruner, checked.folds, checked.space
+    name, existing, plan = checked.name, checked.existing, checked.plan
+    sampler, pruner, folds = checked.sampler, checked.pruner, checked.folds
     cost = objective_cost(plan.objective)
     costs = [cost] if cost else []  # --objective's cost, minimised beside the score
     study = optuna.create_study(
@@ -632,7 +636,7 @@ def _open_study(storage: Any, checked: Checked, seed: int) -> optuna.Study:
                 study.enqueue_trial(
                     point.params, user_attrs={WARM_START: point.origin}, skip_if_exists=True
                 )
-            for params in space.starting_params(_start_settings(plan, seed, start)):
+            for params in checked.portfolio:
                 study.enqueue_trial(params, user_attrs={STARTING_POINT: True}, skip_if_exists=True)
     except Exception:
         if existing is None:

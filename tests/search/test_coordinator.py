@@ -152,7 +152,10 @@ def test_an_interrupted_trial_is_retried_reusing_its_finished_folds(data_path) -
 
 def test_timeout_starts_nothing_once_spent(data_path: str) -> None:
     study, told = _run(data_path, 50, pruner="none", timeout=0.0)
-    assert told == {"complete": 0, "pruned": 0, "failed": 0} and not study.trials[1:]
+    assert told == {"complete": 0, "pruned": 0, "failed": 0}
+    # only the queued portfolio, none of it started, and nothing asked of the sampler
+    assert [t.state for t in study.trials] == [TrialState.WAITING] * len(study.trials)
+    assert len(study.trials) == len(SPACES["quick"].starting_points)
 
 
 def test_a_pool_of_threads_is_what_the_coordinator_ran(data_path: str, monkeypatch) -> None:

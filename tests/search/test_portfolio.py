@@ -1,0 +1,48 @@
+"""The quick space's portfolio: queued first when a study is created, left out with
+--no-portfolio, and the very configurations bench/portfolio.py chose on the recorded tables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from search.engine.trials import STARTING_POINT
+from spaces import SPACES
+from spaces.base import StudySettings
+from tests.search.cli import FAKE_QUICK, ROOT, load, run_cli
+
+SETTINGS = StudySettings(epochs=4, weights="none", seed=0, image_size=32)
+
+
+def _first_trials(tmp_path: Path, *extra: str) -> list:
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    out = run_cli(
+        *FAKE_QUICK, "--storage", url, "--n-trials", "5", "--pruner", "none", *extra,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    return sorted(load(url, "quick").trials, key=lambda t: t.number)
+
+
+def test_the_portfolio_is_queued_first_in_its_order(tmp_path: Path) -> None:
+    portfolio = SPACES["quick"].starting_params(SETTINGS)
+    assert len(portfolio) >= 2  # a portfolio, not one point
+    trials = _first_trials(tmp_path)
+    for trial, params in zip(trials, portfolio, strict=False):
+        assert trial.params == params
+        assert trial.user_attrs.get(STARTING_POINT) is True
+    assert not any(STARTING_POINT in t.user_attrs for t in trials[len(portfolio) :])
+
+
+def test_no_portfolio_leaves_the_start_to_the_sampler(tmp_path: Path) -> None:
+    portfolio = SPACES["quick"].starting_params(SETTINGS)
+    trials = _first_trials(tmp_path, "--no-portfolio")
+    assert len(trials) == 5
+    assert not any(STARTING_POINT in t.user_attrs for t in trials)
+    assert trials[0].params not in portfolio
+
+
+def test_the_shipped_portfolio_is_what_the_bench_chose() -> None:
+    chosen = json.loads((ROOT / "docs" / "portfolio.json").read_text())["chosen"]
+    shipped = [dict(p) for p in SPACES["quick"].starting_points]
+    assert shipped == chosen

@@ -71,6 +71,12 @@ def tuning_subset(n: int, seed: int = 1) -> Dataset:
 
 def table_data(setup: dict) -> Dataset:
     """The images a replay table (bench/hpo_table.py) was recorded on."""
+    name = setup.get("dataset", "bloodcells")
+    if name != "bloodcells":  # another kind of images: a stratified subset of bench/datasets.py's
+        from datasets import LOADERS
+
+        full = LOADERS[name]()
+        return full.subset(subset_index(full.labels, int(setup["images"]), 0))
     where = setup.get("images_from", "all")
     if where == "other":
         return other_subset(int(setup["images"]))

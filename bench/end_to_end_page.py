@@ -16,7 +16,16 @@ from datasets import DESCRIPTIONS, LOADERS
 DOCS = ROOT / "docs"
 RESULTS = DOCS / "end_to_end.json"
 PAGE = DOCS / "end_to_end.md"
-SYSTEMS = ("ours", "kerastuner", "autokeras", "hand", "hand_robust", "hand_best", "svc")
+SYSTEMS = (
+    "ours",
+    "kerastuner_best",
+    "kerastuner",
+    "autokeras",
+    "hand",
+    "hand_robust",
+    "hand_best",
+    "svc",
+)
 BLOOD = "bloodcells"
 
 

@@ -47,7 +47,7 @@ import math
 import time
 from pathlib import Path
 
-from common import ROOT, machine, subset_index, table_data  # noqa: I001
+from common import ROOT, machine, table_data  # noqa: I001
 from datasets import LOADERS
 from replay import key_of
 
@@ -162,11 +162,10 @@ def main() -> None:
         ),
     }
     traits = {"symmetry": "dihedral", "colour": "shift"}  # TrialConfig's, what A and B used
-    if args.dataset == "bloodcells":
-        data = table_data(setup)
-    else:
-        full = LOADERS[args.dataset]()
-        data = full.subset(subset_index(full.labels, args.images, 0))
+    if args.dataset != "bloodcells" and args.images_from != "all":
+        raise SystemExit("--images-from picks blood cells; leave it out with --dataset")
+    data = table_data(setup)
+    if args.dataset != "bloodcells":
         read = decide("auto", "auto", lambda: measure(data.images, data.labels, seed=0))
         traits = {"symmetry": read.symmetry, "colour": read.colour}
         setup.update(traits)

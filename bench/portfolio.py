@@ -16,9 +16,9 @@ datasets of the best regret the portfolio holds.
 
 - choose (default): the portfolio of ``--k`` on all tables, and each dataset left out in turn
   (chosen on the other two, scored on it) against the space's earlier single starting point and
-  against k random configurations (every k-subset of the 48, the median and quartiles), which
-  is what a sampler's random start-up draws. Writes docs/portfolio.json and docs/portfolio.md;
-  spaces/quick.py ships ``chosen`` (tests/spaces/test_portfolio.py checks that they agree).
+  against k random configurations (every k-subset of the 48, the median and quartiles): a
+  sampler's random start-up, though it draws from the whole space, not only the 48. Writes docs/portfolio.json and docs/portfolio.md;
+  spaces/quick.py ships ``chosen`` (tests/search/test_portfolio.py checks that they agree).
 - ``--search DATASET``: real ``search.run`` studies on DATASET, per seed and one after the
   other, with the portfolio chosen without DATASET (a space file: the quick space with that
   portfolio) and the same command with ``--no-portfolio``; best-so-far against wall-clock time.
@@ -112,16 +112,28 @@ def held(portfolio: list[str], regret: dict[str, float]) -> float:
 
 
 def greedy(regret_by_data: dict[str, dict[str, float]], k: int) -> list[str]:
-    """The k configurations that, added one at a time, most lower the mean best regret."""
+    """The k configurations that, added one at a time, most lower the mean best regret.
+
+    Once every dataset's best is held that mean is 0 for any addition, so ties go to the
+    configuration with the lowest mean regret of its own (the best all-rounder), then to the
+    grid's order."""
     keys = list(next(iter(regret_by_data.values())))
+    tables = list(regret_by_data.values())
+    own = {c: statistics.fmean(r[c] for r in tables) for c in keys}
     chosen: list[str] = []
     for _ in range(k):
         best = min(
             (c for c in keys if c not in chosen),
-            key=lambda c: statistics.fmean(held([*chosen, c], r) for r in regret_by_data.values()),
-        )  # min keeps the first of equals: the grid's order decides ties
+            key=lambda c: (statistics.fmean(held([*chosen, c], r) for r in tables), own[c]),
+        )
         chosen.append(best)
     return chosen
+
+
+def select(k: int, leave_out: str | None = None) -> list[str]:
+    """The portfolio of k on the recorded tables, without ``leave_out``'s."""
+    regret = {d: regrets(t) for d, t in scores().items() if d != leave_out}
+    return greedy(regret, k)
 
 
 def params_of(key: str) -> dict:
@@ -201,22 +213,30 @@ def _search(data: Path, space: Path, db: Path, seed: int, args, *extra: str) -> 
         raise SystemExit(f"search.run failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
 
 
+ARMS = ("none", "earlier", "portfolio")  # --no-portfolio; the earlier single point; portfolio
+
+
 def search(args) -> dict:
-    """Per seed: the left-out portfolio against --no-portfolio, as real studies on args.search."""
-    regret = {d: regrets(t) for d, t in scores().items()}
-    others = {d: r for d, r in regret.items() if d != args.search}
-    portfolio = [params_of(c) for c in greedy(others, args.k)]
+    """Per seed, real studies on args.search: the sampler's own start-up (--no-portfolio), the
+    space's earlier single starting point, and the portfolio chosen without args.search."""
+    others = sorted(d for d in TABLES if d != args.search)
+    portfolio = [params_of(c) for c in select(args.k, leave_out=args.search)]
     full = LOADERS[args.search]()
     data = full.subset(subset_index(full.labels, args.images, 0))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         npz = save_npz(data, work / "data.npz")
-        space = _space_file(portfolio, work / "space.json")
+        spaces = {
+            "none": (_space_file([], work / "none.json"), ("--no-portfolio",)),
+            "earlier": (_space_file([{**EARLIER, **FIXED}], work / "earlier.json"), ()),
+            "portfolio": (_space_file(portfolio, work / "portfolio.json"), ()),
+        }
         for seed in range(args.seeds):
             arms = {}
-            for arm, extra in (("none", ("--no-portfolio",)), ("portfolio", ())):
+            for arm in ARMS:
                 db = work / f"{arm}{seed}.db"
+                space, extra = spaces[arm]
                 _search(npz, space, db, seed, args, *extra)
                 arms[arm] = curve(db, "check")
                 print(f"seed {seed} {arm}: best {arms[arm][-1][1]:.4f}", flush=True)
@@ -225,16 +245,19 @@ def search(args) -> dict:
                 {
                     "seed": seed,
                     **arms,
-                    "none_final_best": target,
-                    "portfolio_final_best": arms["portfolio"][-1][1],
+                    **{f"{a}_final_best": arms[a][-1][1] for a in ARMS},
                     "none_seconds_to_its_best": time_to(arms["none"], target),
-                    "portfolio_seconds_to_none_best": time_to(arms["portfolio"], target),
+                    **{
+                        f"{a}_seconds_to_none_best": time_to(arms[a], target)
+                        for a in ARMS
+                        if a != "none"
+                    },
                 }
             )
     return {
         "dataset": args.search,
         "images": int(len(data.labels)),
-        "chosen_on": sorted(others),
+        "chosen_on": others,
         "portfolio": portfolio,
         "command": " ".join(sys.argv[1:]),
         "trials": args.trials,
@@ -286,8 +309,11 @@ def _choice_lines(result: dict) -> list[str]:
         "",
         "Regret on the left-out dataset (0: its best configuration, 1: its worst). Random: the "
         f"best of {k} configurations drawn at random (every {k}-subset; median and quartiles), "
-        "as a sampler's random start-up draws them. Earlier: the space's single starting point "
-        "before this page (chosen on blood cells).",
+        "like a sampler's random start-up (which draws from the whole space, not only these "
+        "48). Earlier: the space's single starting point before this page (chosen on blood "
+        "cells). With three datasets, after the picks that hold each training dataset's best "
+        "the mean regret cannot fall further: the rest go to the best all-rounder (lowest mean "
+        "regret of its own).",
         "",
         "| left out | chosen on | portfolio: 1 / 2 / 3 | random 3: median [q1, q3] | earlier "
         "point | best accuracy: portfolio / earlier / table |",
@@ -308,54 +334,64 @@ def _choice_lines(result: dict) -> list[str]:
 
 def _search_lines(found: dict) -> list[str]:
     rows = found["rows"]
-    ends = [min(r["none"][-1][0], r["portfolio"][-1][0]) for r in rows]
+    arms = [a for a in ARMS if a in rows[0]]
+    ends = [min(r[a][-1][0] for a in arms) for r in rows]
     lines = [
         f"## Real searches on {found['dataset']}, which the portfolio was not chosen on",
         "",
-        f"`python bench/portfolio.py {found['command']}`: the quick space with the portfolio "
-        f"chosen on {', '.join(found['chosen_on'])} only, as a `--space-file`, against the same "
-        f"command with `--no-portfolio` (the sampler's own start-up), on {found['images']} "
-        f"images of {DESCRIPTIONS[found['dataset']]}; {found['trials']} trials, "
-        f"{found['size']} px, 3 folds, {found['epochs']} epochs, one study at a time, nothing "
-        "beside them. Values are the search's own objective (mean CV accuracy).",
+        f"`python bench/portfolio.py {found['command']}`, on {found['images']} images of "
+        f"{DESCRIPTIONS[found['dataset']]}; {found['trials']} trials, {found['size']} px, "
+        f"3 folds, {found['epochs']} epochs, one study at a time, nothing beside them. The quick "
+        "space as a `--space-file`, three ways: `--no-portfolio` (none: the sampler's own "
+        "random start-up), the space's earlier single starting point (earlier), and the "
+        f"portfolio chosen on {', '.join(found['chosen_on'])} only (portfolio). Values are the "
+        "search's own objective (mean CV accuracy).",
         "",
-        "| seed | none: final best | portfolio: final best | none: s to its best | "
-        "portfolio: s to none's best |",
-        "|---:|---:|---:|---:|---:|",
+        "| seed | "
+        + " | ".join(f"{a}: final best" for a in arms)
+        + " | none: s to its best | "
+        + " | ".join(f"{a}: s to none's best" for a in arms if a != "none")
+        + " |",
+        "|---:|" + "---:|" * (2 * len(arms)),
     ]
     for r in rows:
-        to = r["portfolio_seconds_to_none_best"]
+        times = []
+        for a in arms[1:]:
+            to = r[f"{a}_seconds_to_none_best"]
+            times.append(f"{to:.0f}" if to is not None else "not reached")
         lines.append(
-            f"| {r['seed']} | {r['none_final_best']:.4f} | {r['portfolio_final_best']:.4f} | "
-            f"{r['none_seconds_to_its_best']:.0f} | "
-            f"{f'{to:.0f}' if to is not None else 'not reached'} |"
+            f"| {r['seed']} | "
+            + " | ".join(f"{r[f'{a}_final_best']:.4f}" for a in arms)
+            + f" | {r['none_seconds_to_its_best']:.0f} | "
+            + " | ".join(times)
+            + " |"
         )
     lines += [
         "",
-        "Best so far at equal wall-clock time (a share of the shorter arm's run), median "
+        "Best so far at equal wall-clock time (a share of the shortest arm's run), median "
         "(min..max) over seeds:",
         "",
-        "| time | none | portfolio |",
-        "|---|---:|---:|",
+        "| time | " + " | ".join(arms) + " |",
+        "|---|" + "---:|" * len(arms),
     ]
     for m in (0.25, 0.5, 0.75, 1.0):
-        none = [best_at(r["none"], m * e) for r, e in zip(rows, ends, strict=True)]
-        mine = [best_at(r["portfolio"], m * e) for r, e in zip(rows, ends, strict=True)]
-        lines.append(f"| {m:.0%} | {_spread(none)} | {_spread(mine)} |")
-    ratios = [
-        r["portfolio_seconds_to_none_best"] / r["none_seconds_to_its_best"]
-        for r in rows
-        if r["portfolio_seconds_to_none_best"] is not None and r["none_seconds_to_its_best"]
-    ]
-    reached = sum(r["portfolio_seconds_to_none_best"] is not None for r in rows)
-    lines += [
-        "",
-        f"The portfolio arm reached the none arm's final best in {reached} of {len(rows)} "
-        f"seeds, in {_spread(ratios, '.2f')} of the none arm's time to it.",
-        "",
-        f"Machine: {found['machine']}",
-        "",
-    ]
+        cells = [
+            _spread([best_at(r[a], m * e) for r, e in zip(rows, ends, strict=True)]) for a in arms
+        ]
+        lines.append(f"| {m:.0%} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for a in arms[1:]:
+        ratios = [
+            r[f"{a}_seconds_to_none_best"] / r["none_seconds_to_its_best"]
+            for r in rows
+            if r[f"{a}_seconds_to_none_best"] is not None and r["none_seconds_to_its_best"]
+        ]
+        reached = sum(r[f"{a}_seconds_to_none_best"] is not None for r in rows)
+        lines.append(
+            f"- {a} reached the none arm's final best in {reached} of {len(rows)} seeds, in "
+            f"{_spread(ratios, '.2f')} of the none arm's time to it."
+        )
+    lines += ["", f"Machine: {found['machine']}", ""]
     return lines
 
 

@@ -7,7 +7,10 @@ class weighting included, fixed to the value the table was trained with) on the 
 (the table's), with the same early stopping (patience 2), for several seeds each:
 
   ours             python -m search.run (its default TPE sampler and default pruner), run for
-                   real through the CLI, coordinator and worker process
+                   real through the CLI, coordinator and worker process, opening with the quick
+                   space's portfolio where the table's grid holds its points (bench/portfolio.py
+                   chose it on other images: none of table B's)
+  ours-noportfolio the same with --no-portfolio (the sampler's random start-up, as before it)
   ours-nopruning   the same with --pruner none (item 2's baseline)
   optuna-tpe       a hand-written Optuna loop: TPESampler(seed) defaults (10 random start-up
                    trials), no pruner
@@ -57,11 +60,13 @@ from common import ROOT, save_npz, table_data  # noqa: I001
 from replay import Table, load_table, run_fold
 
 from search.atomic import atomic_write_bytes
+from spaces import SPACES
 
 BENCH = Path(__file__).resolve().parent
 SYSTEMS = (
     "ours",
     "ours-rebuild",
+    "ours-noportfolio",
     "ours-nopruning",
     "optuna-tpe",
     "optuna-tpe-eq",
@@ -138,7 +143,18 @@ def full_trial(table: Table, entry: dict) -> tuple[int, float, float]:
 # -- ours, through the real CLI ----------------------------------------------------------------
 
 
-def space_file(table: Table, directory: Path, n_trials: int) -> Path:
+def portfolio_points(table: Table) -> list[dict]:
+    """The quick space's portfolio points that the table's grid holds (what ours opens with)."""
+    grid = {"head_width": [0], "batch_size": [32], **table.grid}
+    return [
+        dict(p)
+        for p in SPACES["quick"].starting_points
+        if all(p[k] in v for k, v in grid.items() if k != "learning_rate")
+        and math.isclose(table.snap(p["learning_rate"]), p["learning_rate"])
+    ]
+
+
+def space_file(table: Table, directory: Path, n_trials: int, portfolio: bool = True) -> Path:
     lo, hi = table.lr_range()
     space = {
         "name": "bench",
@@ -161,17 +177,26 @@ def space_file(table: Table, directory: Path, n_trials: int) -> Path:
         "label_smoothing": [0.0, 0.0],
         "class_weighting": [False],  # the table was trained without class weights
         "patience": PATIENCE,
+        "starting_points": portfolio_points(table) if portfolio else [],
     }
     path = directory / "space.json"
     path.write_text(json.dumps(space))
     return path
 
 
-def run_ours(table: Table, table_path: Path, seed: int, pruner: str, n_trials: int, work: Path):
-    db = work / f"ours-{pruner}-{seed}.db"
+def run_ours(
+    table: Table,
+    table_path: Path,
+    seed: int,
+    pruner: str,
+    n_trials: int,
+    work: Path,
+    portfolio: bool = True,
+):
+    db = work / f"ours-{pruner}-{portfolio}-{seed}.db"
     cmd = [
         sys.executable, "-m", "search.run",
-        "--space-file", str(space_file(table, work, n_trials)),
+        "--space-file", str(space_file(table, work, n_trials, portfolio)),
         "--data", str(work / "data.npz"),
         "--storage", f"sqlite:///{db}",
         "--artifacts", str(work / "artifacts"),
@@ -189,6 +214,8 @@ def run_ours(table: Table, table_path: Path, seed: int, pruner: str, n_trials: i
     if proc.returncode != 0:
         raise SystemExit(f"search.run failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     name = {"default": "ours", "none": "ours-nopruning"}.get(pruner, f"ours-{pruner}")
+    if not portfolio:
+        name = f"ours-noportfolio{'' if pruner == 'default' else '-' + pruner}"
     run, rebuild = Run(name, seed), Run(f"{name}-rebuild", seed)
     run.wall = rebuild.wall = time.perf_counter() - start
     study = optuna.load_study(study_name="bench", storage=f"sqlite:///{db}")
@@ -486,6 +513,7 @@ def main() -> None:
         for seed in range(args.seeds):
             batch = [
                 *run_ours(table, args.table, seed, "default", args.pruned_trials, work),
+                run_ours(table, args.table, seed, "default", args.pruned_trials, work, False)[0],
                 *run_ours(table, args.table, seed, "none", args.n_trials, work),
                 run_optuna_loop(table, seed, "tpe", args.n_trials),
                 run_optuna_loop(table, seed, "tpe", args.n_trials, startup=STARTUP),
@@ -547,6 +575,17 @@ def write_report(args, table: Table, runs: list[Run], optimum: float, scores: di
         f"Budget: {budget} fold-epochs (= {budget / (table.folds * table.epochs):.0f} "
         f"configurations trained in full). Grid optimum (full CV accuracy): {optimum:.3f}; "
         f"median configuration: {np.median([v for v in scores.values() if math.isfinite(v)]):.3f}.",
+        "",
+        "Ours opens with the quick space's portfolio, as `search.run` does, where the grid "
+        f"holds its points ({len(portfolio_points(table))} of "
+        f"{len(SPACES['quick'].starting_points)} here; "
+        + (
+            "bench/portfolio.py chose it on other images, none of this table's"
+            if table.held_out
+            else "bench/portfolio.py chose it on tables that include some of this table's images"
+        )
+        + "); ours-noportfolio is the same with `--no-portfolio`, the sampler's random start-up; "
+        "ours-nopruning opens with the portfolio too.",
         "",
         "Seconds of ours: a worker keeps its last 4 models and their optimizer set-ups "
         "(trainer.loop), so a trial on a kept architecture (backbone, head width) pays no build "

@@ -169,6 +169,12 @@ def prepare(request: RunRequest, space: Space) -> Checked:
     settings = _start_settings(plan, request.seed, start)
     warm = _warm_points(request, space, read.existing, settings)
     portfolio = tuple(space.starting_params(settings)) if request.portfolio else ()
+    if not request.portfolio and read.existing is not None and read.existing.trials:
+        log.info(
+            "--no-portfolio ignored: study %r already has trials (it applies when a study is "
+            "created; queued trials still waiting will run)",
+            read.existing.study_name,
+        )
     final = (
         final_setup(request, name, plan, data, folds, read.kept, plan.image_size_fixed)
         if request.budget

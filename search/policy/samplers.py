@@ -75,7 +75,8 @@ def make_sampler(name: str, seed: int, n_trials: int) -> optuna.samplers.BaseSam
         multivariate=True,
         group=True,
         constant_liar=True,
-        # Random start-up trials: 4 for short studies, at most 6; with pruning, random trials
-        # are cheap but TPE's guided ones find the top sooner (docs/constants.md).
+        # Start-up trials: 4 for short studies, at most 6; with pruning, random trials are cheap
+        # but TPE's guided ones find the top sooner (docs/constants.md). Queued ones (the
+        # portfolio, --warm-start) count among them, as Optuna counts every complete trial.
         n_startup_trials=min(6, max(4, n_trials // 4)),
     )

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from search.engine.trials import STARTING_POINT
@@ -14,10 +16,10 @@ from tests.search.cli import FAKE_QUICK, ROOT, load, run_cli
 SETTINGS = StudySettings(epochs=4, weights="none", seed=0, image_size=32)
 
 
-def _first_trials(tmp_path: Path, *extra: str) -> list:
+def _first_trials(tmp_path: Path, *extra: str, n: int = 5) -> list:
     url = f"sqlite:///{tmp_path / 'a.db'}"
     out = run_cli(
-        *FAKE_QUICK, "--storage", url, "--n-trials", "5", "--pruner", "none", *extra,
+        *FAKE_QUICK, "--storage", url, "--n-trials", str(n), "--pruner", "none", *extra,
         cwd=tmp_path,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
@@ -42,7 +44,32 @@ def test_no_portfolio_leaves_the_start_to_the_sampler(tmp_path: Path) -> None:
     assert trials[0].params not in portfolio
 
 
-def test_the_shipped_portfolio_is_what_the_bench_chose() -> None:
-    chosen = json.loads((ROOT / "docs" / "portfolio.json").read_text())["chosen"]
+def test_no_portfolio_on_resume_says_it_is_ignored(tmp_path: Path) -> None:
+    portfolio = SPACES["quick"].starting_params(SETTINGS)
+    _first_trials(tmp_path, n=1)  # the portfolio is queued, one of it trained
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    out = run_cli(
+        *FAKE_QUICK, "--storage", url, "--n-trials", "3", "--pruner", "none", "--no-portfolio",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "--no-portfolio ignored" in out.stderr
+    trials = sorted(load(url, "quick").trials, key=lambda t: t.number)
+    assert [t.params for t in trials[: len(portfolio)]] == portfolio  # queued ones still ran
+
+
+def test_the_shipped_portfolio_is_what_the_bench_chooses_on_the_tables() -> None:
+    """The committed tables, re-chosen by bench/portfolio.py now, give spaces/quick.py's points
+    (and docs/portfolio.json says the same)."""
+    code = (
+        "import json, sys; sys.path.insert(0, 'bench'); import portfolio as p; "
+        "print(json.dumps([p.params_of(k) for k in p.select(3)]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    chosen = json.loads(out.stdout.strip().splitlines()[-1])
     shipped = [dict(p) for p in SPACES["quick"].starting_points]
     assert shipped == chosen
+    assert json.loads((ROOT / "docs" / "portfolio.json").read_text())["chosen"] == chosen

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from optuna.trial import TrialState
 
+from search.engine.trials import STARTING_POINT
 from search.engine.warm_start import fit, split_spec
 from search.testing.fake import trained_folds
 from spaces import SPACES
@@ -18,21 +19,11 @@ SETTINGS = StudySettings(epochs=4, weights="none", seed=0, image_size=32)
 
 
 def _earlier(tmp_path: Path, url: str, name: str = "first") -> list:
+    # sampled learning rates (no portfolio): the fake's log tells the trials apart by them
     out = run_cli(
-        *FAKE_QUICK,
-        "--storage",
-        url,
-        "--name",
-        name,
-        "--n-trials",
-        "6",
-        "--pruner",
-        "none",
-        "--seed",
-        "3",
-        "--no-portfolio",
-        cwd=tmp_path,
-    )  # fmt: skip  (sampled learning rates: the fake's log tells trials apart by them)
+        *FAKE_QUICK, "--storage", url, "--name", name, "--n-trials", "6", "--pruner", "none",
+        "--seed", "3", "--no-portfolio", cwd=tmp_path,
+    )  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     return ranked_complete(load(url, name))
 
@@ -41,7 +32,7 @@ def test_the_earlier_best_is_the_new_studys_first_trial_rescored(tmp_path: Path)
     url = f"sqlite:///{tmp_path / 'a.db'}"
     ranked = _earlier(tmp_path, url)
     out = run_cli(
-        *FAKE_QUICK, "--storage", url, "--name", "second", "--n-trials", "4", "--pruner", "none",
+        *FAKE_QUICK, "--storage", url, "--name", "second", "--n-trials", "6", "--pruner", "none",
         "--warm-start", "first", cwd=tmp_path, FAKE_TRAINED_LOG=str(tmp_path / "trained.log"),
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
@@ -56,6 +47,9 @@ def test_the_earlier_best_is_the_new_studys_first_trial_rescored(tmp_path: Path)
     assert [t.user_attrs.get("warm_start") for t in trials[1:3]] == [
         f"first#{t.number}" for t in ranked[1:3]
     ]
+    portfolio = SPACES["quick"].starting_params(SETTINGS)
+    assert [t.params for t in trials[3 : 3 + len(portfolio)]] == portfolio
+    assert all(t.user_attrs.get(STARTING_POINT) for t in trials[3 : 3 + len(portfolio)])
     assert "warm start: first#" in out.stderr
 
 

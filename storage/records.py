@@ -98,6 +98,16 @@ def record_fold(trial: optuna.Trial, result: FoldResult, scores: list[float]) ->
 
 
 EPOCH_VALUES = "epoch_values"  # a cost study's per-epoch scores by step (Optuna keeps none there)
+# The user attribute of the space's portfolio configurations, queued when a study is created.
+STARTING_POINT = "starting_point"
+# The user attribute of a configuration --warm-start queued: the study#trial it came from.
+WARM_START = "warm_start"
+
+
+def queued_first(trial: FrozenTrial | optuna.Trial) -> bool:
+    """Whether ``trial`` is a configuration queued when its study was created (the portfolio,
+    --warm-start): chosen to be good, so trained in full rather than screened."""
+    return bool(trial.user_attrs.get(STARTING_POINT) or trial.user_attrs.get(WARM_START))
 
 
 def epoch_values(trial: FrozenTrial | optuna.Trial) -> dict[int, float]:

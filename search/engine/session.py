@@ -39,7 +39,7 @@ from search.engine.plugins import BUILT_IN, resolve_trainer
 from search.engine.progress import UNCOUNTED, Progress
 from search.engine.request import RunRequest
 from search.engine.start_model import StartModel, is_export
-from search.engine.trials import STARTING_POINT, WARM_START, RunSettings
+from search.engine.trials import RunSettings
 from search.engine.warm_start import WarmPoint, read_points
 from search.engine.weights import check_weights
 from search.engine.worker import write_worker_data
@@ -58,6 +58,8 @@ from storage import StorageError, find_storage, open_storage, redact, sqlite_fil
 from storage.records import (
     COSTS,
     LIMIT_FLAGS,
+    STARTING_POINT,
+    WARM_START,
     best_so_far,
     count_states,
     objective_cost,

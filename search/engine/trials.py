@@ -20,20 +20,12 @@ from storage.optuna_internals import (
     study_storage,
     trial_id,
 )
-from storage.records import COSTS, FINISHED, fold_results, reuse_folds
+from storage.records import COSTS, FINISHED, fold_results, queued_first, reuse_folds
 from trainer.config import TrialConfig
 from trainer.errors import FatalError
 from trainer.records import FoldResult, TrialResult
 
 log = logging.getLogger(__name__)
-# The user attribute of the space's starting configurations, queued when a study is created.
-STARTING_POINT = "starting_point"
-# The user attribute of a configuration --warm-start queued: the study#trial it came from.
-WARM_START = "warm_start"
-
-
-def _queued_first(trial: FrozenTrial | optuna.Trial) -> bool:
-    return bool(trial.user_attrs.get(STARTING_POINT) or trial.user_attrs.get(WARM_START))
 
 
 @dataclass(frozen=True)
@@ -229,10 +221,10 @@ def queued_twice(study: optuna.Study, trial: optuna.Trial) -> bool:
     coordinators that create a study at the same moment both queue the space's starting points
     (each saw an empty study), and the configurations of --warm-start. The lowest number is
     kept, whoever looks."""
-    if not _queued_first(trial):
+    if not queued_first(trial):
         return False
     fixed = enqueued_params(study_storage(study), trial_id(trial))
     return any(
-        t.number < trial.number and _queued_first(t) and frozen_enqueued_params(t) == fixed
+        t.number < trial.number and queued_first(t) and frozen_enqueued_params(t) == fixed
         for t in study.get_trials(deepcopy=False)
     )

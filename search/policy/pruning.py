@@ -11,7 +11,9 @@ first few trials stop after their first fold. After them, a trial whose first fo
 screened one goes on to finish; one that does not is screened too, and once ``screen_max``
 trials are screened the one with the best first fold is queued again to finish its remaining
 folds (re-using that fold). Without it, every start-up trial that beats the ones before it
-trains every fold, only to be beaten a few trials later.
+trains every fold, only to be beaten a few trials later. Configurations queued when the study
+was created (the space's portfolio, ``--warm-start``'s) are not screened: they were chosen to be
+good, one fold is too noisy to drop them on, and they finish under the fold test.
 
 In a study with a cost as its second objective (``--objective accuracy,latency``) a trial is
 measured before it trains, and both levels compare it only with the complete trials that cost
@@ -31,7 +33,7 @@ from optuna.pruners import BasePruner
 from optuna.trial import FrozenTrial, TrialState
 from scipy.stats import wilcoxon
 
-from storage.records import best_complete, direction_sign, fold_results
+from storage.records import best_complete, direction_sign, fold_results, queued_first
 
 PRUNERS = ("default", "median", "halving", "fold", "none")
 # Trial user attributes of the screen: a trial stopped by it, and the trial queued from the best.
@@ -247,6 +249,8 @@ class FoldEpochPruner(BasePruner):
             return go_on
         if PROMOTED_FROM in trial.user_attrs:
             return ScreenDecision(False, "a promoted trial finishes")
+        if queued_first(trial):  # the portfolio's and --warm-start's: chosen to be good
+            return ScreenDecision(False, "a queued configuration (portfolio, warm start) finishes")
         trials = study.get_trials(deepcopy=False)
         if any(t.state == TrialState.COMPLETE or PROMOTED_FROM in t.user_attrs for t in trials):
             return ScreenDecision(False, "the screen is over")

@@ -239,7 +239,7 @@ def test_only_the_running_trials_that_do_not_fit_are_surplus() -> None:
 def test_a_starting_point_queued_by_two_coordinators_at_once_runs_once(data_path) -> None:
     """Two coordinators creating one study at the same moment both see it empty and both queue
     the space's starting configuration; the later copy is given back, not trained again."""
-    from search.engine.trials import STARTING_POINT
+    from storage.records import STARTING_POINT
 
     study = optuna.create_study(direction="maximize", sampler=make_sampler("tpe", 0, 3))
     for _ in range(2):  # what the two coordinators' enqueue_trial calls left

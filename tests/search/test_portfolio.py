@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from search.engine.trials import STARTING_POINT
 from spaces import SPACES
 from spaces.base import StudySettings
+from storage.records import STARTING_POINT
 from tests.search.cli import FAKE_QUICK, ROOT, load, run_cli
 
 SETTINGS = StudySettings(epochs=4, weights="none", seed=0, image_size=32)

@@ -11,6 +11,7 @@ from search.policy import pruning
 from search.policy.pruning import FoldEpochPruner, FoldTest, make_pruner
 from search.reporting.fold_epochs import fold_epochs
 from search.testing.fake import trained_folds
+from storage.records import STARTING_POINT, WARM_START
 from tests.search.cli import FAKE_QUICK, load, run_cli
 
 
@@ -170,6 +171,23 @@ def test_screen_stops_the_first_trials_after_one_fold_and_queues_the_best_again(
     assert not _screened_trial(study, pruner, 0.50)  # the screen is over: a trial completed
 
 
+def test_queued_configurations_are_not_screened_and_the_sampled_ones_are() -> None:
+    """The portfolio's and --warm-start's configurations finish (one fold is too noisy to drop
+    a configuration chosen to be good on); trials the sampler draws are screened as before."""
+    pruner = make_pruner("default", epochs_per_fold=3, n_folds=5, n_trials=20)
+    assert isinstance(pruner, FoldEpochPruner)
+    study = optuna.create_study(direction="maximize")
+    dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    for attrs in ({STARTING_POINT: True}, {WARM_START: "first#3"}):
+        study.enqueue_trial({"x": 0.5}, user_attrs=attrs)
+        queued = study.ask(dist)
+        queued.set_user_attr("fold_scores", [0.6])
+        decision = pruner.screen_fold(study, queued, [0.6])
+        assert not decision.stop and decision.tag is None, decision
+        study.tell(queued, state=TrialState.FAIL)  # nothing completes: the screen is not over
+    assert [_screened_trial(study, pruner, s) for s in (0.60, 0.80, 0.70)] == [True] * 3
+
+
 def _unfinished_screen(study: optuna.Study, pruner: FoldEpochPruner, fold0: float) -> bool:
     """Like ``_screened_trial``, but a trial the screen lets go on fails (nothing completes)."""
     trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
@@ -260,9 +278,10 @@ def test_cli_screens_the_first_trials_then_finishes_the_best_reusing_its_first_f
 ) -> None:
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     log = tmp_path / "trained.txt"
+    # the sampler's own trials: the portfolio's are not screened
     out = run_cli(
-        *FAKE_QUICK, "--storage", url, "--n-trials", "12", cwd=tmp_path, timeout=300,
-        FAKE_TRAINED_LOG=str(log),
+        *FAKE_QUICK, "--storage", url, "--n-trials", "12", "--no-portfolio", cwd=tmp_path,
+        timeout=300, FAKE_TRAINED_LOG=str(log),
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     trials = load(url, "quick").trials

@@ -7,12 +7,11 @@ from pathlib import Path
 
 from optuna.trial import TrialState
 
-from search.engine.trials import STARTING_POINT
 from search.engine.warm_start import fit, split_spec
 from search.testing.fake import trained_folds
 from spaces import SPACES
 from spaces.base import StudySettings
-from storage.records import ranked_complete
+from storage.records import STARTING_POINT, ranked_complete
 from tests.search.cli import FAKE_QUICK, load, run_cli, snapshot
 
 SETTINGS = StudySettings(epochs=4, weights="none", seed=0, image_size=32)

@@ -263,7 +263,8 @@ def kerastuner_runs(table: Table, seed: int, budget: int, cache: Path) -> dict[s
 def bench_space(table: Table) -> Space:
     """The space search_efficiency.py hands the CLI, read back as the CLI reads it."""
     with tempfile.TemporaryDirectory() as tmp:
-        return load_space_file(space_file(table, Path(tmp), n_trials=1))
+        # The pruner alone: no portfolio (search_efficiency.py's ours opens with it).
+        return load_space_file(space_file(table, Path(tmp), n_trials=1, portfolio=False))
 
 
 def check_cli(table: Table, table_path: Path, seed: int, n_trials: int) -> None:
@@ -272,7 +273,7 @@ def check_cli(table: Table, table_path: Path, seed: int, n_trials: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         save_npz(table_data(table.setup), work / "data.npz")
-        cli = run_ours(table, table_path, seed, "default", n_trials, work)[0]
+        cli = run_ours(table, table_path, seed, "default", n_trials, work, portfolio=False)[0]
     fast = replay_study(table, bench_space(table), seed, "default", n_trials)
     same = (cli.fold_epochs, cli.reported, cli.true) == (fast.fold_epochs, fast.reported, fast.true)
     if not same:

@@ -639,12 +639,13 @@ def _open_study(storage: Any, checked: Checked) -> optuna.Study:
         for key, value in plan.attrs(encode_folds(folds, plan.n_images)).items():
             study.set_user_attr(key, value)
         study.set_user_attr("runs", 1)
-        if not study.trials:
-            for point in checked.warm:  # the earlier studies' best first
+        if not study.trials:  # at most --n-trials of them: none left waiting at the end
+            warm = checked.warm[: checked.n_trials]
+            for point in warm:  # the earlier studies' best first
                 study.enqueue_trial(
                     point.params, user_attrs={WARM_START: point.origin}, skip_if_exists=True
                 )
-            for params in checked.portfolio:
+            for params in checked.portfolio[: checked.n_trials - len(warm)]:
                 study.enqueue_trial(params, user_attrs={STARTING_POINT: True}, skip_if_exists=True)
     except Exception:
         if existing is None:

@@ -3,9 +3,13 @@ one at a time)."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import numpy as np
 import pytest
 
+from spaces import SPACES
 from tests.search.cli import run_cli
 from tests.search.test_export_predict import SIZE, _write_npz
 
@@ -23,8 +27,14 @@ def study(real_arrays, tmp_path_factory) -> dict:
     data = _write_npz(root / "study.npz", images[train], labels[train], names)
     heldout = _write_npz(root / "held.npz", images[held], labels[held], names)
     url = f"sqlite:///{root / 'studies.db'}"
+    # The quick space opening with its portfolio's configuration that flips and turns, so the
+    # export has test-time views (the first configuration trains without augmentation).
+    quick = SPACES["quick"]
+    light = [dict(p) for p in quick.starting_points if p["augment"] != "none"][:1]
+    space = root / "quick.json"
+    space.write_text(json.dumps({**dataclasses.asdict(quick), "starting_points": light}))
     out = run_cli(
-        *("--study", "quick", "--data", str(data), "--storage", url, "--n-trials", "1"),
+        *("--space-file", str(space), "--data", str(data), "--storage", url, "--n-trials", "1"),
         *("--epochs", "1", "--folds", "2", "--image-size", str(SIZE), "--pruner", "none"),
         cwd=root,
     )

@@ -100,7 +100,7 @@ def test_a_configuration_whose_worker_dies_twice_is_not_run_a_third_time(tmp_pat
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     out = run_cli(
         *FAKE_QUICK, "--storage", url, "--n-trials", "5", "--pruner", "none", "--workers", "1",
-        cwd=tmp_path, timeout=300,
+        "--no-portfolio", cwd=tmp_path, timeout=300,
         SEARCH_FAULTS="exit@1,exit@2", SEARCH_FAULTS_ARMED="1",  # trial 2 is trial 1's retry
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]

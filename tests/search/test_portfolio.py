@@ -44,9 +44,10 @@ def test_no_portfolio_leaves_the_start_to_the_sampler(tmp_path: Path) -> None:
     assert trials[0].params not in portfolio
 
 
-def test_no_portfolio_on_resume_says_it_is_ignored(tmp_path: Path) -> None:
+def test_no_portfolio_on_resume_says_it_is_ignored_and_nothing_waits(tmp_path: Path) -> None:
     portfolio = SPACES["quick"].starting_params(SETTINGS)
-    _first_trials(tmp_path, n=1)  # the portfolio is queued, one of it trained
+    first = _first_trials(tmp_path, n=1)  # at most --n-trials are queued: nothing left waiting
+    assert [t.params for t in first] == portfolio[:1]
     url = f"sqlite:///{tmp_path / 'a.db'}"
     out = run_cli(
         *FAKE_QUICK, "--storage", url, "--n-trials", "3", "--pruner", "none", "--no-portfolio",
@@ -55,7 +56,8 @@ def test_no_portfolio_on_resume_says_it_is_ignored(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr[-2000:]
     assert "--no-portfolio ignored" in out.stderr
     trials = sorted(load(url, "quick").trials, key=lambda t: t.number)
-    assert [t.params for t in trials[: len(portfolio)]] == portfolio  # queued ones still ran
+    assert len(trials) == 3 and trials[0].params == portfolio[0]
+    assert not any(STARTING_POINT in t.user_attrs for t in trials[1:])
 
 
 def test_the_shipped_portfolio_is_what_the_bench_chooses_on_the_tables() -> None:

@@ -41,7 +41,8 @@ def _alive(pid: int) -> bool:
 
 def test_sigkill_mid_trial_then_resume_reaches_exactly_n_trials(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'studies.db'}"
-    args = (*FAKE_QUICK, "--storage", url, "--n-trials", "5", "--pruner", "none")
+    # sampled learning rates (no portfolio): the fake's log tells the configurations apart
+    args = (*FAKE_QUICK, "--storage", url, "--n-trials", "5", "--pruner", "none", "--no-portfolio")
     log = tmp_path / "trained.txt"
     proc = start_cli(*args, cwd=tmp_path, FAKE_EPOCH_SECONDS="0.15", FAKE_TRAINED_LOG=str(log))
 

@@ -46,7 +46,7 @@ from common import ROOT, machine, save_npz, subset_index  # noqa: I001
 from datasets import DESCRIPTIONS, LOADERS
 from hpo_table import GRIDS, grid_points
 from replay import key_of
-from warm_start import best_at, curve, time_to
+from warm_start import best_at, curve, spread, time_to
 
 from search.atomic import atomic_write_bytes
 from spaces.quick import SPACE as QUICK
@@ -150,7 +150,7 @@ def params_of(key: str) -> dict:
     return {**typed, **FIXED}
 
 
-def random_spread(regret: dict[str, float], k: int) -> dict[str, float]:
+def randomspread(regret: dict[str, float], k: int) -> dict[str, float]:
     """The best regret of every k-subset of the configurations: median and quartiles."""
     values = np.array(list(regret.values()))
     bests = [float(values[list(s)].min()) for s in itertools.combinations(range(len(values)), k)]
@@ -175,7 +175,7 @@ def choose(k: int) -> dict:
                 "best_accuracy": max(by_data[d][c] for c in pick),
                 "earlier_regret": regret[d][earlier],
                 "earlier_accuracy": by_data[d][earlier],
-                "random": random_spread(regret[d], k),
+                "random": randomspread(regret[d], k),
                 "table_best": max(v for v in by_data[d].values() if not math.isnan(v)),
             }
         )
@@ -266,13 +266,6 @@ def search(args) -> dict:
         "rows": rows,
         "machine": machine(),
     }
-
-
-def _spread(values: list[float], fmt: str = ".3f") -> str:
-    values = [v for v in values if v == v]
-    if not values:
-        return "n/a"
-    return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}..{max(values):{fmt}})"
 
 
 def _choice_lines(result: dict) -> list[str]:
@@ -376,7 +369,7 @@ def _search_lines(found: dict) -> list[str]:
     ]
     for m in (0.25, 0.5, 0.75, 1.0):
         cells = [
-            _spread([best_at(r[a], m * e) for r, e in zip(rows, ends, strict=True)]) for a in arms
+            spread([best_at(r[a], m * e) for r, e in zip(rows, ends, strict=True)]) for a in arms
         ]
         lines.append(f"| {m:.0%} | " + " | ".join(cells) + " |")
     lines.append("")
@@ -389,7 +382,7 @@ def _search_lines(found: dict) -> list[str]:
         reached = sum(r[f"{a}_seconds_to_none_best"] is not None for r in rows)
         lines.append(
             f"- {a} reached the none arm's final best in {reached} of {len(rows)} seeds, in "
-            f"{_spread(ratios, '.2f')} of the none arm's time to it."
+            f"{spread(ratios, '.2f')} of the none arm's time to it."
         )
     lines += ["", f"Machine: {found['machine']}", ""]
     return lines

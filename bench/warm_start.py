@@ -74,11 +74,12 @@ def time_to(points: list[tuple[float, float]], value: float) -> float | None:
     return next((s for s, v in points if v >= value - 1e-12), None)
 
 
-def _spread(values: list[float]) -> str:
+def spread(values: list[float], fmt: str = ".3f") -> str:
+    """Median (min..max) of the values that are not nan."""
     values = [v for v in values if v == v]
     if not values:
         return "n/a"
-    return f"{statistics.median(values):.3f} ({min(values):.3f}..{max(values):.3f})"
+    return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}..{max(values):{fmt}})"
 
 
 def main() -> None:
@@ -163,7 +164,7 @@ def _write(args, rows: list[dict]) -> None:
     for m in marks:
         cold = [best_at(r["cold"], m * e) for r, e in zip(rows, ends, strict=True)]
         warm = [best_at(r["warm"], m * e) for r, e in zip(rows, ends, strict=True)]
-        lines.append(f"| {m:.0%} | {_spread(cold)} | {_spread(warm)} |")
+        lines.append(f"| {m:.0%} | {spread(cold)} | {spread(warm)} |")
     ratios = [
         r["warm_seconds_to_cold_best"] / r["cold_seconds_to_its_best"]
         for r in rows
@@ -172,7 +173,7 @@ def _write(args, rows: list[dict]) -> None:
     lines += [
         "",
         f"Warm reached the cold arm's final best in {len(ratios)} of {len(rows)} seeds, in "
-        f"{_spread(ratios)} of the cold arm's time to it.",
+        f"{spread(ratios)} of the cold arm's time to it.",
         "",
     ]
     atomic_write_bytes(args.out, "\n".join(lines).encode())

@@ -4,6 +4,19 @@ from __future__ import annotations
 
 from spaces.base import Space
 
+# What the portfolio's configurations share (the recorded tables' fixed knobs, L2 at its low end).
+_SHARED = {
+    "backbone": "small_cnn",
+    "optimizer": "adamw",
+    "learning_rate": 2e-3,
+    "weight_decay": 1e-4,
+    "l2": 1e-6,
+    "dropout": 0.2,
+    "head_width": 0,
+    "label_smoothing": 0.0,
+    "class_weighting": False,
+}
+
 SPACE = Space(
     name="quick",
     description="small CNN and MobileNetV3Small at 64x64, 3 folds, 4 epochs: a CPU-sized search",
@@ -22,44 +35,8 @@ SPACE = Space(
     patience=2,
     # The portfolio bench/portfolio.py chose across datasets on recorded tables (issue 38).
     starting_points=(
-        {
-            "backbone": "small_cnn",
-            "augment": "none",
-            "optimizer": "adamw",
-            "learning_rate": 2e-3,
-            "weight_decay": 1e-4,
-            "l2": 1e-6,
-            "dropout": 0.2,
-            "head_width": 0,
-            "batch_size": 32,
-            "label_smoothing": 0.0,
-            "class_weighting": False,
-        },
-        {
-            "backbone": "small_cnn",
-            "augment": "none",
-            "optimizer": "adamw",
-            "learning_rate": 2e-3,
-            "weight_decay": 1e-4,
-            "l2": 1e-6,
-            "dropout": 0.2,
-            "head_width": 0,
-            "batch_size": 64,
-            "label_smoothing": 0.0,
-            "class_weighting": False,
-        },
-        {
-            "backbone": "small_cnn",
-            "augment": "light",
-            "optimizer": "adamw",
-            "learning_rate": 2e-3,
-            "weight_decay": 1e-4,
-            "l2": 1e-6,
-            "dropout": 0.2,
-            "head_width": 0,
-            "batch_size": 32,
-            "label_smoothing": 0.0,
-            "class_weighting": False,
-        },
+        {**_SHARED, "augment": "none", "batch_size": 32},
+        {**_SHARED, "augment": "none", "batch_size": 64},
+        {**_SHARED, "augment": "light", "batch_size": 32},
     ),
 )

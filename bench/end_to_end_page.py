@@ -91,8 +91,9 @@ def blood_lines(rows: list[dict]) -> list[str]:
     lines = [
         "# End to end: the model each system hands back, on images it never saw",
         "",
-        "`python bench/end_to_end.py --systems ours,kerastuner,autokeras,hand --budget 30m` "
-        "(rows may come from separate runs of the same command; each says when it ran). Real "
+        "`python bench/end_to_end.py --systems ours,hand_best,kerastuner_best,kerastuner,"
+        "autokeras --budget 30m` (rows may come from separate runs of the same command; each "
+        "says when it ran and what ran beside it). Real "
         "PBC blood-cell images: "
         "a stratified quarter is held out, every system gets the rest and the same wall-clock "
         "budget on this machine, and its final model is scored on the quarter: clean, under "

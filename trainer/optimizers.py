@@ -94,6 +94,7 @@ class Ranger(keras.optimizers.Optimizer):
         self.sma_threshold = float(sma_threshold)
         self.lookahead_k = int(lookahead_k)
         self.lookahead_alpha = float(lookahead_alpha)
+        self._factors: tuple[Any, Any] | None = None  # this step's, while it updates
 
     def build(self, var_list: Sequence[keras.Variable]) -> None:
         """Create the first and second moments and the slow weights for each variable."""
@@ -127,8 +128,45 @@ class Ranger(keras.optimizers.Optimizer):
             if slow is not None:
                 self.assign(slow, _where(first, variable, slow))
 
+    def _backend_apply_gradients(self, grads: Sequence[Any], variables: Sequence[Any]) -> None:
+        """RAdam's step factors once for every variable, the updates, then one Lookahead sync for
+        all of them: one branch a step instead of one a variable, which made the traced step
+        grow with the model (docs/step_tracing.md). With gradient accumulation each variable
+        syncs in its own update, as Keras calls it only on the steps that update."""
+        if self.gradient_accumulation_steps:
+            super()._backend_apply_gradients(grads, variables)
+            return
+        next_step = self.iterations + 1
+        self._factors = self._step_factors(ops.cast(next_step, "float64"))
+        try:
+            super()._backend_apply_gradients(grads, variables)
+        finally:
+            self._factors = None
+        pairs = [
+            (self._slow_weights[self._get_variable_index(v)], v)
+            for g, v in zip(grads, variables, strict=True)
+            if g is not None
+        ]
+        pairs = [(slow, v) for slow, v in pairs if slow is not None]
+        every_k = ops.equal(ops.mod(next_step, self.lookahead_k), 0)
+        if _BRANCH_FREE:
+            self._sync(pairs, every_k)
+        else:
+            ops.cond(every_k, lambda: self._sync(pairs), lambda: None)
+
+    def _sync(self, pairs: Sequence[tuple[Any, Any]], now: Any = True) -> None:
+        """Lookahead: each slow weight steps towards its variable, and both become it (where
+        ``now``)."""
+        for slow, variable in pairs:
+            new_slow = ops.add(
+                slow, ops.multiply(ops.subtract(variable, slow), self.lookahead_alpha)
+            )
+            self.assign(slow, _where(now, new_slow, slow))
+            self.assign(variable, _where(now, new_slow, variable))
+
     def update_step(self, gradient: Any, variable: keras.Variable, learning_rate: Any) -> None:
-        """One RAdam step on ``variable``, then a Lookahead sync every ``lookahead_k`` steps."""
+        """One RAdam step on ``variable`` (and, with gradient accumulation, its Lookahead sync
+        every ``lookahead_k`` steps)."""
         dtype = variable.dtype
         index = self._get_variable_index(variable)
         m = self._momentums[index]
@@ -138,7 +176,8 @@ class Ranger(keras.optimizers.Optimizer):
         lr = ops.cast(learning_rate, dtype)
         gradient = ops.cast(gradient, dtype)
         next_step = self.iterations + 1
-        factor, rectified = self._step_factors(ops.cast(next_step, "float64"))
+        shared = self._factors
+        factor, rectified = shared or self._step_factors(ops.cast(next_step, "float64"))
 
         self.assign_add(m, ops.multiply(ops.subtract(gradient, m), 1 - self.beta_1))
         self.assign_add(v, ops.multiply(ops.subtract(ops.square(gradient), v), 1 - self.beta_2))
@@ -148,21 +187,13 @@ class Ranger(keras.optimizers.Optimizer):
         step = ops.divide(ops.multiply(m, ops.cast(factor, dtype)), ops.cast(denominator, dtype))
         self.assign_sub(variable, ops.multiply(lr, step))
 
-        if slow is None:
-            return
-
-        def sync(now: Any = True) -> None:  # both become the slow weights' step
-            new_slow = ops.add(
-                slow, ops.multiply(ops.subtract(variable, slow), self.lookahead_alpha)
-            )
-            self.assign(slow, _where(now, new_slow, slow))
-            self.assign(variable, _where(now, new_slow, variable))
-
+        if slow is None or shared is not None:
+            return  # synced with every other variable in _backend_apply_gradients
         every_k = ops.equal(ops.mod(next_step, self.lookahead_k), 0)
         if _BRANCH_FREE:
-            sync(every_k)
+            self._sync([(slow, variable)], every_k)
         else:
-            ops.cond(every_k, sync, lambda: None)
+            ops.cond(every_k, lambda: self._sync([(slow, variable)]), lambda: None)
 
     def _step_factors(self, t: Any) -> tuple[Any, Any]:
         """Return (step factor, whether the rectified step is used) for step ``t``.

@@ -224,6 +224,26 @@ def test_ranger_inside_tf_function_including_a_reset(jit_compile: bool) -> None:
     assert apply.experimental_get_tracing_count() == 1
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.function graphs")
+def test_ranger_traces_one_lookahead_branch_and_one_step_factor_whatever_the_variables() -> None:
+    """The traced update's branches and RAdam's scalar factors do not grow with the model: one
+    Lookahead sync for every variable, the step factors computed once a step."""
+    import tensorflow as tf
+
+    def traced_ops(n_variables: int) -> tuple[int, int]:
+        variables = [keras.Variable(np.ones(3, np.float32) * i) for i in range(n_variables)]
+        optimizer = Ranger(**HYPER)
+        optimizer.build(variables)
+        grads = [tf.ones(3) for _ in variables]
+        graph = tf.function(lambda: optimizer.apply(grads, variables)).get_concrete_function().graph
+        ops = graph.get_operations()
+        branches = sum(op.type in ("If", "StatelessIf") for op in ops)
+        return branches, sum(op.type == "Expm1" for op in ops)
+
+    assert traced_ops(2) == traced_ops(12)
+    assert traced_ops(12)[1] == 1
+
+
 def _apply(optimizer, grads, variables) -> None:
     """``optimizer.apply`` as the training step runs it: on JAX ``stateless_apply`` (a
     ``LossScaleOptimizer``'s eager ``apply`` branches with side effects, which JAX refuses)."""

@@ -171,6 +171,27 @@ def out_of_memory_error(message: str) -> BaseException:
     return JaxRuntimeError(f"RESOURCE_EXHAUSTED: {message}")
 
 
+GRAPH_OPTIMISATION = ("on", "lean", "off")
+# Grappler's rewriting passes that 'lean' turns off; it keeps the remapper's kernel fusions.
+LEAN_OFF = (
+    "layout_optimizer", "constant_folding", "shape_optimization", "arithmetic_optimization",
+    "dependency_optimization", "loop_optimization", "function_optimization",
+)  # fmt: skip
+
+
+def graph_optimisation(way: str) -> None:
+    """How TensorFlow optimises a traced graph before its first run (process-wide; no-op on the
+    other backends): 'on' (its defaults), 'lean' (``LEAN_OFF`` off) or 'off' (no Grappler)."""
+    if way not in GRAPH_OPTIMISATION:
+        raise ValueError(f"graph optimisation {way!r} is not one of {GRAPH_OPTIMISATION}")
+    if not TF:
+        return
+    passes: dict[str, bool | None] = dict.fromkeys((*LEAN_OFF, "remapping"))  # None: default
+    if way == "lean":
+        passes |= dict.fromkeys(LEAN_OFF, False)
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": way == "off", **passes})
+
+
 def free_memory(*, keep_compiled: bool = False) -> None:
     """Between trials: drop Keras's graph state and what the backend caches on the device;
     ``keep_compiled`` keeps JAX's compiled functions (models a worker reuses hold some)."""

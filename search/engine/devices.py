@@ -155,6 +155,8 @@ def auto_precision(gpus: list[Gpu]) -> str:
     return "float32"
 
 
+# How a TensorFlow worker without a GPU optimises its graphs (trainer.backend.graph_optimisation).
+CPU_GRAPH_OPTIMISATION = "off"
 # The module each backend needs, and the extra that installs it.
 BACKEND_MODULES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 BACKEND_EXTRAS = {
@@ -188,12 +190,14 @@ def check_backend(name: str) -> None:
 
 
 def configure_backend() -> None:
-    """In a worker, before Keras is imported: the GPU memory policy of ``KERAS_BACKEND``.
+    """In a worker, before Keras is imported (on a GPU): the GPU memory policy of
+    ``KERAS_BACKEND``.
 
     A cap (``SEARCH_GPU_MEMORY_MB``, with its share of the card in ``SEARCH_GPU_MEMORY_FRACTION``)
     when several workers share a GPU, else memory growth: TensorFlow's logical device limit or
     memory growth, JAX's client memory fraction or no preallocation, PyTorch's per-process
-    fraction (PyTorch allocates on demand anyway)."""
+    fraction (PyTorch allocates on demand anyway). A TensorFlow worker without a GPU optimises
+    its graphs as ``CPU_GRAPH_OPTIMISATION`` says."""
     name = default_backend()
     cap = int(os.environ.get("SEARCH_GPU_MEMORY_MB", "0") or 0)
     fraction = os.environ.get("SEARCH_GPU_MEMORY_FRACTION", "")
@@ -212,7 +216,12 @@ def configure_backend() -> None:
         return
     import tensorflow as tf
 
-    for gpu in tf.config.list_physical_devices("GPU"):
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:  # each trial's first calls cost more than Grappler saves on CPU steps
+        from trainer.backend import graph_optimisation
+
+        graph_optimisation(CPU_GRAPH_OPTIMISATION)  # docs/grappler.md
+    for gpu in gpus:
         try:
             if cap:
                 tf.config.set_logical_device_configuration(

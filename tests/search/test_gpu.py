@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import pytest
@@ -102,7 +103,6 @@ def test_workers_share_compiled_programs_on_disk(tmp_path, backend) -> None:
     """The environment every worker gets makes JAX (every jit) and TensorFlow's XLA (jit_compile)
     write their compiled programs under <artifacts>/compile_cache, for the study's other workers
     and later runs."""
-    import os
     import sys
 
     from search.engine.devices import compile_cache_env
@@ -179,6 +179,69 @@ def test_the_memory_cap_is_applied_on_pytorch_and_jax(monkeypatch) -> None:
     monkeypatch.setenv("KERAS_BACKEND", "jax")
     monkeypatch.delenv("XLA_PYTHON_CLIENT_MEM_FRACTION", raising=False)
     configure_backend()
-    import os
 
     assert os.environ["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.450"
+
+
+_TF_ONLY = pytest.mark.skipif(
+    os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow",
+    reason="Grappler is TensorFlow's graph optimiser",
+)
+
+
+@_TF_ONLY
+@pytest.mark.parametrize("gpus", [0, 1])
+def test_a_tensorflow_worker_without_a_gpu_optimises_graphs_as_configured(monkeypatch, gpus):
+    """Without a GPU the worker applies CPU_GRAPH_OPTIMISATION process-wide (the shipped way);
+    with one (a fake device list) it leaves TensorFlow's defaults."""
+    import tensorflow as tf
+
+    from search.engine import devices
+    from trainer.backend import LEAN_OFF, graph_optimisation
+
+    for key in ("SEARCH_GPU_MEMORY_MB", "SEARCH_GPU_MEMORY_FRACTION"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+    cards = [_FakeGpu("/physical_device:GPU:0")] * gpus
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: cards)
+    monkeypatch.setattr(tf.config.experimental, "set_memory_growth", lambda gpu, on: None)
+    graph_optimisation("on")
+    default = tf.config.optimizer.get_experimental_options()
+    try:
+        devices.configure_backend()
+        options = tf.config.optimizer.get_experimental_options()
+        if gpus:
+            assert options == default
+        else:
+            way = devices.CPU_GRAPH_OPTIMISATION
+            assert options["disable_meta_optimizer"] is (way == "off")
+            passes = False if way == "lean" else None  # None: TensorFlow's unset default
+            assert all(options.get(name) is passes for name in LEAN_OFF)
+            assert options != default or way == "on"
+    finally:
+        graph_optimisation("on")
+
+
+@_TF_ONLY
+def test_graph_optimisation_ways_set_exactly_their_passes_and_on_restores_the_defaults() -> None:
+    import tensorflow as tf
+
+    from trainer.backend import LEAN_OFF, graph_optimisation
+
+    graph_optimisation("on")
+    default = tf.config.optimizer.get_experimental_options()
+    assert not any(name in default for name in (*LEAN_OFF, "remapping"))
+    try:
+        graph_optimisation("lean")
+        lean = tf.config.optimizer.get_experimental_options()
+        assert all(lean[name] is False for name in LEAN_OFF)
+        assert "remapping" not in lean and lean["disable_meta_optimizer"] is False
+        graph_optimisation("off")
+        off = tf.config.optimizer.get_experimental_options()
+        assert off["disable_meta_optimizer"] is True
+        assert not any(name in off for name in LEAN_OFF)
+    finally:
+        graph_optimisation("on")
+    assert tf.config.optimizer.get_experimental_options() == default
+    with pytest.raises(ValueError, match="not one of"):
+        graph_optimisation("fast")

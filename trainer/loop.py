@@ -186,9 +186,10 @@ class BatchNormRefresh:
     the current weights ("precise BN") makes epoch-1 validation scores mean something.
 
     The images of ``max_batches`` training batches go through the statistics pass in chunks of
-    up to ``CHUNK`` images (one chunk on most folds), and each layer's statistics are read back
-    once per chunk: on backbones with tens of BatchNorm layers, reading them after every batch
-    took longer than the forward passes (docs/constants.md).
+    up to ``CHUNK`` images. One chunk (most folds) leaves its statistics in the layers as they
+    are; several are read back once per chunk and pooled: on backbones with tens of BatchNorm
+    layers, reading them after every batch took longer than the forward passes
+    (docs/constants.md).
     """
 
     CHUNK = 256  # images per statistics pass at most (the validation batch)
@@ -239,6 +240,8 @@ class BatchNormRefresh:
             left -= len(x)
             forward(x)
             counts.append(len(x))
+            if self.chunks == 1:
+                return  # one pass left exactly its statistics: nothing to pool
             for i, layer in enumerate(self.layers):
                 means[i].append(keras.ops.convert_to_numpy(layer.moving_mean))
                 variances[i].append(keras.ops.convert_to_numpy(layer.moving_variance))

@@ -236,6 +236,7 @@ def tail_levels(epochs: list[dict], level: str) -> list[str]:
     return out
 
 
+@pytest.mark.slow  # over a minute each: the default run keeps under ~15 minutes
 def test_one_budget_command_searches_then_exports_the_final_model(tmp_path) -> None:
     _budget_run(tmp_path)
 
@@ -263,6 +264,7 @@ def test_a_resumed_budget_run_counts_what_was_spent_and_trains_the_model_again(t
     assert len(load(url, "quick").trials) == len(study.trials)
 
 
+@pytest.mark.slow  # over a minute each: the default run keeps under ~15 minutes
 def test_a_final_model_larger_than_the_search_starts_at_the_searchs_size(
     tmp_path, real_arrays
 ) -> None:

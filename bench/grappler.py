@@ -40,12 +40,11 @@ WAYS = ("on", "lean", "off")
 
 def child(way: str, size: int, steps: int, seed: int, backbones, optimizers) -> None:
     """In a fresh process: one way's figures, one JSON line per backbone and optimizer."""
-    import keras
 
     from search.data.images import resize_all
     from trainer import TrialConfig, backend
     from trainer.backbones import build_model
-    from trainer.loop import make_phases
+    from trainer.loop import BatchNormRefresh, make_phases
     from trainer.steps import forward, statistics_pass
 
     if not backend.TF:
@@ -75,21 +74,19 @@ def child(way: str, size: int, steps: int, seed: int, backbones, optimizers) -> 
         )
         backend.free_memory()
         built = build_model(cfg, data.n_classes, steps_per_epoch=50)
-        return built, make_phases(built, cfg)["train"].step
+        return built, cfg, make_phases(built, cfg)["train"].step
 
-    warm = build("small_cnn", "adam")[1]
+    warm = build("small_cnn", "adam")[2]
     np.asarray(warm(x, y, w))  # TensorFlow's one-time start-up, outside every row
     for backbone in backbones:
         for optimizer in optimizers:
-            built, step = build(backbone, optimizer)
+            built, cfg, step = build(backbone, optimizer)
             first, later = timed(lambda step=step: step(x, y, w), steps)
             infer = forward(built.model, size, raw.shape[1:], raw.dtype.name, jit=False)
             infer_first, infer_later = timed(lambda infer=infer: infer(raw), max(3, steps // 4))
-            layers = [
-                layer
-                for layer in built.model._flatten_layers()
-                if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable
-            ]
+            layers = BatchNormRefresh(
+                built, cfg, 50, raw
+            ).layers  # the layers the trainer refreshes
             stats = statistics_pass(built.model, layers, size, raw.shape[1:], raw.dtype.name)
             chunk = raw[:128]
 

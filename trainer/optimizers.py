@@ -147,8 +147,11 @@ class Ranger(keras.optimizers.Optimizer):
             for g, v in zip(grads, variables, strict=True)
             if g is not None
         ]
-        pairs = [(slow, v) for slow, v in pairs if slow is not None]
-        every_k = ops.equal(ops.mod(next_step, self.lookahead_k), 0)
+        self._sync_every_k([(slow, v) for slow, v in pairs if slow is not None], next_step)
+
+    def _sync_every_k(self, pairs: Sequence[tuple[Any, Any]], step: Any) -> None:
+        """``_sync`` on every ``lookahead_k``-th step: a branch, or a ``where`` on JAX."""
+        every_k = ops.equal(ops.mod(step, self.lookahead_k), 0)
         if _BRANCH_FREE:
             self._sync(pairs, every_k)
         else:
@@ -187,13 +190,8 @@ class Ranger(keras.optimizers.Optimizer):
         step = ops.divide(ops.multiply(m, ops.cast(factor, dtype)), ops.cast(denominator, dtype))
         self.assign_sub(variable, ops.multiply(lr, step))
 
-        if slow is None or shared is not None:
-            return  # synced with every other variable in _backend_apply_gradients
-        every_k = ops.equal(ops.mod(next_step, self.lookahead_k), 0)
-        if _BRANCH_FREE:
-            self._sync([(slow, variable)], every_k)
-        else:
-            ops.cond(every_k, lambda: self._sync([(slow, variable)]), lambda: None)
+        if slow is not None and shared is None:  # else synced in _backend_apply_gradients
+            self._sync_every_k([(slow, variable)], next_step)
 
     def _step_factors(self, t: Any) -> tuple[Any, Any]:
         """Return (step factor, whether the rectified step is used) for step ``t``.

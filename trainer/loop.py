@@ -189,7 +189,8 @@ class BatchNormRefresh:
     up to ``CHUNK`` images. One chunk (most folds) leaves its statistics in the layers as they
     are; several are read back once per chunk and pooled: on backbones with tens of BatchNorm
     layers, reading them after every batch took longer than the forward passes
-    (docs/constants.md).
+    (docs/constants.md). Before a validation the pass reads at most as many images as the
+    validation does (at least one training batch), so it costs about one validation pass.
     """
 
     CHUNK = 256  # images per statistics pass at most (the validation batch)
@@ -213,12 +214,16 @@ class BatchNormRefresh:
         self.chunk = per_chunk * cfg.batch_size  # images per pass
         self.chunks = math.ceil(self.max_batches / per_chunk)
         self.n_images = self.max_batches * cfg.batch_size
+        self.batch = cfg.batch_size
         self.images = images
         self.built = built
         self.size = cfg.image_size
 
-    def __call__(self, index: np.ndarray, seed: tuple[int, int]) -> None:
-        """Re-estimate from clean images of ``images[index]``, shuffled by ``seed``."""
+    def __call__(
+        self, index: np.ndarray, seed: tuple[int, int], at_most: int | None = None
+    ) -> None:
+        """Re-estimate from clean images of ``images[index]``, shuffled by ``seed``: at most
+        ``at_most`` of them (the validation's count; never under one training batch)."""
         if not self.layers:
             return
         if self.kept.statistics is None:  # made on first use, kept with the model
@@ -233,14 +238,15 @@ class BatchNormRefresh:
         means: list[list[np.ndarray]] = [[] for _ in self.layers]
         variances: list[list[np.ndarray]] = [[] for _ in self.layers]
         counts: list[int] = []
-        left = self.n_images
-        chunks = image_batches(self.images, index, self.chunk, shuffle_seed=seed, limit=self.chunks)
+        left = self.n_images if at_most is None else min(self.n_images, max(at_most, self.batch))
+        n_chunks = min(self.chunks, math.ceil(left / self.chunk))
+        chunks = image_batches(self.images, index, self.chunk, shuffle_seed=seed, limit=n_chunks)
         for x in chunks:
             x = x[:left]  # the last chunk holds the rest
             left -= len(x)
             forward(x)
             counts.append(len(x))
-            if self.chunks == 1:
+            if n_chunks == 1:
                 return  # one pass left exactly its statistics: nothing to pool
             for i, layer in enumerate(self.layers):
                 means[i].append(keras.ops.convert_to_numpy(layer.moving_mean))

@@ -235,7 +235,7 @@ def _train(run: _TrialRun, fold: Fold, index: int, epoch: int, weights: np.ndarr
     """One training epoch of the fold and the BatchNorm refresh after it (both timed)."""
     done = run.model.epoch(fold.train, epoch, weights, seed, where=f"fold {index}, epoch {epoch}")
     start = time.perf_counter()
-    run.model.refresh(fold.train, (seed, epoch))
+    run.model.refresh(fold.train, (seed, epoch), at_most=len(fold.val))
     run.timings["bn_refresh"] += time.perf_counter() - start
     return done
 

@@ -155,6 +155,43 @@ def test_precise_bn_refresh_sets_the_pooled_statistics_of_its_images_in_chunks(c
     np.testing.assert_allclose(variance, out.var(axis=(0, 1, 2)), rtol=1e-3, atol=1e-4)
 
 
+@pytest.mark.parametrize(
+    ("at_most", "passes"), [(None, [256]), (1000, [256]), (100, [100]), (5, [16])]
+)
+def test_precise_bn_refresh_reads_no_more_images_than_the_validation(at_most, passes) -> None:
+    """16 batches of 16 images would be read; before a validation of ``at_most`` images the
+    pass reads that many instead (never under one training batch)."""
+    from trainer.loop import BatchNormRefresh
+
+    cfg = TrialConfig(backbone="small_cnn", image_size=32, epochs=1, batch_size=16)
+    built = build_model(cfg, 8, steps_per_epoch=64)
+    images = np.random.default_rng(0).integers(0, 255, (288, 32, 32, 3)).astype(np.uint8)
+    refresh = BatchNormRefresh(built, cfg, 64, images)
+    refresh(np.arange(288), (0, 0))  # builds the statistics pass
+    fed: list[int] = []
+    inner = refresh.kept.statistics
+    refresh.kept.statistics = lambda x: fed.append(len(x)) or inner(x)
+    refresh(np.arange(288), (0, 1), at_most=at_most)
+    assert fed == passes
+
+
+def test_a_trials_refresh_is_capped_at_its_folds_validation(real_small, monkeypatch) -> None:
+    from trainer import loop
+
+    seen: list[int | None] = []
+    refresh = loop.BatchNormRefresh.__call__
+
+    def spy(self, index, seed, at_most=None):
+        seen.append(at_most)
+        return refresh(self, index, seed, at_most)
+
+    monkeypatch.setattr(loop.BatchNormRefresh, "__call__", spy)
+    folds = make_folds(real_small.labels, 3, seed=0)[:2]
+    cfg = TrialConfig(backbone="small_cnn", image_size=32, epochs=2, patience=0, seed=2)
+    train_trial(cfg, real_small, folds, _go)
+    assert seen == [len(folds[0].val)] * 2 + [len(folds[1].val)] * 2
+
+
 def test_validation_means_something_from_the_first_epoch(learned) -> None:
     """Keras-default BatchNorm predicted one class (balanced accuracy 0.125) at every epoch."""
     _, reports = learned

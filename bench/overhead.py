@@ -98,6 +98,13 @@ def measure(study: optuna.Study) -> dict[str, float]:
     steady = t["train_steps"] + t["eval"] - tracing
     return {
         "trials": len(trials),
+        # what the trials trained: code that changes numerics can change pruning, hence the wall
+        "fold_epochs": sum(
+            len(f["epochs"])
+            for tr in trials
+            for k, f in tr.user_attrs.items()
+            if k.startswith("fold_") and isinstance(f, dict) and "epochs" in f
+        ),
         "wall": wall,
         "steady": steady,
         "share": 1 - steady / wall,
@@ -145,7 +152,8 @@ def main() -> None:
             m["elapsed"] = elapsed
             rows.append(m)
             print(
-                f"seed {seed}: {m['trials']} trials, worker wall {m['wall']:.0f}s, overhead "
+                f"seed {seed}: {m['trials']} trials, {m['fold_epochs']} fold-epochs, worker wall "
+                f"{m['wall']:.0f}s, overhead "
                 f"{m['share']:.2%} (tracing {m['tracing']:.1%}, refresh {m['bn_refresh']:.1%})",
                 flush=True,
             )
@@ -173,6 +181,7 @@ def main() -> None:
         "| figure | value |",
         "|---|---|",
         f"| worker wall time after its start, s | {spread('wall', pct=False)} |",
+        f"| fold-epochs trained | {spread('fold_epochs', pct=False, digits=0)} |",
         f"| **overhead: the worker's wall time not in steady-state training and validation** | **{spread('share')}** |",
         f"| - tracing (first calls of the training step, refresh and inference; per trial) | {spread('tracing')} |",
         f"| - precise-BN refresh before each validation | {spread('bn_refresh')} |",

@@ -27,7 +27,11 @@ table A. All 60 seeds:
 
     python bench/pruner_sweep.py --seeds 0-59 --kt [--variants previous,default,...]
 
-Prints one line per variant and writes them to docs/pruner_sweep.md.
+Prints one line per variant and writes them to docs/pruner_sweep.md. ``--startup N[,N...]``
+runs the default variant with TPE's start-up count set to each N instead (in the pruned and the
+no-pruning study alike), the figure that count was chosen on; it writes --out and a JSON beside:
+
+    python bench/pruner_sweep.py --seeds 10-59 --kt --startup 4,5,6,7,8,10 --out docs/tpe_startup.md
 """
 
 from __future__ import annotations
@@ -63,7 +67,7 @@ from search_efficiency import (
 from search.atomic import atomic_write_bytes
 from search.engine.trials import act_on_screen
 from search.policy import pruning
-from search.policy.samplers import make_sampler
+from search.policy.samplers import make_sampler, tpe_startup_trials
 from spaces.base import Space, StudySettings
 from spaces.file import load_space_file
 
@@ -182,12 +186,22 @@ def ten_seed_spread(ratios: list[float], rng: np.random.Generator) -> str:
     return f"[{lo}, {hi}], P(<= 0.60) {np.mean(medians <= 0.60):.2f}"
 
 
-def replay_study(table: Table, space: Space, seed: int, variant: str, n_trials: int) -> Run:
-    """``run_ours`` without the CLI: same sampler, space, step scheme and pruner decisions."""
+def replay_study(
+    table: Table,
+    space: Space,
+    seed: int,
+    variant: str,
+    n_trials: int,
+    *,
+    startup: int | None = None,
+) -> Run:
+    """``run_ours`` without the CLI: same sampler, space, step scheme and pruner decisions.
+
+    ``startup``: TPE's start-up trials (None: the shipped rule at ``n_trials``)."""
     pruner = VARIANTS[variant](table)
     study = optuna.create_study(
         direction="maximize",
-        sampler=make_sampler("tpe", seed, n_trials),
+        sampler=make_sampler("tpe", seed, n_trials, n_startup_trials=startup),
         pruner=pruner or optuna.pruners.NopPruner(),
     )
     settings = StudySettings(
@@ -288,6 +302,150 @@ def seeds_of(text: str) -> list[int]:
     return [int(x) for x in text.split(",")]
 
 
+def counts_of(text: str) -> list[int]:
+    """``--startup``'s list, e.g. ``4,6,8``: non-negative start-up counts."""
+    try:
+        counts = [int(x) for x in text.split(",") if x]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 0:
+        raise argparse.ArgumentTypeError(f"expected counts such as 4,6,8, got {text!r}")
+    return counts
+
+
+def summarise(
+    label: str,
+    runs: dict[int, Run],
+    nopruning: dict[int, Run],
+    kt: dict[int, dict[str, Run]],
+    args: argparse.Namespace,
+    optimum: float,
+    rng: np.random.Generator,
+) -> tuple[str, dict]:
+    """One arm's line, and its figures per seed for the JSON."""
+    best, ratios, per_trial, fracs = [], [], [], {"hyperband": [], "bayesian": []}
+    spent: dict[str, list[int]] = {k: [] for k in BREAKDOWN}
+    for s, run in runs.items():
+        base = nopruning[s]
+        best.append(run.best_at(args.budget))
+        target = base.best_at(math.inf) - 0.01
+        cost = run.cost_to_reach(target)
+        reach = capped(cost, float(sum(base.fold_epochs)))
+        ratios.append(reach / base.cost_to_reach(target))
+        for kind, n in (breakdown(run, cost) or {}).items():
+            spent[kind].append(n)
+        per_trial.append(float(np.mean(run.fold_epochs)))
+        for kind, peer in kt.get(s, {}).items():
+            fracs[kind].append(run.cost_to_reach(peer.best_at(args.budget)) / args.budget)
+    at_optimum = sum(b >= optimum - 1e-9 for b in best)
+    line = (
+        f"{label:12s} best@{args.budget} {np.median(best):.3f} "
+        f"(optimum in {at_optimum}/{len(runs)}) | "
+        f"pruned/no-pruning compute to the same best {np.median(ratios):.2f} "
+        f"(not reached {sum(not math.isfinite(r) for r in ratios)}) | "
+        f"fold-epochs per trial {np.mean(per_trial):.1f}"
+    )
+    if len(runs) >= 30:
+        line += f" | median of 10 of these seeds: 5-95% {ten_seed_spread(ratios, rng)}"
+    if kt:
+        line += " | of KerasTuner's budget: " + ", ".join(
+            f"{k} {np.median(v):.2f}" for k, v in fracs.items()
+        )
+    if args.breakdown:
+        line += (
+            f" | fold-epochs to the hit, mean of the {len(spent['hit'])} seeds that reach it: "
+            + ", ".join(f"{k} {np.mean(v):.1f}" for k, v in spent.items())
+        )
+
+    def finite(values: list[float]) -> list[float | None]:
+        return [v if math.isfinite(v) else None for v in values]  # None: not reached / none by then
+
+    row = {
+        "label": label,
+        "seeds": list(runs),
+        "best_at_budget": finite(best),
+        "optimum_seeds": at_optimum,
+        "pruned_over_no_pruning": finite(ratios),
+        "fold_epochs_per_trial": float(np.mean(per_trial)),
+        **({f"of_kerastuner_{k}": finite(v) for k, v in fracs.items()} if kt else {}),
+    }
+    return line, row
+
+
+def command_line(args: argparse.Namespace, startup: list[int]) -> str:
+    arms = f"--startup {','.join(map(str, startup))}" if startup else f"--variants {args.variants}"
+    return (
+        f"python bench/pruner_sweep.py --seeds {args.seeds} {arms}"
+        f" --budget {args.budget} --n-trials {args.n_trials} --pruned-trials {args.pruned_trials}"
+        + (" --kt" if args.kt else "")
+        + (" --breakdown" if args.breakdown else "")
+        + f" --table {rel(args.table)} --out {rel(args.out)}"
+    )
+
+
+def page_head(args: argparse.Namespace, table: Table, startup: list[int]) -> list[str]:
+    common = [
+        f"Command: `{command_line(args, startup)}` (in-process replay of our search; "
+        "`--check-cli SEED` checks it against the CLI trial by trial).",
+        "",
+        TABLE_ROLE[table.held_out],
+        "",
+        f"Machine: {machine()}",  # ends with the date
+        "",
+    ]
+    breakdown_text = (
+        " The breakdown: mean fold-epochs per seed before the pruned run's first trial at "
+        "the target (the hit): trials stopped by the screen, the promoted trial, other "
+        "stopped trials, completed trials below the best so far, completed ties with the "
+        "best so far, completed new bests below the target, the hit."
+        if args.breakdown
+        else ""
+    )
+    if startup:
+        return [
+            "# TPE's start-up trials on the replay table (issue 40, item 4)",
+            "",
+            *common,
+            "Each line is the `default` pruner with TPE's random start-up trials "
+            "(`make_sampler(..., n_startup_trials=N)`) set to N, in the pruned study "
+            f"({args.pruned_trials} trials) and in the no-pruning study it is compared with "
+            f"({args.n_trials} trials) alike. The shipped rule "
+            "(`search.policy.samplers.tpe_startup_trials`) gives "
+            f"{tpe_startup_trials(args.pruned_trials)} at --pruned-trials {args.pruned_trials} "
+            f"({tpe_startup_trials(args.n_trials)} at --n-trials {args.n_trials}), so "
+            f"`default, startup {tpe_startup_trials(args.pruned_trials)}` is the sampler as "
+            "shipped. best@B: the median over seeds of the true CV accuracy of the pruned run's "
+            "incumbent after B fold-epochs, and in how many seeds that is the table's optimum; "
+            "pruned/no-pruning: the pruned run's fold-epochs to come within 1 point of the "
+            "no-pruning run's final best over the no-pruning run's; of KerasTuner's budget: the "
+            "pruned run's fold-epochs to reach KerasTuner Hyperband's / Bayesian's best at B, "
+            "over B (median over seeds). The 5-95% range is that of the median of 10 seeds "
+            "drawn from these (10,000 draws). A JSON beside this page holds the figures per "
+            "seed." + breakdown_text,
+            "",
+        ]
+    return [
+        "# Pruner variants on the replay table (issue 7, item 2)",
+        "",
+        *common,
+        "Variants: `previous` = median per epoch + fold test from the second fold (the default "
+        "before 2026-11-26); `median+fold` = the same with the fold test from the first fold; "
+        "`5-point` = bottom quarter per epoch + the fold test without its shrinking mean "
+        "gaps, no screen (the default from 2026-11-26 until they came); `screenN` = the default "
+        "screening N trials and promoting the best at once (`screen0`: none; `screen3`: the "
+        "default until 2026-11-26, late); `beatN` = the default's screen of 3 in which later "
+        "trials may beat the screen until N are screened (the default: 4); `gapN` = the default stopping a trial N points "
+        "behind the best trial inside a fold (15 in the default); `quarter` = the bottom quarter "
+        "of the finished trials per epoch instead of the gap (the default of 2026-11-26 "
+        "afternoon, less its exact-repeat rule), `quarter+gap` = both; `halvingN` = `halving` "
+        "keeping the top 1/N per rung (it keeps 1/3); the others are `--pruner` values as they "
+        "are now. The 5-95% range is that of the median of 10 seeds drawn from these (10,000 "
+        "draws): how far a 10-seed figure such as the published one moves by the luck of its "
+        "seeds." + breakdown_text,
+        "",
+    ]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--table", type=Path, default=ROOT / "docs" / "hpo_table.json")
@@ -296,6 +454,13 @@ def main() -> None:
         "--variants",
         default="previous,median+fold,5-point,quarter,quarter+gap,screen0,screen2,screen4,gap10,"
         "gap20,screen3,beat6,beat8,beat10,default,halving,halving2,halving4,fold",
+    )
+    p.add_argument(
+        "--startup",
+        type=counts_of,
+        default=[],
+        metavar="N[,N...]",
+        help="instead of --variants: the default with TPE's start-up trials set to each N",
     )
     p.add_argument("--budget", type=int, default=None, help="default: 15 full trials")
     p.add_argument("--n-trials", type=int, default=60)
@@ -310,6 +475,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "pruner_sweep.md")
     p.add_argument("--check-cli", type=int, metavar="SEED", help="compare with the CLI, then exit")
     args = p.parse_args()
+    startup: list[int] = args.startup
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     table = load_table(str(args.table))
@@ -318,94 +484,47 @@ def main() -> None:
     if args.check_cli is not None:
         check_cli(table, args.table, args.check_cli, args.n_trials)
         return
-    variants = [v for v in args.variants.split(",") if v]
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown:
-        raise SystemExit(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
+    # (label, variant, TPE's start-up trials; None: the shipped rule)
+    arms: list[tuple[str, str, int | None]] = [
+        (f"default, startup {n}", "default", n) for n in startup
+    ]
+    if not startup:
+        variants = [v for v in args.variants.split(",") if v]
+        unknown = [v for v in variants if v not in VARIANTS]
+        if unknown:
+            raise SystemExit(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
+        arms = [(v, v, None) for v in variants]
     seeds = seeds_of(args.seeds)
     optimum = max(s for e in table.points.values() if math.isfinite(s := true_score(table, e)))
     space = bench_space(table)
-    nopruning = {s: replay_study(table, space, s, "none", args.n_trials) for s in seeds}
+    nopruning: dict[int | None, dict[int, Run]] = {}  # per start-up count, per seed
     kt = {s: kerastuner_runs(table, s, args.budget, args.cache) for s in seeds} if args.kt else {}
     head = f"{len(seeds)} seeds ({args.seeds}); fractions are medians, inf = not reached"
     print(head)
-    lines = [
-        "# Pruner variants on the replay table (issue 7, item 2)",
-        "",
-        f"Command: `python bench/pruner_sweep.py --seeds {args.seeds} --variants {args.variants}"
-        f" --budget {args.budget} --n-trials {args.n_trials} --pruned-trials {args.pruned_trials}"
-        + (" --kt" if args.kt else "")
-        + (" --breakdown" if args.breakdown else "")
-        + f" --table {rel(args.table)} --out {rel(args.out)}` (in-process replay of our "
-        "search; `--check-cli SEED` checks it against the CLI trial by trial).",
-        "",
-        TABLE_ROLE[table.held_out],
-        "",
-        f"Machine: {machine()}",
-        "",
-        "Variants: `previous` = median per epoch + fold test from the second fold (the default "
-        "before 2026-11-26); `median+fold` = the same with the fold test from the first fold; "
-        "`5-point` = bottom quarter per epoch + the fold test without its shrinking mean "
-        "gaps, no screen (the default from 2026-11-26 until they came); `screenN` = the default "
-        "screening N trials and promoting the best at once (`screen0`: none; `screen3`: the "
-        "default until 2026-11-26, late); `beatN` = the default's screen of 3 in which later "
-        "trials may beat the screen until N are screened (the default: 4); `gapN` = the default stopping a trial N points "
-        "behind the best trial inside a fold (15 in the default); `quarter` = the bottom quarter "
-        "of the finished trials per epoch instead of the gap (the default of 2026-11-26 "
-        "afternoon, less its exact-repeat rule), `quarter+gap` = both; `halvingN` = `halving` "
-        "keeping the top 1/N per rung (it keeps 1/3); the others are `--pruner` values as they "
-        "are now. The 5-95% range is that of the median of 10 seeds drawn from these (10,000 "
-        "draws): how far a 10-seed figure such as the published one moves by the luck of its "
-        "seeds."
-        + (
-            " The breakdown: mean fold-epochs per seed before the pruned run's first trial at "
-            "the target (the hit): trials stopped by the screen, the promoted trial, other "
-            "stopped trials, completed trials below the best so far, completed ties with the "
-            "best so far, completed new bests below the target, the hit."
-            if args.breakdown
-            else ""
-        ),
-        "",
-        head + ":",
-        "",
-    ]
+    lines = [*page_head(args, table, startup), head + ":", ""]
     rng = np.random.default_rng(0)
-    for variant in variants:
-        best, ratios, per_trial, fracs = [], [], [], {"hyperband": [], "bayesian": []}
-        spent: dict[str, list[int]] = {k: [] for k in BREAKDOWN}
-        for s in seeds:
-            run, base = replay_study(table, space, s, variant, args.pruned_trials), nopruning[s]
-            best.append(run.best_at(args.budget))
-            target = base.best_at(math.inf) - 0.01
-            cost = run.cost_to_reach(target)
-            reach = capped(cost, float(sum(base.fold_epochs)))
-            ratios.append(reach / base.cost_to_reach(target))
-            for kind, n in (breakdown(run, cost) or {}).items():
-                spent[kind].append(n)
-            per_trial.append(float(np.mean(run.fold_epochs)))
-            for kind, runs in kt.get(s, {}).items():
-                fracs[kind].append(run.cost_to_reach(runs.best_at(args.budget)) / args.budget)
-        line = (
-            f"{variant:12s} best@{args.budget} {np.median(best):.3f} "
-            f"(optimum in {sum(b >= optimum - 1e-9 for b in best)}/{len(seeds)}) | "
-            f"pruned/no-pruning compute to the same best {np.median(ratios):.2f} "
-            f"(not reached {sum(not math.isfinite(r) for r in ratios)}) | "
-            f"fold-epochs per trial {np.mean(per_trial):.1f}"
-        )
-        if len(seeds) >= 30:
-            line += f" | median of 10 of these seeds: 5-95% {ten_seed_spread(ratios, rng)}"
-        if kt:
-            line += " | of KerasTuner's budget: " + ", ".join(
-                f"{k} {np.median(v):.2f}" for k, v in fracs.items()
-            )
-        if args.breakdown:
-            line += (
-                f" | fold-epochs to the hit, mean of the {len(spent['hit'])} seeds that reach it: "
-                + ", ".join(f"{k} {np.mean(v):.1f}" for k, v in spent.items())
-            )
+    rows = []
+    for label, variant, n in arms:
+        if n not in nopruning:
+            nopruning[n] = {
+                s: replay_study(table, space, s, "none", args.n_trials, startup=n) for s in seeds
+            }
+        runs = {
+            s: replay_study(table, space, s, variant, args.pruned_trials, startup=n) for s in seeds
+        }
+        line, row = summarise(label, runs, nopruning[n], kt, args, optimum, rng)
         print(line, flush=True)
         lines.append(f"- {line}")
+        rows.append({"variant": variant, "startup": n, **row})
     atomic_write_bytes(args.out, ("\n".join(lines) + "\n").encode())
+    if startup:
+        result = {
+            "command": command_line(args, startup),
+            "machine": machine(),
+            "budget": args.budget,
+            "arms": rows,
+        }
+        atomic_write_bytes(args.out.with_suffix(".json"), json.dumps(result, indent=1).encode())
 
 
 if __name__ == "__main__":

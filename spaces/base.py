@@ -56,6 +56,7 @@ class Space:
     name: str
     description: str
     backbones: tuple[str, ...]
+    # Defaults set before measuring, not tuned (docs/constants.md).
     image_size: int = 96
     folds: int = 5
     epochs: int = 15

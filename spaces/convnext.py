@@ -11,6 +11,7 @@ SPACE = Space(
     learning_rate=(3e-5, 1e-3),
     weight_decay=(1e-5, 1e-1),
     batch_sizes=(32, 64),
+    # One hand-set starting point, set before measuring (docs/constants.md).
     starting_points=(
         {
             "backbone": "ConvNeXtTiny",

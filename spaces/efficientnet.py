@@ -8,6 +8,7 @@ SPACE = Space(
     name="efficientnet",
     description="EfficientNetV2B0..B3 at 96x96, 5 folds, 15 epochs",
     backbones=("EfficientNetV2B0", "EfficientNetV2B1", "EfficientNetV2B2", "EfficientNetV2B3"),
+    # One hand-set starting point, set before measuring (docs/constants.md).
     starting_points=(
         {
             "backbone": "EfficientNetV2B0",

@@ -8,6 +8,7 @@ SPACE = Space(
     name="mobilenet",
     description="MobileNetV3Small/Large at 96x96, 5 folds, 15 epochs",
     backbones=("MobileNetV3Small", "MobileNetV3Large"),
+    # One hand-set starting point, set before measuring (docs/constants.md).
     starting_points=(
         {
             "backbone": "MobileNetV3Large",

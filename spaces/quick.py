@@ -21,6 +21,8 @@ SPACE = Space(
     name="quick",
     description="small CNN and MobileNetV3Small at 64x64, 3 folds, 4 epochs: a CPU-sized search",
     backbones=("small_cnn", "MobileNetV3Small"),
+    # The fidelity (size, folds, epochs, trials, patience) was set before measuring; bench/fidelity.py
+    # measures what it ranks (docs/constants.md).
     image_size=64,
     folds=3,
     epochs=4,

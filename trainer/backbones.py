@@ -33,7 +33,8 @@ def auto_bn_momentum(steps_per_epoch: int) -> float:
     Keras' default 0.99 (0.999 in MobileNetV3) averages over 100-1,000 steps: with 50 steps per
     epoch the moving statistics still describe the random initial network when validation runs,
     so a model that fits its training batches predicts one class in inference mode. A window of
-    steps/10, clipped to momentum 0.9..0.99, tracks the weights as they move.
+    steps/10, clipped to momentum 0.9..0.99, tracks the weights as they move (set before
+    measuring, not swept: docs/constants.md).
     """
     window_fraction = 10.0 / max(1, steps_per_epoch)
     return float(1.0 - min(0.1, max(0.01, window_fraction)))

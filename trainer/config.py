@@ -171,6 +171,7 @@ class TrialConfig:
     label_smoothing: float = 0.0
     class_weighting: bool = False
     epochs: int = 10
+    # This and the four below were set before measuring, not tuned (docs/constants.md).
     patience: int = 3  # early stopping; 0 turns it off
     plateau_patience: int = 2  # ReduceLROnPlateau; 0 turns it off
     plateau_factor: float = 0.5

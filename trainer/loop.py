@@ -102,6 +102,7 @@ def train_epoch(
     return loss
 
 
+# Set before measuring, not tuned (docs/constants.md).
 MAX_KEPT = 4  # models a worker keeps for later trials of the same architecture
 MAX_KEPT_PHASES = 2  # optimizer set-ups (with their traced steps) kept per model
 
@@ -173,7 +174,8 @@ def configure(kept: _Kept, cfg: TrialConfig, steps_per_epoch: int) -> None:
 
 def refresh_batches(steps_per_epoch: int) -> int:
     """Batches BatchNormRefresh averages: 16, but never more than a quarter of an epoch's (at
-    least 4): on small folds 16 forward batches cost almost half an epoch of training."""
+    least 4), so that on small folds it costs little beside the epoch (bench/overhead.py;
+    docs/constants.md)."""
     return min(16, max(4, math.ceil(steps_per_epoch / 4)))
 
 

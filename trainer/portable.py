@@ -46,6 +46,7 @@ NEEDS = {  # what each format needs beyond Keras, and the extra that installs it
     "litert-int8": (),
 }
 RUNNERS = {"onnx": "onnx", "onnx-int8": "onnx", "litert": "litert", "litert-int8": "litert"}
+# Set before measuring, not tuned (docs/constants.md).
 BATCH = 8  # images in the batched latency
 REPEATS = 15  # timed warm runs per figure at most (their median is reported)
 MIN_REPEATS = 3

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+# Set before measuring, not tuned (docs/constants.md); bench/trust.py measures them as shipped.
 # Share of the data held back from the final model to calibrate it, and its bounds in images.
 CALIBRATION_SHARE = 0.1
 CALIBRATION_MAX = 300

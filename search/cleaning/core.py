@@ -99,7 +99,7 @@ def _alive(n: int, removed: Removed) -> np.ndarray:
 # threshold, the images themselves are alike (low-detail digits, say), not copied, and the
 # threshold is raised along STRICTER until they do not (bench/cleaning.py --dataset digits).
 MAX_NEAR_SHARE = 0.05
-STRICTER = (0.95, 0.97, 0.98, 0.99, 0.995)
+STRICTER = (0.95, 0.97, 0.98, 0.99, 0.995)  # steps set before measuring (docs/constants.md)
 
 
 def _near_step(ds: Dataset, options: CleanOptions, removed: Removed) -> float | None:

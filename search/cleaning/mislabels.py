@@ -23,7 +23,9 @@ from search.cleaning.features import class_features
 
 log = logging.getLogger(__name__)
 
-REGULARISATION = 0.1  # LogisticRegression C, chosen on the real file (higher overfits)
+# LogisticRegression C: the recall side of the precision/recall trade-off (flags are reviewed, not
+# removed); bench/cleaning_constants.py, docs/constants.md.
+REGULARISATION = 0.1
 
 
 def out_of_fold_proba(

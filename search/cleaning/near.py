@@ -8,8 +8,8 @@ image's thumbnail moved by -1, 0, +1 pixels (2 px of the 64 x 64 work image; a s
 changes many pHash bits). A candidate is confirmed only if the best Pearson correlation of the two
 64 x 64 grayscale images over shifts of up to ``MAX_SHIFT`` pixels reaches ``min_correlation``.
 Pearson correlation ignores brightness and contrast changes; JPEG re-compression barely lowers
-it. A cheap 32 x 32 check first drops candidates that are clearly below the threshold (on the
-real file, copies lose at most 0.022 of correlation at 32 x 32; the margin is ``COARSE_MARGIN``).
+it. A cheap 32 x 32 check first drops candidates that are clearly below the threshold: more than
+``COARSE_MARGIN`` below it, more than copies lose at 32 x 32 (bench/cleaning_constants.py).
 """
 
 from __future__ import annotations
@@ -22,9 +22,12 @@ from scipy.fft import dctn
 from search.cleaning.pixels import WORK_SIZE, work_gray
 
 HASH_BITS = 64
-HASH_SHIFT = 1  # pHash variants at thumbnail shifts of -1, 0, +1 (x 2 work pixels) in x and y
+# pHash variants at thumbnail shifts of -1, 0, +1 (x 2 work pixels) in x and y: without them
+# shifted copies miss the candidates (bench/cleaning_constants.py; docs/constants.md).
+HASH_SHIFT = 1
 MAX_SHIFT = 3  # verification searches shifts of -3..+3 work pixels (about 5% of the frame)
-COARSE_MARGIN = 0.05
+# Over the most correlation a copy loses at 32 x 32 (bench/cleaning_constants.py).
+COARSE_MARGIN = 0.08
 _BLOCK = 1024
 _PAIR_CHUNK = 256
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-WORK_SIZE = 64  # detectors look at every image at 64 x 64, whatever its stored size
+WORK_SIZE = 64  # detectors see every image at 64 x 64 (set before measuring: docs/constants.md)
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _CHUNK = 512
 

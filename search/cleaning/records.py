@@ -37,7 +37,9 @@ REASON_TEXT: dict[str, str] = {
 
 @dataclass(frozen=True)
 class CleanOptions:
-    """What the detectors look for; defaults chosen on the real file (docs/cleaning.md).
+    """What the detectors look for; defaults chosen on the real file by bench/cleaning.py
+    (docs/cleaning.md), ``outlier_neighbors`` and ``mislabel_max_label_prob`` set before
+    measuring (docs/constants.md).
 
     near_distance: pHash Hamming distance (bits of 64) that makes two images candidates.
     near_correlation: Pearson correlation (best over small shifts) that confirms a candidate.

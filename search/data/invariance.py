@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+# Set before measuring, not tuned (docs/constants.md); bench/traits.py measures the probe as shipped.
 THUMB = 16  # px: enough for orientation and colour, small enough for seconds
 MAX_IMAGES = 2000  # a stratified sample above this
 SCORED_SHARE = 0.4

@@ -155,7 +155,8 @@ def auto_precision(gpus: list[Gpu]) -> str:
     return "float32"
 
 
-# How a TensorFlow worker without a GPU optimises its graphs (trainer.backend.graph_optimisation).
+# How a TensorFlow worker without a GPU optimises its graphs (trainer.backend.graph_optimisation):
+# the shortest first calls whose later steps are no slower (bench/grappler.py; docs/constants.md).
 CPU_GRAPH_OPTIMISATION = "off"
 # The module each backend needs, and the extra that installs it.
 BACKEND_MODULES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}

@@ -24,7 +24,7 @@ from trainer.errors import InvalidConfig
 
 log = logging.getLogger(__name__)
 
-TOP = 3  # configurations taken from each earlier study, best first
+TOP = 3  # configurations taken from each earlier study, best first (set before measuring)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,8 @@ import numpy as np
 
 from trainer.records import FoldResult
 
+# The reserve's and the curve fit's constants below were set before measuring, not tuned; the
+# epoch factors were chosen on inner splits (bench/final_constants.py). Each: docs/constants.md.
 # Before the first complete trial, reserve this share of the budget for the final model.
 PRIOR_FINAL_SHARE = 0.35
 # The reserve never takes less or more than these shares of the budget.
@@ -39,11 +41,11 @@ CONVERGED_GAIN = 0.005
 MIN_EPOCH_FACTOR, MAX_EPOCH_FACTOR = 1.5, 6
 # Filling the time kept for it, the final model grows to at most this many times the search's
 # epochs per fold (x OTHER_AUGMENT_EPOCH_FACTOR): a long cosine run keeps gaining past what
-# short constant-rate curves show (docs/constants.md).
+# short constant-rate curves show (bench/final_constants.py; docs/constants.md).
 FILL_EPOCH_FACTOR = 12
 # A final model trained under another augmentation level than its trial (``--final-augment``,
 # robust by default) needs this many times the epochs its trial's curves say: stronger
-# augmentation converges later (docs/constants.md).
+# augmentation converges later (bench/final_constants.py; docs/constants.md).
 OTHER_AUGMENT_EPOCH_FACTOR = 2.0
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}

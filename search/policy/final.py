@@ -44,14 +44,15 @@ from trainer.records import FoldResult
 AUTO, SEARCHED = "auto", "searched"
 CANDIDATE = "robust"  # the level the paired check weighs against the trial's own
 # The check trains each recipe this many times the search's epochs per fold (at least
-# MIN_CHECK_EPOCHS): a stronger level needs longer than the search's short folds to show.
+# MIN_CHECK_EPOCHS): a stronger level needs longer than the search's short folds to show (set
+# before measuring; bench/final_check.py measures the check at these values: docs/constants.md).
 CHECK_EPOCH_FACTOR, MIN_CHECK_EPOCHS = 2, 4
 # A final model under a level stronger than light ends with its last sixth light, closer to
-# clean images (chosen on docs/constants.md's split).
+# clean images (bench/final_constants.py; docs/constants.md).
 TAIL_LEVEL, TAIL_SHARE = "light", 1 / 6
 STRONGER_THAN_TAIL = ("moderate", "heavy", "robust")
 # Larger than the search's size: the first half of the epochs at the search's size, which
-# costs less (docs/constants.md).
+# costs less (bench/final_constants.py; docs/constants.md).
 PROGRESSIVE_SHARE = 0.5
 
 

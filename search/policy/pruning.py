@@ -41,7 +41,8 @@ SCREENED = "screened"
 PROMOTED_FROM = "promoted_from"
 # Set on the trial whose first fold beat every screened trial's: it ends the screen and finishes.
 BEAT_SCREEN = "beat_screen"
-# Studies shorter than this are not screened: the screen and its promotion would be most of them.
+# Studies shorter than this are not screened: the screen and its promotion would be most of them
+# (set before measuring: docs/constants.md).
 SCREEN_MIN_TRIALS = 10
 # The default's within-fold margin to the best trial (score units: 0.15 = 15 accuracy points).
 EPOCH_GAP = 0.15
@@ -350,6 +351,7 @@ def make_pruner(
         )
     if name == "none":
         return None
+    # 3 and 2 set before measuring (docs/constants.md); bench/pruner_sweep.py compares the scheme
     median = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0, n_min_trials=2)
     halving = optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
     epoch: BasePruner | None = {

@@ -24,6 +24,15 @@ def trial_seed(seed: int, number: int) -> int:
     return zlib.crc32(f"{seed}:{number}".encode())
 
 
+def tpe_startup_trials(n_trials: int) -> int:
+    """TPE's random start-up trials for a study of ``n_trials``: 4 for short studies, at most 6.
+
+    With pruning, random trials are cheap but TPE's guided ones find the top sooner
+    (bench/pruner_sweep.py --startup; docs/constants.md).
+    """
+    return min(6, max(4, n_trials // 4))
+
+
 class _SeededPerTrial:
     """Mixin for Optuna samplers: re-seed their random streams before each trial."""
 
@@ -57,7 +66,11 @@ class SeededRandomSampler(_SeededPerTrial, optuna.samplers.RandomSampler):
         return [self._rng]
 
 
-def make_sampler(name: str, seed: int, n_trials: int) -> optuna.samplers.BaseSampler:
+def make_sampler(
+    name: str, seed: int, n_trials: int, *, n_startup_trials: int | None = None
+) -> optuna.samplers.BaseSampler:
+    """``--sampler name``'s sampler. ``n_startup_trials`` sets TPE's random start-up trials
+    (None: ``tpe_startup_trials(n_trials)``), for a bench to vary; other samplers ignore it."""
     if name == "random":
         return SeededRandomSampler(seed=seed)
     if name == "gp":
@@ -70,13 +83,14 @@ def make_sampler(name: str, seed: int, n_trials: int) -> optuna.samplers.BaseSam
         return optuna.samplers.GPSampler(
             seed=seed, independent_sampler=SeededRandomSampler(seed=seed)
         )
+    if n_startup_trials is None:
+        n_startup_trials = tpe_startup_trials(n_trials)
     return SeededTPESampler(
         seed=seed,
         multivariate=True,
         group=True,
         constant_liar=True,
-        # Start-up trials: 4 for short studies, at most 6; with pruning, random trials are cheap
-        # but TPE's guided ones find the top sooner (docs/constants.md). Queued ones (the
-        # portfolio, --warm-start) count among them, as Optuna counts every complete trial.
-        n_startup_trials=min(6, max(4, n_trials // 4)),
+        # Queued trials (the portfolio, --warm-start) count among the start-up trials, as
+        # Optuna counts every complete trial.
+        n_startup_trials=n_startup_trials,
     )

@@ -81,8 +81,8 @@ A later detector only sees the images the earlier ones kept, so no image is repo
    known, and keeping one copy would keep a coin-flip label.
 2. **Near duplicates**: a perceptual-hash candidate search, then a pixel check. The hash is
    the 64-bit pHash of the 64 x 64 grayscale (signs of the 8 x 8 lowest DCT frequencies of a
-   32 x 32 thumbnail, as `imagehash.phash`). A 1-3 px shift alone flips many bits (up to 20 of
-   64 on real cells, measured during development), so the distance is the smallest over the
+   32 x 32 thumbnail, as `imagehash.phash`). A 1-3 px shift alone flips many bits (up to 24 of
+   64 on real cells: [cleaning_constants.md](cleaning_constants.md)), so the distance is the smallest over the
    first image's thumbnail moved by -1, 0, +1 px in x and y (9 hashes; 2 px of the 64 x 64
    image). Pairs within `--near-distance` bits are candidates; a candidate is confirmed when
    the best Pearson correlation of the two grayscale images over shifts of up to 3 px (of 64)

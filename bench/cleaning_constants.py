@@ -54,7 +54,7 @@ from search.data import load_dataset  # noqa: E402
 from trainer.records import Dataset  # noqa: E402
 
 C_VALUES = (0.01, 0.03, 0.1, 0.3, 1.0)
-COARSE_SHIFT = 2  # near_pairs' coarse check: best_correlation(..., max_shift=2) on 32 x 32
+COARSE_SHIFT = N.COARSE_SHIFT  # near_pairs' coarse check on 32 x 32
 SHIFTS = ((1, 0), (1, 1), (2, 0), (2, 2), (3, 0), (3, 3))  # (dx, dy) at the stored size
 HASH_SEARCHES = (0, N.HASH_SHIFT, 2)  # thumbnail shifts searched: none, shipped, wider
 HARSH_SHIFTS = tuple((dx, dy) for dx in range(4) for dy in range(dx + 1) if dx)  # near_copy's range

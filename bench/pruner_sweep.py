@@ -417,11 +417,12 @@ def page_head(args: argparse.Namespace, table: Table, startup: list[int]) -> lis
             "shipped. best@B: the median over seeds of the true CV accuracy of the pruned run's "
             "incumbent after B fold-epochs, and in how many seeds that is the table's optimum; "
             "pruned/no-pruning: the pruned run's fold-epochs to come within 1 point of the "
-            "no-pruning run's final best over the no-pruning run's; of KerasTuner's budget: the "
-            "pruned run's fold-epochs to reach KerasTuner Hyperband's / Bayesian's best at B, "
-            "over B (median over seeds). The 5-95% range is that of the median of 10 seeds "
-            "drawn from these (10,000 draws). A JSON beside this page holds the figures per "
-            "seed." + breakdown_text,
+            "no-pruning run's final best over the no-pruning run's (each line's own no-pruning "
+            "run, at the same start-up count: this column does not compare across lines); of "
+            "KerasTuner's budget: the pruned run's fold-epochs to reach KerasTuner Hyperband's / "
+            "Bayesian's best at B, over B (median over seeds; the same KerasTuner runs for every "
+            "line). The 5-95% range is that of the median of 10 seeds drawn from these (10,000 "
+            "draws). A JSON beside this page holds the figures per seed." + breakdown_text,
             "",
         ]
     return [

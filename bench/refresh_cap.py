@@ -60,11 +60,7 @@ def one(n: int, batch: int, epochs: int, refresh_seeds: int, size: int) -> list[
                 run.refresh(fold.train, (100 + s, epoch), at_most=at_most)
                 seconds.append(time.perf_counter() - start)
                 scores.append(accuracy(run, val_x, val_y))
-            images = (
-                run.refresh.n_images
-                if at_most is None
-                else min(run.refresh.n_images, max(at_most, batch))
-            )
+            images = min(run.refresh.images_read(at_most), len(fold.train))
             rows.append({
                 "images": n, "batch": batch, "epoch": epoch, "way": way,
                 "validation_images": len(fold.val), "refresh_images": images,
@@ -84,6 +80,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--refresh-seeds", type=int, default=6)
     p.add_argument("--size", type=int, default=48)
+    p.add_argument("--conditions", default="", help="what ran beside it (printed on the page)")
     args = p.parse_args()
     rows = [
         row
@@ -95,7 +92,7 @@ def main() -> None:
         f"python bench/refresh_cap.py --images {args.images} --batches {args.batches} "
         f"--epochs {args.epochs} --refresh-seeds {args.refresh_seeds} --size {args.size}"
     )
-    out = {"command": command, "machine": machine(), "rows": rows}
+    out = {"command": command, "machine": machine(), "conditions": args.conditions, "rows": rows}
     atomic_write_bytes(RESULTS, (json.dumps(out, indent=1) + "\n").encode())
     lines = [
         "# The precise-BN refresh capped at the validation's image count",
@@ -105,7 +102,7 @@ def main() -> None:
         f"{args.refresh_seeds} shuffle seeds, uncapped (`refresh_batches` batches) and capped "
         "(the validation's count, at least one batch), and the validation fold scored.",
         "",
-        f"Machine: {machine()}",
+        f"Machine: {machine()}" + (f"; {args.conditions}" if args.conditions else ""),
         "",
         "| images | batch | epoch | validation images | refresh images (uncapped / capped) | "
         "accuracy mean (uncapped / capped) | sd over refresh seeds (uncapped / capped) | "

@@ -191,8 +191,8 @@ class BatchNormRefresh:
     up to ``CHUNK`` images. One chunk (most folds) leaves its statistics in the layers as they
     are; several are read back once per chunk and pooled: on backbones with tens of BatchNorm
     layers, reading them after every batch took longer than the forward passes
-    (docs/constants.md). Before a validation the pass reads at most as many images as the
-    validation does (at least one training batch), so it costs about one validation pass.
+    (docs/constants.md). Before a validation the pass reads no more whole batches than hold as
+    many images as the validation (``images_read``), so it costs about one validation pass.
     """
 
     CHUNK = 256  # images per statistics pass at most (the validation batch)
@@ -221,11 +221,20 @@ class BatchNormRefresh:
         self.built = built
         self.size = cfg.image_size
 
+    def images_read(self, at_most: int | None = None) -> int:
+        """Images a refresh reads (fewer when its index holds fewer): ``max_batches`` batches, or
+        before a validation of ``at_most`` images the whole batches that hold them, so a
+        statistics pass compiled for one fold's shape serves the others (rounding down read too
+        few images on small folds: docs/refresh_cap.md)."""
+        if at_most is None:
+            return self.n_images
+        return min(self.n_images, math.ceil(max(1, at_most) / self.batch) * self.batch)
+
     def __call__(
         self, index: np.ndarray, seed: tuple[int, int], at_most: int | None = None
     ) -> None:
         """Re-estimate from clean images of ``images[index]``, shuffled by ``seed``: at most
-        ``at_most`` of them (the validation's count; never under one training batch)."""
+        ``at_most`` of them (the validation's count; see ``images_read``)."""
         if not self.layers:
             return
         if self.kept.statistics is None:  # made on first use, kept with the model
@@ -240,7 +249,7 @@ class BatchNormRefresh:
         means: list[list[np.ndarray]] = [[] for _ in self.layers]
         variances: list[list[np.ndarray]] = [[] for _ in self.layers]
         counts: list[int] = []
-        left = self.n_images if at_most is None else min(self.n_images, max(at_most, self.batch))
+        left = self.images_read(at_most)
         n_chunks = min(self.chunks, math.ceil(left / self.chunk))
         chunks = image_batches(self.images, index, self.chunk, shuffle_seed=seed, limit=n_chunks)
         for x in chunks:

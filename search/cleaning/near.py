@@ -28,6 +28,7 @@ HASH_SHIFT = 1
 MAX_SHIFT = 3  # verification searches shifts of -3..+3 work pixels (about 5% of the frame)
 # Over the most correlation a copy loses at 32 x 32 (bench/cleaning_constants.py).
 COARSE_MARGIN = 0.08
+COARSE_SHIFT = 2  # the 32 x 32 check searches shifts of -2..+2 pixels
 _BLOCK = 1024
 _PAIR_CHUNK = 256
 
@@ -136,7 +137,7 @@ def near_pairs(
     corr = np.empty(i.shape[0], dtype=np.float32)
     for start in range(0, i.shape[0], _PAIR_CHUNK):
         sl = slice(start, start + _PAIR_CHUNK)
-        corr[sl] = best_correlation(small[i[sl]], small[j[sl]], max_shift=2)
+        corr[sl] = best_correlation(small[i[sl]], small[j[sl]], max_shift=COARSE_SHIFT)
     fine = np.arange(i.shape[0])
     if min_correlation is not None:
         fine = np.flatnonzero(corr >= min_correlation - COARSE_MARGIN)

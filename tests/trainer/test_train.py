@@ -156,23 +156,42 @@ def test_precise_bn_refresh_sets_the_pooled_statistics_of_its_images_in_chunks(c
 
 
 @pytest.mark.parametrize(
-    ("at_most", "passes"), [(None, [256]), (1000, [256]), (100, [100]), (5, [16])]
+    ("at_most", "chunk", "passes"),
+    [
+        (None, 256, [256]),
+        (1000, 256, [256]),
+        (100, 256, [112]),
+        (5, 256, [16]),
+        (200, 96, [96, 96, 16]),
+        (90, 96, [96]),
+    ],
 )
-def test_precise_bn_refresh_reads_no_more_images_than_the_validation(at_most, passes) -> None:
+def test_precise_bn_refresh_reads_no_more_images_than_the_validation(at_most, chunk, passes):
     """16 batches of 16 images would be read; before a validation of ``at_most`` images the
-    pass reads that many instead (never under one training batch)."""
+    pass reads the whole batches that hold as many, in as many chunks as those need, and
+    the first BatchNorm layer holds the statistics of exactly the images it read."""
     from trainer.loop import BatchNormRefresh
 
     cfg = TrialConfig(backbone="small_cnn", image_size=32, epochs=1, batch_size=16)
     built = build_model(cfg, 8, steps_per_epoch=64)
-    images = np.random.default_rng(0).integers(0, 255, (288, 32, 32, 3)).astype(np.uint8)
+    rng = np.random.default_rng(0)  # images of one grey level each: chunks differ in their mean
+    grey = rng.integers(0, 224, (288, 1, 1, 1))
+    images = (grey + rng.integers(0, 32, (288, 32, 32, 3))).astype(np.uint8)
     refresh = BatchNormRefresh(built, cfg, 64, images)
+    refresh.chunk, refresh.chunks = chunk, -(-256 // chunk)
     refresh(np.arange(288), (0, 0))  # builds the statistics pass
-    fed: list[int] = []
+    fed: list[np.ndarray] = []
     inner = refresh.kept.statistics
-    refresh.kept.statistics = lambda x: fed.append(len(x)) or inner(x)
+    refresh.kept.statistics = lambda x: fed.append(x) or inner(x)
     refresh(np.arange(288), (0, 1), at_most=at_most)
-    assert fed == passes
+    assert [len(x) for x in fed] == passes
+    assert sum(passes) == refresh.images_read(at_most)
+    (backbone,) = [layer for layer in built.model.layers if layer.name == "small_cnn"]
+    conv = keras.Model(backbone.input, backbone.get_layer("cnn_block0_conv0").output)
+    out = conv.predict(np.concatenate(fed).astype(np.float32), verbose=0).astype(np.float64)
+    bn = backbone.get_layer("cnn_block0_bn0")
+    mean = keras.ops.convert_to_numpy(bn.moving_mean)
+    np.testing.assert_allclose(mean, out.mean(axis=(0, 1, 2)), rtol=1e-3, atol=1e-4)
 
 
 def test_a_trials_refresh_is_capped_at_its_folds_validation(real_small, monkeypatch) -> None:

@@ -73,10 +73,12 @@ def measure(study: optuna.Study) -> dict[str, float]:
     t = {k: sum(tr.user_attrs["timings"].get(k, 0.0) for tr in trials) for k in (
         "build", "pipeline", "train_steps", "bn_refresh", "eval", "trial", "coordinator_wait")}  # fmt: skip
     starts, retraces, epochs, unsplit = [], [], [], []
+    fold_epochs = 0
     by_backbone: dict[str, list[float]] = {}
     for tr in trials:
         folds = [tr.user_attrs[k] for k in sorted(tr.user_attrs) if k.startswith("fold_")]
         folds = [f for f in folds if isinstance(f, dict) and "epochs" in f]
+        fold_epochs += sum(len(f["epochs"]) for f in folds)
         later = [e["seconds"] for f in folds for e in f["epochs"][1:]]
         first = [f for f in folds if f["fold"] == 0]
         if not later:
@@ -99,12 +101,7 @@ def measure(study: optuna.Study) -> dict[str, float]:
     return {
         "trials": len(trials),
         # what the trials trained: code that changes numerics can change pruning, hence the wall
-        "fold_epochs": sum(
-            len(f["epochs"])
-            for tr in trials
-            for k, f in tr.user_attrs.items()
-            if k.startswith("fold_") and isinstance(f, dict) and "epochs" in f
-        ),
+        "fold_epochs": fold_epochs,
         "wall": wall,
         "steady": steady,
         "share": 1 - steady / wall,

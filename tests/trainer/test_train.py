@@ -126,39 +126,11 @@ def test_precise_bn_refresh_uses_a_quarter_of_an_epoch_within_4_to_16_batches(st
     assert refresh.layers and refresh.max_batches == batches
 
 
-@pytest.mark.parametrize(("chunk", "passes"), [(256, [256]), (96, [96, 96, 64])])
-def test_precise_bn_refresh_sets_the_pooled_statistics_of_its_images_in_chunks(chunk, passes):
-    """16 batches of 16 images: one pass of 256, or chunks of 96 pooled by their sizes; either
-    way the first BatchNorm layer holds the mean and variance of its input over those 256."""
-    from trainer.loop import BatchNormRefresh
-
-    cfg = TrialConfig(backbone="small_cnn", image_size=32, epochs=1, batch_size=16)
-    built = build_model(cfg, 8, steps_per_epoch=64)
-    rng = np.random.default_rng(0)  # images of one grey level each: chunks differ in their mean
-    grey = rng.integers(0, 224, (288, 1, 1, 1))
-    images = (grey + rng.integers(0, 32, (288, 32, 32, 3))).astype(np.uint8)
-    refresh = BatchNormRefresh(built, cfg, 64, images)
-    refresh.chunk, refresh.chunks = chunk, -(-256 // chunk)
-    refresh(np.arange(288), (0, 0))  # builds the statistics pass
-    fed: list[np.ndarray] = []
-    inner = refresh.kept.statistics
-    refresh.kept.statistics = lambda x: fed.append(x) or inner(x)
-    refresh(np.arange(288), (0, 1))
-    assert [len(x) for x in fed] == passes
-    (backbone,) = [layer for layer in built.model.layers if layer.name == "small_cnn"]
-    conv = keras.Model(backbone.input, backbone.get_layer("cnn_block0_conv0").output)
-    out = conv.predict(np.concatenate(fed).astype(np.float32), verbose=0).astype(np.float64)
-    bn = backbone.get_layer("cnn_block0_bn0")
-    mean = keras.ops.convert_to_numpy(bn.moving_mean)
-    variance = keras.ops.convert_to_numpy(bn.moving_variance)
-    np.testing.assert_allclose(mean, out.mean(axis=(0, 1, 2)), rtol=1e-3, atol=1e-4)
-    np.testing.assert_allclose(variance, out.var(axis=(0, 1, 2)), rtol=1e-3, atol=1e-4)
-
-
 @pytest.mark.parametrize(
     ("at_most", "chunk", "passes"),
     [
         (None, 256, [256]),
+        (None, 96, [96, 96, 64]),
         (1000, 256, [256]),
         (100, 256, [112]),
         (5, 256, [16]),
@@ -166,10 +138,13 @@ def test_precise_bn_refresh_sets_the_pooled_statistics_of_its_images_in_chunks(c
         (90, 96, [96]),
     ],
 )
-def test_precise_bn_refresh_reads_no_more_images_than_the_validation(at_most, chunk, passes):
-    """16 batches of 16 images would be read; before a validation of ``at_most`` images the
-    pass reads the whole batches that hold as many, in as many chunks as those need, and
-    the first BatchNorm layer holds the statistics of exactly the images it read."""
+def test_precise_bn_refresh_pools_the_statistics_of_exactly_the_images_it_reads(
+    at_most, chunk, passes
+):
+    """16 batches of 16 images, in one pass of 256 or chunks of 96 pooled by their sizes;
+    before a validation of ``at_most`` images, only the whole batches that hold as many. Either
+    way the first BatchNorm layer holds the mean and variance of its input over the images
+    read."""
     from trainer.loop import BatchNormRefresh
 
     cfg = TrialConfig(backbone="small_cnn", image_size=32, epochs=1, batch_size=16)
@@ -191,7 +166,9 @@ def test_precise_bn_refresh_reads_no_more_images_than_the_validation(at_most, ch
     out = conv.predict(np.concatenate(fed).astype(np.float32), verbose=0).astype(np.float64)
     bn = backbone.get_layer("cnn_block0_bn0")
     mean = keras.ops.convert_to_numpy(bn.moving_mean)
+    variance = keras.ops.convert_to_numpy(bn.moving_variance)
     np.testing.assert_allclose(mean, out.mean(axis=(0, 1, 2)), rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(variance, out.var(axis=(0, 1, 2)), rtol=1e-3, atol=1e-4)
 
 
 def test_a_trials_refresh_is_capped_at_its_folds_validation(real_small, monkeypatch) -> None:

@@ -4,7 +4,7 @@ Every benchmark draws its images from ``../shared/data/bloodcells_96.npz`` with 
 of ``bench/common.py``. This recomputes, image by image, which of them each earlier use touched:
 the replay tables A (chose the pruner's constants) and B, bench/end_to_end.py's quarters (seed 0
 scored six times with code changes between; seed 1 once) and its ``--dev`` split (chose the final
-recipe's constants), the development quarters of bench/trust.py (seed 36) and bench/deploy.py
+recipe's constants), bench/final_check.py's second dev split, the development quarters of bench/trust.py (seed 36) and bench/deploy.py
 (seed 39), and the whole-file uses (bench/cleaning.py's thresholds, bench/traits.py's). A fresh
 split must avoid every image that chose a constant or was looked at while the code changed. No
 training: index arithmetic only.
@@ -39,6 +39,12 @@ def uses(labels: np.ndarray) -> dict[str, tuple[np.ndarray, str]]:
             "chose FILL_EPOCH_FACTOR, TAIL_SHARE, PROGRESSIVE_SHARE, OTHER_AUGMENT_EPOCH_FACTOR",
         ),
         "end_to_end quarter, seed 1": (stratified_split(labels, 0.25, 1)[1], "scored once"),
+        # final_check's second dev split is end_to_end's --dev rule under holdout seed 1: it
+        # keeps the seed-1 quarter out, not the seed-0 one.
+        "final_check dev split (seed 2)": (
+            stratified_split(labels, 0.25, 1)[0],
+            "chose the paired check's candidate epochs (OTHER_AUGMENT_EPOCH_FACTOR)",
+        ),
         "replay table A": (table_a, "chose the pruner's constants"),
         "replay table B": (table_b, "held out from the pruner's constants; inside the --dev split"),
         "trust quarter, seed 36": (stratified_split(labels, 0.25, 36)[1], "development"),
@@ -53,7 +59,11 @@ def main() -> None:
     used = uses(labels)
     q0 = used["end_to_end quarter, seed 0"][0]
     table_a = used["replay table A"][0]
-    choosing = ("end_to_end --dev split (seed 1)", "replay table A")
+    choosing = (
+        "end_to_end --dev split (seed 1)",
+        "final_check dev split (seed 2)",
+        "replay table A",
+    )
     chose = np.unique(np.concatenate([used[k][0] for k in choosing]))
     steered = np.union1d(chose, q0)
     never = np.setdiff1d(np.arange(len(labels)), steered)
@@ -92,7 +102,7 @@ def main() -> None:
         )
     lines += [
         "",
-        f"Images that chose a constant of the model (the `--dev` split and table A): "
+        f"Images that chose a constant of the model (the two dev splits and table A): "
         f"{result['chose_a_constant_of_the_model']}. With the seed-0 quarter, which steered "
         f"development: {result['chose_or_steered']} of {result['images']}; "
         f"**{result['untouched_by_model_choices']} images are left** for a split that neither "

@@ -205,11 +205,14 @@ class BudgetClock:
             log.warning("could not record the time spent on the study: %s", exc)
 
 
-def run_check(stored: Any, data: Any, fold: Any, epochs: int) -> RecipeCheck:
+def run_check(
+    stored: Any, data: Any, fold: Any, epochs: int, candidate_epochs: int | None = None
+) -> RecipeCheck:
     """The paired check (``search.policy.final``): configuration ``stored`` (a TrialConfig)
-    trained on ``fold``'s training images under its own level and under the candidate for
-    ``epochs`` each, both scored on the fold's held-back images, clean and corrupted (as the
-    study's symmetry and colour allow), with the study's views."""
+    trained on ``fold``'s training images under its own level for ``epochs`` and under the
+    candidate for ``candidate_epochs`` (default: as the final model would give it), both scored
+    on the fold's held-back images, clean and corrupted (as the study's symmetry and colour
+    allow), with the study's views."""
     from search.reporting.scores import predict_probs
     from trainer.corruptions import corrupt_each
     from trainer.final import cosine_schedule, fit_all
@@ -219,7 +222,10 @@ def run_check(stored: Any, data: Any, fold: Any, epochs: int) -> RecipeCheck:
     started = time.monotonic()
     predictions = {}
     for level in (stored.augment, final_policy.CANDIDATE):
-        n = epochs if level == stored.augment else final_policy.check_epochs_of(epochs)
+        if level == stored.augment:
+            n = epochs
+        else:
+            n = candidate_epochs or final_policy.check_epochs_of(epochs)
         config = stored.replace(augment=level, epochs=n)
         log.info("paired check: %s, %d epochs on fold 0", level, n)
         fitted = fit_all(

@@ -95,6 +95,8 @@ class RecipeCheck:
 
 
 def check_epochs_of(epochs: int) -> int:
+    # The candidate's epochs in the check; at equal epochs it under-trains robust
+    # (bench/final_check.py --candidate-epochs 8: docs/constants.md).
     return math.ceil(OTHER_AUGMENT_EPOCH_FACTOR * epochs)
 
 

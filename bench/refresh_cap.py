@@ -10,8 +10,10 @@ validation fold each time. It reports the validation accuracy's mean over refres
 score the pruner sees), its spread over those seeds, and the refresh's images and seconds.
 
     python bench/refresh_cap.py [--images 300,600] [--epochs 3] [--refresh-seeds 6]
+        [--ways uncapped,capped,none] [--augment light] [--folds 5] [--subset-seed 3] [--out NAME]
 
-Writes docs/refresh_cap.md and docs/refresh_cap.json.
+``none`` scores the moving averages training left, with no refresh: what the refresh buys.
+Writes docs/NAME.md and docs/NAME.json (NAME: refresh_cap).
 """
 
 from __future__ import annotations
@@ -29,8 +31,7 @@ from trainer.config import TrialConfig
 from trainer.folds import make_folds
 from trainer.loop import ModelRun, forget_models, restore, snapshot
 
-PAGE = ROOT / "docs" / "refresh_cap.md"
-RESULTS = ROOT / "docs" / "refresh_cap.json"
+WAYS = ("uncapped", "capped", "none")
 
 
 def accuracy(run: ModelRun, images: np.ndarray, labels: np.ndarray) -> float:
@@ -38,11 +39,18 @@ def accuracy(run: ModelRun, images: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(probs.argmax(axis=1) == labels))
 
 
-def one(n: int, batch: int, epochs: int, refresh_seeds: int, size: int) -> list[dict]:
-    data = real_subset(n, seed=3)  # a subset the overhead bench's seed-0 subsets do not fix
-    fold = make_folds(data.labels, 5, seed=0)[0]
+def one(n: int, batch: int, args: argparse.Namespace) -> list[dict]:
+    # Subset seed 3 by default: a subset the overhead bench's seed-0 subsets do not fix.
+    data = real_subset(n, seed=args.subset_seed)
+    fold = make_folds(data.labels, args.folds, seed=0)[0]
+    epochs, size = args.epochs, args.size
     cfg = TrialConfig(
-        backbone="small_cnn", image_size=size, epochs=epochs, batch_size=batch, seed=1
+        backbone="small_cnn",
+        image_size=size,
+        epochs=epochs,
+        batch_size=batch,
+        seed=1,
+        augment=args.augment,
     )
     forget_models()
     run = ModelRun(cfg, data, max(1, len(fold.train) // batch))
@@ -52,17 +60,20 @@ def one(n: int, batch: int, epochs: int, refresh_seeds: int, size: int) -> list[
     for epoch in range(epochs):
         run.epoch(fold.train, epoch, weights, seed=0, where=f"epoch {epoch}")
         trained = snapshot(run.built.model.weights)
-        for way, at_most in (("uncapped", None), ("capped", len(fold.val))):
+        for way in args.ways.split(","):
+            at_most = len(fold.val) if way == "capped" else None
             scores, seconds = [], []
-            for s in range(refresh_seeds):
-                restore(run.built.model.weights, trained)
+            for s in range(args.refresh_seeds if way != "none" else 1):
+                restore(run.built.model.weights, trained)  # the moving averages training left
                 start = time.perf_counter()
-                run.refresh(fold.train, (100 + s, epoch), at_most=at_most)
+                if way != "none":
+                    run.refresh(fold.train, (100 + s, epoch), at_most=at_most)
                 seconds.append(time.perf_counter() - start)
                 scores.append(accuracy(run, val_x, val_y))
-            images = min(run.refresh.images_read(at_most), len(fold.train))
+            images = min(run.refresh.images_read(at_most), len(fold.train)) if way != "none" else 0
             rows.append({
                 "images": n, "batch": batch, "epoch": epoch, "way": way,
+                "augment": args.augment, "steps_per_epoch": max(1, len(fold.train) // batch),
                 "validation_images": len(fold.val), "refresh_images": images,
                 "accuracy_mean": round(statistics.mean(scores), 4),
                 "accuracy_sd": round(statistics.pstdev(scores), 4),
@@ -81,55 +92,75 @@ def main() -> None:
     p.add_argument("--refresh-seeds", type=int, default=6)
     p.add_argument("--size", type=int, default=48)
     p.add_argument("--conditions", default="", help="what ran beside it (printed on the page)")
+    p.add_argument("--ways", default="uncapped,capped", help=f"from {','.join(WAYS)}")
+    p.add_argument("--augment", default="light", help="the trial's augmentation level")
+    p.add_argument("--folds", type=int, default=5, help="fold 0 of this many is scored")
+    p.add_argument("--subset-seed", type=int, default=3, help="which real subset of each size")
+    p.add_argument("--out", default="refresh_cap", help="docs/OUT.md and docs/OUT.json")
     args = p.parse_args()
+    ways = args.ways.split(",")
+    if unknown := [w for w in ways if w not in WAYS]:
+        raise SystemExit(f"unknown ways {unknown}; choose from {', '.join(WAYS)}")
     rows = [
         row
         for n in map(int, args.images.split(","))
         for batch in map(int, args.batches.split(","))
-        for row in one(n, batch, args.epochs, args.refresh_seeds, args.size)
+        for row in one(n, batch, args)
     ]
     command = (
         f"python bench/refresh_cap.py --images {args.images} --batches {args.batches} "
         f"--epochs {args.epochs} --refresh-seeds {args.refresh_seeds} --size {args.size}"
+        + "".join(
+            f" --{flag.replace('_', '-')} {getattr(args, flag)}"
+            for flag in ("ways", "augment", "folds", "subset_seed", "out")
+            if getattr(args, flag) != p.get_default(flag)
+        )
     )
     out = {"command": command, "machine": machine(), "conditions": args.conditions, "rows": rows}
-    atomic_write_bytes(RESULTS, (json.dumps(out, indent=1) + "\n").encode())
+    atomic_write_bytes(
+        ROOT / "docs" / f"{args.out}.json", (json.dumps(out, indent=1) + "\n").encode()
+    )
+    named = " / ".join(ways)
     lines = [
-        "# The precise-BN refresh capped at the validation's image count",
+        "# The precise-BN refresh: capped at the validation's image count, or left out",
         "",
-        f"`{command}`: the quick space's small CNN at {args.size} px on real blood-cell subsets, "
-        "fold 0 of 5; after each epoch the same weights are refreshed with "
-        f"{args.refresh_seeds} shuffle seeds, uncapped (`refresh_batches` batches) and capped "
-        "(the validation's count, at least one batch), and the validation fold scored.",
+        f"`{command}`: the quick space's small CNN at {args.size} px under `{args.augment}` on real "
+        f"blood-cell subsets, fold 0 of {args.folds}; after each epoch the same weights are "
+        f"refreshed with {args.refresh_seeds} shuffle seeds, uncapped (`refresh_batches` batches) "
+        "or capped (the whole batches that hold the validation's count), or not refreshed "
+        "(`none`: the moving averages training left), and the validation fold scored.",
         "",
         f"Machine: {machine()}" + (f"; {args.conditions}" if args.conditions else ""),
         "",
-        "| images | batch | epoch | validation images | refresh images (uncapped / capped) | "
-        "accuracy mean (uncapped / capped) | sd over refresh seeds (uncapped / capped) | "
-        "refresh s (uncapped / capped) |",
-        "|---:|---:|---:|---:|---|---|---|---|",
+        f"| images | batch | steps per epoch | epoch | validation images | refresh images ({named}) "
+        f"| accuracy mean ({named}) | sd over refresh seeds ({named}) | refresh s ({named}) |",
+        "|---:|---:|---:|---:|---:|---|---|---|---|",
     ]
-    pairs = {}
+    at: dict[tuple, dict] = {}
     for r in rows:
-        pairs.setdefault((r["images"], r["batch"], r["epoch"]), {})[r["way"]] = r
-    diffs = []
-    for (n, batch, epoch), w in pairs.items():
-        u, c = w["uncapped"], w["capped"]
-        diffs.append(c["accuracy_mean"] - u["accuracy_mean"])
+        at.setdefault((r["images"], r["batch"], r["epoch"]), {})[r["way"]] = r
+    for (n, batch, epoch), w in at.items():
+        first = w[ways[0]]
+
+        def cells(key: str, form: str, w=w) -> str:
+            return " / ".join(format(w[way][key], form) for way in ways)
+
         lines.append(
-            f"| {n} | {batch} | {epoch} | {u['validation_images']} | {u['refresh_images']} / "
-            f"{c['refresh_images']} | {u['accuracy_mean']:.3f} / {c['accuracy_mean']:.3f} | "
-            f"{u['accuracy_sd']:.3f} / {c['accuracy_sd']:.3f} | {u['refresh_seconds']:.3f} / "
-            f"{c['refresh_seconds']:.3f} |"
+            f"| {n} | {batch} | {first['steps_per_epoch']} | {epoch} | "
+            f"{first['validation_images']} | {cells('refresh_images', 'd')} | "
+            f"{cells('accuracy_mean', '.3f')} | {cells('accuracy_sd', '.3f')} | "
+            f"{cells('refresh_seconds', '.3f')} |"
         )
-    lines += [
-        "",
-        f"Capped minus uncapped mean accuracy over the {len(diffs)} rows: mean "
-        f"{statistics.mean(diffs):+.4f}, range {min(diffs):+.3f}..{max(diffs):+.3f}.",
-        "",
-    ]
-    atomic_write_bytes(PAGE, "\n".join(lines).encode())
-    print(lines[-2])
+    lines.append("")
+    for way in ways[1:]:
+        diffs = [w[way]["accuracy_mean"] - w[ways[0]]["accuracy_mean"] for w in at.values()]
+        lines.append(
+            f"- {way} minus {ways[0]} mean accuracy over the {len(diffs)} rows: mean "
+            f"{statistics.mean(diffs):+.4f}, range {min(diffs):+.3f}..{max(diffs):+.3f}."
+        )
+    lines.append("")
+    atomic_write_bytes(ROOT / "docs" / f"{args.out}.md", "\n".join(lines).encode())
+    print("\n".join(lines[-len(ways) :]))
 
 
 if __name__ == "__main__":

@@ -31,12 +31,16 @@ from trainer.config import TrialConfig
 from trainer.folds import make_folds
 from trainer.loop import ModelRun, forget_models, restore, snapshot
 
-WAYS = ("uncapped", "capped", "none")
+WAYS = ("uncapped", "capped", "none", "atN")  # atN: at most N images (whole batches)
 
 
 def accuracy(run: ModelRun, images: np.ndarray, labels: np.ndarray) -> float:
     probs = np.asarray(run.predict(images))
     return float(np.mean(probs.argmax(axis=1) == labels))
+
+
+def _at(way: str) -> int | None:
+    return int(way[2:]) if way.startswith("at") and way[2:].isdigit() else None
 
 
 def one(n: int, batch: int, args: argparse.Namespace) -> list[dict]:
@@ -61,7 +65,7 @@ def one(n: int, batch: int, args: argparse.Namespace) -> list[dict]:
         run.epoch(fold.train, epoch, weights, seed=0, where=f"epoch {epoch}")
         trained = snapshot(run.built.model.weights)
         for way in args.ways.split(","):
-            at_most = len(fold.val) if way == "capped" else None
+            at_most = len(fold.val) if way == "capped" else _at(way)
             scores, seconds = [], []
             for s in range(args.refresh_seeds if way != "none" else 1):
                 restore(run.built.model.weights, trained)  # the moving averages training left
@@ -99,7 +103,7 @@ def main() -> None:
     p.add_argument("--out", default="refresh_cap", help="docs/OUT.md and docs/OUT.json")
     args = p.parse_args()
     ways = args.ways.split(",")
-    if unknown := [w for w in ways if w not in WAYS]:
+    if unknown := [w for w in ways if w not in WAYS[:-1] and _at(w) is None]:
         raise SystemExit(f"unknown ways {unknown}; choose from {', '.join(WAYS)}")
     rows = [
         row
@@ -127,7 +131,7 @@ def main() -> None:
         f"`{command}`: the quick space's small CNN at {args.size} px under `{args.augment}` on real "
         f"blood-cell subsets, fold 0 of {args.folds}; after each epoch the same weights are "
         f"refreshed with {args.refresh_seeds} shuffle seeds, uncapped (`refresh_batches` batches) "
-        "or capped (the whole batches that hold the validation's count), or not refreshed "
+        "or capped (the whole batches that hold the validation's count; `atN`: N images), or not refreshed "
         "(`none`: the moving averages training left), and the validation fold scored.",
         "",
         f"Machine: {machine()}" + (f"; {args.conditions}" if args.conditions else ""),

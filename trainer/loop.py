@@ -192,10 +192,14 @@ class BatchNormRefresh:
     are; several are read back once per chunk and pooled: on backbones with tens of BatchNorm
     layers, reading them after every batch took longer than the forward passes
     (docs/constants.md). Before a validation the pass reads no more whole batches than hold as
-    many images as the validation (``images_read``), so it costs about one validation pass.
+    many images as the validation, and no more than ``BEFORE_VALIDATION`` (``images_read``):
+    one statistics pass, at most about one validation pass. The final model's refresh reads all
+    ``max_batches``.
     """
 
     CHUNK = 256  # images per statistics pass at most (the validation batch)
+    # Images a refresh before a validation reads at most (bench/refresh_cap.py: docs/constants.md)
+    BEFORE_VALIDATION = 256
 
     def __init__(
         self,
@@ -223,12 +227,15 @@ class BatchNormRefresh:
 
     def images_read(self, at_most: int | None = None) -> int:
         """Images a refresh reads (fewer when its index holds fewer): ``max_batches`` batches, or
-        before a validation of ``at_most`` images the whole batches that hold them, so a
-        statistics pass compiled for one fold's shape serves the others (rounding down read too
-        few images on small folds: docs/refresh_cap.md)."""
+        before a validation of ``at_most`` images the whole batches that hold them, and no more
+        whole batches than ``BEFORE_VALIDATION`` images fill (at least one), so a statistics pass
+        compiled for one fold's shape serves the others (rounding down read too few images on
+        small folds: docs/refresh_cap.md)."""
         if at_most is None:
             return self.n_images
-        return min(self.n_images, math.ceil(max(1, at_most) / self.batch) * self.batch)
+        whole = math.ceil(max(1, at_most) / self.batch) * self.batch
+        most = max(1, self.BEFORE_VALIDATION // self.batch) * self.batch
+        return min(self.n_images, whole, most)
 
     def __call__(
         self, index: np.ndarray, seed: tuple[int, int], at_most: int | None = None

@@ -171,6 +171,23 @@ def test_precise_bn_refresh_pools_the_statistics_of_exactly_the_images_it_reads(
     np.testing.assert_allclose(variance, out.var(axis=(0, 1, 2)), rtol=1e-3, atol=1e-4)
 
 
+@pytest.mark.parametrize(
+    ("batch", "at_most", "read"),
+    [(32, None, 512), (32, 1000, 256), (32, 100, 128), (64, 1000, 256), (512, 1000, 512)],
+)
+def test_a_refresh_before_a_validation_reads_at_most_one_statistics_pass(batch, at_most, read):
+    """16 batches (64 steps an epoch): the final model's refresh reads them all; one before a
+    validation reads the whole batches that hold the validation's images, and no more whole
+    batches than 256 images fill (one batch when a batch is larger)."""
+    from trainer.loop import BatchNormRefresh
+
+    cfg = TrialConfig(backbone="small_cnn", image_size=32, epochs=1, batch_size=batch)
+    built = build_model(cfg, 8, steps_per_epoch=64)
+    refresh = BatchNormRefresh(built, cfg, 64, np.zeros((2, 32, 32, 3), np.uint8))
+    assert refresh.n_images == 16 * batch
+    assert refresh.images_read(at_most) == read
+
+
 def test_a_trials_refresh_is_capped_at_its_folds_validation(real_small, monkeypatch) -> None:
     from trainer import loop
 

@@ -5,14 +5,15 @@ robust buys robustness (blood cells) and is the verdict sound on data with an up
     python bench/final_check.py [--datasets bloodcells,digits] [--levels none,light,moderate]
                                 [--candidate-epochs N]
 
-For each dataset and seed: the dev split of ``bench/end_to_end.py`` (a third of the non-held-out images;
-the held-out quarter untouched) resized to the quick space's 64 px, 3 stratified folds (seed 0),
+For each dataset and seed: the training part of ``bench/end_to_end.py``'s dev split under holdout
+seed ``--seeds`` (two thirds of the images outside that seed's quarter; seed 1's part holds 395
+images of the seed-0 quarter: docs/fresh_split.md) resized to the quick space's 64 px, 3 stratified folds (seed 0),
 the quick space's starting point under each trial level, the data's symmetry and colour as
 ``--symmetry auto --colour auto`` reads them, and the check exactly as ``search.engine.finish``
 runs it on fold 0 (``check_epochs`` of the quick space's 4: 8 epochs; robust gets
 ``OTHER_AUGMENT_EPOCH_FACTOR`` x as many, or ``--candidate-epochs``: 8 regenerates the figure that
 factor was chosen on here). Rows are merged into docs/final_check.json by (data, split, level,
-robust's epochs); docs/final_check.md is rewritten from it.
+the level's and robust's epochs); docs/final_check.md is rewritten from it.
 """
 
 from __future__ import annotations
@@ -86,7 +87,6 @@ def main() -> None:
                 "colour": traits.colour,
                 "level": level,
                 **check.as_dict(),
-                "candidate_epochs": candidate_epochs,
                 "wall_seconds": round(time.perf_counter() - start, 1),
                 "machine": machine(),
             }
@@ -101,7 +101,8 @@ def main() -> None:
 def recorded_rows() -> list[dict]:
     recorded = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"rows": []}
     # Rows of runs before rows carried their machine share the file's one machine line.
-    return [{"machine": recorded.get("machine"), **r} for r in recorded["rows"]]
+    shared = recorded.get("machine") or "machine not recorded"
+    return [{"machine": shared, **r} for r in recorded["rows"]]
 
 
 def _candidate_epochs(row: dict) -> int:
@@ -110,7 +111,7 @@ def _candidate_epochs(row: dict) -> int:
 
 
 def _key(row: dict) -> tuple:
-    return row["dataset"], row["split"], row["level"], _candidate_epochs(row)
+    return row["dataset"], row["split"], row["level"], row["epochs"], _candidate_epochs(row)
 
 
 def write_page(out: dict) -> None:
@@ -129,7 +130,7 @@ def write_page(out: dict) -> None:
         "symmetry and colour allow). Robust is taken when its mean per-image score (clean and "
         "corrupted equally) is ahead by more than one standard error. Dev seed 2 is "
         "`bench/end_to_end.py --dev` under holdout seed 1: it keeps the seed-1 quarter out, not "
-        "the seed-0 one, so 596 of its images lie in the seed-0 quarter "
+        "the seed-0 one, so 395 of the images it trains and checks on lie in the seed-0 quarter "
         "([fresh_split.md](fresh_split.md)).",
         "",
         "| data | dev seed | symmetry / colour | trial level | its clean / corrupted | robust "

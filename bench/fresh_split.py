@@ -40,9 +40,11 @@ def uses(labels: np.ndarray) -> dict[str, tuple[np.ndarray, str]]:
         ),
         "end_to_end quarter, seed 1": (stratified_split(labels, 0.25, 1)[1], "scored once"),
         # final_check's second dev split is end_to_end's --dev rule under holdout seed 1: it
-        # keeps the seed-1 quarter out, not the seed-0 one.
+        # keeps the seed-1 quarter out, not the seed-0 one; the check reads its training part.
         "final_check dev split (seed 2)": (
-            stratified_split(labels, 0.25, 1)[0],
+            (rest1 := stratified_split(labels, 0.25, 1)[0])[
+                stratified_split(labels[rest1], 1 / 3, 2)[0]
+            ],
             "chose the paired check's candidate epochs (OTHER_AUGMENT_EPOCH_FACTOR)",
         ),
         "replay table A": (table_a, "chose the pruner's constants"),

@@ -13,6 +13,8 @@ score the pruner sees), its spread over those seeds, and the refresh's images an
         [--ways uncapped,capped,none] [--augment light] [--folds 5] [--subset-seed 3] [--out NAME]
 
 ``none`` scores the moving averages training left, with no refresh: what the refresh buys.
+``shipped`` is the trainer's rule (``capped`` and at most ``BatchNormRefresh.BEFORE_VALIDATION``);
+``atN`` reads the whole batches that hold N images.
 Writes docs/NAME.md and docs/NAME.json (NAME: refresh_cap).
 """
 
@@ -29,9 +31,12 @@ from common import ROOT, machine, real_subset  # noqa: I001
 from search.atomic import atomic_write_bytes
 from trainer.config import TrialConfig
 from trainer.folds import make_folds
-from trainer.loop import ModelRun, forget_models, restore, snapshot
+from trainer.loop import BatchNormRefresh, ModelRun, forget_models, restore, snapshot
 
-WAYS = ("uncapped", "capped", "none", "atN")  # atN: at most N images (whole batches)
+# uncapped: refresh_batches batches; capped: the whole batches that hold the validation's images
+# (the rule before 2026-12-08); shipped: capped and BatchNormRefresh.BEFORE_VALIDATION, as trials
+# run; none: no refresh; atN: the whole batches that hold N images.
+WAYS = ("uncapped", "capped", "shipped", "none", "atN")
 
 
 def accuracy(run: ModelRun, images: np.ndarray, labels: np.ndarray) -> float:
@@ -65,7 +70,11 @@ def one(n: int, batch: int, args: argparse.Namespace) -> list[dict]:
         run.epoch(fold.train, epoch, weights, seed=0, where=f"epoch {epoch}")
         trained = snapshot(run.built.model.weights)
         for way in args.ways.split(","):
-            at_most = len(fold.val) if way == "capped" else _at(way)
+            at_most = len(fold.val) if way in ("capped", "shipped") else _at(way)
+            # Only `shipped` keeps the trainer's own ceiling; the others read what they name.
+            run.refresh.BEFORE_VALIDATION = (
+                BatchNormRefresh.BEFORE_VALIDATION if way == "shipped" else 1 << 30
+            )
             scores, seconds = [], []
             for s in range(args.refresh_seeds if way != "none" else 1):
                 restore(run.built.model.weights, trained)  # the moving averages training left
@@ -131,7 +140,9 @@ def main() -> None:
         f"`{command}`: the quick space's small CNN at {args.size} px under `{args.augment}` on real "
         f"blood-cell subsets, fold 0 of {args.folds}; after each epoch the same weights are "
         f"refreshed with {args.refresh_seeds} shuffle seeds, uncapped (`refresh_batches` batches) "
-        "or capped (the whole batches that hold the validation's count; `atN`: N images), or not refreshed "
+        "or capped (the whole batches that hold the validation's count; `shipped`: that and at "
+        f"most {BatchNormRefresh.BEFORE_VALIDATION} images, as trials run; `atN`: the whole "
+        "batches that hold N images), or not refreshed "
         "(`none`: the moving averages training left), and the validation fold scored.",
         "",
         f"Machine: {machine()}" + (f"; {args.conditions}" if args.conditions else ""),

@@ -7,8 +7,9 @@ learning rate of every epoch (``replay_schedule`` takes it from the trial's fold
 recorded the rate each epoch used), or a ``Deadline`` that re-plans the epochs of a cosine
 decay from the run's own epoch times.
 After the last epoch the BatchNorm statistics are re-estimated on clean (unaugmented) training
-batches, as ``trainer.loop.BatchNormRefresh`` does before each validation, so the saved model's inference
-mode matches what the folds were scored with.
+batches by ``trainer.loop.BatchNormRefresh``, as before each validation (here from all its
+``max_batches``, not the validation's share), so the saved model's inference mode matches what
+the folds were scored with.
 
 Never imports Optuna; the export CLI (``search/export.py``) reads the study and calls this.
 """

@@ -192,13 +192,14 @@ class BatchNormRefresh:
     are; several are read back once per chunk and pooled: on backbones with tens of BatchNorm
     layers, reading them after every batch took longer than the forward passes
     (docs/constants.md). Before a validation the pass reads no more whole batches than hold as
-    many images as the validation, and no more than ``BEFORE_VALIDATION`` (``images_read``):
-    one statistics pass, at most about one validation pass. The final model's refresh reads all
-    ``max_batches``.
+    many images as the validation, and no more whole batches than ``BEFORE_VALIDATION`` images
+    fill, at least one (``images_read``): one statistics pass, at most about one validation
+    pass. The final model's refresh reads all ``max_batches``.
     """
 
-    CHUNK = 256  # images per statistics pass at most (the validation batch)
-    # Images a refresh before a validation reads at most (bench/refresh_cap.py: docs/constants.md)
+    CHUNK = 256  # images per statistics pass (one batch when a batch is larger)
+    # Images a refresh before a validation reads at most, in whole batches, at least one
+    # (bench/refresh_cap.py: docs/constants.md)
     BEFORE_VALIDATION = 256
 
     def __init__(

@@ -217,15 +217,16 @@ def run_check(
     from trainer.corruptions import corrupt_each
     from trainer.final import cosine_schedule, fit_all
 
+    if candidate_epochs is None:
+        candidate_epochs = final_policy.check_epochs_of(epochs)
+    if candidate_epochs < 1:
+        raise ValueError(f"candidate_epochs={candidate_epochs}: the candidate needs an epoch")
     images, labels = data.images[fold.val], data.labels[fold.val]
     corrupted, _ = corrupt_each(images, seed=0, symmetry=stored.symmetry, colour=stored.colour)
     started = time.monotonic()
     predictions = {}
     for level in (stored.augment, final_policy.CANDIDATE):
-        if level == stored.augment:
-            n = epochs
-        else:
-            n = candidate_epochs or final_policy.check_epochs_of(epochs)
+        n = epochs if level == stored.augment else candidate_epochs
         config = stored.replace(augment=level, epochs=n)
         log.info("paired check: %s, %d epochs on fold 0", level, n)
         fitted = fit_all(
@@ -248,6 +249,7 @@ def run_check(
         labels,
         predictions,  # type: ignore[arg-type]
         time.monotonic() - started,
+        candidate_epochs,
     )
 
 

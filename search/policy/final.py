@@ -62,7 +62,8 @@ class RecipeCheck:
 
     searched: str  # the trial's level
     candidate: str
-    epochs: int  # the trial's level's; the candidate's is OTHER_AUGMENT_EPOCH_FACTOR x
+    epochs: int  # the trial's level's
+    candidate_epochs: int  # the candidate's: OTHER_AUGMENT_EPOCH_FACTOR x epochs in a search
     n_images: int
     searched_clean: float
     searched_corrupted: float
@@ -86,7 +87,7 @@ class RecipeCheck:
         verdict = "taken" if self.taken else "not taken: the trial's own level stays"
         return (
             f"paired check on {self.n_images} held-back images ({self.epochs} epochs, "
-            f"{check_epochs_of(self.epochs)} for {self.candidate}): "
+            f"{self.candidate_epochs} for {self.candidate}): "
             f"{self.candidate} {self.candidate_clean:.3f} clean / {self.candidate_corrupted:.3f} "
             f"corrupted against {self.searched} {self.searched_clean:.3f} / "
             f"{self.searched_corrupted:.3f}, score {self.gain:+.3f} (se {self.standard_error:.3f}), "
@@ -107,8 +108,10 @@ def paired_check(
     labels: np.ndarray,
     predictions: dict[str, tuple[np.ndarray, np.ndarray]],
     seconds: float,
+    candidate_epochs: int | None = None,
 ) -> RecipeCheck:
-    """The check's record from each recipe's (clean, corrupted) predicted classes."""
+    """The check's record from each recipe's (clean, corrupted) predicted classes; the
+    candidate trained ``candidate_epochs`` (default ``check_epochs_of(epochs)``)."""
     scores = {}
     for level, (clean, corrupted) in predictions.items():
         scores[level] = ((clean == labels).astype(float) + (corrupted == labels)) / 2.0
@@ -122,6 +125,7 @@ def paired_check(
         searched,
         candidate,
         epochs,
+        check_epochs_of(epochs) if candidate_epochs is None else candidate_epochs,
         len(labels),
         *acc[searched],
         *acc[candidate],

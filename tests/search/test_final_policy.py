@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-import numpy as np
+from types import SimpleNamespace
 
+import numpy as np
+import pytest
+
+from search.engine.finish import run_check
 from search.policy import final
 from search.policy.final import RecipeCheck, RecipeInputs, paired_check
+from search.reporting import scores
+from trainer import final as trainer_final
+from trainer.config import TrialConfig
+from trainer.folds import make_folds
+from trainer.records import Dataset
 
 
 def _check(gain: float, se: float) -> RecipeCheck:
-    return RecipeCheck("none", "robust", 8, 400, 0.9, 0.6, 0.9, 0.8, gain, se, 30.0)
+    return RecipeCheck("none", "robust", 8, 16, 400, 0.9, 0.6, 0.9, 0.8, gain, se, 30.0)
 
 
 def test_the_candidate_is_taken_only_when_the_check_shows_it_ahead() -> None:
@@ -59,3 +68,29 @@ def test_views_size_tail_and_progressive_follow_the_data() -> None:
     )
     assert same.augment == "light" and same.tail is None and same.progressive is None
     assert same.views == "none"
+
+
+def test_the_paired_check_trains_the_candidate_for_the_epochs_it_is_given(monkeypatch) -> None:
+    """run_check gives the candidate twice the trial level's epochs unless told otherwise, and
+    its record says how many it had (bench/final_check.py --candidate-epochs)."""
+    trained: dict[str, int] = {}
+
+    def fit_all(config, data, epochs, **_):
+        trained[config.augment] = epochs
+        return SimpleNamespace(model=None)
+
+    monkeypatch.setattr(trainer_final, "fit_all", fit_all)
+    monkeypatch.setattr(
+        scores, "predict_probs", lambda _m, x, **_: np.eye(2)[np.zeros(len(x), int)]
+    )
+    rng = np.random.default_rng(0)
+    labels = np.arange(12) % 2
+    data = Dataset(rng.integers(0, 255, (12, 32, 32, 3), dtype=np.uint8), labels, ("a", "b"))
+    fold = make_folds(labels, 2, 0)[0]
+    cfg = TrialConfig(backbone="small_cnn", image_size=32, augment="light", epochs=8)
+    assert run_check(cfg, data, fold, 8).candidate_epochs == 16
+    assert trained == {"light": 8, "robust": 16}
+    assert run_check(cfg, data, fold, 8, candidate_epochs=8).candidate_epochs == 8
+    assert trained == {"light": 8, "robust": 8}
+    with pytest.raises(ValueError, match="candidate_epochs=0"):
+        run_check(cfg, data, fold, 8, candidate_epochs=0)

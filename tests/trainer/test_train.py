@@ -173,19 +173,35 @@ def test_precise_bn_refresh_pools_the_statistics_of_exactly_the_images_it_reads(
 
 @pytest.mark.parametrize(
     ("batch", "at_most", "read"),
-    [(32, None, 512), (32, 1000, 256), (32, 100, 128), (64, 1000, 256), (512, 1000, 512)],
+    [
+        (32, None, 512),
+        (32, 1000, 256),
+        (48, 1000, 240),
+        (64, 1000, 256),
+        (512, 1000, 512),
+        (32, 100, 128),
+        (32, 0, 32),
+    ],
 )
 def test_a_refresh_before_a_validation_reads_at_most_one_statistics_pass(batch, at_most, read):
     """16 batches (64 steps an epoch): the final model's refresh reads them all; one before a
     validation reads the whole batches that hold the validation's images, and no more whole
-    batches than 256 images fill (one batch when a batch is larger)."""
+    batches than 256 images fill (one batch when a batch is larger), in one pass."""
     from trainer.loop import BatchNormRefresh
 
     cfg = TrialConfig(backbone="small_cnn", image_size=32, epochs=1, batch_size=batch)
     built = build_model(cfg, 8, steps_per_epoch=64)
-    refresh = BatchNormRefresh(built, cfg, 64, np.zeros((2, 32, 32, 3), np.uint8))
-    assert refresh.n_images == 16 * batch
-    assert refresh.images_read(at_most) == read
+    images = np.random.default_rng(0).integers(0, 255, (600, 32, 32, 3), dtype=np.uint8)
+    refresh = BatchNormRefresh(built, cfg, 64, images)
+    assert refresh.n_images == 16 * batch and refresh.images_read(at_most) == read
+    if at_most is None:
+        return  # the final model's refresh: pooled chunks, the test above
+    refresh(np.arange(600), (0, 0))  # builds the statistics pass
+    fed: list[int] = []
+    inner = refresh.kept.statistics
+    refresh.kept.statistics = lambda x: fed.append(len(x)) or inner(x)
+    refresh(np.arange(600), (0, 1), at_most=at_most)
+    assert fed == [read]
 
 
 def test_a_trials_refresh_is_capped_at_its_folds_validation(real_small, monkeypatch) -> None:

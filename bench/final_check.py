@@ -68,7 +68,6 @@ def main() -> None:
     rows = []
     space = SPACES["quick"]
     epochs = check_epochs(space.epochs)
-    candidate_epochs = args.candidate_epochs or check_epochs_of(epochs)
     for name, seed in [
         (n, int(s)) for n in args.datasets.split(",") for s in args.seeds.split(",")
     ]:
@@ -79,7 +78,7 @@ def main() -> None:
         for level in args.levels.split(","):
             start = time.perf_counter()
             config = starting_config(level, traits.symmetry, traits.colour)
-            check = run_check(config, data, fold, epochs, candidate_epochs)
+            check = run_check(config, data, fold, epochs, args.candidate_epochs)
             row = {
                 "dataset": name,
                 "split": split,

@@ -62,7 +62,8 @@ def one(n: int, batch: int, args: argparse.Namespace) -> list[dict]:
         augment=args.augment,
     )
     forget_models()
-    run = ModelRun(cfg, data, max(1, len(fold.train) // batch))
+    steps = max(1, len(fold.train) // batch)
+    run = ModelRun(cfg, data, steps)
     weights = run.start(data.labels[fold.train])
     val_x, val_y = data.images[fold.val], data.labels[fold.val]
     rows = []
@@ -86,7 +87,7 @@ def one(n: int, batch: int, args: argparse.Namespace) -> list[dict]:
             images = min(run.refresh.images_read(at_most), len(fold.train)) if way != "none" else 0
             rows.append({
                 "images": n, "batch": batch, "epoch": epoch, "way": way,
-                "augment": args.augment, "steps_per_epoch": max(1, len(fold.train) // batch),
+                "augment": args.augment, "steps_per_epoch": steps,
                 "validation_images": len(fold.val), "refresh_images": images,
                 "accuracy_mean": round(statistics.mean(scores), 4),
                 "accuracy_sd": round(statistics.pstdev(scores), 4),

@@ -108,10 +108,10 @@ def paired_check(
     labels: np.ndarray,
     predictions: dict[str, tuple[np.ndarray, np.ndarray]],
     seconds: float,
-    candidate_epochs: int | None = None,
+    candidate_epochs: int,
 ) -> RecipeCheck:
     """The check's record from each recipe's (clean, corrupted) predicted classes; the
-    candidate trained ``candidate_epochs`` (default ``check_epochs_of(epochs)``)."""
+    candidate trained ``candidate_epochs``."""
     scores = {}
     for level, (clean, corrupted) in predictions.items():
         scores[level] = ((clean == labels).astype(float) + (corrupted == labels)) / 2.0
@@ -125,7 +125,7 @@ def paired_check(
         searched,
         candidate,
         epochs,
-        check_epochs_of(epochs) if candidate_epochs is None else candidate_epochs,
+        candidate_epochs,
         len(labels),
         *acc[searched],
         *acc[candidate],

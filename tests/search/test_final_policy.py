@@ -40,12 +40,14 @@ def test_the_paired_check_scores_clean_and_corrupted_per_image() -> None:
     searched = (labels.copy(), 1 - labels)  # clean all right, corrupted all wrong
     candidate = (labels.copy(), labels.copy())  # both right
     check = paired_check(
-        "light", "robust", 6, labels, {"light": searched, "robust": candidate}, 1.0
+        "light", "robust", 6, labels, {"light": searched, "robust": candidate}, 1.0, 12
     )
     assert (check.searched_clean, check.searched_corrupted) == (1.0, 0.0)
     assert (check.candidate_clean, check.candidate_corrupted) == (1.0, 1.0)
     assert check.gain == 0.5 and check.standard_error == 0.0 and check.taken
-    tie = paired_check("light", "robust", 6, labels, {"light": searched, "robust": searched}, 1.0)
+    tie = paired_check(
+        "light", "robust", 6, labels, {"light": searched, "robust": searched}, 1.0, 12
+    )
     assert tie.gain == 0.0 and not tie.taken  # a tie keeps the trial's own recipe
 
 

@@ -14,7 +14,9 @@ score the pruner sees), its spread over those seeds, and the refresh's images an
 
 ``none`` scores the moving averages training left, with no refresh: what the refresh buys.
 ``shipped`` is the trainer's rule (``capped`` and at most ``BatchNormRefresh.BEFORE_VALIDATION``);
-``atN`` reads the whole batches that hold N images.
+``atN`` reads the whole batches that hold N images. ``lastN`` reads no extra images: it pools
+the statistics the epoch's last training steps computed anyway (the whole batches that hold N
+images, augmented, each under its own step's weights), as a refresh folded into training would.
 Writes docs/NAME.md and docs/NAME.json (NAME: refresh_cap).
 """
 
@@ -35,8 +37,9 @@ from trainer.loop import BatchNormRefresh, ModelRun, forget_models, restore, sna
 
 # uncapped: refresh_batches batches; capped: the whole batches that hold the validation's images
 # (the rule before 2026-12-08); shipped: capped and BatchNormRefresh.BEFORE_VALIDATION, as trials
-# run; none: no refresh; atN: the whole batches that hold N images.
-WAYS = ("uncapped", "capped", "shipped", "none", "atN")
+# run; none: no refresh; atN: the whole batches that hold N images; lastN: the statistics of the
+# epoch's last training batches that hold N images, as the training steps computed them.
+WAYS = ("uncapped", "capped", "shipped", "none", "atN", "lastN")
 
 
 def accuracy(run: ModelRun, images: np.ndarray, labels: np.ndarray) -> float:
@@ -46,6 +49,73 @@ def accuracy(run: ModelRun, images: np.ndarray, labels: np.ndarray) -> float:
 
 def _at(way: str) -> int | None:
     return int(way[2:]) if way.startswith("at") and way[2:].isdigit() else None
+
+
+def _last(way: str) -> int | None:
+    return int(way[4:]) if way.startswith("last") and way[4:].isdigit() else None
+
+
+class TrainingStatistics:
+    """Records, for the last batches of each epoch, the batch statistics the training step's
+    forward pass computes (a momentum-0 training-mode pass on the same augmented batch under the
+    same weights, the layers' moving averages put back after it)."""
+
+    def __init__(self, run: ModelRun, level: str, size: int, batches: int):
+        import keras
+        import tensorflow as tf
+
+        self.layers = run.refresh.layers
+        self.batches = batches
+        self.recorded: list[tuple[int, list[np.ndarray], list[np.ndarray]]] = []
+        model = run.built.model
+        saved = [layer.momentum for layer in self.layers]
+        for layer in self.layers:
+            layer.momentum = 0.0
+        try:
+            self.forward = tf.function(
+                lambda x: model(x, training=True),
+                input_signature=(tf.TensorSpec((None, size, size, 3), tf.float32),),
+            )
+            self.forward.get_concrete_function()  # traced with momentum 0
+        finally:
+            for layer, momentum in zip(self.layers, saved, strict=True):
+                layer.momentum = momentum
+        self._np = keras.ops.convert_to_numpy
+        source = run.batches(level, size)
+        original = source.epoch
+
+        def epoch(*a, **k):
+            items = list(original(*a, **k))
+            self.recorded = []
+            for i, item in enumerate(items):
+                if i >= len(items) - self.batches:
+                    self.record(item[0])
+                yield item
+
+        source.epoch = epoch  # type: ignore[method-assign]
+
+    def record(self, x) -> None:
+        keep = [(self._np(la.moving_mean), self._np(la.moving_variance)) for la in self.layers]
+        self.forward(x)
+        means = [self._np(la.moving_mean) for la in self.layers]
+        variances = [self._np(la.moving_variance) for la in self.layers]
+        for layer, (m, v) in zip(self.layers, keep, strict=True):
+            layer.moving_mean.assign(m)
+            layer.moving_variance.assign(v)
+        self.recorded.append((int(x.shape[0]), means, variances))
+
+    def apply(self, n_batches: int) -> int:
+        """Pool the last ``n_batches`` recorded batches into the layers; the images pooled."""
+        chosen = self.recorded[-n_batches:]
+        counts = np.asarray([c for c, _, _ in chosen], np.float64)
+        share = counts[:, None] / counts.sum()
+        for i, layer in enumerate(self.layers):
+            m = np.stack([means[i] for _, means, _ in chosen]).astype(np.float64)
+            v = np.stack([variances[i] for _, _, variances in chosen]).astype(np.float64)
+            mean = (share * m).sum(axis=0)
+            layer.moving_mean.assign(mean.astype(np.float32))
+            layer.moving_variance.assign((share * (v + (m - mean) ** 2)).sum(axis=0))
+        return int(counts.sum())
 
 
 def one(n: int, batch: int, args: argparse.Namespace) -> list[dict]:
@@ -66,7 +136,22 @@ def one(n: int, batch: int, args: argparse.Namespace) -> list[dict]:
     run = ModelRun(cfg, data, steps)
     weights = run.start(data.labels[fold.train])
     val_x, val_y = data.images[fold.val], data.labels[fold.val]
+    lasts = [n for n in map(_last, args.ways.split(",")) if n]
+    recorder = (
+        TrainingStatistics(run, args.augment, size, -(-max(lasts) // batch)) if lasts else None
+    )
     rows = []
+
+    def row(way: str, images: int, scores: list[float], seconds: list[float]) -> dict:
+        return {
+            "images": n, "batch": batch, "epoch": epoch, "way": way,
+            "augment": args.augment, "steps_per_epoch": steps,
+            "validation_images": len(fold.val), "refresh_images": images,
+            "accuracy_mean": round(statistics.mean(scores), 4),
+            "accuracy_sd": round(statistics.pstdev(scores), 4),
+            "refresh_seconds": round(statistics.median(seconds[1:] or seconds), 4),
+        }  # fmt: skip
+
     for epoch in range(epochs):
         run.epoch(fold.train, epoch, weights, seed=0, where=f"epoch {epoch}")
         trained = snapshot(run.built.model.weights)
@@ -77,6 +162,13 @@ def one(n: int, batch: int, args: argparse.Namespace) -> list[dict]:
                 BatchNormRefresh.BEFORE_VALIDATION if way == "shipped" else 1 << 30
             )
             scores, seconds = [], []
+            if (n_last := _last(way)) is not None:
+                assert recorder is not None
+                restore(run.built.model.weights, trained)
+                pooled = recorder.apply(-(-n_last // batch))
+                rows.append(row(way, pooled, [accuracy(run, val_x, val_y)], [0.0]))
+                print(json.dumps(rows[-1]), flush=True)
+                continue
             for s in range(args.refresh_seeds if way != "none" else 1):
                 restore(run.built.model.weights, trained)  # the moving averages training left
                 start = time.perf_counter()
@@ -85,14 +177,7 @@ def one(n: int, batch: int, args: argparse.Namespace) -> list[dict]:
                 seconds.append(time.perf_counter() - start)
                 scores.append(accuracy(run, val_x, val_y))
             images = min(run.refresh.images_read(at_most), len(fold.train)) if way != "none" else 0
-            rows.append({
-                "images": n, "batch": batch, "epoch": epoch, "way": way,
-                "augment": args.augment, "steps_per_epoch": steps,
-                "validation_images": len(fold.val), "refresh_images": images,
-                "accuracy_mean": round(statistics.mean(scores), 4),
-                "accuracy_sd": round(statistics.pstdev(scores), 4),
-                "refresh_seconds": round(statistics.median(seconds[1:] or seconds), 4),
-            })  # fmt: skip
+            rows.append(row(way, images, scores, seconds))
             print(json.dumps(rows[-1]), flush=True)
         restore(run.built.model.weights, trained)
     return rows
@@ -113,7 +198,7 @@ def main() -> None:
     p.add_argument("--out", default="refresh_cap", help="docs/OUT.md and docs/OUT.json")
     args = p.parse_args()
     ways = args.ways.split(",")
-    if unknown := [w for w in ways if w not in WAYS[:-1] and _at(w) is None]:
+    if unknown := [w for w in ways if w not in WAYS[:-2] and _at(w) is None and _last(w) is None]:
         raise SystemExit(f"unknown ways {unknown}; choose from {', '.join(WAYS)}")
     rows = [
         row
@@ -144,7 +229,7 @@ def main() -> None:
         "or capped (the whole batches that hold the validation's count; `shipped`: that and at "
         f"most {BatchNormRefresh.BEFORE_VALIDATION} images, as trials run; `atN`: the whole "
         "batches that hold N images), or not refreshed "
-        "(`none`: the moving averages training left), and the validation fold scored.",
+        "(`none`: the moving averages training left; `lastN`: the statistics the epoch's last training steps computed over the batches that hold N images, pooled, no extra pass), and the validation fold scored.",
         "",
         f"Machine: {machine()}" + (f"; {args.conditions}" if args.conditions else ""),
         "",

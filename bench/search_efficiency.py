@@ -143,18 +143,45 @@ def full_trial(table: Table, entry: dict) -> tuple[int, float, float]:
 # -- ours, through the real CLI ----------------------------------------------------------------
 
 
-def portfolio_points(table: Table) -> list[dict]:
-    """The quick space's portfolio points that the table's grid holds (what ours opens with)."""
+def portfolio_points(table: Table, without: str | None = None) -> list[dict]:
+    """The quick space's portfolio points that the table's grid holds (what ours opens with);
+    with ``without``, the portfolio bench/portfolio.py chose with that dataset's table left out
+    (docs/portfolio.json), in its order."""
     grid = {"head_width": [0], "batch_size": [32], **table.grid}
     return [
         dict(p)
-        for p in SPACES["quick"].starting_points
+        for p in (SPACES["quick"].starting_points if without is None else chosen_without(without))
         if all(p[k] in v for k, v in grid.items() if k != "learning_rate")
         and math.isclose(table.snap(p["learning_rate"]), p["learning_rate"])
     ]
 
 
-def space_file(table: Table, directory: Path, n_trials: int, portfolio: bool = True) -> Path:
+def chosen_without(dataset: str) -> list[dict]:
+    """docs/portfolio.json's portfolio chosen without ``dataset``'s table, as full points (the
+    knobs its keys leave out at the shipped points' values)."""
+    result = json.loads((ROOT / "docs" / "portfolio.json").read_text())
+    entry = next((e for e in result["left_out"] if e["dataset"] == dataset), None)
+    if entry is None:
+        known = ", ".join(e["dataset"] for e in result["left_out"])
+        raise SystemExit(
+            f"docs/portfolio.json has no portfolio chosen without {dataset!r} ({known})"
+        )
+    fixed = {k: v for k, v in SPACES["quick"].starting_points[0].items()}
+    types = {k: type(v) for k, v in fixed.items()}
+    points = []
+    for key in entry["portfolio"]:
+        pairs = dict(part.split("=", 1) for part in key.split("|"))
+        points.append({**fixed, **{k: types[k](v) for k, v in pairs.items()}})
+    return points
+
+
+def space_file(
+    table: Table,
+    directory: Path,
+    n_trials: int,
+    portfolio: bool = True,
+    without: str | None = None,
+) -> Path:
     lo, hi = table.lr_range()
     space = {
         "name": "bench",
@@ -177,7 +204,7 @@ def space_file(table: Table, directory: Path, n_trials: int, portfolio: bool = T
         "label_smoothing": [0.0, 0.0],
         "class_weighting": [False],  # the table was trained without class weights
         "patience": PATIENCE,
-        "starting_points": portfolio_points(table) if portfolio else [],
+        "starting_points": portfolio_points(table, without) if portfolio else [],
     }
     path = directory / "space.json"
     path.write_text(json.dumps(space))
@@ -192,11 +219,12 @@ def run_ours(
     n_trials: int,
     work: Path,
     portfolio: bool = True,
+    without: str | None = None,
 ):
     db = work / f"ours-{pruner}-{portfolio}-{seed}.db"
     cmd = [
         sys.executable, "-m", "search.run",
-        "--space-file", str(space_file(table, work, n_trials, portfolio)),
+        "--space-file", str(space_file(table, work, n_trials, portfolio, without)),
         "--data", str(work / "data.npz"),
         "--storage", f"sqlite:///{db}",
         "--artifacts", str(work / "artifacts"),
@@ -494,8 +522,16 @@ def main() -> None:
         default="",
         help="comma-separated extra --pruner values to run through our CLI (e.g. halving,fold)",
     )
+    p.add_argument(
+        "--portfolio-without",
+        default=None,
+        metavar="DATASET",
+        help="ours opens with the portfolio bench/portfolio.py chose with DATASET's table left "
+        "out (docs/portfolio.json), not the shipped one",
+    )
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "search_efficiency.md")
     args = p.parse_args()
+    without = args.portfolio_without
     extra = [x for x in args.also_pruners.split(",") if x]
     table = load_table(str(args.table))
     if args.budget is None:
@@ -512,9 +548,11 @@ def main() -> None:
         save_npz(table_data(table.setup), work / "data.npz")
         for seed in range(args.seeds):
             batch = [
-                *run_ours(table, args.table, seed, "default", args.pruned_trials, work),
+                *run_ours(
+                    table, args.table, seed, "default", args.pruned_trials, work, True, without
+                ),
                 run_ours(table, args.table, seed, "default", args.pruned_trials, work, False)[0],
-                *run_ours(table, args.table, seed, "none", args.n_trials, work),
+                *run_ours(table, args.table, seed, "none", args.n_trials, work, True, without),
                 run_optuna_loop(table, seed, "tpe", args.n_trials),
                 run_optuna_loop(table, seed, "tpe", args.n_trials, startup=STARTUP),
                 run_optuna_loop(table, seed, "random", args.n_trials),
@@ -553,6 +591,7 @@ def write_report(args, table: Table, runs: list[Run], optimum: float, scores: di
         f"Command: `python bench/search_efficiency.py --seeds {args.seeds} --budget {budget} "
         f"--n-trials {args.n_trials} --pruned-trials {args.pruned_trials}"
         + (f" --also-pruners {args.also_pruners}" if args.also_pruners else "")
+        + (f" --portfolio-without {args.portfolio_without}" if args.portfolio_without else "")
         + f" --table {rel(args.table)} --out {rel(args.out)}`"
         + f", on the table from `python bench/hpo_table.py "
         f"--images {table.setup['images']} --size {table.setup['size']} --folds {table.folds} "
@@ -576,16 +615,30 @@ def write_report(args, table: Table, runs: list[Run], optimum: float, scores: di
         f"configurations trained in full). Grid optimum (full CV accuracy): {optimum:.3f}; "
         f"median configuration: {np.median([v for v in scores.values() if math.isfinite(v)]):.3f}.",
         "",
-        "Ours opens with the quick space's portfolio, as `search.run` does, where the grid "
-        f"holds its points ({len(portfolio_points(table))} of "
-        f"{len(SPACES['quick'].starting_points)} here; "
-        + (
-            "bench/portfolio.py chose it on other images, none of this table's"
-            if table.held_out
-            else "bench/portfolio.py chose it on tables that include some of this table's images"
+        (
+            "Ours opens with the quick space's portfolio, as `search.run` does, where the grid "
+            f"holds its points ({len(portfolio_points(table))} of "
+            f"{len(SPACES['quick'].starting_points)} here; "
+            + (
+                "bench/portfolio.py chose it on other images, none of this table's"
+                if table.held_out
+                else "bench/portfolio.py chose it on tables that include some of this table's "
+                "images"
+            )
+            + ")"
+            if args.portfolio_without is None
+            else "Ours opens with the portfolio bench/portfolio.py chose with the "
+            f"{args.portfolio_without} table left out (docs/portfolio.json: chosen on the other "
+            "kinds of images only), where the grid holds its points "
+            f"({len(portfolio_points(table, args.portfolio_without))} of "
+            f"{len(chosen_without(args.portfolio_without))} here), in that portfolio's order: "
+            + "; ".join(
+                f"{p['augment']}, batch {p['batch_size']}"
+                for p in portfolio_points(table, args.portfolio_without)
+            )
         )
-        + "); ours-noportfolio is the same with `--no-portfolio`, the sampler's random start-up; "
-        "ours-nopruning opens with the portfolio too.",
+        + "; ours-noportfolio is the same with `--no-portfolio`, the sampler's random start-up; "
+        "ours-nopruning opens with the same portfolio.",
         "",
         "Seconds of ours: a worker keeps its last 4 models and their optimizer set-ups "
         "(trainer.loop), so a trial on a kept architecture (backbone, head width) pays no build "

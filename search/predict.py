@@ -400,11 +400,20 @@ def _domain(opened: Opened, batch: int, coverage: bool) -> np.ndarray | None:
     from trainer.readout import Reader
 
     if opened.trust is None:
-        if not opened.trust_said:
+        missing = dict(opened.config.get("trust") or {}).get("missing")
+        if not opened.trust_said and missing:  # the export says why: too few images
             log.warning(
-                "warning: %s has no trust.npz (exported before calibration existed, or from "
-                "too few images): its probabilities are not calibrated, domain_score/in_domain "
-                "are empty%s; export it again to get them",
+                "warning: %s has no trust.npz (%s): domain_score/in_domain are empty%s; more "
+                "training images would give it one",
+                opened.folder,
+                missing,
+                " and --coverage gives no prediction sets" if coverage else "",
+            )
+        elif not opened.trust_said:
+            log.warning(
+                "warning: %s has no trust.npz (exported before calibration existed): its "
+                "probabilities are not calibrated, domain_score/in_domain are empty%s; export "
+                "it again to get them",
                 opened.folder,
                 " and --coverage gives no prediction sets" if coverage else "",
             )

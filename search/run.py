@@ -105,7 +105,8 @@ def _budget(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="DIR",
         help="with --budget: where the final model goes (default models/<study name>; the "
-        "files search.export writes, replaced by each --budget run)",
+        "files search.export writes, replaced by each --budget run that trains one; the same "
+        "command run again after it finished keeps it)",
     )
     p.add_argument(
         "--final-augment",

@@ -73,7 +73,9 @@ def read_inputs(
         return _read_npz(first, names, size, resize)
     files, bad = [], []
     for path in (Path(p).expanduser() for p in paths):
-        if not path.is_file():
+        if path.is_dir():
+            bad.append((str(path), "a folder, given among other inputs"))
+        elif not path.is_file():
             bad.append((str(path), "no such file"))
         elif path.suffix.lower() not in IMAGE_SUFFIXES:
             bad.append((str(path), f"not an image file ({path.suffix or 'no extension'})"))

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,9 +26,10 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.cli import EXIT_FATAL, EXIT_OK, UsageError
+from search.cli import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, UsageError
 from search.data import DataError, load_dataset
 from search.engine.request import RunRequest
+from search.engine.signals import InterruptOnStop
 from search.policy import final as final_policy
 from search.policy.budget import (
     FINAL_OVERHEAD_SECONDS,
@@ -294,9 +296,21 @@ def _recipe(
     stored = TrialConfig.from_dict(dict(best.user_attrs["config"]))
     check = None
     if final_policy.needs_check(inputs.augment, stored.augment) and final.folds:
-        epochs = final_policy.check_epochs(inputs.search_epochs)
-        check = run_check(stored, final.search_data, final.folds[0], epochs)
-        log.info("final model: %s", check.describe())
+        expected = final_policy.check_seconds(
+            finished, inputs.train_images_per_fold, inputs.search_size, inputs.search_epochs
+        )
+        if final_policy.check_fits(expected, seconds_left):
+            epochs = final_policy.check_epochs(inputs.search_epochs)
+            check = run_check(stored, final.search_data, final.folds[0], epochs)
+            log.info("final model: %s", check.describe())
+        else:
+            log.info(
+                "final model: no paired check: it would take about %.0f s of the %.0f s left, "
+                "so the final model keeps the searched level %s and all of that time",
+                expected,
+                max(0.0, seconds_left),
+                stored.augment,
+            )
     left = max(60.0, seconds_left - (time.monotonic() - started))
     recipe = final_policy.decide(
         inputs, stored.augment, finished, max_seconds=left, check=check, tta=final.tta
@@ -367,6 +381,7 @@ def train_final(
     seconds_left: float,
     spec: str,
     storage: str,
+    budget: float | None = None,
 ) -> tuple[FrozenTrial, FinalRecipe]:
     """Train the best trial at full fidelity in the time left and write the export to
     ``final.out``, the recipe decided by ``search.policy.final`` (after the paired check when
@@ -407,7 +422,7 @@ def train_final(
         + recipe.describe(),
         recipe=_recipe_record(recipe, check),
     )
-    _say_final(best.number, export, config, len(data), recipe)
+    _say_final(best.number, export, config, data, recipe)
     trained = export_model(
         export,
         config,
@@ -420,14 +435,16 @@ def train_final(
     )
     recipe = dataclasses.replace(recipe, plan=dataclasses.replace(plan, epochs=trained.epochs[0]))
     with contextlib.suppress(Exception):  # a record for the report; the export is what counts
-        study.set_user_attr(FINAL_RECIPE, _final_record(trained, final.out, config))
+        study.set_user_attr(FINAL_RECIPE, _final_record(trained, final.out, config, budget))
     return best, recipe
 
 
-def _say_final(number: int, export: Any, config: Any, n_images: int, recipe: FinalRecipe) -> None:
+def _say_final(number: int, export: Any, config: Any, data: Any, recipe: FinalRecipe) -> None:
+    from trainer.trust import calibration_slice
+
+    held = len(calibration_slice(data.labels, config.seed))
     log.info(
-        "final model: trial %d (%s %.4f, %s %s, symmetry %s, colour %s) on %d images less the "
-        "calibration slice, %s; %s",
+        "final model: trial %d (%s %.4f, %s %s, symmetry %s, colour %s) on %d images, %s; %s; %s",
         number,
         export.metric,
         export.cv_score(),
@@ -435,15 +452,21 @@ def _say_final(number: int, export: Any, config: Any, n_images: int, recipe: Fin
         config.optimizer,
         config.symmetry,
         config.colour,
-        n_images,
+        len(data) - held,
+        f"{held} held back to calibrate it"
+        if held
+        else "none held back to calibrate it (too few images: it will not be calibrated)",
         recipe.plan.describe(),
         recipe.describe(),
     )
 
 
-def _final_record(trained: Any, out: Path, config: Any) -> dict[str, Any]:
+def _final_record(
+    trained: Any, out: Path, config: Any, budget: float | None = None
+) -> dict[str, Any]:
     """The study's record of the model it handed over (storage.study.FINAL_RECIPE)."""
     return {
+        "budget": budget,  # the --budget it was trained under (a re-run keeps it: handed_over)
         **(trained.recipe or {}),
         "epochs": trained.epochs[0],
         "folder": str(out.resolve()),
@@ -480,8 +503,14 @@ def final_setup(
     if out.exists() and not out.is_dir():
         raise UsageError(f"--export {out} exists and is not a folder; name a folder")
     probe = next((p for p in (out, *out.parents) if p.exists()), Path("."))
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise UsageError(f"--export {out}: {probe} is not writable; pass a writable --export DIR")
+    try:  # a file really written and removed: permission bits say nothing to root or on /proc
+        with tempfile.NamedTemporaryFile(dir=probe, prefix=".probe-"):
+            pass
+    except OSError as exc:
+        raise UsageError(
+            f"--export {out}: cannot write in {probe} ({exc.strerror or exc}); pass a writable "
+            "--export DIR"
+        ) from exc
     final_data, native = (
         (data, plan.image_size) if size_fixed else _native(request.data, data, kept)
     )
@@ -548,6 +577,27 @@ def _native(spec: str, data, kept):
     return native, int(native.images.shape[1])
 
 
+def handed_over(study: optuna.Study, final: FinalSetup, budget: float) -> str | None:
+    """The line a re-run of a finished --budget command prints instead of working again: the
+    study already handed a complete model to ``final.out`` under at least this budget (a larger
+    --budget, another --export or a removed folder trains again)."""
+    record = study.user_attrs.get(FINAL_RECIPE)
+    if not isinstance(record, dict) or record.get("budget") is None:
+        return None
+    folder = Path(str(record.get("folder", "")))
+    if folder != final.out.resolve() or not (folder / "config.json").is_file():
+        return None
+    if budget > float(record["budget"]):
+        return None
+    spent = float(study.user_attrs.get(SPENT, 0.0))
+    return (
+        f"model: {final.out} (trial {record.get('trial')}, {record.get('epochs')} epochs at "
+        f"{record.get('image_size')}px), kept: this study already spent {minutes(spent)} of its "
+        f"{minutes(float(record['budget']))} budget and handed it over. Nothing to do; pass a "
+        "larger --budget to search on and train it again, or another --export"
+    )
+
+
 def run_final(
     study: optuna.Study, final: FinalSetup, clock: BudgetClock, request: RunRequest
 ) -> int:
@@ -555,13 +605,23 @@ def run_final(
     clock.record()
     start = time.monotonic()
     try:
-        best, recipe = train_final(
-            study,
-            final,
-            seconds_left=clock.left(),
-            spec=request.data,
-            storage=redact(request.storage),
+        with InterruptOnStop():
+            best, recipe = train_final(
+                study,
+                final,
+                seconds_left=clock.left(),
+                spec=request.data,
+                storage=redact(request.storage),
+                budget=clock.budget,
+            )
+    except KeyboardInterrupt as exc:
+        print(
+            f"\ninterrupted ({exc or 'SIGINT'}) while training the final model: the study is "
+            f"kept and {final.out} holds no complete model; run the same command again "
+            "to train it (the time spent so far counts against the budget)",
+            file=sys.stderr,
         )
+        return EXIT_INTERRUPTED
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FATAL

@@ -34,7 +34,14 @@ from search.engine.devices import (
     select,
     worker_envs,
 )
-from search.engine.finish import BudgetClock, FinalSetup, final_setup, minutes, run_final
+from search.engine.finish import (
+    BudgetClock,
+    FinalSetup,
+    final_setup,
+    handed_over,
+    minutes,
+    run_final,
+)
 from search.engine.plugins import BUILT_IN, resolve_trainer
 from search.engine.progress import UNCOUNTED, Progress
 from search.engine.request import RunRequest
@@ -111,6 +118,15 @@ def run_study(request: RunRequest, space: Space) -> int:
         made.undo()
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    done = (
+        handed_over(opened.study, checked.final, float(request.budget or 0.0))
+        if checked.final
+        else None
+    )
+    if done is not None:  # the same --budget command run again after it finished
+        shutil.rmtree(made.workdir or "", ignore_errors=True)
+        print(done)
+        return EXIT_OK
     try:
         searched = search(request, checked, opened)
     finally:

@@ -29,3 +29,27 @@ class StopSignals:
         for s, handler in self._previous.items():
             signal.signal(s, handler)  # type: ignore[arg-type]
         self._previous.clear()
+
+
+class InterruptOnStop:
+    """While entered (on the main thread), SIGINT and SIGTERM both raise KeyboardInterrupt, so
+    work with no storage write of its own to protect (the final model's training) stops where
+    it is and its caller says so; the previous handlers come back on exit."""
+
+    def __init__(self) -> None:
+        self._previous: dict[signal.Signals, object] = {}
+
+    @staticmethod
+    def _handler(signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    def __enter__(self) -> InterruptOnStop:
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._previous[s] = signal.signal(s, self._handler)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)  # type: ignore[arg-type]
+        self._previous.clear()

@@ -47,6 +47,9 @@ CANDIDATE = "robust"  # the level the paired check weighs against the trial's ow
 # MIN_CHECK_EPOCHS): a stronger level needs longer than the search's short folds to show (set
 # before measuring; bench/final_check.py measures the check at these values: docs/constants.md).
 CHECK_EPOCH_FACTOR, MIN_CHECK_EPOCHS = 2, 4
+# The check runs only when its expected seconds are at most this share of what is left for the
+# final model, so the model it decides for keeps the rest (a rule, not tuned: docs/constants.md).
+CHECK_MAX_SHARE = 0.5
 # A final model under a level stronger than light ends with its last sixth light, closer to
 # clean images (bench/final_constants.py; docs/constants.md).
 TAIL_LEVEL, TAIL_SHARE = "light", 1 / 6
@@ -155,6 +158,11 @@ def check_seconds(
     per_epoch = rate * train_images * size * size if math.isfinite(rate) else 0.0
     epochs = check_epochs(search_epochs) + check_epochs(search_epochs, candidate=True)
     return SAFETY * (2 * FINAL_OVERHEAD_SECONDS + epochs * per_epoch)
+
+
+def check_fits(expected_seconds: float, seconds_left: float) -> bool:
+    """Whether the paired check, expected to take ``expected_seconds``, fits in what is left."""
+    return expected_seconds <= CHECK_MAX_SHARE * seconds_left
 
 
 def final_augment(requested: str, trial_augment: str, check: RecipeCheck | None) -> tuple[str, str]:

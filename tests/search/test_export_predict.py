@@ -83,6 +83,9 @@ def test_export_writes_the_documented_folder(exported: Path, study) -> None:
     # The trial trained under an augmentation level, so by default the model averages its
     # softmax over the 8 dihedral views of each image.
     assert config["tta"] == "dihedral" and "test-time views: the model averages" in report
+    # every file gets the umask's mode (model.keras was once mkstemp's 0600)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in exported.iterdir()}
+    assert len(set(modes.values())) == 1, modes
     import keras
 
     model = keras.models.load_model(exported / "model.keras")
@@ -230,6 +233,30 @@ def test_the_export_is_calibrated_and_flags_images_unlike_its_training_data(
         shares[name] = metrics["domain"]["share_flagged"]
     assert shares["noise"] >= 0.9 and shares["held"] <= 0.2
     assert "look unlike the images the model trained on" in out.stderr  # most were flagged
+
+
+def test_an_export_from_too_few_images_says_why_it_has_no_trust_file(
+    exported: Path, study, tmp_path: Path
+) -> None:
+    """The export's own reason (too few images to hold a slice back) is what predict repeats;
+    exporting again would not help, so it does not say to."""
+    import shutil
+
+    small = tmp_path / "small"
+    shutil.copytree(exported, small)
+    (small / "trust.npz").unlink()
+    config = json.loads((small / "config.json").read_text())
+    reason = "not calibrated: 10% of 160 images is under the 20 a calibration slice needs"
+    config["trust"] = {"missing": reason}
+    (small / "config.json").write_text(json.dumps(config))
+    out = run_module(
+        "search.predict",
+        *("--model", str(small), "--data", str(study["held"]), "--out", str(tmp_path / "p.csv")),
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"has no trust.npz ({reason})" in out.stderr
+    assert "export it again" not in out.stderr
 
 
 def test_an_export_from_before_calibration_still_predicts_and_says_what_it_lacks(

@@ -75,3 +75,13 @@ def test_readable_files_still_read(tmp_path: Path) -> None:
     inputs = read_inputs(paths, NAMES, 12)
     assert inputs.images.shape == (3, 12, 12, 3) and inputs.sources == tuple(paths)
     assert inputs.images[2, 0, 0].tolist() == [20, 20, 20]
+
+
+def test_a_folder_among_image_files_is_named_as_a_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "more"
+    write_png(folder / "0.png")
+    with pytest.raises(DataError) as info:
+        read_inputs([str(folder), str(write_png(tmp_path / "ok.png"))], NAMES, 12)
+    message = str(info.value)
+    assert message.startswith(f"{folder}: a folder, given among other inputs.")
+    assert "no such file" not in message and "folders are not read together" in message

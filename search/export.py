@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import os
 import sys
@@ -379,10 +380,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"error: cannot write the export to {out} ({exc})", file=sys.stderr)
         return EXIT_FAILED
+    formats = json.loads((out / "config.json").read_text()).get("formats", {})
+    names = dict.fromkeys([*FILES, *formats.values(), *TRUST_FILES])  # every file, listed once
     print(
         f"exported trial {plan.trial} of study {plan.study!r} "
         f"({'ensemble' if plan.ensemble else 'all data'}) -> {out} "
-        f"({', '.join(n for n in FILES + TRUST_FILES if (out / n).is_file())})"
+        f"({', '.join(n for n in names if (out / n).exists())})"
     )
     return EXIT_OK
 

@@ -191,7 +191,10 @@ def _check_folds(n_folds: int, counts: np.ndarray, names: tuple[str, ...], where
         if most >= 2:
             fix = f"use --folds {most} or fewer, or add images of {them}"
         else:
-            fix = f"every class needs at least 2 images for cross-validation: add images of {them}"
+            fix = (
+                f"every class needs as many images as folds ({n_folds} here; --folds 2 is the "
+                f"fewest): add images of {them}"
+            )
         if len(small) == 1:
             i = small[0]
             problem = f"class '{names[i]}' has {counted(counts[i], 'image')}, fewer than the "

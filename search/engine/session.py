@@ -661,8 +661,20 @@ def _open_study(storage: Any, checked: Checked) -> optuna.Study:
                 study.enqueue_trial(
                     point.params, user_attrs={WARM_START: point.origin}, skip_if_exists=True
                 )
-            for params in checked.portfolio[: checked.n_trials - len(warm)]:
+            room = max(0, checked.n_trials - len(warm))
+            for params in checked.portfolio[:room]:
                 study.enqueue_trial(params, user_attrs={STARTING_POINT: True}, skip_if_exists=True)
+            if len(checked.warm) > len(warm) or len(checked.portfolio) > room:
+                log.info(
+                    "--n-trials %d holds %d of the %d queued configurations (%d from "
+                    "--warm-start first, then %d of the portfolio's %d); the rest are not queued",
+                    checked.n_trials,
+                    len(warm) + min(room, len(checked.portfolio)),
+                    len(checked.warm) + len(checked.portfolio),
+                    len(warm),
+                    min(room, len(checked.portfolio)),
+                    len(checked.portfolio),
+                )
     except Exception:
         if existing is None:
             with contextlib.suppress(Exception):

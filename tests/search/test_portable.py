@@ -34,6 +34,9 @@ def portable(study) -> Path:
         cwd=study["root"],
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    listed = done.stdout.strip().splitlines()[-1]  # the last line names every file written
+    files = ("model.onnx", "model.tflite", "saved_model", "model.int8.onnx", "model.int8.tflite")
+    assert all(name in listed for name in files), listed
     return out
 
 

@@ -75,3 +75,15 @@ def test_the_shipped_portfolio_is_what_the_bench_chooses_on_the_tables() -> None
     shipped = [dict(p) for p in SPACES["quick"].starting_points]
     assert shipped == chosen
     assert json.loads((ROOT / "docs" / "portfolio.json").read_text())["chosen"] == chosen
+
+
+def test_a_portfolio_larger_than_n_trials_is_cut_and_the_log_says_so(tmp_path: Path) -> None:
+    portfolio = SPACES["quick"].starting_params(SETTINGS)
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    out = run_cli(
+        *FAKE_QUICK, "--storage", url, "--n-trials", "1", "--pruner", "none", cwd=tmp_path
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    said = f"--n-trials 1 holds 1 of the {len(portfolio)} queued configurations (0 from"
+    assert said in out.stderr and f"then 1 of the portfolio's {len(portfolio)})" in out.stderr
+    assert len(load(url, "quick").trials) == 1

@@ -106,7 +106,7 @@ def test_class_with_fewer_images_than_folds() -> None:
     labels = np.array([0] * 6 + [1] * 6 + [2] * 1)
     err = fails(make(n=13, labels=labels), n_folds=5)
     assert err.problem == "class 'c2' has 1 image, fewer than the 5 folds"  # named once
-    assert err.fix.startswith("every class needs at least 2 images for cross-validation: add ")
+    assert err.fix.startswith("every class needs as many images as folds (5 here; --folds 2 is ")
     assert "images of that class;" in err.fix
 
 

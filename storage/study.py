@@ -13,6 +13,7 @@ import optuna
 from trainer.folds import decode_folds, encode_folds
 
 __all__ = [
+    "FINAL_CHECK",
     "FINAL_RECIPE",
     "ResumeRefused",
     "StudyPlan",
@@ -24,6 +25,9 @@ __all__ = [
 # Study user attribute: the last --budget final model, its recipe, folder and input size
 # (written by search.engine.finish, shown by search.reporting).
 FINAL_RECIPE = "final_recipe"
+# Study user attribute: the last paired check (its trial, epochs and evidence), so a --budget run
+# interrupted after it does not run it again (search.engine.finish).
+FINAL_CHECK = "final_check"
 
 
 class ResumeRefused(ValueError):

@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,7 +57,7 @@ from storage.records import (
     fold_results,
     objective_cost,
 )
-from storage.study import FINAL_RECIPE
+from storage.study import FINAL_CHECK, FINAL_RECIPE
 from trainer.config import MAX_IMAGE_SIZE
 from trainer.errors import TrialFailed
 
@@ -283,11 +284,35 @@ def _candidate(study: optuna.Study, metric: str, max_cost: float | None = None) 
     return best
 
 
+def _recorded_check(study: optuna.Study | None, trial: int, epochs: int) -> RecipeCheck | None:
+    """The paired check an earlier run of this study recorded for ``trial`` at ``epochs``."""
+    record = study.user_attrs.get(FINAL_CHECK) if study is not None else None
+    if not isinstance(record, dict) or (record.get("trial"), record.get("epochs")) != (
+        trial,
+        epochs,
+    ):
+        return None
+    try:
+        return RecipeCheck(**record["check"])
+    except (TypeError, KeyError):
+        return None  # written by another version: run it again
+
+
+def _record_check(study: optuna.Study | None, trial: int, epochs: int, check: RecipeCheck) -> None:
+    if study is None:
+        return
+    with contextlib.suppress(Exception):  # a saving for a resumed run, not a result
+        study.set_user_attr(
+            FINAL_CHECK, {"trial": trial, "epochs": epochs, "check": dataclasses.asdict(check)}
+        )
+
+
 def _recipe(
-    best: FrozenTrial, final: FinalSetup, seconds_left: float
+    best: FrozenTrial, final: FinalSetup, seconds_left: float, study: optuna.Study | None = None
 ) -> tuple[FinalRecipe, RecipeCheck | None, float]:
-    """The final model's recipe (after the paired check when the policy asks for one), the
-    check, and the seconds left for training once it is done."""
+    """The final model's recipe (after the paired check when the policy asks for one; one that
+    ``study`` recorded for this trial is reused), the check, and the seconds left for training
+    once it is done."""
     from trainer.config import TrialConfig
 
     started = time.monotonic()
@@ -295,13 +320,18 @@ def _recipe(
     finished = [f for f in fold_results(best) if not f.stopped]
     stored = TrialConfig.from_dict(dict(best.user_attrs["config"]))
     check = None
+    epochs = final_policy.check_epochs(inputs.search_epochs)
     if final_policy.needs_check(inputs.augment, stored.augment) and final.folds:
         expected = final_policy.check_seconds(
             finished, inputs.train_images_per_fold, inputs.search_size, inputs.search_epochs
         )
-        if final_policy.check_fits(expected, seconds_left):
-            epochs = final_policy.check_epochs(inputs.search_epochs)
+        if (check := _recorded_check(study, best.number, epochs)) is not None:
+            log.info(
+                "final model: %s (recorded by an earlier run, not run again)", check.describe()
+            )
+        elif final_policy.check_fits(expected, seconds_left):
             check = run_check(stored, final.search_data, final.folds[0], epochs)
+            _record_check(study, best.number, epochs, check)
             log.info("final model: %s", check.describe())
         else:
             log.info(
@@ -398,7 +428,7 @@ def train_final(
 
     inputs, data = final.inputs, final.data
     best = _candidate(study, inputs.metric, final.max_cost)
-    recipe, check, left = _recipe(best, final, seconds_left)
+    recipe, check, left = _recipe(best, final, seconds_left, study)
     plan = recipe.plan
     stored = TrialConfig.from_dict(dict(best.user_attrs["config"]))
     config = stored.replace(
@@ -577,6 +607,28 @@ def _native(spec: str, data, kept):
     return native, int(native.images.shape[1])
 
 
+class _KeepRecording:
+    """While entered, a thread records the time spent every RECORD_EVERY seconds, so a run
+    killed while the final model trains (even by SIGKILL) has its time counted on resume."""
+
+    def __init__(self, clock: BudgetClock) -> None:
+        self.clock = clock
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="budget-record", daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.wait(RECORD_EVERY):
+            self.clock.record()
+
+    def __enter__(self) -> _KeepRecording:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
 def handed_over(study: optuna.Study, final: FinalSetup, budget: float) -> str | None:
     """The line a re-run of a finished --budget command prints instead of working again: the
     study already handed a complete model to ``final.out`` under at least this budget (a larger
@@ -605,7 +657,7 @@ def run_final(
     clock.record()
     start = time.monotonic()
     try:
-        with InterruptOnStop():
+        with InterruptOnStop(), _KeepRecording(clock):
             best, recipe = train_final(
                 study,
                 final,

@@ -18,7 +18,7 @@ from search.engine import finish
 from search.engine.finish import SPENT, BudgetClock, FinalSetup, handed_over
 from search.policy import final as final_policy
 from search.policy.final import RecipeInputs
-from storage.study import FINAL_RECIPE
+from storage.study import FINAL_CHECK, FINAL_RECIPE
 from tests.search.test_budget import _fold
 from trainer.config import TrialConfig
 
@@ -151,3 +151,53 @@ def test_an_export_folder_that_cannot_be_written_is_refused_before_the_search(
     assert "--export /proc/search-test/model: cannot write in /proc" in out.stderr
     assert list(tmp_path.iterdir()) == []  # nothing written: no study, no folder
     assert "model:" not in out.stdout
+
+
+def test_a_resumed_run_reuses_the_paired_check_an_earlier_run_recorded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    study = _best_trial()
+    best = study.best_trial
+    ran: list[int] = []
+
+    def fake_check(stored, data, fold, epochs, candidate_epochs=None):
+        ran.append(epochs)
+        labels = np.array([0, 1, 1, 0, 1, 0, 1, 1])
+        wrong = 1 - labels
+        wrong[:4] = labels[:4]  # light misses half of them, robust none
+        return final_policy.paired_check(
+            "light", "robust", epochs, labels,
+            {"light": (wrong, wrong), "robust": (labels, labels)}, 9.0, 2 * epochs,
+        )  # fmt: skip
+
+    monkeypatch.setattr(finish, "run_check", fake_check)
+    final = FinalSetup(out=Path("m"), data=None, inputs=INPUTS, folds=[object()])
+    first, check, _ = finish._recipe(best, final, 1e6, study)
+    again, reused, _ = finish._recipe(best, final, 1e6, study)  # the same study, run again
+    assert len(ran) == 1 and reused == check and check is not None and check.taken
+    assert again.augment == first.augment == "robust"
+    # another trial's record is not this one's
+    study.set_user_attr(FINAL_CHECK, {**study.user_attrs[FINAL_CHECK], "trial": 99})
+    finish._recipe(best, final, 1e6, study)
+    assert len(ran) == 2
+
+
+def test_the_time_spent_is_recorded_while_the_final_model_trains(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A thread writes the time spent as the final model trains: a kill -9 there loses little."""
+    study = _best_trial()
+    clock = BudgetClock(study, 60.0, INPUTS)
+    monkeypatch.setattr(finish, "RECORD_EVERY", 0.05)
+    seen: list[float] = []
+
+    def trains(*_a, **_k):
+        time.sleep(0.5)
+        seen.append(study.user_attrs[SPENT])
+        raise KeyboardInterrupt  # end it here; what was recorded meanwhile is the point
+
+    monkeypatch.setattr(finish, "train_final", trains)
+    request = SimpleNamespace(data="x.npz", storage="sqlite:///x.db")
+    final = FinalSetup(out=tmp_path / "m", data=None, inputs=INPUTS)
+    assert finish.run_final(study, final, clock, request) == EXIT_INTERRUPTED  # type: ignore[arg-type]
+    assert seen and seen[0] >= 0.2  # recorded at 0.0 when it began, then while it trained

@@ -53,6 +53,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import optuna
@@ -156,6 +157,10 @@ def portfolio_points(table: Table, without: str | None = None) -> list[dict]:
     ]
 
 
+def _typed(kind: type, text: str) -> Any:
+    return text == "True" if kind is bool else kind(text)  # bool("False") is True
+
+
 def chosen_without(dataset: str) -> list[dict]:
     """docs/portfolio.json's portfolio chosen without ``dataset``'s table, as full points (the
     knobs its keys leave out at the shipped points' values)."""
@@ -171,7 +176,7 @@ def chosen_without(dataset: str) -> list[dict]:
     points = []
     for key in entry["portfolio"]:
         pairs = dict(part.split("=", 1) for part in key.split("|"))
-        points.append({**fixed, **{k: types[k](v) for k, v in pairs.items()}})
+        points.append({**fixed, **{k: _typed(types[k], v) for k, v in pairs.items()}})
     return points
 
 

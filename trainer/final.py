@@ -452,7 +452,9 @@ def save_model(model: keras.Model, path: str | os.PathLike[str]) -> Path:
     target = Path(path)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}-", suffix=".keras")
     os.close(fd)
-    os.unlink(tmp)  # Keras creates it anew, with the umask's mode, not mkstemp's 0600
+    umask = os.umask(0o022)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # as any file the user writes, not mkstemp's 0600
     try:
         model.save(tmp, overwrite=True)
         os.replace(tmp, target)

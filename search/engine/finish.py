@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +27,13 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.cli import EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, UsageError
 from search.data import DataError, load_dataset
+from search.engine.final_records import (
+    KeepRecording,
+    check_record,
+    handed_over,
+    model_record,
+    recorded_check,
+)
 from search.engine.request import RunRequest
 from search.engine.signals import InterruptOnStop
 from search.policy import final as final_policy
@@ -284,29 +289,6 @@ def _candidate(study: optuna.Study, metric: str, max_cost: float | None = None) 
     return best
 
 
-def _recorded_check(study: optuna.Study | None, trial: int, epochs: int) -> RecipeCheck | None:
-    """The paired check an earlier run of this study recorded for ``trial`` at ``epochs``."""
-    record = study.user_attrs.get(FINAL_CHECK) if study is not None else None
-    if not isinstance(record, dict) or (record.get("trial"), record.get("epochs")) != (
-        trial,
-        epochs,
-    ):
-        return None
-    try:
-        return RecipeCheck(**record["check"])
-    except (TypeError, KeyError):
-        return None  # written by another version: run it again
-
-
-def _record_check(study: optuna.Study | None, trial: int, epochs: int, check: RecipeCheck) -> None:
-    if study is None:
-        return
-    with contextlib.suppress(Exception):  # a saving for a resumed run, not a result
-        study.set_user_attr(
-            FINAL_CHECK, {"trial": trial, "epochs": epochs, "check": dataclasses.asdict(check)}
-        )
-
-
 def _recipe(
     best: FrozenTrial, final: FinalSetup, seconds_left: float, study: optuna.Study | None = None
 ) -> tuple[FinalRecipe, RecipeCheck | None, float]:
@@ -325,13 +307,15 @@ def _recipe(
         expected = final_policy.check_seconds(
             finished, inputs.train_images_per_fold, inputs.search_size, inputs.search_epochs
         )
-        if (check := _recorded_check(study, best.number, epochs)) is not None:
+        if (check := recorded_check(study, best.number, epochs)) is not None:
             log.info(
                 "final model: %s (recorded by an earlier run, not run again)", check.describe()
             )
         elif final_policy.check_fits(expected, seconds_left):
             check = run_check(stored, final.search_data, final.folds[0], epochs)
-            _record_check(study, best.number, epochs, check)
+            if study is not None:  # decided; written for a resumed run, not a result
+                with contextlib.suppress(Exception):
+                    study.set_user_attr(FINAL_CHECK, check_record(best.number, epochs, check))
             log.info("final model: %s", check.describe())
         else:
             log.info(
@@ -411,7 +395,7 @@ def train_final(
     seconds_left: float,
     spec: str,
     storage: str,
-    budget: float | None = None,
+    asked: dict[str, Any] | None = None,
 ) -> tuple[FrozenTrial, FinalRecipe]:
     """Train the best trial at full fidelity in the time left and write the export to
     ``final.out``, the recipe decided by ``search.policy.final`` (after the paired check when
@@ -465,7 +449,7 @@ def train_final(
     )
     recipe = dataclasses.replace(recipe, plan=dataclasses.replace(plan, epochs=trained.epochs[0]))
     with contextlib.suppress(Exception):  # a record for the report; the export is what counts
-        study.set_user_attr(FINAL_RECIPE, _final_record(trained, final.out, config, budget))
+        study.set_user_attr(FINAL_RECIPE, model_record(trained, final.out, config, asked or {}))
     return best, recipe
 
 
@@ -489,26 +473,6 @@ def _say_final(number: int, export: Any, config: Any, data: Any, recipe: FinalRe
         recipe.plan.describe(),
         recipe.describe(),
     )
-
-
-def _final_record(
-    trained: Any, out: Path, config: Any, budget: float | None = None
-) -> dict[str, Any]:
-    """The study's record of the model it handed over (storage.study.FINAL_RECIPE)."""
-    return {
-        "budget": budget,  # the --budget it was trained under (a re-run keeps it: handed_over)
-        **(trained.recipe or {}),
-        "epochs": trained.epochs[0],
-        "folder": str(out.resolve()),
-        "trial": trained.trial,
-        "backbone": config.backbone,
-        "cv_score": trained.cv_score(),  # as report.md states it, over cv_folds folds
-        "cv_folds": len(trained.finished()),
-        "image_size": trained.image_size,  # the model's input, not the search's
-        "symmetry": config.symmetry,
-        "colour": config.colour,
-        "trust": json.loads((out / "config.json").read_text()).get("trust"),
-    }
 
 
 def minutes(seconds: float) -> str:
@@ -607,46 +571,34 @@ def _native(spec: str, data, kept):
     return native, int(native.images.shape[1])
 
 
-class _KeepRecording:
-    """While entered, a thread records the time spent every RECORD_EVERY seconds, so a run
-    killed while the final model trains (even by SIGKILL) has its time counted on resume."""
-
-    def __init__(self, clock: BudgetClock) -> None:
-        self.clock = clock
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="budget-record", daemon=True)
-
-    def _run(self) -> None:
-        while not self.stop.wait(RECORD_EVERY):
-            self.clock.record()
-
-    def __enter__(self) -> _KeepRecording:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop.set()
-        self.thread.join()
+def asked_for(final: FinalSetup, budget: float, n_trials: int | None) -> dict[str, Any]:
+    """What a --budget run is asked for that chooses its final model (FINAL_RECIPE keeps it)."""
+    return {
+        "budget": budget,
+        "final_augment": final.inputs.augment,
+        "tta": final.tta,
+        "max_cost": final.max_cost,
+        "n_trials": n_trials,
+    }
 
 
-def handed_over(study: optuna.Study, final: FinalSetup, budget: float) -> str | None:
-    """The line a re-run of a finished --budget command prints instead of working again: the
-    study already handed a complete model to ``final.out`` under at least this budget (a larger
-    --budget, another --export or a removed folder trains again)."""
-    record = study.user_attrs.get(FINAL_RECIPE)
-    if not isinstance(record, dict) or record.get("budget") is None:
-        return None
-    folder = Path(str(record.get("folder", "")))
-    if folder != final.out.resolve() or not (folder / "config.json").is_file():
-        return None
-    if budget > float(record["budget"]):
+def kept_model(
+    study: optuna.Study, final: FinalSetup, budget: float, n_trials: int | None
+) -> str | None:
+    """The line a re-run of a finished --budget command prints instead of working again
+    (``final_records.handed_over``), or None."""
+    best = final_candidate(study, final.inputs.metric, final.max_cost)
+    asked = asked_for(final, budget, n_trials)
+    record = handed_over(study, final.out, asked, best.number if best else None)
+    if record is None:
         return None
     spent = float(study.user_attrs.get(SPENT, 0.0))
     return (
         f"model: {final.out} (trial {record.get('trial')}, {record.get('epochs')} epochs at "
         f"{record.get('image_size')}px), kept: this study already spent {minutes(spent)} of its "
-        f"{minutes(float(record['budget']))} budget and handed it over. Nothing to do; pass a "
-        "larger --budget to search on and train it again, or another --export"
+        f"{minutes(float(record['asked']['budget']))} budget and handed it over, and no flag "
+        "that chooses the model changed. Nothing to do; pass a larger --budget to search on and "
+        "train it again, or another --export"
     )
 
 
@@ -657,20 +609,25 @@ def run_final(
     clock.record()
     start = time.monotonic()
     try:
-        with InterruptOnStop(), _KeepRecording(clock):
+        with InterruptOnStop(), KeepRecording(clock.record, RECORD_EVERY):
             best, recipe = train_final(
                 study,
                 final,
                 seconds_left=clock.left(),
                 spec=request.data,
                 storage=redact(request.storage),
-                budget=clock.budget,
+                asked=asked_for(final, clock.budget, request.n_trials),
             )
     except KeyboardInterrupt as exc:
+        held = (
+            f"{final.out} still holds the model an earlier run exported"
+            if (final.out / "config.json").is_file()
+            else f"{final.out} holds no complete model"
+        )
         print(
             f"\ninterrupted ({exc or 'SIGINT'}) while training the final model: the study is "
-            f"kept and {final.out} holds no complete model; run the same command again "
-            "to train it (the time spent so far counts against the budget)",
+            f"kept and {held}; run the same command again to train it (the time spent so far "
+            "counts against the budget)",
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED

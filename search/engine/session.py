@@ -38,7 +38,7 @@ from search.engine.finish import (
     BudgetClock,
     FinalSetup,
     final_setup,
-    handed_over,
+    kept_model,
     minutes,
     run_final,
 )
@@ -119,7 +119,7 @@ def run_study(request: RunRequest, space: Space) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     done = (
-        handed_over(opened.study, checked.final, float(request.budget or 0.0))
+        kept_model(opened.study, checked.final, float(request.budget or 0.0), request.n_trials)
         if checked.final
         else None
     )
@@ -168,7 +168,8 @@ class Opened:
 
 
 def prepare(request: RunRequest, space: Space) -> Checked:
-    """Every check that can refuse the run, in order; raises UsageError and kin, writes nothing."""
+    """Every check that can refuse the run, in order; raises UsageError and kin, and leaves
+    nothing written (the --export probe's file is removed at once)."""
     name = request.name or space.name
     if request.trainer != "fake":  # the fake trainer needs no Keras backend
         check_backend(request.backend)
@@ -404,18 +405,22 @@ def finish(request: RunRequest, checked: Checked, opened: Opened, searched: Sear
     """The run's summary, then with --budget (and a search that ended well) the final model."""
     code = searched.code
     study, n_trials = opened.study, checked.n_trials
-    with contextlib.suppress(Exception):  # the summary must not hide the real exit status
-        limit = n_trials if n_trials < BUDGET_TRIALS else None  # --budget alone: no count
-        print(
-            run_summary(
-                study,
-                request.storage,
-                checked.name,
-                limit,
-                opened.artifact_dir,
-                checked.plan.metric,
+    try:
+        with contextlib.suppress(Exception):  # the summary must not hide the real exit status
+            limit = n_trials if n_trials < BUDGET_TRIALS else None  # --budget alone: no count
+            print(
+                run_summary(
+                    study,
+                    request.storage,
+                    checked.name,
+                    limit,
+                    opened.artifact_dir,
+                    checked.plan.metric,
+                )
             )
-        )
+    except KeyboardInterrupt:  # between the search and the final model: nothing half-done
+        print("\ninterrupted: the study is kept; run the same command again", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if code == EXIT_OK and checked.final is not None and searched.clock is not None:
         code = run_final(study, checked.final, searched.clock, request)
         searched.coordinator.dashboard.study_changed()  # the note now leads with the final model
@@ -666,7 +671,7 @@ def _open_study(storage: Any, checked: Checked) -> optuna.Study:
                 study.enqueue_trial(params, user_attrs={STARTING_POINT: True}, skip_if_exists=True)
             if len(checked.warm) > len(warm) or len(checked.portfolio) > room:
                 log.info(
-                    "--n-trials %d holds %d of the %d queued configurations (%d from "
+                    "--n-trials %d holds %d of the %d starting configurations (%d from "
                     "--warm-start first, then %d of the portfolio's %d); the rest are not queued",
                     checked.n_trials,
                     len(warm) + min(room, len(checked.portfolio)),

@@ -33,8 +33,9 @@ class StopSignals:
 
 class InterruptOnStop:
     """While entered (on the main thread), SIGINT and SIGTERM both raise KeyboardInterrupt, so
-    work with no storage write of its own to protect (the final model's training) stops where
-    it is and its caller says so; the previous handlers come back on exit."""
+    the final model's training stops where it is and its caller says so; the previous handlers
+    come back on exit. Its writes survive that: Optuna rolls a storage write back, and the
+    export's files are written whole and config.json last."""
 
     def __init__(self) -> None:
         self._previous: dict[signal.Signals, object] = {}

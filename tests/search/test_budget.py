@@ -251,6 +251,13 @@ def test_a_resumed_budget_run_counts_what_was_spent_and_trains_the_model_again(t
     searched = study.best_trial.user_attrs["config"]["augment"]
     spent = study.user_attrs[SPENT]
     assert spent > 0
+    # The very same command after it finished: nothing to do, the model handed over is kept.
+    written = (tmp_path / "models" / "quick" / "config.json").stat().st_mtime_ns
+    same = run_cli(*args, cwd=tmp_path, timeout=600)
+    assert same.returncode == 0, same.stderr[-3000:]
+    assert "kept: this study already spent" in same.stdout and "Nothing to do" in same.stdout
+    assert (tmp_path / "models" / "quick" / "config.json").stat().st_mtime_ns == written
+    assert len(load(url, "quick").trials) == len(study.trials)
     # Resuming counts what was spent: the study is full, so it only trains the model again.
     again = run_cli(
         *args, "--export", str(tmp_path / "again"), "--final-augment", "searched", "--no-tta",

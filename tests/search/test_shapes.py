@@ -169,8 +169,9 @@ def test_a_class_with_fewer_images_than_folds_is_named_and_nothing_is_written(
     out = run_cli(*common, "--folds", "2", cwd=work, timeout=120)
     assert out.returncode == 2, out.stderr[-3000:]
     assert (
-        f"error: {data}: class 'seven' has 1 image, fewer than the 2 folds. Every class needs at "
-        "least 2 images for cross-validation: add images of that class" in out.stderr
+        f"error: {data}: class 'seven' has 1 image, fewer than the 2 folds. Every class needs as "
+        "many images as folds (2 here; --folds 2 is the fewest): add images of that class"
+        in out.stderr
     )
     assert list(work.iterdir()) == []  # no database, no artifacts, no model folder
 

@@ -12,11 +12,12 @@ this machine, for one image and for a batch of 8, with the views and without the
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,8 +99,9 @@ def write_formats(model: keras.Model, out: Path, formats: Sequence[str]) -> dict
         temporary = out / f".partial-{FILES[fmt]}"  # the suffix Keras' exporter expects
         remove(temporary)
         try:
-            _export(model, temporary, fmt, out)
-        except Exception:
+            with _quiet_converters():
+                _export(model, temporary, fmt, out)
+        except BaseException:  # Ctrl-C included: no .partial file left behind
             remove(temporary)
             raise
         remove(target)
@@ -107,6 +109,21 @@ def write_formats(model: keras.Model, out: Path, formats: Sequence[str]) -> dict
         written[fmt] = target
         log.info("wrote %s", target)
     return written
+
+
+@contextlib.contextmanager
+def _quiet_converters() -> Iterator[None]:
+    """tf2onnx's INFO lines and ONNX Runtime's per-tensor quantization notes (on the root
+    logger) are not the user's business: WARNING and above only while a file is converted."""
+    loggers = [logging.getLogger(), logging.getLogger("tf2onnx")]
+    levels = [x.level for x in loggers]
+    for x in loggers:
+        x.setLevel(max(x.level, logging.WARNING))
+    try:
+        yield
+    finally:
+        for x, level in zip(loggers, levels, strict=True):
+            x.setLevel(level)
 
 
 def _export(model: keras.Model, path: Path, fmt: str, out: Path) -> None:

@@ -84,6 +84,6 @@ def test_a_portfolio_larger_than_n_trials_is_cut_and_the_log_says_so(tmp_path: P
         *FAKE_QUICK, "--storage", url, "--n-trials", "1", "--pruner", "none", cwd=tmp_path
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
-    said = f"--n-trials 1 holds 1 of the {len(portfolio)} queued configurations (0 from"
+    said = f"--n-trials 1 holds 1 of the {len(portfolio)} starting configurations (0 from"
     assert said in out.stderr and f"then 1 of the portfolio's {len(portfolio)})" in out.stderr
     assert len(load(url, "quick").trials) == 1

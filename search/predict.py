@@ -37,6 +37,7 @@ import csv
 import io
 import json
 import logging
+import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -500,6 +501,18 @@ def _predict(opened: Opened, args: argparse.Namespace) -> Predicted:
             # The sets' scores were calibrated on the model's own output, not on --tta views.
             sets = opened.trust.sets(plain, args.coverage)
             metrics["coverage"] = args.coverage
+            held = len(opened.trust.set_scores)
+            if math.ceil((held + 1) * args.coverage) > held:  # split conformal's rank
+                log.warning(
+                    "warning: --coverage %g needs at least %d calibration images, and %s holds "
+                    "back %d: every set holds every class; ask for at most %g, or train the "
+                    "export on more images",
+                    args.coverage,
+                    math.ceil(args.coverage / (1 - args.coverage)),
+                    opened.folder,
+                    held,
+                    math.floor(100 * held / (held + 1)) / 100,
+                )
             metrics["mean_set_size"] = float(sets.sum(axis=1).mean())
             if labels is not None:
                 metrics["set_coverage"] = float(sets[np.arange(len(labels)), labels].mean())

@@ -319,8 +319,9 @@ def _recipe(
             log.info("final model: %s", check.describe())
         else:
             log.info(
-                "final model: no paired check: it would take about %.0f s of the %.0f s left, "
-                "so the final model keeps the searched level %s and all of that time",
+                "final model: no paired check: it would take about %.0f s, more than half of "
+                "the %.0f s left, so the final model keeps the searched level %s and all of "
+                "that time",
                 expected,
                 max(0.0, seconds_left),
                 stored.augment,
@@ -597,8 +598,8 @@ def kept_model(
         f"model: {final.out} (trial {record.get('trial')}, {record.get('epochs')} epochs at "
         f"{record.get('image_size')}px), kept: this study already spent {minutes(spent)} of its "
         f"{minutes(float(record['asked']['budget']))} budget and handed it over, and no flag "
-        "that chooses the model changed. Nothing to do; pass a larger --budget to search on and "
-        "train it again, or another --export"
+        "that chooses the model changed. Nothing to do; a larger --budget searches on and trains "
+        "it again, as does another --export, --final-augment, --tta, cost limit or --n-trials"
     )
 
 

@@ -10,6 +10,7 @@ The constants and the figures they were read from: ``bench/traits.py``, ``docs/t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +52,22 @@ def _pct(x: float) -> str:
     return f"{100 * max(0.0, x):.0f}%"
 
 
+def share_noise(inv: Invariance) -> float:
+    """About two standard errors of a retained share at this classifier's accuracy and count:
+    a share divides the difference of two accuracies (each with its binomial error) by
+    (accuracy - chance), so a weak classifier on few images knows its shares only loosely."""
+    p, n = inv.plain_accuracy, max(1, inv.n_scored)
+    return 2.0 * math.sqrt(2.0 * max(p * (1.0 - p), 1e-6) / n) / max(p - inv.chance, 1e-6)
+
+
+def _unsure(inv: Invariance) -> str:
+    return (
+        f"; but at accuracy {inv.plain_accuracy:.2f} against chance {inv.chance:.2f} on "
+        f"{inv.n_scored} images a share is known only to about +/-{_pct(share_noise(inv))}, "
+        "too loosely to tell"
+    )
+
+
 def decide_symmetry(inv: Invariance) -> tuple[str, str]:
     """The largest label-safe symmetry the figures show, and the sentence that says why."""
     if inv.plain_accuracy - inv.chance < MIN_SIGNAL:
@@ -63,6 +80,9 @@ def decide_symmetry(inv: Invariance) -> tuple[str, str]:
     for symmetry in ("dihedral", "mirror"):
         if all(inv.retained.get(k, 0.0) >= KEEPS_LABEL for k in NEEDS[symmetry]):
             return symmetry, f"{where} (at least {_pct(KEEPS_LABEL)} counts as label-safe)"
+    noise = share_noise(inv)
+    if any(all(inv.retained.get(k, 0.0) + noise >= KEEPS_LABEL for k in NEEDS[s]) for s in NEEDS):
+        return "none", f"{where}{_unsure(inv)} whether a turn keeps the label, so none is assumed"
     return "none", f"{where}: no turn keeps {_pct(KEEPS_LABEL)}, so the images have an up"
 
 
@@ -75,6 +95,11 @@ def decide_colour(inv: Invariance) -> tuple[str, str]:
     share = _pct(inv.grey_retained)
     if inv.grey_retained >= COLOUR_NOT_NEEDED:
         return "shift", f"a classifier on grey copies kept {share} of its accuracy above chance"
+    if inv.grey_retained + share_noise(inv) >= COLOUR_NOT_NEEDED:
+        return "keep", (
+            f"a classifier on grey copies kept {share} of its accuracy above chance"
+            f"{_unsure(inv)} whether colour carries the label, so it is kept"
+        )
     return "keep", (
         f"a classifier on grey copies kept only {share} of its accuracy above chance: "
         "colour carries the label"

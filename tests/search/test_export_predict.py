@@ -235,6 +235,24 @@ def test_the_export_is_calibrated_and_flags_images_unlike_its_training_data(
     assert "look unlike the images the model trained on" in out.stderr  # most were flagged
 
 
+def test_a_coverage_the_calibration_slice_cannot_give_is_said(
+    exported: Path, study, tmp_path: Path
+) -> None:
+    """Split conformal at 0.99 needs 99 calibration images; this export holds back 30, so every
+    set holds every class, and predict says so and what to ask for instead."""
+    out = run_module(
+        "search.predict",
+        *("--model", str(exported), "--data", str(study["held"]), "--coverage", "0.99"),
+        *("--out", str(tmp_path / "p.csv"), "--metrics-out", str(tmp_path / "m.json")),
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "--coverage 0.99 needs at least 99 calibration images" in out.stderr
+    assert "holds back 30: every set holds every class; ask for at most 0.96" in out.stderr
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["mean_set_size"] == len(study["names"])
+
+
 def test_an_export_from_too_few_images_says_why_it_has_no_trust_file(
     exported: Path, study, tmp_path: Path
 ) -> None:

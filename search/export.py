@@ -11,8 +11,9 @@ cross-validation keeps no weights:
   models' softmax outputs.
 
 BatchNorm statistics are re-estimated on clean training batches before saving. A model trained
-under an augmentation level averages its softmax over the 8 dihedral views of each image
-(``trainer.views``; ``--no-tta`` saves the single-view model). The data is the
+under an augmentation level averages its softmax over the views the study's symmetry allows (8
+dihedral, the image and its mirror, or none: ``trainer.views``; ``--no-tta`` saves the
+single-view model). The data is the
 study's ``data`` spec unless ``--data`` is given, and must have the study's fingerprint.
 
 ``DIR`` gets ``model.keras`` (input: float32 0..255 RGB at the study's image size; output:
@@ -104,9 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--tta",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="build test-time views into the model: it averages its softmax over the 8 "
-        "dihedral views of each image (default: on when the trial trained under an augmentation "
-        "level, all of which include those views; 8x the inference cost)",
+        help="build test-time views into the model: it averages its softmax over the views "
+        "the study's symmetry allows (8 dihedral, the image and its mirror, or none where turns "
+        "change the label; that many times the inference cost). Default: on when the trial "
+        "trained under an augmentation level",
     )
     p.add_argument(
         "--backend",
@@ -359,7 +361,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         plan, config, data, folds = _plan(args)
     except (UsageError, DataError, StorageError, TrialFailed) as exc:
         return usage_error(str(exc))
-    what = f"{len(folds)} fold models" if plan.ensemble else f"the {len(data)} images"
+    what = (
+        f"{len(folds)} fold models" if plan.ensemble else f"the {len(data)} images"
+    ) + " (less the calibration slice, if they allow one)"
     log.info(
         "trial %d (%s %.4f): %s, %s lr=%.3g, augment %s; training on %s for %s epochs",
         plan.trial,

@@ -114,7 +114,7 @@ def robustness(
     from trainer.corruptions import CORRUPTIONS, corrupt
 
     per: dict[str, dict[str, float]] = {}
-    for name in CORRUPTIONS:
+    for i, name in enumerate(CORRUPTIONS, 1):
         changed = corrupt(images, name, seed, symmetry=views, colour=colour)
         pred = predict_probs(model, changed, tta=tta, batch=batch, views=views).argmax(1)
         row = {"agreement": float(np.mean(pred == clean_pred))}
@@ -124,7 +124,9 @@ def robustness(
                 row["balanced_accuracy"] = float(balanced_accuracy_score(labels, pred))
             row["accuracy"] = float(np.mean(pred == labels))
         per[name] = row
-        log.info("corruption %-20s %s", name, fmt_row(row))
+        log.info(
+            "corruption %d/%d: %s", i, len(CORRUPTIONS), name
+        )  # progress; the table comes last
     out: dict[str, Any] = {"seed": seed, "tta": tta, "per_corruption": per}
     out["mean_agreement"] = float(np.mean([r["agreement"] for r in per.values()]))
     if labels is not None:
@@ -170,12 +172,15 @@ def summary_text(metrics: dict[str, Any], labels: Any, pred: Any, names: Sequenc
     if tta:
         if "accuracy_change" in tta:
             lines.append(
-                f"TTA (8 views): accuracy {tta['accuracy_without']:.4f} -> "
+                f"TTA ({tta.get('views', 8)} views): accuracy {tta['accuracy_without']:.4f} -> "
                 f"{tta['accuracy_with']:.4f} ({tta['accuracy_change']:+.4f}); "
                 f"{tta['changed_predictions']:.1%} of predictions changed"
             )
         else:
-            lines.append(f"TTA (8 views): {tta['changed_predictions']:.1%} of predictions changed")
+            lines.append(
+                f"TTA ({tta.get('views', 8)} views): {tta['changed_predictions']:.1%} of "
+                "predictions changed"
+            )
     rob = metrics.get("corruptions")
     if rob:
         lines.append("corruptions (seed {seed}):".format(**rob))

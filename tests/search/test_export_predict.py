@@ -107,6 +107,11 @@ def test_predict_metrics_match_sklearn_on_held_out_images(exported: Path, study)
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "resized 100 images" in out.stderr  # 96 px files, 32 px model
+    from trainer.corruptions import CORRUPTIONS
+
+    said = out.stdout + out.stderr  # the table once, after a progress line per corruption
+    assert all(said.count(f"  {name:<20} ") == 1 for name in CORRUPTIONS), said[-3000:]
+    assert f"corruption {len(CORRUPTIONS)}/{len(CORRUPTIONS)}: " in out.stderr
     with open(root / "pred.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     names = study["names"]

@@ -31,9 +31,17 @@ import numpy as np
 from common import ROOT, machine, real_subset  # noqa: I001
 
 from search.atomic import atomic_write_bytes
+from trainer import steps
 from trainer.config import TrialConfig
 from trainer.folds import make_folds
-from trainer.loop import BatchNormRefresh, ModelRun, forget_models, restore, snapshot
+from trainer.loop import (
+    BatchNormRefresh,
+    ModelRun,
+    forget_models,
+    pool_statistics,
+    restore,
+    snapshot,
+)
 
 # uncapped: refresh_batches batches; capped: the whole batches that hold the validation's images
 # (the rule before 2026-12-08); shipped: capped and BatchNormRefresh.BEFORE_VALIDATION, as trials
@@ -57,29 +65,19 @@ def _last(way: str) -> int | None:
 
 class TrainingStatistics:
     """Records, for the last batches of each epoch, the batch statistics the training step's
-    forward pass computes (a momentum-0 training-mode pass on the same augmented batch under the
-    same weights, the layers' moving averages put back after it)."""
+    forward pass computes (the trainer's momentum-0 statistics pass on the same augmented batch
+    under the same weights, the layers' moving averages put back after it)."""
 
     def __init__(self, run: ModelRun, level: str, size: int, batches: int):
         import keras
-        import tensorflow as tf
 
         self.layers = run.refresh.layers
         self.batches = batches
         self.recorded: list[tuple[int, list[np.ndarray], list[np.ndarray]]] = []
-        model = run.built.model
-        saved = [layer.momentum for layer in self.layers]
-        for layer in self.layers:
-            layer.momentum = 0.0
-        try:
-            self.forward = tf.function(
-                lambda x: model(x, training=True),
-                input_signature=(tf.TensorSpec((None, size, size, 3), tf.float32),),
-            )
-            self.forward.get_concrete_function()  # traced with momentum 0
-        finally:
-            for layer, momentum in zip(self.layers, saved, strict=True):
-                layer.momentum = momentum
+        # float32 at the step's size: the pass's cast and resize leave the batch as it is
+        self.forward = steps.statistics_pass(
+            run.built.model, self.layers, size, (size, size, 3), "float32"
+        )
         self._np = keras.ops.convert_to_numpy
         source = run.batches(level, size)
         original = source.epoch
@@ -107,15 +105,15 @@ class TrainingStatistics:
     def apply(self, n_batches: int) -> int:
         """Pool the last ``n_batches`` recorded batches into the layers; the images pooled."""
         chosen = self.recorded[-n_batches:]
-        counts = np.asarray([c for c, _, _ in chosen], np.float64)
-        share = counts[:, None] / counts.sum()
-        for i, layer in enumerate(self.layers):
-            m = np.stack([means[i] for _, means, _ in chosen]).astype(np.float64)
-            v = np.stack([variances[i] for _, _, variances in chosen]).astype(np.float64)
-            mean = (share * m).sum(axis=0)
-            layer.moving_mean.assign(mean.astype(np.float32))
-            layer.moving_variance.assign((share * (v + (m - mean) ** 2)).sum(axis=0))
-        return int(counts.sum())
+        counts = [c for c, _, _ in chosen]
+        by_layer = range(len(self.layers))
+        pool_statistics(
+            self.layers,
+            counts,
+            [[means[i] for _, means, _ in chosen] for i in by_layer],
+            [[variances[i] for _, _, variances in chosen] for i in by_layer],
+        )
+        return sum(counts)
 
 
 def one(n: int, batch: int, args: argparse.Namespace) -> list[dict]:

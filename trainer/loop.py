@@ -270,16 +270,26 @@ class BatchNormRefresh:
             for i, layer in enumerate(self.layers):
                 means[i].append(keras.ops.convert_to_numpy(layer.moving_mean))
                 variances[i].append(keras.ops.convert_to_numpy(layer.moving_variance))
-        if not counts:
-            return
-        share = np.asarray(counts, np.float64)[:, None] / sum(counts)
-        for i, layer in enumerate(self.layers):
-            m = np.stack(means[i]).astype(np.float64)
-            v = np.stack(variances[i]).astype(np.float64)
-            mean = (share * m).sum(axis=0)
-            total = (share * (v + (m - mean) ** 2)).sum(axis=0)  # the pooled variance
-            layer.moving_mean.assign(mean.astype(layer.moving_mean.dtype))
-            layer.moving_variance.assign(total.astype(layer.moving_variance.dtype))
+        if counts:
+            pool_statistics(self.layers, counts, means, variances)
+
+
+def pool_statistics(
+    layers: Sequence[keras.layers.BatchNormalization],
+    counts: Sequence[int],
+    means: Sequence[Sequence[np.ndarray]],
+    variances: Sequence[Sequence[np.ndarray]],
+) -> None:
+    """Set each layer's moving statistics to the pooled mean and variance of several batches'
+    (``means[i]``, ``variances[i]``: layer i's, one per batch of ``counts[j]`` images)."""
+    share = np.asarray(counts, np.float64)[:, None] / sum(counts)
+    for i, layer in enumerate(layers):
+        m = np.stack(means[i]).astype(np.float64)
+        v = np.stack(variances[i]).astype(np.float64)
+        mean = (share * m).sum(axis=0)
+        total = (share * (v + (m - mean) ** 2)).sum(axis=0)  # the pooled variance
+        layer.moving_mean.assign(mean.astype(layer.moving_mean.dtype))
+        layer.moving_variance.assign(total.astype(layer.moving_variance.dtype))
 
 
 class Phase:

@@ -171,7 +171,7 @@ def chosen_without(dataset: str) -> list[dict]:
         raise SystemExit(
             f"docs/portfolio.json has no portfolio chosen without {dataset!r} ({known})"
         )
-    fixed = {k: v for k, v in SPACES["quick"].starting_points[0].items()}
+    fixed = dict(SPACES["quick"].starting_points[0])
     types = {k: type(v) for k, v in fixed.items()}
     points = []
     for key in entry["portfolio"]:
